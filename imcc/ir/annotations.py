@@ -1,0 +1,58 @@
+"""Typed annotations that passes attach to crossbar nodes and the target reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+
+class Strategy(Enum):
+    IM2COL = "im2col"
+    SDK = "sdk"
+    VW_SDK = "vw-sdk"
+
+
+@dataclass(frozen=True)
+class MappingChoice:
+    """How a crossbar layer is laid out: a parallel window of `pw = (i, j)` output pixels
+    (im2col is (1, 1) with element-granular row packing). `reason` says why a requested
+    strategy was not used (e.g. a fallback to im2col)."""
+
+    strategy: Strategy
+    pw: tuple[int, int] = (1, 1)
+    reason: str = ""
+
+    @property
+    def n_parallel(self) -> int:
+        return self.pw[0] * self.pw[1]
+
+
+class PairRole(Enum):
+    R = "R"  # the K x K grouped conv producing g*k channels
+    L = "L"  # the 1x1 conv g*k -> m carrying the bias
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """Marks one half of a group low-rank pair W ~ [L_1..L_g] blockdiag(R_1..R_g)."""
+
+    role: PairRole
+    source: str        # name of the original layer
+    partner: str       # node name of the other half
+    rank: int
+    groups: int
+    rel_error: float | None  # ||W - W_hat||_F / ||W||_F; None if the model arrived factorized
+    params_before: int
+    params_after: int
+
+
+@dataclass(frozen=True, eq=False)
+class WeightQuant:
+    """Symmetric per-output-channel weights: W ~ q * scale[oc], q integer in
+    [-(2^(bits-1) - 1), 2^(bits-1) - 1]."""
+
+    bits: int
+    scale: np.ndarray  # float32, (OC,)
+    q: np.ndarray      # integer levels, same shape as the weight

@@ -1,0 +1,137 @@
+"""The crossbar program: what each array holds, which inputs drive its rows, what its columns
+produce, the window loop, and the digital work between crossbar layers.
+
+This module is the in-memory form; `imcc.targets.program_io` writes and reads the on-disk
+format documented in docs/program-format.md.
+
+Semantics of one crossbar layer (the simulator is the executable version):
+
+    for each window (wy, wx) in range(windows_h) x range(windows_w):      # the window loop
+        origin = (wy * step_h, wx * step_w)            # in the padded input of this layer
+        for each tile t:                                # one computing cycle per (window, tile)
+            v[r] = xpad[group_offset + rows[r].c, origin + rows[r].(dy, dx)]
+            col = v @ cells                             # the array's column sums (ADC)
+            for each column k with cols[k] = (oc, py, px, s):
+                acc[oc, wy * i + py, wx * j + px] += slice_weight[s] * col[k]
+    y = acc * out_scale[oc] + bias[oc]                  # digital post-processing
+
+Output pixels a window computes past the layer's output size are discarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from imcc.ir.annotations import LowRank, MappingChoice
+from imcc.ir.ops import Op
+
+FORMAT = "imcc-program/1"
+
+
+def bit_slice(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
+    """Split integer weights into S = ceil(weight_bits / cell_bits) cell levels, least
+    significant slice first (new leading axis). Two's complement over S * cell_bits bits;
+    the top slice stores the negated signed top digit, so with shift-add weights
+    `CrossbarTarget.slice_weights()` (top one negative) `sum_k w_k * level_k == q`.
+    For 1-bit cells every level is 0 or 1."""
+    s = -(-weight_bits // cell_bits)
+    total = s * cell_bits
+    u = np.asarray(q, dtype=np.int64) & ((1 << total) - 1)
+    mask = (1 << cell_bits) - 1
+    levels = np.stack([(u >> (k * cell_bits)) & mask for k in range(s)])
+    top = levels[-1]
+    top_signed = np.where(top >= (1 << (cell_bits - 1)), top - (1 << cell_bits), top)
+    levels[-1] = -top_signed
+    return levels.astype(np.int8)
+
+
+@dataclass(eq=False)
+class Tile:
+    """One array's contents. `rows[r] = (c, dy, dx)`: the input element (channel, offset from
+    the window origin in the padded input) that drives row r. `cols[k] = (oc, py, px, s)`:
+    column k adds slice s of output channel oc at pixel (py, px) of the parallel window.
+    `cells[r, k]` is the level (integer; float in an unquantized program)."""
+
+    array: int
+    group: int
+    row_tile: int
+    col_tile: int
+    rows: np.ndarray   # (R, 3) int32
+    cols: np.ndarray   # (C, 4) int32
+    cells: np.ndarray  # (R, C) int8 levels, or float32 weights when unquantized
+
+    @property
+    def used_cells(self) -> int:
+        return int(self.rows.shape[0] * self.cols.shape[0])
+
+
+@dataclass(eq=False)
+class CrossbarLayer:
+    name: str
+    op: str                      # "Conv" or "Linear"
+    input: str                   # value names
+    output: str
+    in_shape: tuple[int, ...]    # per sample: (C, H, W); Linear: (..., K)
+    out_shape: tuple[int, ...]   # per sample: (OC, Ho, Wo); Linear: (..., N)
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    groups: int
+    mapping: MappingChoice
+    windows: tuple[int, int]     # windows along H and W
+    tiles: list[Tile]
+    slice_weights: list[int]     # shift-add weight per slice index
+    out_scale: np.ndarray        # (OC,) float32: in_scale * w_scale[oc]; ones when unquantized
+    bias: np.ndarray | None      # (OC,) float32
+    in_quant: tuple[float, int, bool] | None = None  # (scale, bits, signed) of the input
+    lowrank: LowRank | None = None
+    weight_params: int = 0
+
+    @property
+    def pw(self) -> tuple[int, int]:
+        return self.mapping.pw
+
+    @property
+    def n_windows(self) -> int:
+        return self.windows[0] * self.windows[1]
+
+    @property
+    def cycles(self) -> int:
+        """Computing cycles: (window, tile) activations the window loop executes."""
+        return self.n_windows * len(self.tiles)
+
+
+@dataclass(eq=False)
+class DigitalStep:
+    """An op between crossbar layers, run by the digital periphery (numpy semantics of the op).
+    `inputs` name values; constant operands are in `consts` under their value names."""
+
+    name: str
+    op: Op
+    inputs: list[str]
+    outputs: list[str]
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+Step = CrossbarLayer | DigitalStep
+
+
+@dataclass(eq=False)
+class Program:
+    model: str
+    target: dict[str, int]
+    quantized: bool
+    inputs: list[tuple[str, tuple[int | None, ...]]]
+    outputs: list[str]
+    steps: list[Step]
+    n_arrays: int = 0
+
+    def crossbar_layers(self) -> list[CrossbarLayer]:
+        return [s for s in self.steps if isinstance(s, CrossbarLayer)]
+
+    @property
+    def total_cycles(self) -> int:
+        return sum(layer.cycles for layer in self.crossbar_layers())
