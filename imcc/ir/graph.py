@@ -52,7 +52,7 @@ class Node:
     def __repr__(self) -> str:
         ins = ", ".join(f"%{v.name}" for v in self.inputs)
         outs = ", ".join(f"%{v.name}" for v in self.outputs)
-        return f"{outs} = {self.op.kind}{self.op}({ins})  # {self.name}"
+        return f"{outs} = {self.op}({ins})  # {self.name}"
 
 
 class Graph:

@@ -1,0 +1,596 @@
+"""ONNX -> IR.
+
+Contract: every ONNX node is either folded (all its inputs are constant: evaluated once with
+onnx's reference evaluator, which covers the Shape/Gather/Concat/ConstantOfShape/Cast chains
+that exporters emit), translated to one typed IR op (Conv, Gemm and MatMul with constant
+weights become crossbar `Conv`/`Linear`; the rest are digital ops), or reported. All
+unsupported constructs are collected and raised together in one `UnsupportedError`.
+Only the batch dimension may be dynamic; every other size must be static.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from imcc.errors import ModelError, UnsupportedError
+from imcc.frontend.loader import load_onnx
+from imcc.ir import Graph, TensorType, Value
+from imcc.ir import ops as O
+from imcc.ir.types import DType
+
+Operand = Value | np.ndarray  # an activation, or a constant folded at import time
+MAX_ELEMENTS = 1 << 28  # refuse tensors that would take gigabytes per sample
+
+
+class _Skip(Exception):
+    """A node is unsupported; the reason is collected and import goes on."""
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def _pairs(v: list[int] | tuple[int, ...]) -> tuple[int, int]:
+    return int(v[0]), int(v[1])
+
+
+class _Importer:
+    def __init__(self, model: onnx.ModelProto, name: str) -> None:
+        self.model = model
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                          0)
+        self.g = Graph(name)
+        self.env: dict[str, Operand] = {}
+        self.problems: list[str] = []
+        self.defined: set[str] = set()  # names defined but unusable (after a problem)
+
+    # -- helpers
+    def fail(self, node: onnx.NodeProto, why: str) -> _Skip:
+        return _Skip(f"{node.op_type} node {node.name or node.output[0]!r}: {why}")
+
+    def const(self, node: onnx.NodeProto, idx: int, what: str) -> np.ndarray | None:
+        if idx >= len(node.input) or not node.input[idx]:
+            return None
+        v = self.env[node.input[idx]]
+        if isinstance(v, Value):
+            raise self.fail(node, f"{what} must be a constant (initializer) to be mapped")
+        return v
+
+    def act(self, node: onnx.NodeProto, idx: int = 0) -> Value:
+        v = self.env[node.input[idx]]
+        if isinstance(v, np.ndarray):
+            return self.g.const(node.input[idx] or "const", v.astype(np.float32)
+                                if v.dtype == np.float64 else v)
+        return v
+
+    def operand_value(self, name: str) -> Value:
+        v = self.env[name]
+        return v if isinstance(v, Value) else self.g.const(name, v)
+
+    def emit(self, op: O.Op, ins: list[Value], node: onnx.NodeProto) -> Value:
+        n = self.g.add(op, ins, node.name or node.output[0], out_names=[node.output[0]])
+        t = n.output.type
+        size = math.prod(d for d in t.shape[1:] if d is not None)
+        if size > MAX_ELEMENTS:
+            raise self.fail(node, f"output of {size} elements per sample is too large")
+        return n.output
+
+    # -- main loop
+    def run(self) -> Graph:
+        gp = self.model.graph
+        for init in gp.initializer:
+            try:
+                self.env[init.name] = numpy_helper.to_array(init)
+            except Exception as exc:  # noqa: BLE001 - onnx raises many kinds here
+                self.problems.append(f"initializer {init.name!r} cannot be read ({exc})")
+        inits = {i.name for i in gp.initializer}
+        for inp in gp.input:
+            if inp.name in inits:
+                continue
+            self.env[inp.name] = self.g.input(inp.name, self._input_type(inp))
+        for node in _toposort(gp):
+            outs = [o for o in node.output if o]
+            try:
+                if node.domain not in ("", "ai.onnx"):
+                    raise self.fail(node, f"custom domain {node.domain!r}")
+                missing = [i for i in node.input if i and i not in self.env]
+                if missing:
+                    if any(m in self.defined for m in missing):
+                        self.defined.update(outs)  # already reported upstream
+                        continue
+                    raise self.fail(node, f"input {missing[0]!r} is not defined")
+                self._node(node)
+            except _Skip as s:
+                self.problems.append(str(s))
+                self.defined.update(outs)
+        self.g.outputs = []
+        for o in gp.output:
+            v = self.env.get(o.name)
+            if isinstance(v, Value):
+                self.g.outputs.append(v)
+            elif v is not None:
+                self.problems.append(f"graph output {o.name!r} is a constant")
+        if self.problems:
+            raise UnsupportedError(self.problems,
+                                   hint="imcc maps Conv/Gemm/MatMul to crossbars and supports "
+                                        "common digital ops; see docs/limits.md")
+        if not self.g.outputs:
+            raise ModelError("the model has no outputs")
+        _dead_code(self.g)
+        return self.g
+
+    def _input_type(self, inp: onnx.ValueInfoProto) -> TensorType:
+        tt = inp.type.tensor_type
+        if not inp.type.HasField("tensor_type") or not tt.HasField("shape"):
+            self.problems.append(f"graph input {inp.name!r} has no tensor shape")
+            return TensorType((None,))
+        dims: list[int | None] = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            elif i == 0:
+                dims.append(None)
+            else:
+                self.problems.append(f"graph input {inp.name!r} has a dynamic size on axis {i} "
+                                     "(only the batch axis may be dynamic; re-export with a "
+                                     "fixed input size)")
+                dims.append(1)
+        try:
+            dt = DType.from_numpy(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        except Exception:  # noqa: BLE001 - unknown element types surface as many errors
+            self.problems.append(f"graph input {inp.name!r} has an unsupported element type")
+            dt = DType.FLOAT32
+        return TensorType(tuple(dims), dt)
+
+    def _node(self, node: onnx.NodeProto) -> None:
+        ins = [self.env[i] if i else None for i in node.input]
+        if node.op_type == "Constant":
+            self.env[node.output[0]] = _constant(node)
+            return
+        if all(v is None or isinstance(v, np.ndarray) for v in ins) and node.input:
+            self._fold(node, ins)
+            return
+        fn = _TRANSLATE.get(node.op_type)
+        if fn is None:
+            raise self.fail(node, "op type not supported")
+        if len([o for o in node.output if o]) > 1 and node.op_type != "MaxPool":
+            raise self.fail(node, "several outputs are not supported")
+        out = fn(self, node, _attrs(node))
+        self.env[node.output[0]] = out
+
+    def _fold(self, node: onnx.NodeProto, ins: list[Any]) -> None:
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {name: v for name, v in zip(node.input, ins) if name}
+        g = helper.make_graph(
+            [node], "fold",
+            [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+             for n, v in feeds.items()],
+            [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
+             for o in node.output if o])
+        m = helper.make_model(g, opset_imports=list(self.model.opset_import))
+        try:
+            res = ReferenceEvaluator(m).run(None, feeds)
+        except Exception as exc:  # noqa: BLE001 - the evaluator raises arbitrary errors
+            raise self.fail(node, f"constant folding failed ({exc})") from exc
+        for name, r in zip([o for o in node.output if o], res):
+            self.env[name] = np.asarray(r)
+
+
+def _constant(node: onnx.NodeProto) -> np.ndarray:
+    a = node.attribute[0]
+    if a.name == "value":
+        return numpy_helper.to_array(a.t)
+    v = helper.get_attribute_value(a)
+    if a.name in ("value_float", "value_int"):
+        return np.array(v, dtype=np.float32 if a.name == "value_float" else np.int64)
+    if a.name in ("value_floats", "value_ints"):
+        return np.array(v, dtype=np.float32 if a.name == "value_floats" else np.int64)
+    raise _Skip(f"Constant node {node.name!r}: attribute {a.name} not supported")
+
+
+def _toposort(gp: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Nodes in dependency order; a cycle is a malformed model."""
+    producer = {o: i for i, n in enumerate(gp.node) for o in n.output if o}
+    state = [0] * len(gp.node)
+    order: list[onnx.NodeProto] = []
+    for root in range(len(gp.node)):
+        stack = [(root, False)]
+        while stack:
+            i, done = stack.pop()
+            if done:
+                state[i] = 2
+                order.append(gp.node[i])
+                continue
+            if state[i] == 2:
+                continue
+            if state[i] == 1:
+                raise ModelError(f"the graph has a cycle through node {gp.node[i].name!r}")
+            state[i] = 1
+            stack.append((i, True))
+            for inp in gp.node[i].input:
+                j = producer.get(inp)
+                if j is not None and state[j] != 2:
+                    if state[j] == 1:
+                        raise ModelError(f"the graph has a cycle through node "
+                                         f"{gp.node[j].name!r}")
+                    stack.append((j, False))
+    return order
+
+
+def _dead_code(g: Graph) -> None:
+    live = {id(v) for v in g.outputs}
+    for n in reversed(list(g.nodes)):
+        if any(id(o) in live for o in n.outputs):
+            live.update(id(v) for v in n.inputs)
+        else:
+            g.remove(n)
+
+
+# ----------------------------------------------------------------------------- translators
+
+
+def _auto_pads(im: _Importer, node: onnx.NodeProto, a: dict[str, Any], x: Value,
+               k: tuple[int, int], s: tuple[int, int], d: tuple[int, int]) -> O.Pads2:
+    mode = a.get("auto_pad", "NOTSET")
+    if mode in ("NOTSET", ""):
+        p = a.get("pads", [0, 0, 0, 0])
+        if len(p) != 4:
+            raise im.fail(node, f"pads {p} are not 2-D")
+        if min(p) < 0:
+            raise im.fail(node, "negative pads")
+        return int(p[0]), int(p[1]), int(p[2]), int(p[3])
+    if mode == "VALID":
+        return 0, 0, 0, 0
+    if mode not in ("SAME_UPPER", "SAME_LOWER"):
+        raise im.fail(node, f"auto_pad={mode}")
+    pads: list[tuple[int, int]] = []
+    for axis in (0, 1):
+        n = int(x.type.shape[2 + axis])  # type: ignore[arg-type]
+        out = -(-n // s[axis])
+        total = max(0, (out - 1) * s[axis] + (k[axis] - 1) * d[axis] + 1 - n)
+        lo = total // 2 if mode == "SAME_UPPER" else total - total // 2
+        pads.append((lo, total - lo))
+    return pads[0][0], pads[1][0], pads[0][1], pads[1][1]
+
+
+def _spatial4(im: _Importer, node: onnx.NodeProto, x: Value) -> None:
+    if x.type.rank != 4:
+        raise im.fail(node, f"only 2-D (NCHW) inputs are supported, got rank {x.type.rank}")
+
+
+def _conv(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    _spatial4(im, node, x)
+    w = im.const(node, 1, "the weight")
+    b = im.const(node, 2, "the bias")
+    assert w is not None
+    if w.ndim != 4:
+        raise im.fail(node, f"weight rank {w.ndim}")
+    k = _pairs(a.get("kernel_shape", w.shape[2:]))
+    s = _pairs(a.get("strides", [1, 1]))
+    d = _pairs(a.get("dilations", [1, 1]))
+    group = int(a.get("group", 1))
+    ic = int(x.type.shape[1])  # type: ignore[arg-type]
+    if group < 1 or ic % group or w.shape[1] * group != ic or w.shape[0] % group:
+        raise im.fail(node, f"group={group} does not match {ic} input channels and weight "
+                            f"{list(w.shape)}")
+    if min(s) < 1 or min(d) < 1 or tuple(w.shape[2:]) != k:
+        raise im.fail(node, "inconsistent kernel_shape/strides/dilations")
+    pads = _auto_pads(im, node, a, x, k, s, d)
+    op = O.Conv(kernel=k, stride=s, pads=pads, dilation=d, group=group)
+    ho, wo = op.out_hw(int(x.type.shape[2]), int(x.type.shape[3]))  # type: ignore[arg-type]
+    if ho < 1 or wo < 1:
+        raise im.fail(node, "the kernel is larger than the padded input")
+    ins = [x, im.g.const(node.input[1], w.astype(np.float32))]
+    if b is not None:
+        ins.append(im.g.const(node.input[2], b.astype(np.float32).reshape(-1)))
+    return im.emit(op, ins, node)
+
+
+def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    if a.get("transA", 0):
+        raise im.fail(node, "transA=1 (the activation must be the left operand, untransposed)")
+    if x.type.rank != 2:
+        raise im.fail(node, f"input rank {x.type.rank} (Gemm takes 2-D inputs)")
+    bmat = im.const(node, 1, "the weight (B)")
+    assert bmat is not None
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    w = (bmat if a.get("transB", 0) else bmat.T).astype(np.float64) * alpha
+    n_out = w.shape[0]
+    ins = [x, im.g.const(node.input[1], w.astype(np.float32))]
+    c = im.const(node, 2, "the bias (C)")
+    if c is not None:
+        c2 = np.broadcast_to(c.astype(np.float64) * beta, (1, n_out)) if c.ndim <= 1 or \
+            c.shape[0] == 1 else None
+        if c2 is None:
+            raise im.fail(node, f"bias C of shape {list(c.shape)} varies along the batch")
+        ins.append(im.g.const(node.input[2], c2.reshape(-1).astype(np.float32)))
+    return im.emit(O.Linear(), ins, node)
+
+
+def _matmul(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    if isinstance(im.env[node.input[0]], np.ndarray):
+        raise im.fail(node, "a constant left operand (only x @ W with constant W is mapped)")
+    x = im.act(node)
+    w = im.const(node, 1, "the right operand (weight)")
+    assert w is not None
+    if w.ndim != 2 or x.type.rank < 2:
+        raise im.fail(node, f"weight rank {w.ndim} / input rank {x.type.rank} "
+                            "(supported: N-D input times a 2-D constant)")
+    return im.emit(O.Linear(), [x, im.g.const(node.input[1], w.T.astype(np.float32))], node)
+
+
+def _bn(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    if a.get("training_mode", 0):
+        raise im.fail(node, "training_mode=1")
+    x = im.act(node)
+    sc, b, mean, var = (im.const(node, i, "BatchNormalization parameters") for i in (1, 2, 3, 4))
+    assert sc is not None and b is not None and mean is not None and var is not None
+    eps = float(a.get("epsilon", 1e-5))
+    scale = sc.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+    shift = b.astype(np.float64) - mean.astype(np.float64) * scale
+    return im.emit(O.Affine(), [x, im.g.const(node.name + ".scale", scale.astype(np.float32)),
+                                im.g.const(node.name + ".shift", shift.astype(np.float32))], node)
+
+
+def _unary(op: O.Op) -> Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Value]:
+    def f(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+        return im.emit(op, [im.act(node)], node)
+    return f
+
+
+def _leaky(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    return im.emit(O.LeakyRelu(float(a.get("alpha", 0.01))), [im.act(node)], node)
+
+
+def _clip(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    if im.opset < 11:
+        lo, hi = a.get("min"), a.get("max")
+    else:
+        lo_a, hi_a = im.const(node, 1, "min"), im.const(node, 2, "max")
+        lo = None if lo_a is None else float(lo_a)
+        hi = None if hi_a is None else float(hi_a)
+    return im.emit(O.Clip(lo, hi), [im.act(node)], node)
+
+
+def _softmax(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    axis = int(a.get("axis", -1 if im.opset >= 13 else 1))
+    axis = axis % x.type.rank
+    if im.opset < 13 and axis != x.type.rank - 1:
+        raise im.fail(node, "opset < 13 Softmax over several axes")
+    if axis == 0:
+        raise im.fail(node, "Softmax over the batch axis")
+    return im.emit(O.Softmax(axis), [x], node)
+
+
+def _binary(op: O.Op) -> Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Value]:
+    def f(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+        ins = [im.operand_value(n) for n in node.input]
+        for v in ins:
+            if v.is_const and v.data is not None and v.data.dtype == np.float64:
+                v.data = v.data.astype(np.float32)
+        return im.emit(op, ins, node)
+    return f
+
+
+def _pool(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    _spatial4(im, node, x)
+    if len([o for o in node.output if o]) > 1:
+        raise im.fail(node, "the Indices output")
+    k = _pairs(a["kernel_shape"])
+    s = _pairs(a.get("strides", [1, 1]))
+    d = _pairs(a.get("dilations", [1, 1]))
+    pads = _auto_pads(im, node, a, x, k, s, d)
+    ceil = bool(a.get("ceil_mode", 0))
+    if node.op_type == "MaxPool":
+        if a.get("storage_order", 0):
+            raise im.fail(node, "storage_order=1")
+        return im.emit(O.MaxPool(k, s, pads, d, ceil), [x], node)
+    if d != (1, 1):
+        raise im.fail(node, "dilations on AveragePool")
+    return im.emit(O.AveragePool(k, s, pads, ceil, bool(a.get("count_include_pad", 0))), [x],
+                   node)
+
+
+def _global(op: O.Op) -> Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Value]:
+    def f(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+        return im.emit(op, [im.act(node)], node)
+    return f
+
+
+def _pad(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    r = x.type.rank
+    mode = a.get("mode", "constant")
+    if im.opset < 11:
+        pads = list(a["pads"])
+        value = float(a.get("value", 0.0))
+    else:
+        p = im.const(node, 1, "pads")
+        assert p is not None
+        pads = [int(v) for v in p.reshape(-1)]
+        cv = im.const(node, 2, "constant_value")
+        value = 0.0 if cv is None else float(cv.reshape(-1)[0]) if cv.size else 0.0
+        axes_a = im.const(node, 3, "axes")
+        if axes_a is not None:
+            axes = [int(v) % r for v in axes_a.reshape(-1)]
+            full = [0] * (2 * r)
+            for i, ax in enumerate(axes):
+                full[ax], full[ax + r] = pads[i], pads[i + len(axes)]
+            pads = full
+    if len(pads) != 2 * r:
+        raise im.fail(node, f"{len(pads)} pads for rank {r}")
+    if pads[0] or pads[r]:
+        raise im.fail(node, "padding the batch axis")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise im.fail(node, f"mode={mode}")
+    return im.emit(O.Pad(tuple(pads), mode, value), [x], node)
+
+
+def _slice(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    r = x.type.rank
+    if im.opset < 10:
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes = list(a.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        vals = [im.const(node, i, n) for i, n in ((1, "starts"), (2, "ends"), (3, "axes"),
+                                                  (4, "steps"))]
+        assert vals[0] is not None and vals[1] is not None
+        starts, ends = [int(v) for v in vals[0]], [int(v) for v in vals[1]]
+        axes = [int(v) for v in vals[2]] if vals[2] is not None else list(range(len(starts)))
+        steps = [int(v) for v in vals[3]] if vals[3] is not None else [1] * len(starts)
+    ns, ne, na, nst = [], [], [], []
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        ax %= r
+        if st == 0:
+            raise im.fail(node, "step 0")
+        dim = x.type.shape[ax]
+        if dim is None:
+            if (s, st) == (0, 1) and e >= (1 << 31):
+                continue  # a no-op over the dynamic batch axis, as exporters write it
+            raise im.fail(node, "slicing the dynamic batch axis")
+        if ax == 0:
+            raise im.fail(node, "slicing the batch axis")
+        start, stop, step = slice(s, e, st).indices(dim)
+        ns.append(start)
+        ne.append(stop)
+        na.append(ax)
+        nst.append(step)
+    if not na:
+        return x
+    return im.emit(O.Slice(tuple(ns), tuple(ne), tuple(na), tuple(nst)), [x], node)
+
+
+def _concat(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    ins = [im.operand_value(n) for n in node.input if n]
+    axis = int(a["axis"]) % ins[0].type.rank
+    if axis == 0:
+        raise im.fail(node, "concatenating along the batch axis")
+    return im.emit(O.Concat(axis), ins, node)
+
+
+def _reshape_to(im: _Importer, node: onnx.NodeProto, x: Value, full: list[int]) -> Value:
+    """Reshape whose first output axis must stay the batch axis."""
+    shp = x.type.shape
+    per = math.prod(int(d) for d in shp[1:])  # type: ignore[arg-type]
+    rest = full[1:]
+    if rest.count(-1) > 1 or any(d < -1 for d in rest):
+        raise im.fail(node, f"shape {full}")
+    known = math.prod(d for d in rest if d != -1)
+    if -1 in rest:
+        if known == 0 or per % known:
+            raise im.fail(node, f"cannot reshape {x.type} to {full}")
+        rest = [per // known if d == -1 else d for d in rest]
+    if math.prod(rest) != per or (full[0] not in (0, -1) and shp[0] is not None and
+                                  full[0] != shp[0]):
+        raise im.fail(node, f"reshape of {x.type} to {full} moves the batch axis")
+    return im.emit(O.Reshape(tuple(int(d) for d in rest)), [x], node)
+
+
+def _reshape(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    s = im.const(node, 1, "the shape")
+    assert s is not None
+    full = [int(v) for v in s.reshape(-1)]
+    if not a.get("allowzero", 0):
+        full = [int(x.type.shape[i]) if d == 0 and i > 0 else d  # type: ignore[arg-type]
+                for i, d in enumerate(full)]
+    if not full:
+        raise im.fail(node, "reshape to a scalar")
+    return _reshape_to(im, node, x, full)
+
+
+def _flatten(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    axis = int(a.get("axis", 1)) % (x.type.rank + 1) if x.type.rank else 0
+    inner = x.type.shape[1:axis]
+    if axis == 0 or any(d != 1 for d in inner):
+        raise im.fail(node, f"Flatten axis={axis} merges the batch axis")
+    return _reshape_to(im, node, x, [0, -1])
+
+
+def _squeeze_like(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    if "axes" in a:
+        axes = list(a["axes"])
+    else:
+        c = im.const(node, 1, "axes")
+        axes = [] if c is None else [int(v) for v in c.reshape(-1)]
+    shp = list(x.type.shape)
+    if node.op_type == "Squeeze":
+        axes = [ax % len(shp) for ax in axes] or [i for i, d in enumerate(shp) if d == 1]
+        if 0 in axes:
+            raise im.fail(node, "squeezing the batch axis")
+        new = [d for i, d in enumerate(shp) if i not in axes]
+    else:
+        n = len(shp) + len(axes)
+        axes = sorted(ax % n for ax in axes)
+        if 0 in axes:
+            raise im.fail(node, "unsqueezing before the batch axis")
+        new = list(shp)
+        for ax in axes:
+            new.insert(ax, 1)
+    return _reshape_to(im, node, x, [0] + [int(d) for d in new[1:]])  # type: ignore[arg-type]
+
+
+def _transpose(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    perm = tuple(int(p) for p in a.get("perm", reversed(range(x.type.rank))))
+    if perm[0] != 0:
+        raise im.fail(node, f"perm {list(perm)} moves the batch axis")
+    return im.emit(O.Transpose(perm), [x], node)
+
+
+def _identity(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    return im.act(node)
+
+
+def _cast(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    if helper.tensor_dtype_to_np_dtype(int(a["to"])) != x.type.dtype.numpy:
+        raise im.fail(node, "casting an activation to another type")
+    return x
+
+
+_TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Value]] = {
+    "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _bn,
+    "Relu": _unary(O.Relu()), "Sigmoid": _unary(O.Sigmoid()), "Tanh": _unary(O.Tanh()),
+    "LeakyRelu": _leaky, "Clip": _clip, "Softmax": _softmax,
+    "Add": _binary(O.Add()), "Sub": _binary(O.Sub()), "Mul": _binary(O.Mul()),
+    "Div": _binary(O.Div()),
+    "MaxPool": _pool, "AveragePool": _pool,
+    "GlobalAveragePool": _global(O.GlobalAveragePool()),
+    "GlobalMaxPool": _global(O.GlobalMaxPool()),
+    "Pad": _pad, "Slice": _slice, "Concat": _concat, "Reshape": _reshape, "Flatten": _flatten,
+    "Squeeze": _squeeze_like, "Unsqueeze": _squeeze_like, "Transpose": _transpose,
+    "Identity": _identity, "Dropout": _identity, "Cast": _cast,
+}
+
+SUPPORTED_OPS = sorted(_TRANSLATE)
+
+
+def import_model(path: str | Path, name: str | None = None) -> Graph:
+    """Load an ONNX file and translate it to IR (see the module docstring)."""
+    model = load_onnx(path)
+    return import_proto(model, name or Path(path).stem)
+
+
+def import_proto(model: onnx.ModelProto, name: str = "model") -> Graph:
+    return _Importer(model, name).run()

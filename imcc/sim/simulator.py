@@ -1,0 +1,205 @@
+"""Functional simulator: the executable definition of the program semantics
+(see `imcc.targets.program`).
+
+For each crossbar layer and each tile it gathers every window's row inputs through the row
+map (one fancy-index over the padded input), multiplies by the cell levels (the column sums
+an ideal ADC reads), optionally models a `adc_bits` ADC per bit-serial input phase, shift-adds
+the slices and scatters the results through the column map. Digital steps run their op's
+numpy semantics. Cycles are counted while executing: one per (window, tile) activation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from imcc.ir.ops import FakeQuant
+from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile
+
+EXACT_F32 = 1 << 24  # integer sums below this are exact in float32
+
+
+@dataclass
+class _TilePlan:
+    tile: Tile
+    gather: np.ndarray    # (windows, R) flat indices into the padded input of one sample
+    combine: np.ndarray   # (C, U) slice shift-add weights onto the tile's unique outputs
+    scatter: np.ndarray   # (windows, U) flat indices into the layer's accumulator
+
+
+@dataclass
+class _LayerPlan:
+    layer: CrossbarLayer
+    padded: tuple[int, int, int]   # (C, Hp, Wp) including the window overhang
+    acc_hw: tuple[int, int]
+    tiles: list[_TilePlan]
+    dtype: type
+
+
+@dataclass
+class SimResult:
+    outputs: dict[str, np.ndarray]
+    cycles: dict[str, int] = field(default_factory=dict)  # per layer, per image
+
+    @property
+    def cycles_per_image(self) -> int:
+        return sum(self.cycles.values())
+
+
+def _as_conv_input(layer: CrossbarLayer, x: np.ndarray) -> np.ndarray:
+    if layer.op == "Conv":
+        return x
+    b, k = x.shape[0], x.shape[-1]
+    return np.moveaxis(x.reshape(b, -1, k), 2, 1)[..., None]  # (B, K, positions, 1)
+
+
+def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
+    if layer.op == "Conv":
+        c, h, w = layer.in_shape
+    else:
+        c, h, w = layer.in_shape[-1], int(np.prod(layer.in_shape[:-1], dtype=np.int64)), 1
+    t, left, b, r = layer.pads
+    (i, j), (nwh, nww) = layer.pw, layer.windows
+    sh, sw = layer.stride
+    kh, kw = layer.kernel
+    dh, dw = layer.dilation
+    pwh, pww = (kh - 1) * dh + 1 + (i - 1) * sh, (kw - 1) * dw + 1 + (j - 1) * sw
+    hp = max(t + h + b, (nwh - 1) * i * sh + pwh)
+    wp = max(left + w + r, (nww - 1) * j * sw + pww)
+    ah, aw = nwh * i, nww * j
+    wy, wx = np.meshgrid(np.arange(nwh), np.arange(nww), indexing="ij")
+    wy, wx = wy.ravel(), wx.ravel()
+    base = wy * (i * sh) * wp + wx * (j * sw)
+    plans = []
+    bound = 0.0
+    for tile in layer.tiles:
+        rows, cols = tile.rows.astype(np.int64), tile.cols.astype(np.int64)
+        gather = base[:, None] + (rows[:, 0] * hp * wp + rows[:, 1] * wp + rows[:, 2])[None, :]
+        uniq, inv = np.unique(cols[:, :3], axis=0, return_inverse=True)
+        combine = np.zeros((len(cols), len(uniq)))
+        combine[np.arange(len(cols)), inv.ravel()] = np.asarray(layer.slice_weights)[cols[:, 3]]
+        scatter = (uniq[:, 0][None, :] * ah * aw + (wy[:, None] * i + uniq[:, 1][None, :]) * aw
+                   + wx[:, None] * j + uniq[:, 2][None, :])
+        plans.append(_TilePlan(tile, gather, combine, scatter))
+        bound = max(bound, float(np.abs(tile.cells).sum(axis=0).max(initial=0)))
+    xmax = 1 << (layer.in_quant[1] if layer.in_quant else 0)
+    exact32 = quantized and bound * xmax * max(abs(s) for s in layer.slice_weights) < EXACT_F32
+    dtype = np.float32 if (exact32 or not quantized) else np.float64
+    return _LayerPlan(layer, (c, hp, wp), (ah, aw), plans, dtype)
+
+
+def _adc(colsum: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
+    """A `bits` ADC spanning [-full_scale, full_scale]: clip, then round to its step."""
+    levels = (1 << bits) - 1
+    if full_scale <= levels / 2:
+        return colsum  # every integer column sum is representable: the ADC is lossless
+    step = 2 * full_scale / levels
+    return np.rint(np.clip(colsum, -full_scale, full_scale) / step) * step
+
+
+class Simulator:
+    """Runs a `Program`. Plans (index arrays) are built once and reused across batches."""
+
+    def __init__(self, program: Program, adc_bits: int | None = None, dac_bits: int = 1,
+                 batch: int = 50) -> None:
+        self.program = program
+        self.adc_bits = adc_bits
+        self.dac_bits = dac_bits
+        self.batch = batch
+        self.plans = {s.name: _plan(s, program.quantized) for s in program.crossbar_layers()}
+
+    def run(self, feeds: dict[str, np.ndarray],
+            progress: Callable[[int], None] | None = None) -> SimResult:
+        n = next(iter(feeds.values())).shape[0]
+        outs: dict[str, list[np.ndarray]] = {o: [] for o in self.program.outputs}
+        cycles: dict[str, int] = {}
+        for a in range(0, n, self.batch):
+            part = {k: v[a:a + self.batch] for k, v in feeds.items()}
+            res = self._run_batch(part, cycles)
+            for o in outs:
+                outs[o].append(res[o])
+            if progress is not None:
+                progress(min(self.batch, n - a))
+        nb = -(-n // self.batch)
+        return SimResult({k: np.concatenate(v) for k, v in outs.items()},
+                         {k: c // nb for k, c in cycles.items()})
+
+    def _run_batch(self, feeds: dict[str, np.ndarray], cycles: dict[str, int]
+                   ) -> dict[str, np.ndarray]:
+        env: dict[str, np.ndarray] = {k: np.asarray(v, np.float32) for k, v in feeds.items()}
+        for step in self.program.steps:
+            if isinstance(step, DigitalStep):
+                ins = [step.consts[i] if i in step.consts else env[i] for i in step.inputs]
+                env[step.outputs[0]] = step.op.compute(*ins)
+            else:
+                env[step.output] = self._crossbar(self.plans[step.name], env[step.input], cycles)
+        return {o: env[o] for o in self.program.outputs}
+
+    def _crossbar(self, plan: _LayerPlan, x: np.ndarray, cycles: dict[str, int]) -> np.ndarray:
+        layer = plan.layer
+        xb = _as_conv_input(layer, x)
+        if layer.in_quant is not None:
+            scale, bits, signed = layer.in_quant
+            xb = FakeQuant(scale, bits, signed).quantize(xb)
+        b = xb.shape[0]
+        c, hp, wp = plan.padded
+        t, left = layer.pads[0], layer.pads[1]
+        xp = np.zeros((b, c, hp, wp), plan.dtype)
+        xp[:, :, t:t + xb.shape[2], left:left + xb.shape[3]] = xb
+        flat = xp.reshape(b, -1)
+        ah, aw = plan.acc_hw
+        oc = layer.out_scale.shape[0]
+        acc = np.zeros((b, oc * ah * aw), np.float64)
+        executed = 0
+        for tp in plan.tiles:
+            xg = flat[:, tp.gather]                               # (B, windows, R)
+            cells = tp.tile.cells.astype(plan.dtype)
+            if self.adc_bits is None:
+                colsum = xg @ cells                               # (B, windows, C)
+            else:
+                colsum = self._adc_phases(xg, cells, layer)
+            acc[:, tp.scatter] += colsum.astype(np.float64) @ tp.combine
+            executed += tp.gather.shape[0]
+        cycles[layer.name] = cycles.get(layer.name, 0) + executed
+        acc3 = acc.reshape(b, oc, ah, aw)
+        ho, wo = (layer.out_shape[1], layer.out_shape[2]) if layer.op == "Conv" else \
+            (int(np.prod(layer.out_shape[:-1], dtype=np.int64)), 1)
+        y = acc3[:, :, :ho, :wo] * layer.out_scale.reshape(1, -1, 1, 1).astype(np.float64)
+        if layer.bias is not None:
+            y = y + layer.bias.reshape(1, -1, 1, 1)
+        y = y.astype(np.float32)
+        if layer.op == "Conv":
+            return y
+        return np.moveaxis(y[..., 0], 1, 2).reshape((b,) + tuple(layer.out_shape))
+
+    def _adc_phases(self, xg: np.ndarray, cells: np.ndarray, layer: CrossbarLayer) -> np.ndarray:
+        """Apply inputs bit-serially (dac_bits per phase, two's complement when signed) and
+        convert each phase's column sums with the ADC before the digital shift-add."""
+        assert self.adc_bits is not None
+        if layer.in_quant is None:
+            # Unquantized inputs have no bit planes: the ADC sees the analog sum once.
+            fs = float(np.abs(xg).max(initial=0) * np.abs(cells).sum(axis=0).max(initial=0))
+            return _adc(xg @ cells, fs, self.adc_bits)
+        _, bits, signed = layer.in_quant
+        phases = -(-bits // self.dac_bits)
+        u = xg.astype(np.int64) & ((1 << (phases * self.dac_bits)) - 1)
+        mask = (1 << self.dac_bits) - 1
+        fs = float(mask * np.abs(cells).sum(axis=0).max(initial=0))
+        out = np.zeros(xg.shape[:2] + (cells.shape[1],), np.float64)
+        for p in range(phases):
+            plane = ((u >> (p * self.dac_bits)) & mask).astype(cells.dtype)
+            weight = float(1 << (p * self.dac_bits))
+            if signed and p == phases - 1:
+                top = 1 << (self.dac_bits - 1)
+                plane = np.where(plane >= top, plane - (1 << self.dac_bits), plane).astype(
+                    cells.dtype)
+            out += weight * _adc(plane @ cells, fs, self.adc_bits)
+        return out
+
+
+def simulate(program: Program, feeds: dict[str, np.ndarray], adc_bits: int | None = None,
+             progress: Callable[[int], None] | None = None) -> SimResult:
+    dac = int(program.target.get("dac_bits", 1))
+    return Simulator(program, adc_bits=adc_bits, dac_bits=dac).run(feeds, progress)

@@ -1,0 +1,199 @@
+"""Emit the crossbar program for a mapped graph (the crossbar target's back end).
+
+Contract: every crossbar node carries a `MappingChoice`; each becomes a `CrossbarLayer`
+whose tiles realise exactly the cost model of `imcc.targets.cost`:
+
+* im2col (pw = 1x1): the unrolled kernel of a group (rows `(c, ky*dh, kx*dw)`, channel-major)
+  is cut into row tiles of `rows` elements; the columns `(oc, s)` into column tiles of `cols`.
+* parallel window (i, j): a row tile holds `ICt` whole channels x the PW's positions that
+  some kernel placement touches; a column tile holds `OCt` output channels x `N = i*j` pixels
+  x `S` slices, the kernel copied shifted for each pixel.
+
+Quantized weights are bit-sliced (`bit_slice`); unquantized weights keep the same layout
+(and so the same cycles) with the real-valued weight in the least significant slice column
+and zeros in the others. Every other node becomes a `DigitalStep`; a FakeQuant read only by
+crossbar layers is fused into them as the layer's input quantization.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imcc.errors import UsageError
+from imcc.ir import Graph, Node, Strategy
+from imcc.ir import ops as O
+from imcc.targets.cost import LayerGeom, best_mapping
+from imcc.targets.crossbar import CrossbarTarget
+from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile, bit_slice
+
+
+def layer_geom(node: Node) -> LayerGeom:
+    """The cost-model geometry of a crossbar node (Linear = 1x1 conv on a positions x 1 map)."""
+    w = node.inputs[1].data
+    assert w is not None
+    if isinstance(node.op, O.Conv):
+        x = node.inputs[0].type.sample_shape()
+        y = node.output.type.sample_shape()
+        return LayerGeom.from_conv(x[0], int(w.shape[0]), node.op.group, node.op.kernel,
+                                   node.op.stride, node.op.dilation, (y[1], y[2]))
+    positions = int(np.prod(node.inputs[0].type.sample_shape()[:-1], dtype=np.int64))
+    return LayerGeom.from_linear(int(w.shape[1]), int(w.shape[0]), positions)
+
+
+def _conv_view(node: Node) -> tuple[np.ndarray, O.Conv]:
+    """Weight as (OC, IC/g, kh, kw) and the conv attributes (a Linear is a 1x1 conv)."""
+    w = node.inputs[1].data
+    assert w is not None
+    if isinstance(node.op, O.Conv):
+        return w, node.op
+    return w.reshape(w.shape[0], w.shape[1], 1, 1), O.Conv(kernel=(1, 1))
+
+
+def _levels(node: Node, target: CrossbarTarget, quantized: bool) -> np.ndarray:
+    """(S, OC, IC/g, kh, kw) cell values, shift-add weights `target.slice_weights()`."""
+    w, _ = _conv_view(node)
+    s = target.slices
+    if quantized:
+        assert node.wquant is not None
+        q = node.wquant.q.reshape(w.shape)
+        return bit_slice(q, target.weight_bits, target.cell_bits)
+    out = np.zeros((s,) + w.shape, dtype=np.float32)
+    out[0] = w
+    return out
+
+
+def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array: int
+               ) -> CrossbarLayer:
+    mc = node.mapping
+    if mc is None:
+        raise UsageError(f"layer {node.name!r} has no mapping; run the map pass first")
+    w, conv = _conv_view(node)
+    geom = layer_geom(node)
+    oc, icg, kh, kw = w.shape
+    g = conv.group
+    ocg = oc // g
+    sh, sw = conv.stride
+    dh, dw = conv.dilation
+    i, j = mc.pw
+    S = target.slices
+    levels = _levels(node, target, quantized)
+
+    tiles: list[Tile] = []
+    for gi in range(g):
+        if mc.strategy is Strategy.IM2COL:
+            cc, yy, xx = np.meshgrid(np.arange(icg), np.arange(kh) * dh, np.arange(kw) * dw,
+                                     indexing="ij")
+            rows_all = np.stack([cc.ravel(), yy.ravel(), xx.ravel()], 1)
+            row_chunks = [rows_all[a:a + target.rows]
+                          for a in range(0, len(rows_all), target.rows)]
+            o, s_ = np.meshgrid(np.arange(ocg), np.arange(S), indexing="ij")
+            cols_all = np.stack([o.ravel(), np.zeros(o.size, int), np.zeros(o.size, int),
+                                 s_.ravel()], 1)
+            col_chunks = [cols_all[a:a + target.cols]
+                          for a in range(0, len(cols_all), target.cols)]
+        else:
+            pwh = (kh - 1) * dh + 1 + (i - 1) * sh
+            pww = (kw - 1) * dw + 1 + (j - 1) * sw
+            # PW positions some kernel tap of some window pixel reads; the rest stay undriven.
+            used = np.zeros((pwh, pww), bool)
+            for py in range(i):
+                for px in range(j):
+                    used[py * sh:py * sh + (kh - 1) * dh + 1:dh,
+                         px * sw:px * sw + (kw - 1) * dw + 1:dw] = True
+            pos = np.argwhere(used)
+            ict = min(icg, target.rows // (pwh * pww))
+            octt = min(ocg, target.cols // (i * j * S))
+            if ict < 1 or octt < 1:
+                raise UsageError(f"layer {node.name!r}: parallel window {i}x{j} does not fit "
+                                 f"a {target.name} array")
+            row_chunks = []
+            for c0 in range(0, icg, ict):
+                cs = np.arange(c0, min(icg, c0 + ict))
+                row_chunks.append(np.concatenate(
+                    [np.column_stack([np.full(len(pos), c), pos]) for c in cs]))
+            col_chunks = []
+            for o0 in range(0, ocg, octt):
+                o, py, px, s_ = np.meshgrid(np.arange(o0, min(ocg, o0 + octt)), np.arange(i),
+                                            np.arange(j), np.arange(S), indexing="ij")
+                col_chunks.append(np.stack([o.ravel(), py.ravel(), px.ravel(), s_.ravel()], 1))
+        for rt, rows in enumerate(row_chunks):
+            for ct, cols in enumerate(col_chunks):
+                cells = _cells(levels, gi * ocg, rows, cols, sh, sw, dh, dw, kh, kw)
+                r_abs = rows.copy()
+                r_abs[:, 0] += gi * icg
+                c_abs = cols.copy()
+                c_abs[:, 0] += gi * ocg
+                tiles.append(Tile(first_array + len(tiles), gi, rt, ct,
+                                  r_abs.astype(np.int32), c_abs.astype(np.int32), cells))
+
+    xs = node.inputs[0].type.sample_shape()
+    ys = node.output.type.sample_shape()
+    in_quant = None
+    out_scale = np.ones(oc, np.float32)
+    if quantized:
+        assert node.wquant is not None
+        out_scale = node.wquant.scale.astype(np.float32).copy()
+        fq = node.inputs[0].producer
+        if fq is not None and isinstance(fq.op, O.FakeQuant):
+            in_quant = (fq.op.scale, fq.op.bits, fq.op.signed)
+            out_scale = (out_scale * np.float32(fq.op.scale)).astype(np.float32)
+    bias = node.inputs[2].data.astype(np.float32) if len(node.inputs) > 2 else None  # type: ignore[union-attr]
+    return CrossbarLayer(
+        name=node.name, op=node.op.kind,
+        input=node.inputs[0].name, output=node.output.name, in_shape=xs, out_shape=ys,
+        kernel=conv.kernel, stride=conv.stride, dilation=conv.dilation, pads=conv.pads,
+        groups=g, mapping=mc, windows=(-(-geom.ho // i), -(-geom.wo // j)), tiles=tiles,
+        slice_weights=target.slice_weights(), out_scale=out_scale, bias=bias,
+        in_quant=in_quant, lowrank=node.lowrank, weight_params=int(w.size))
+
+
+def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh: int, sw: int,
+           dh: int, dw: int, kh: int, kw: int) -> np.ndarray:
+    """cells[r, k] = level of slice s of W[oc, c, ky, kx] where the row's PW position minus the
+    column's pixel origin is kernel tap (ky, kx); zero where it is no tap."""
+    c = rows[:, 0][:, None]
+    oc = oc0 + cols[:, 0][None, :]
+    ky_num = rows[:, 1][:, None] - cols[:, 1][None, :] * sh
+    kx_num = rows[:, 2][:, None] - cols[:, 2][None, :] * sw
+    ky, kx = ky_num // dh, kx_num // dw
+    ok = (ky_num % dh == 0) & (kx_num % dw == 0) & (ky >= 0) & (ky < kh) & (kx >= 0) & (kx < kw)
+    s = np.broadcast_to(cols[:, 3][None, :], ok.shape)
+    vals = levels[s, np.broadcast_to(oc, ok.shape), np.broadcast_to(c, ok.shape),
+                  np.where(ok, ky, 0), np.where(ok, kx, 0)]
+    return np.where(ok, vals, 0).astype(levels.dtype)
+
+
+def emit_program(graph: Graph, target: CrossbarTarget, model: str = "") -> Program:
+    quantized = any(n.wquant is not None for n in graph.crossbar_nodes())
+    steps: list[CrossbarLayer | DigitalStep] = []
+    fused: set[str] = set()
+    for node in graph.nodes:
+        if isinstance(node.op, O.FakeQuant) and node.output.users and \
+                all(u.op.crossbar for u in node.output.users) and \
+                node.output not in graph.outputs:
+            fused.add(node.output.name)
+    n_arrays = 0
+    for node in graph.nodes:
+        if node.op.crossbar:
+            layer = emit_layer(node, target, quantized and node.wquant is not None, n_arrays)
+            if layer.input in fused:
+                fq = node.inputs[0].producer
+                assert fq is not None
+                layer.input = fq.inputs[0].name
+            n_arrays += len(layer.tiles)
+            steps.append(layer)
+        elif node.output.name not in fused:
+            consts = {v.name: v.data for v in node.inputs if v.data is not None}
+            steps.append(DigitalStep(node.name, node.op, [v.name for v in node.inputs],
+                                     [o.name for o in node.outputs], consts))
+    return Program(
+        model=model,
+        target={"rows": target.rows, "cols": target.cols, "weight_bits": target.weight_bits,
+                "cell_bits": target.cell_bits, "act_bits": target.act_bits,
+                "dac_bits": target.dac_bits, "adc_bits": target.adc_bits},
+        quantized=quantized,
+        inputs=[(v.name, v.type.shape) for v in graph.inputs],
+        outputs=[v.name for v in graph.outputs], steps=steps, n_arrays=n_arrays)
+
+
+__all__ = ["emit_program", "emit_layer", "layer_geom", "best_mapping"]

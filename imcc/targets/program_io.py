@@ -1,0 +1,131 @@
+"""On-disk program format `imcc-program/1` (see docs/program-format.md):
+`program.json` (structure, maps' shapes, post-processing) + `arrays.npz` (row maps, column
+maps and cell levels per tile; scales and biases per layer; constants of digital steps)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imcc.errors import DataError
+from imcc.ir import LowRank, MappingChoice, PairRole, Strategy
+from imcc.ir import ops as O
+from imcc.targets.program import FORMAT, CrossbarLayer, DigitalStep, Program, Tile
+
+_DIGITAL_OPS: dict[str, type[O.Op]] = {
+    cls.kind: cls for cls in (O.Relu, O.LeakyRelu, O.Sigmoid, O.Tanh, O.Clip, O.Softmax,
+                              O.Affine, O.FakeQuant, O.Add, O.Sub, O.Mul, O.Div, O.MaxPool,
+                              O.AveragePool, O.GlobalAveragePool, O.GlobalMaxPool, O.Pad,
+                              O.Slice, O.Concat, O.Reshape, O.Transpose)}
+
+
+def _op_attrs(op: O.Op) -> dict[str, Any]:
+    return {f.name: (list(v) if isinstance(v := getattr(op, f.name), tuple) else v)
+            for f in fields(op)} if is_dataclass(op) else {}
+
+
+def _op_from(kind: str, attrs: dict[str, Any]) -> O.Op:
+    cls = _DIGITAL_OPS[kind]
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in attrs.items()})
+
+
+def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    arrays: dict[str, np.ndarray] = {}
+    steps: list[dict[str, Any]] = []
+    for si, s in enumerate(p.steps):
+        key = f"s{si:03d}"
+        if isinstance(s, DigitalStep):
+            for ci, (name, arr) in enumerate(sorted(s.consts.items())):
+                arrays[f"{key}.const{ci}"] = arr
+            steps.append({"kind": "digital", "name": s.name, "op": s.op.kind,
+                          "attrs": _op_attrs(s.op), "inputs": s.inputs, "outputs": s.outputs,
+                          "consts": {name: f"{key}.const{ci}" for ci, (name, _) in
+                                     enumerate(sorted(s.consts.items()))}})
+            continue
+        tiles = []
+        for ti, t in enumerate(s.tiles):
+            for part in ("rows", "cols", "cells"):
+                arrays[f"{key}.t{ti:04d}.{part}"] = getattr(t, part)
+            tiles.append({"array": t.array, "group": t.group, "row_tile": t.row_tile,
+                          "col_tile": t.col_tile, "rows_used": int(t.rows.shape[0]),
+                          "cols_used": int(t.cols.shape[0]), "arrays_key": f"{key}.t{ti:04d}"})
+        arrays[f"{key}.out_scale"] = s.out_scale
+        if s.bias is not None:
+            arrays[f"{key}.bias"] = s.bias
+        lr = s.lowrank
+        steps.append({
+            "kind": "crossbar", "name": s.name, "op": s.op, "input": s.input, "output": s.output,
+            "in_shape": list(s.in_shape), "out_shape": list(s.out_shape),
+            "kernel": list(s.kernel), "stride": list(s.stride), "dilation": list(s.dilation),
+            "pads": list(s.pads), "groups": s.groups,
+            "mapping": {"strategy": s.mapping.strategy.value, "pw": list(s.mapping.pw),
+                        "reason": s.mapping.reason},
+            "window_loop": {"windows": list(s.windows),
+                            "origin_step": [s.mapping.pw[0] * s.stride[0],
+                                            s.mapping.pw[1] * s.stride[1]]},
+            "post": {"slice_weights": s.slice_weights, "out_scale": f"{key}.out_scale",
+                     "bias": f"{key}.bias" if s.bias is not None else None},
+            "in_quant": None if s.in_quant is None else
+            {"scale": s.in_quant[0], "bits": s.in_quant[1], "signed": s.in_quant[2]},
+            "lowrank": None if lr is None else {**asdict(lr), "role": lr.role.value},
+            "weight_params": s.weight_params, "cycles": s.cycles, "tiles": tiles})
+    doc = {"format": FORMAT, "model": p.model, "target": p.target, "quantized": p.quantized,
+           "inputs": [{"name": n, "shape": list(shp)} for n, shp in p.inputs],
+           "outputs": p.outputs, "n_arrays": p.n_arrays, "total_cycles": p.total_cycles,
+           "steps": steps}
+    return doc, arrays
+
+
+def write_program(p: Program, outdir: Path) -> None:
+    from imcc.fileio import npz_bytes
+
+    doc, arrays = program_to_files(p)
+    (outdir / "program.json").write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    (outdir / "arrays.npz").write_bytes(npz_bytes(arrays))
+
+
+def read_program(outdir: str | Path) -> Program:
+    d = Path(outdir)
+    try:
+        doc = json.loads((d / "program.json").read_text())
+        arrays = dict(np.load(d / "arrays.npz", allow_pickle=False))
+    except FileNotFoundError as exc:
+        raise DataError(f"{d}: not a compiled imcc output (missing {Path(exc.filename).name})",
+                        hint="run `imcc compile MODEL -o DIR` first") from exc
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{d}: program files are corrupt ({exc})") from exc
+    if doc.get("format") != FORMAT:
+        raise DataError(f"{d}: program format {doc.get('format')!r}, expected {FORMAT!r}")
+    steps: list[CrossbarLayer | DigitalStep] = []
+    for s in doc["steps"]:
+        if s["kind"] == "digital":
+            steps.append(DigitalStep(s["name"], _op_from(s["op"], s["attrs"]), s["inputs"],
+                                     s["outputs"], {n: arrays[k] for n, k in s["consts"].items()}))
+            continue
+        tiles = [Tile(t["array"], t["group"], t["row_tile"], t["col_tile"],
+                      arrays[t["arrays_key"] + ".rows"], arrays[t["arrays_key"] + ".cols"],
+                      arrays[t["arrays_key"] + ".cells"]) for t in s["tiles"]]
+        m = s["mapping"]
+        lr = s["lowrank"]
+        post = s["post"]
+        iq = s["in_quant"]
+        steps.append(CrossbarLayer(
+            name=s["name"], op=s["op"], input=s["input"], output=s["output"],
+            in_shape=tuple(s["in_shape"]), out_shape=tuple(s["out_shape"]),
+            kernel=tuple(s["kernel"]), stride=tuple(s["stride"]),
+            dilation=tuple(s["dilation"]), pads=tuple(s["pads"]), groups=s["groups"],
+            mapping=MappingChoice(Strategy(m["strategy"]), tuple(m["pw"]), m["reason"]),
+            windows=tuple(s["window_loop"]["windows"]), tiles=tiles,
+            slice_weights=post["slice_weights"], out_scale=arrays[post["out_scale"]],
+            bias=arrays[post["bias"]] if post["bias"] else None,
+            in_quant=None if iq is None else (iq["scale"], iq["bits"], iq["signed"]),
+            lowrank=None if lr is None else LowRank(**{**lr, "role": PairRole(lr["role"])}),
+            weight_params=s["weight_params"]))
+    return Program(model=doc["model"], target=doc["target"], quantized=doc["quantized"],
+                   inputs=[(i["name"], tuple(i["shape"])) for i in doc["inputs"]],
+                   outputs=doc["outputs"], steps=steps, n_arrays=doc["n_arrays"])
