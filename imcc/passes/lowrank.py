@@ -1,0 +1,457 @@
+"""Group low-rank compression of crossbar layers (Jeon, Rhe, Ko, arXiv 2502.07820).
+
+Math. A conv weight ``W`` of shape ``(m, IC, Kh, Kw)`` is matricized as ``m x n`` with
+``n = IC*Kh*Kw`` in ``W.reshape(m, -1)`` order (input channel major). Its input channels
+are split into ``g`` equal groups, ``W = [W_1 ... W_g]`` with ``W_i`` of shape
+``m x n/g``, and each block is replaced by its truncated SVD of rank ``k``:
+``W_i ~ L_i R_i`` with ``L_i = U_i[:, :k] diag(s_i[:k])`` (``m x k``) and
+``R_i = V_i^T[:k]`` (``k x n/g``). As a network this is
+
+* ``<orig>.R``: a ``Kh x Kw`` Conv with ``group=g``, ``IC -> g*k`` channels, the same
+  stride/pads/dilation as the original; output channels ``[i*k, (i+1)*k)`` are ``R_i``
+  applied to input-channel group ``i`` (ONNX Conv group semantics), no bias;
+* ``<orig>.L``: a 1x1 Conv ``g*k -> m`` with weight ``[L_1 ... L_g]`` and the original bias.
+
+The relative error ``||W - W_hat||_F / ||W||_F`` is ``sqrt(sum of the discarded s_i^2) /
+||W||_F``. Theorem 1 of the paper: for the same ``k`` the grouped error never exceeds the
+ungrouped (``g = 1``) one, because the best rank-``k`` approximation of ``W`` restricted to
+block ``i`` has rank at most ``k`` and so cannot beat the best rank-``k`` approximation of
+``W_i``.
+
+Decisions (also recorded per layer in ``LowRankPass.decisions``):
+
+* Singular values go into ``L``: the rows of each ``R_i`` are orthonormal, so the ``g*k``
+  intermediate activations never exceed the input's norm (a well-conditioned range for
+  activation quantization), and ``L`` carries the scale, like the original weight.
+* A rank ``"m/r"`` means ``k = floor(m / r)``; every rank is then clipped to
+  ``[1, min(m, n/g)]`` and the clipping is recorded.
+* If the *default* ``groups`` does not divide a layer's input channels, that layer falls
+  back to the largest divisor of its input channels not above ``groups`` (a global default
+  cannot fit every layer, e.g. a 3-channel first conv); the fallback is recorded and logged.
+  A per-layer ``layer_groups`` entry that does not divide is a ``UsageError``: the user
+  named that layer, so a silent change would be wrong.
+* Convs that are already grouped (``group > 1``, e.g. depthwise) are left uncompressed;
+  naming one in ``layer_ranks`` with a rank is a ``UsageError``.
+* Policy: the "first conv" is the first crossbar node in graph order that is a Conv; the
+  "last linear" is the last crossbar node in graph order (normally the classifier's
+  Linear). Both are left uncompressed unless ``include_first_last`` is set. Linear layers
+  are factorized only with ``include_linear``. An explicit ``layer_ranks`` entry overrides
+  both policies for that layer.
+* Linear layers are factorized the same way with groups over ``in_features``, as two
+  Linears. Linear has no group attribute, so the ``R`` Linear stores ``blockdiag(R_1..R_g)``
+  (``g*k x n``) with explicit zeros off the diagonal blocks (none when ``g = 1``).
+* ``params_before = m*n (+ m bias)``, ``params_after = k*n + m*g*k (+ m bias)`` for the
+  pair (both halves carry the pair totals); the zeros of a grouped Linear's ``R`` are not
+  counted. Rank is never refused for not saving parameters: the pass does what was asked.
+* The replacement keeps the original output value's name, so graph outputs and any
+  name-keyed data (e.g. calibration statistics) still refer to the same tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from imcc.errors import DataError, UsageError
+from imcc.ir import Graph, LowRank, Node, PairRole
+from imcc.ir.ops import Conv, Linear
+from imcc.passes.base import Pass
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the package depends on tomli below 3.11
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RankKind", "RankSpec", "parse_rank", "grouped_lowrank", "LayerDecision",
+           "LowRankPass", "policy_from_file"]
+
+
+# --------------------------------------------------------------------------------- rank specs
+
+
+class RankKind(Enum):
+    NONE = "none"          # leave the layer uncompressed
+    FRACTION = "fraction"  # k = floor(m / value)
+    ABSOLUTE = "absolute"  # k = value
+
+
+@dataclass(frozen=True)
+class RankSpec:
+    """A parsed rank: ``none``, ``m/<value>`` or an absolute ``<value>``."""
+
+    kind: RankKind
+    value: int = 0
+
+    def resolve(self, m: int) -> int | None:
+        """The requested rank for a layer with ``m`` outputs, before clipping (may be 0 for
+        ``m/r`` with ``r > m``); None for ``none``."""
+        if self.kind is RankKind.NONE:
+            return None
+        if self.kind is RankKind.FRACTION:
+            return m // self.value
+        return self.value
+
+    def __str__(self) -> str:
+        if self.kind is RankKind.NONE:
+            return "none"
+        return f"m/{self.value}" if self.kind is RankKind.FRACTION else str(self.value)
+
+
+_RANK_FORMS = "'none', 'm/<positive integer>' or a positive integer"
+
+
+def parse_rank(spec: str | int) -> RankSpec:
+    """Parse a rank spec: ``"none"``, ``"m/r"`` (``k = floor(m / r)``, ``r >= 1``) or an
+    absolute positive integer. Anything else raises ``UsageError``."""
+    if isinstance(spec, bool) or not isinstance(spec, (str, int)):
+        raise UsageError(f"rank {spec!r} is not a string or integer", hint=_RANK_FORMS)
+    text = str(spec).strip().lower()
+    if text == "none":
+        return RankSpec(RankKind.NONE)
+    frac = re.fullmatch(r"m\s*/\s*(\S+)", text)
+    body = frac.group(1) if frac else text
+    if not re.fullmatch(r"[+-]?\d+", body):
+        raise UsageError(f"rank {spec!r} is not understood", hint=_RANK_FORMS)
+    value = int(body)
+    if value <= 0:
+        what = "divisor of m" if frac else "rank"
+        raise UsageError(f"rank {spec!r}: the {what} must be positive", hint=_RANK_FORMS)
+    return RankSpec(RankKind.FRACTION if frac else RankKind.ABSOLUTE, value)
+
+
+# ------------------------------------------------------------------------------ factorization
+
+
+def grouped_lowrank(w: np.ndarray, groups: int, rank: int,
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Factor ``w`` by group low-rank SVD (see the module docstring).
+
+    ``w`` is a conv weight ``(m, IC, Kh, Kw)`` or a linear weight ``(m, n)``. Returns
+    ``(R, L, rel_error)``: for a conv, ``R`` is the grouped-conv weight ``(g*k, IC/g, Kh, Kw)``
+    and ``L`` the 1x1-conv weight ``(m, g*k, 1, 1)``; for a linear weight, ``R`` is
+    ``(g*k, n/g)`` (the stacked ``R_i``) and ``L`` is ``(m, g*k)``. The factors keep ``w``'s
+    floating dtype (float32 for integer input); the SVD runs in float64.
+    ``rank`` must lie in ``[1, min(m, n/g)]`` (the pass clips before calling).
+    """
+    w = np.asarray(w)
+    if w.ndim not in (2, 4):
+        raise UsageError(f"grouped_lowrank: weight must be 2-D or 4-D, got shape {w.shape}")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise UsageError(f"groups must be a positive integer, got {groups!r}")
+    m, c_in = int(w.shape[0]), int(w.shape[1])
+    if c_in % groups:
+        raise UsageError(f"groups={groups} does not divide the {c_in} input channels")
+    mat = w.reshape(m, -1).astype(np.float64)
+    ng = mat.shape[1] // groups
+    max_k = min(m, ng)
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= max_k:
+        raise UsageError(f"rank {rank!r} outside [1, {max_k}] = [1, min(m, n/g)] "
+                         f"for weight {w.shape} with groups={groups}")
+    r_blocks: list[np.ndarray] = []
+    l_blocks: list[np.ndarray] = []
+    tail = 0.0
+    for i in range(groups):
+        u, s, vt = np.linalg.svd(mat[:, i * ng:(i + 1) * ng], full_matrices=False)
+        l_blocks.append(u[:, :rank] * s[:rank])
+        r_blocks.append(vt[:rank])
+        tail += float(np.sum(s[rank:] ** 2))
+    norm2 = float(np.sum(mat * mat))
+    rel_error = math.sqrt(tail / norm2) if norm2 > 0.0 else 0.0
+    dtype = w.dtype if np.issubdtype(w.dtype, np.floating) else np.dtype(np.float32)
+    r = np.concatenate(r_blocks, axis=0)
+    lw = np.concatenate(l_blocks, axis=1)
+    if w.ndim == 4:
+        r = r.reshape(groups * rank, c_in // groups, *w.shape[2:])
+        lw = lw.reshape(m, groups * rank, 1, 1)
+    return r.astype(dtype), lw.astype(dtype), rel_error
+
+
+def _largest_divisor_at_most(n: int, cap: int) -> int:
+    return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
+
+
+# ------------------------------------------------------------------------------------- pass
+
+
+@dataclass(frozen=True)
+class LayerDecision:
+    """What the pass did with one crossbar layer, and why."""
+
+    layer: str
+    factorized: bool
+    notes: tuple[str, ...] = ()        # why skipped, or what was adjusted (clipping, groups)
+    rank: int | None = None            # rank used
+    groups: int | None = None          # groups used
+    rel_error: float | None = None
+    params_before: int | None = None
+    params_after: int | None = None
+
+
+def _check_groups(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+@dataclass
+class LowRankPass(Pass):
+    """Replace crossbar layers by group low-rank pairs (math and policy: module docstring).
+
+    ``rank``: default rank spec for every eligible layer; ``groups``: default number of
+    input-channel groups; ``layer_ranks`` / ``layer_groups``: per-layer overrides by node
+    name (``"none"`` skips a layer); ``include_first_last``: also factorize the first conv
+    and the last crossbar layer; ``include_linear``: also factorize Linear layers.
+    After ``run``, ``decisions`` lists what happened to every crossbar layer.
+    """
+
+    name: ClassVar[str] = "lowrank"
+    rank: str = "none"
+    groups: int = 1
+    layer_ranks: dict[str, str] = field(default_factory=dict)
+    layer_groups: dict[str, int] = field(default_factory=dict)
+    include_first_last: bool = False
+    include_linear: bool = False
+    decisions: list[LayerDecision] = field(default_factory=list, init=False, repr=False,
+                                           compare=False)
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        # Options are checked eagerly so a bad pipeline fails before any graph work.
+        parse_rank(self.rank)
+        _check_groups(self.groups, "groups")
+        for layer, spec in self.layer_ranks.items():
+            try:
+                parse_rank(spec)
+            except UsageError as exc:
+                raise UsageError(f"layer {layer!r}: {exc.message}", hint=exc.hint) from exc
+        for layer, g in self.layer_groups.items():
+            _check_groups(g, f"groups for layer {layer!r}")
+
+    # -- policy files
+
+    @classmethod
+    def policy_from_file(cls, path: str | Path) -> LowRankPass:
+        """Read a JSON (``.json``) or TOML (``.toml``) policy file::
+
+            {"rank": "m/2", "groups": 4, "include_first_last": false, "include_linear": false,
+             "layers": {"<name>": {"rank": "m/4", "groups": 2}, "<name2>": "none"}}
+
+        Every key is optional. A layer entry is a rank spec (string or integer) or a table
+        with ``rank`` and/or ``groups``. A malformed file raises ``DataError`` naming the
+        problem."""
+        p = Path(path)
+        raw = _load_policy(p)
+        known = {"rank", "groups", "layers", "include_first_last", "include_linear"}
+        extra = sorted(set(raw) - known)
+        if extra:
+            raise DataError(f"{p}: unknown key(s) {', '.join(extra)}",
+                            hint=f"allowed: {', '.join(sorted(known))}")
+        kwargs: dict[str, Any] = {}
+        if "rank" in raw:
+            kwargs["rank"] = _policy_rank(p, "rank", raw["rank"])
+        if "groups" in raw:
+            kwargs["groups"] = _policy_groups(p, "groups", raw["groups"])
+        for flag in ("include_first_last", "include_linear"):
+            if flag in raw:
+                if not isinstance(raw[flag], bool):
+                    raise DataError(f"{p}: {flag} must be true or false, got {raw[flag]!r}")
+                kwargs[flag] = raw[flag]
+        layer_ranks: dict[str, str] = {}
+        layer_groups: dict[str, int] = {}
+        layers = raw.get("layers", {})
+        if not isinstance(layers, dict):
+            raise DataError(f"{p}: layers must be a table of layer name -> rank or "
+                            f"{{rank, groups}}, got {type(layers).__name__}")
+        for layer, entry in layers.items():
+            where = f"layers.{layer}"
+            if isinstance(entry, dict):
+                bad = sorted(set(entry) - {"rank", "groups"})
+                if bad:
+                    raise DataError(f"{p}: {where}: unknown key(s) {', '.join(bad)}",
+                                    hint="allowed: rank, groups")
+                if "rank" in entry:
+                    layer_ranks[layer] = _policy_rank(p, f"{where}.rank", entry["rank"])
+                if "groups" in entry:
+                    layer_groups[layer] = _policy_groups(p, f"{where}.groups", entry["groups"])
+            else:
+                layer_ranks[layer] = _policy_rank(p, where, entry)
+        return cls(layer_ranks=layer_ranks, layer_groups=layer_groups, **kwargs)
+
+    # -- the pass
+
+    def run(self, graph: Graph) -> Graph:
+        self._validate()
+        xbar = list(graph.crossbar_nodes())
+        present = {n.name for n in xbar}
+        unknown = sorted((set(self.layer_ranks) | set(self.layer_groups)) - present)
+        if unknown:
+            raise UsageError(f"lowrank: no crossbar layer named {', '.join(map(repr, unknown))}",
+                             hint="crossbar layers: " + ", ".join(n.name for n in xbar))
+        protected = self._protected(xbar)
+        default = parse_rank(self.rank)
+        self.decisions = []
+        for node in xbar:
+            self.decisions.append(self._handle(graph, node, default, protected))
+        return graph
+
+    def _protected(self, xbar: list[Node]) -> dict[str, str]:
+        """Layers the first/last policy leaves uncompressed, with the reason."""
+        out: dict[str, str] = {}
+        if self.include_first_last:
+            return out
+        first = next((n for n in xbar if isinstance(n.op, Conv)), None)
+        if first is not None:
+            out[first.name] = "first conv"
+        if xbar:
+            out.setdefault(xbar[-1].name, "last crossbar layer")
+        return out
+
+    def _handle(self, graph: Graph, node: Node, default: RankSpec,
+                protected: dict[str, str]) -> LayerDecision:
+        explicit = node.name in self.layer_ranks
+        spec = parse_rank(self.layer_ranks[node.name]) if explicit else default
+
+        def skip(reason: str) -> LayerDecision:
+            return LayerDecision(node.name, False, (reason,))
+
+        if spec.kind is RankKind.NONE:
+            return skip("per-layer rank 'none'" if explicit else "no rank requested")
+        if node.lowrank is not None:
+            return skip("already one half of a low-rank pair")
+        if not explicit and node.name in protected:
+            return skip(f"{protected[node.name]}: left uncompressed by policy "
+                        "(set include_first_last or give a per-layer rank)")
+        if isinstance(node.op, Linear) and not explicit and not self.include_linear:
+            return skip("Linear layers are factorized only with include_linear "
+                        "or a per-layer rank")
+        if not isinstance(node.op, (Conv, Linear)):
+            return skip(f"{node.op.kind} is not a Conv or Linear")
+        if isinstance(node.op, Conv) and node.op.group > 1:
+            if explicit:
+                raise UsageError(f"lowrank: layer {node.name!r} is already a grouped conv "
+                                 f"(group={node.op.group}); it cannot be factorized",
+                                 hint="drop its rank or set it to 'none'")
+            return skip(f"already a grouped conv (group={node.op.group})")
+        w_val = node.inputs[1]
+        if w_val.data is None:
+            return skip("weight is not a constant")
+        w = w_val.data
+        m, c_in = int(w.shape[0]), int(w.shape[1])
+        n = int(w[0].size)
+        notes: list[str] = []
+
+        g_req = self.layer_groups.get(node.name, self.groups)
+        if c_in % g_req:
+            if node.name in self.layer_groups:
+                raise UsageError(f"lowrank: groups={g_req} for layer {node.name!r} does not "
+                                 f"divide its {c_in} input channels",
+                                 hint="choose a divisor of the input channels")
+            g = _largest_divisor_at_most(c_in, g_req)
+            notes.append(f"groups {g_req} does not divide {c_in} input channels: used {g}")
+            log.warning("lowrank: %s: %s", node.name, notes[-1])
+        else:
+            g = g_req
+        max_k = min(m, n // g)
+        k_req = spec.resolve(m)
+        assert k_req is not None  # NONE was handled above
+        k = min(max(k_req, 1), max_k)
+        if k != k_req:
+            notes.append(f"rank {spec} = {k_req} clipped to {k} (range [1, {max_k}])")
+            log.info("lowrank: %s: %s", node.name, notes[-1])
+
+        r_w, l_w, rel_error = grouped_lowrank(w, g, k)
+        bias = node.inputs[2:]
+        n_bias = sum(int(b.data.size) if b.data is not None else m for b in bias)
+        before = m * n + n_bias
+        after = k * n + m * g * k + n_bias
+
+        idx = graph.nodes.index(node)
+        x = node.inputs[0]
+        if isinstance(node.op, Conv):
+            op = node.op
+            r_op: Conv | Linear = Conv(kernel=op.kernel, stride=op.stride, pads=op.pads,
+                                       dilation=op.dilation, group=g)
+            l_op: Conv | Linear = Conv(kernel=(1, 1))
+        else:
+            # Linear has no group attribute: expand the stacked R_i to blockdiag(R_1..R_g).
+            ng = n // g
+            full = np.zeros((g * k, n), dtype=r_w.dtype)
+            for i in range(g):
+                full[i * k:(i + 1) * k, i * ng:(i + 1) * ng] = r_w[i * k:(i + 1) * k]
+            r_w = full
+            r_op = l_op = Linear()
+        r_const = graph.const(f"{node.name}.R.weight", r_w)
+        r_node = graph.add(r_op, [x, r_const], f"{node.name}.R", index=idx)
+        l_const = graph.const(f"{node.name}.L.weight", l_w)
+        l_node = graph.add(l_op, [r_node.output, l_const, *bias], f"{node.name}.L",
+                           index=idx + 1)
+        old_out = node.output
+        graph.replace_uses(old_out, l_node.output)
+        graph.remove(node)
+        # The pair's output takes over the original name; the detached old value gets the
+        # fresh (already reserved) one, so names stay unique.
+        l_node.output.name, old_out.name = old_out.name, l_node.output.name
+
+        for half, role, partner in ((r_node, PairRole.R, l_node), (l_node, PairRole.L, r_node)):
+            half.lowrank = LowRank(role=role, source=node.name, partner=partner.name, rank=k,
+                                   groups=g, rel_error=rel_error, params_before=before,
+                                   params_after=after)
+        return LayerDecision(node.name, True, tuple(notes), rank=k, groups=g,
+                             rel_error=rel_error, params_before=before, params_after=after)
+
+
+def policy_from_file(path: str | Path) -> LowRankPass:
+    """Module-level alias of ``LowRankPass.policy_from_file``."""
+    return LowRankPass.policy_from_file(path)
+
+
+# ------------------------------------------------------------------------ policy file helpers
+
+
+def _load_policy(p: Path) -> dict[str, Any]:
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read lowrank policy {p}: {exc}") from exc
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
+            raw = json.loads(text)
+        elif suffix == ".toml":
+            raw = tomllib.loads(text)
+        else:
+            raise DataError(f"{p}: a lowrank policy must be a .json or .toml file")
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{p}: invalid TOML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise DataError(f"{p}: the top level must be a table/object, got {type(raw).__name__}")
+    return raw
+
+
+def _policy_rank(p: Path, where: str, value: object) -> str:
+    try:
+        return str(parse_rank(value))  # type: ignore[arg-type]
+    except UsageError as exc:
+        raise DataError(f"{p}: {where}: {exc.message}", hint=exc.hint) from exc
+
+
+def _policy_groups(p: Path, where: str, value: object) -> int:
+    try:
+        return _check_groups(value, where)
+    except UsageError as exc:
+        raise DataError(f"{p}: {exc.message}") from exc
