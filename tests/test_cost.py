@@ -1,0 +1,380 @@
+"""The cycle model: closed forms against hand counts, against an explicit tile layout, and
+the searches against exhaustive enumeration."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imcc.errors import UsageError
+from imcc.ir.annotations import MappingChoice, Strategy
+from imcc.ir.ops import conv_out
+from imcc.targets.cost import (
+    Cost,
+    LayerGeom,
+    MappingRequest,
+    best_mapping,
+    best_pair_mapping,
+    im2col_cost,
+    pw_cost,
+)
+
+
+def conv(ic: int, oc: int, h: int, w: int, k: int = 3, s: int = 1, p: int = 0, d: int = 1,
+         groups: int = 1) -> LayerGeom:
+    out = (conv_out(h, k, s, p, p, d), conv_out(w, k, s, p, p, d))
+    return LayerGeom.from_conv(ic, oc, groups, (k, k), (s, s), (d, d), out)
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# ------------------------------------------------------------------ hand-computed im2col
+
+
+def test_im2col_stride2_padding() -> None:
+    g = conv(16, 32, 8, 8, k=3, s=2, p=1)
+    assert (g.ho, g.wo) == (4, 4)  # (8 + 2 - 3) // 2 + 1
+    c = im2col_cost(g, 128, 128, 4)
+    # 3*3*16 = 144 rows -> 2 tiles; 32*4 = 128 columns -> 1 tile; 16 windows.
+    assert (c.windows, c.row_tiles, c.col_tiles, c.cycles) == (16, 2, 1, 32)
+    assert (c.ict, c.oct) == (128, 128)
+    assert c.strategy is Strategy.IM2COL and c.pw == (1, 1)
+
+
+def test_im2col_groups() -> None:
+    c = im2col_cost(conv(32, 32, 10, 10, p=0, groups=4), 128, 128, 4)
+    # per group 3*3*8 = 72 rows, 8*4 = 32 columns: one tile each; 8*8 windows x 4 groups.
+    assert (c.row_tiles, c.col_tiles, c.groups, c.cycles) == (1, 1, 4, 256)
+    assert (c.ict, c.oct, c.tiles) == (72, 32, 4)
+
+
+def test_im2col_depthwise() -> None:
+    c = im2col_cost(conv(32, 32, 8, 8, p=1, groups=32), 128, 128, 4)
+    assert (c.row_tiles, c.col_tiles, c.cycles) == (1, 1, 64 * 32)
+
+
+def test_im2col_pointwise() -> None:
+    c = im2col_cost(conv(256, 64, 4, 4, k=1), 128, 128, 4)
+    # 256 rows -> 2 tiles; 64*4 = 256 columns -> 2 tiles; 16 windows.
+    assert c.cycles == 16 * 2 * 2
+
+
+def test_im2col_linear() -> None:
+    assert im2col_cost(LayerGeom.from_linear(64, 10), 128, 128, 4).cycles == 1
+    # 512 rows -> 4 tiles, 1000*4 columns -> 32 tiles.
+    assert im2col_cost(LayerGeom.from_linear(512, 1000), 128, 128, 4).cycles == 128
+    lin = LayerGeom.from_linear(64, 10, positions=7)
+    assert (lin.ho, lin.wo, lin.kh, lin.kw) == (7, 1, 1, 1)
+    assert im2col_cost(lin, 128, 128, 4).cycles == 7
+
+
+def test_pw_hand_values() -> None:
+    g = conv(16, 16, 32, 32, p=1)  # a ResNet-20 stage-1 conv
+    c = pw_cost(g, 1, 2, 128, 128, 4)
+    # PW 3x4 = 12 pixels -> 10 channels per row tile (2 tiles); N*S = 8 -> 16 OC per tile.
+    assert c is not None
+    assert (c.ict, c.oct, c.row_tiles, c.col_tiles, c.windows, c.cycles) == (
+        10, 16, 2, 1, 32 * 16, 1024)
+    assert im2col_cost(g, 128, 128, 4).cycles == 2048
+    assert best_mapping(g, "vw-sdk", 128, 128, 4) == (MappingChoice(Strategy.VW_SDK, (1, 2)),
+                                                      Cost(Strategy.VW_SDK, (1, 2), 512, 2, 1,
+                                                           1, 1024, 10, 16))
+    # Square: 2x2 also costs 1024 (8 IC x 2, 8 OC x 2, 256 windows); 3x3 costs 2904.
+    choice, cost = best_mapping(g, "sdk", 128, 128, 4)
+    assert choice == MappingChoice(Strategy.SDK, (2, 2)) and cost.cycles == 1024
+    # auto ties 1x2 against 2x2: the smaller N wins.
+    assert best_mapping(g, "auto", 128, 128, 4)[0] == MappingChoice(Strategy.VW_SDK, (1, 2))
+
+
+def test_pw_dilation_and_infeasible() -> None:
+    g = conv(4, 4, 10, 10, k=3, d=2)  # extent 5, output 6x6
+    c = pw_cost(g, 2, 2, 64, 64, 1)
+    assert c is not None and (c.ict, c.oct, c.windows, c.cycles) == (1, 4, 9, 36)
+    assert pw_cost(g, 3, 3, 36, 64, 1) is None      # 7x7 = 49 rows > 36
+    assert pw_cost(g, 2, 2, 64, 15, 4) is None      # N*S = 16 columns > 15
+    with pytest.raises(UsageError):
+        pw_cost(g, 0, 1, 64, 64, 1)
+
+
+def test_published_vw_sdk_values() -> None:
+    """VW-SDK reference results (github.com/djwhsdj/VW-SDK README: 512x512 array, 1-bit
+    weights, unpadded 3x3 convs, stride 1). Only rows whose layer labels are unambiguous;
+    the reference's SDK column uses the original SDK rule (no channel tiling), which is
+    not what imcc calls SDK, so only im2col and VW-SDK are compared."""
+    table = [  # image, IC, OC, im2col, VW-SDK
+        (112, 64, 128, 24200, 6050), (112, 128, 128, 36300, 12100),
+        (56, 128, 256, 8748, 5832), (56, 256, 256, 14580, 10206),
+        (56, 64, 64, 5832, 1458), (28, 64, 128, 1352, 338), (28, 128, 128, 2028, 676),
+        (14, 128, 256, 432, 288), (14, 256, 256, 720, 504),
+    ]
+    for image, ic, oc, want_im2col, want_vw in table:
+        g = conv(ic, oc, image, image)
+        assert im2col_cost(g, 512, 512, 1).cycles == want_im2col
+        assert best_mapping(g, "vw-sdk", 512, 512, 1)[1].cycles == want_vw
+
+
+# --------------------------------------------------------------- explicit tile layouts
+
+
+def _pack(items: int, per_item: int, capacity: int) -> list[list[int]] | None:
+    """Greedy packing of whole items (channels) into tiles of `capacity` cells."""
+    if per_item > capacity:
+        return None
+    tiles: list[list[int]] = [[]]
+    for it in range(items):
+        if (len(tiles[-1]) + 1) * per_item > capacity:
+            tiles.append([])
+        tiles[-1].append(it)
+    return tiles
+
+
+def brute_pw(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int) -> int | None:
+    """Lay the parallel window out explicitly and count (window, tile) activations; also
+    check that every product of the convolution is computed by exactly one activation."""
+    pwh = (g.kh - 1) * g.dh + 1 + (i - 1) * g.sh
+    pww = (g.kw - 1) * g.dw + 1 + (j - 1) * g.sw
+    ic_tiles = _pack(g.ic_g, pwh * pww, rows)
+    oc_tiles = _pack(g.oc_g, i * j * s, cols)
+    if ic_tiles is None or oc_tiles is None:
+        return None
+    products: Counter[tuple[int, ...]] = Counter()
+    activations = 0
+    for wy in range(0, g.ho, i):
+        for wx in range(0, g.wo, j):
+            for grp in range(g.groups):
+                for ics in ic_tiles:
+                    # The tile's rows: (channel, dy, dx) of the window, relative to its origin.
+                    row_set = {(grp * g.ic_g + c, dy, dx) for c in ics
+                               for dy in range(pwh) for dx in range(pww)}
+                    assert len(row_set) <= rows
+                    for ocs in oc_tiles:
+                        col_list = [(grp * g.oc_g + o, py, px, sl) for o in ocs
+                                    for py in range(i) for px in range(j) for sl in range(s)]
+                        assert len(col_list) <= cols
+                        activations += 1
+                        for oc, py, px, sl in col_list:
+                            oy, ox = wy + py, wx + px
+                            if oy >= g.ho or ox >= g.wo:
+                                continue  # computed past the output, discarded
+                            for ky in range(g.kh):
+                                for kx in range(g.kw):
+                                    dy, dx = py * g.sh + ky * g.dh, px * g.sw + kx * g.dw
+                                    for c in range(grp * g.ic_g, (grp + 1) * g.ic_g):
+                                        if (c, dy, dx) in row_set:
+                                            products[(oy, ox, oc, c, ky, kx, sl)] += 1
+    want = g.ho * g.wo * g.oc * g.ic_g * g.kh * g.kw * s
+    assert len(products) == want and set(products.values()) == {1}
+    return activations
+
+
+def brute_im2col(g: LayerGeom, rows: int, cols: int, s: int) -> int:
+    """Unroll each group's kernel to (c, ky, kx) rows and (oc, slice) columns, cut it into
+    rows x cols tiles element by element, and count activations over all output pixels."""
+    unrolled_rows = [(c, ky, kx) for c in range(g.ic_g) for ky in range(g.kh)
+                     for kx in range(g.kw)]
+    unrolled_cols = [(o, sl) for o in range(g.oc_g) for sl in range(s)]
+    row_tiles = [unrolled_rows[a:a + rows] for a in range(0, len(unrolled_rows), rows)]
+    col_tiles = [unrolled_cols[a:a + cols] for a in range(0, len(unrolled_cols), cols)]
+    assert sum(map(len, row_tiles)) == len(unrolled_rows)
+    assert sum(map(len, col_tiles)) == len(unrolled_cols)
+    count = 0
+    for _pix in range(g.ho * g.wo):
+        for _grp in range(g.groups):
+            count += len(row_tiles) * len(col_tiles)
+    return count
+
+
+@st.composite
+def small_geoms(draw: st.DrawFn, max_out: int = 5) -> LayerGeom:
+    groups = draw(st.integers(1, 3))
+    ic = groups * draw(st.integers(1, 4))
+    oc = groups * draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return LayerGeom(ic=ic, oc=oc, groups=groups, kh=kh, kw=kw,
+                     sh=draw(st.integers(1, 3)), sw=draw(st.integers(1, 3)),
+                     dh=draw(st.integers(1, 2)), dw=draw(st.integers(1, 2)),
+                     ho=draw(st.integers(1, max_out)), wo=draw(st.integers(1, max_out)))
+
+
+arrays = st.tuples(st.integers(1, 64), st.integers(1, 64), st.sampled_from([1, 2, 4]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(small_geoms(), st.integers(1, 5), st.integers(1, 5), arrays)
+def test_pw_cost_matches_explicit_layout(g: LayerGeom, i: int, j: int,
+                                         arr: tuple[int, int, int]) -> None:
+    rows, cols, s = arr
+    c = pw_cost(g, i, j, rows, cols, s)
+    want = brute_pw(g, i, j, rows, cols, s)
+    if want is None:
+        assert c is None
+    else:
+        assert c is not None and c.cycles == want
+        assert c.cycles == c.windows * c.groups * c.row_tiles * c.col_tiles
+
+
+@settings(max_examples=150, deadline=None)
+@given(small_geoms(), arrays)
+def test_im2col_matches_explicit_layout(g: LayerGeom, arr: tuple[int, int, int]) -> None:
+    rows, cols, s = arr
+    assert im2col_cost(g, rows, cols, s).cycles == brute_im2col(g, rows, cols, s)
+
+
+# ------------------------------------------------------------------ searches, exhaustive
+
+
+def _key(c: Cost) -> tuple[int, int, int]:
+    return (c.cycles, c.pw[0] * c.pw[1], c.pw[0])
+
+
+def exhaustive(g: LayerGeom, rows: int, cols: int, s: int, square: bool) -> Cost:
+    im = im2col_cost(g, rows, cols, s)
+    if square:
+        cands = [(i, i) for i in range(1, max(g.ho, g.wo) + 1)]
+    else:
+        cands = [(i, j) for i in range(1, g.ho + 1) for j in range(1, g.wo + 1)]
+    costs = [c for c in (pw_cost(g, i, j, rows, cols, s) for i, j in cands) if c is not None]
+    best = min(costs, key=_key, default=None)
+    return best if best is not None and best.cycles < im.cycles else im
+
+
+mid_geoms = small_geoms(max_out=12)
+mid_arrays = st.tuples(st.integers(8, 256), st.integers(8, 256), st.sampled_from([1, 2, 4, 8]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(mid_geoms, mid_arrays)
+def test_searches_equal_exhaustive(g: LayerGeom, arr: tuple[int, int, int]) -> None:
+    rows, cols, s = arr
+    for req, square in (("vw-sdk", False), ("sdk", True)):
+        choice, cost = best_mapping(g, req, rows, cols, s)
+        want = exhaustive(g, rows, cols, s, square)
+        assert (cost.cycles, cost.pw) == (want.cycles, want.pw)
+        assert choice.pw == cost.pw and choice.strategy is cost.strategy
+        if want.strategy is Strategy.IM2COL:
+            assert choice.strategy is Strategy.IM2COL and choice.reason.startswith(req)
+        else:
+            assert choice.strategy is Strategy(req) and choice.reason == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(mid_geoms, mid_arrays)
+def test_strategy_order(g: LayerGeom, arr: tuple[int, int, int]) -> None:
+    rows, cols, s = arr
+    cyc = {r: best_mapping(g, r, rows, cols, s)[1].cycles
+           for r in ("im2col", "sdk", "vw-sdk", "auto")}
+    assert cyc["auto"] <= cyc["vw-sdk"] <= cyc["im2col"]
+    assert cyc["vw-sdk"] <= cyc["sdk"] <= cyc["im2col"]
+    choice, cost = best_mapping(g, "auto", rows, cols, s)
+    assert choice.reason == ""
+    if choice.strategy is not Strategy.IM2COL:
+        i, j = choice.pw
+        assert choice.strategy is (Strategy.SDK if i == j else Strategy.VW_SDK)
+
+
+def test_request_parsing() -> None:
+    assert MappingRequest.parse("vw-sdk") is MappingRequest.VW_SDK
+    assert MappingRequest.parse(Strategy.SDK) is MappingRequest.SDK
+    assert MappingRequest.parse(MappingRequest.AUTO) is MappingRequest.AUTO
+    with pytest.raises(UsageError) as exc:
+        MappingRequest.parse("vwsdk")
+    assert "im2col, sdk, vw-sdk, auto" in str(exc.value)
+    g = conv(4, 4, 6, 6)
+    assert best_mapping(g, Strategy.IM2COL, 64, 64, 1)[0] == MappingChoice(Strategy.IM2COL)
+
+
+def test_fallback_reasons() -> None:
+    # 1x1 conv on a 1x1 map: no window can beat im2col.
+    g = conv(64, 64, 1, 1, k=1)
+    choice, cost = best_mapping(g, "sdk", 128, 128, 4)
+    assert choice.strategy is Strategy.IM2COL and "no square parallel window beats" in \
+        choice.reason
+    assert cost == im2col_cost(g, 128, 128, 4)
+    # A 7x7 kernel (49 rows per channel) cannot fit a 32-row array as a window.
+    choice, _ = best_mapping(conv(4, 4, 10, 10, k=7), "vw-sdk", 32, 32, 1)
+    assert choice.strategy is Strategy.IM2COL and "fits a 32x32 array" in choice.reason
+
+
+def test_geometry_validation() -> None:
+    with pytest.raises(UsageError):
+        LayerGeom(ic=6, oc=4, groups=4, kh=1, kw=1, sh=1, sw=1, dh=1, dw=1, ho=1, wo=1)
+    with pytest.raises(UsageError):
+        LayerGeom.from_conv(4, 4, 1, (3, 3), (1, 1), (1, 1), (0, 3))
+    with pytest.raises(UsageError):
+        im2col_cost(conv(4, 4, 6, 6), 0, 64, 1)
+
+
+# -------------------------------------------------------------------------------- pairs
+
+
+def exhaustive_pair(r: LayerGeom, lg: LayerGeom, rows: int, cols: int, s: int,
+                    square: bool) -> tuple[int, tuple[int, int] | None]:
+    im_total = im2col_cost(r, rows, cols, s).cycles + im2col_cost(lg, rows, cols, s).cycles
+    cands = ([(i, i) for i in range(1, max(r.ho, r.wo) + 1)] if square else
+             [(i, j) for i in range(1, r.ho + 1) for j in range(1, r.wo + 1)])
+    best: tuple[int, int, int] | None = None
+    for i, j in cands:
+        cr, cl = pw_cost(r, i, j, rows, cols, s), pw_cost(lg, i, j, rows, cols, s)
+        if cr is None or cl is None:
+            continue
+        k = (cr.cycles + cl.cycles, i * j, i)
+        if best is None or k < best:
+            best = k
+    if best is None or best[0] >= im_total:
+        return im_total, None
+    i = best[2]
+    return best[0], (i, best[1] // i)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mid_geoms, st.integers(1, 12), mid_arrays)
+def test_pair_mapping(r: LayerGeom, m: int, arr: tuple[int, int, int]) -> None:
+    rows, cols, s = arr
+    lg = LayerGeom.from_conv(r.oc, m, 1, (1, 1), (1, 1), (1, 1), (r.ho, r.wo))
+    im_total = im2col_cost(r, rows, cols, s).cycles + im2col_cost(lg, rows, cols, s).cycles
+    totals = {}
+    for req, square in (("sdk", True), ("vw-sdk", False), ("auto", False)):
+        cr_choice, cr, cl_choice, cl = best_pair_mapping(r, lg, req, rows, cols, s)
+        total = cr.cycles + cl.cycles
+        totals[req] = total
+        assert total <= im_total
+        assert cr_choice.pw == cl_choice.pw == cr.pw == cl.pw  # one shared window
+        assert cr_choice.strategy is cl_choice.strategy
+        want_total, want_pw = exhaustive_pair(r, lg, rows, cols, s, square)
+        assert total == want_total
+        if want_pw is None:
+            assert cr_choice.strategy is Strategy.IM2COL
+        else:
+            assert cr.pw == want_pw and cr_choice.strategy is not Strategy.IM2COL
+    assert totals["auto"] <= totals["vw-sdk"] <= totals["sdk"]
+    cr_choice, cr, cl_choice, cl = best_pair_mapping(r, lg, "im2col", rows, cols, s)
+    assert cr_choice.strategy is cl_choice.strategy is Strategy.IM2COL
+    assert cr.cycles + cl.cycles == im_total
+
+
+def test_pair_geometry_checked() -> None:
+    r = conv(8, 4, 10, 10, groups=2)
+    with pytest.raises(UsageError):  # not 1x1
+        best_pair_mapping(r, conv(4, 8, 10, 10, k=3), "auto", 128, 128, 4)
+    with pytest.raises(UsageError):  # wrong channel count
+        best_pair_mapping(r, conv(5, 8, 8, 8, k=1), "auto", 128, 128, 4)
+
+
+# ------------------------------------------------------------------------------- speed
+
+
+def test_search_is_fast() -> None:
+    layers = [conv(c, c, 32, 32, p=1) for c in (16, 32, 64)] + [conv(16, 32, 32, 32, p=1, s=2)]
+    t0 = time.perf_counter()
+    for g in layers:
+        for req in ("sdk", "vw-sdk", "auto"):
+            best_mapping(g, req, 128, 128, 4)
+        best_pair_mapping(g, LayerGeom.from_conv(g.oc, 64, 1, (1, 1), (1, 1), (1, 1),
+                                                 (g.ho, g.wo)), "auto", 128, 128, 4)
+    assert (time.perf_counter() - t0) / len(layers) < 0.1
