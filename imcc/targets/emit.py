@@ -22,22 +22,9 @@ import numpy as np
 from imcc.errors import UsageError
 from imcc.ir import Graph, Node, Strategy
 from imcc.ir import ops as O
-from imcc.targets.cost import LayerGeom, best_mapping
+from imcc.passes.map import node_geometry
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile, bit_slice
-
-
-def layer_geom(node: Node) -> LayerGeom:
-    """The cost-model geometry of a crossbar node (Linear = 1x1 conv on a positions x 1 map)."""
-    w = node.inputs[1].data
-    assert w is not None
-    if isinstance(node.op, O.Conv):
-        x = node.inputs[0].type.sample_shape()
-        y = node.output.type.sample_shape()
-        return LayerGeom.from_conv(x[0], int(w.shape[0]), node.op.group, node.op.kernel,
-                                   node.op.stride, node.op.dilation, (y[1], y[2]))
-    positions = int(np.prod(node.inputs[0].type.sample_shape()[:-1], dtype=np.int64))
-    return LayerGeom.from_linear(int(w.shape[1]), int(w.shape[0]), positions)
 
 
 def _conv_view(node: Node) -> tuple[np.ndarray, O.Conv]:
@@ -68,7 +55,7 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
     if mc is None:
         raise UsageError(f"layer {node.name!r} has no mapping; run the map pass first")
     w, conv = _conv_view(node)
-    geom = layer_geom(node)
+    geom = node_geometry(node)
     oc, icg, kh, kw = w.shape
     g = conv.group
     ocg = oc // g
@@ -118,13 +105,13 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
                 col_chunks.append(np.stack([o.ravel(), py.ravel(), px.ravel(), s_.ravel()], 1))
         for rt, rows in enumerate(row_chunks):
             for ct, cols in enumerate(col_chunks):
-                cells = _cells(levels, gi * ocg, rows, cols, sh, sw, dh, dw, kh, kw)
+                cells, taps = _cells(levels, gi * ocg, rows, cols, sh, sw, dh, dw, kh, kw)
                 r_abs = rows.copy()
                 r_abs[:, 0] += gi * icg
                 c_abs = cols.copy()
                 c_abs[:, 0] += gi * ocg
                 tiles.append(Tile(first_array + len(tiles), gi, rt, ct,
-                                  r_abs.astype(np.int32), c_abs.astype(np.int32), cells))
+                                  r_abs.astype(np.int32), c_abs.astype(np.int32), cells, taps))
 
     xs = node.inputs[0].type.sample_shape()
     ys = node.output.type.sample_shape()
@@ -148,9 +135,10 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
 
 
 def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh: int, sw: int,
-           dh: int, dw: int, kh: int, kw: int) -> np.ndarray:
+           dh: int, dw: int, kh: int, kw: int) -> tuple[np.ndarray, int]:
     """cells[r, k] = level of slice s of W[oc, c, ky, kx] where the row's PW position minus the
-    column's pixel origin is kernel tap (ky, kx); zero where it is no tap."""
+    column's pixel origin is kernel tap (ky, kx); zero where it is no tap. Also returns the
+    number of cells that hold a tap (the mapped cells of the utilization figure)."""
     c = rows[:, 0][:, None]
     oc = oc0 + cols[:, 0][None, :]
     ky_num = rows[:, 1][:, None] - cols[:, 1][None, :] * sh
@@ -160,7 +148,7 @@ def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh:
     s = np.broadcast_to(cols[:, 3][None, :], ok.shape)
     vals = levels[s, np.broadcast_to(oc, ok.shape), np.broadcast_to(c, ok.shape),
                   np.where(ok, ky, 0), np.where(ok, kx, 0)]
-    return np.where(ok, vals, 0).astype(levels.dtype)
+    return np.where(ok, vals, 0).astype(levels.dtype), int(ok.sum())
 
 
 def emit_program(graph: Graph, target: CrossbarTarget, model: str = "") -> Program:
@@ -196,4 +184,4 @@ def emit_program(graph: Graph, target: CrossbarTarget, model: str = "") -> Progr
         outputs=[v.name for v in graph.outputs], steps=steps, n_arrays=n_arrays)
 
 
-__all__ = ["emit_program", "emit_layer", "layer_geom", "best_mapping"]
+__all__ = ["emit_program", "emit_layer"]

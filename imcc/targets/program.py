@@ -61,6 +61,7 @@ class Tile:
     rows: np.ndarray   # (R, 3) int32
     cols: np.ndarray   # (C, 4) int32
     cells: np.ndarray  # (R, C) int8 levels, or float32 weights when unquantized
+    taps: int = 0      # cells that hold a weight slice (the rest of the R x C block is zero)
 
     @property
     def used_cells(self) -> int:

@@ -53,7 +53,7 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
                 arrays[f"{key}.t{ti:04d}.{part}"] = getattr(t, part)
             tiles.append({"array": t.array, "group": t.group, "row_tile": t.row_tile,
                           "col_tile": t.col_tile, "rows_used": int(t.rows.shape[0]),
-                          "cols_used": int(t.cols.shape[0]), "arrays_key": f"{key}.t{ti:04d}"})
+                          "cols_used": int(t.cols.shape[0]), "taps": t.taps, "arrays_key": f"{key}.t{ti:04d}"})
         arrays[f"{key}.out_scale"] = s.out_scale
         if s.bias is not None:
             arrays[f"{key}.bias"] = s.bias
@@ -109,7 +109,7 @@ def read_program(outdir: str | Path) -> Program:
             continue
         tiles = [Tile(t["array"], t["group"], t["row_tile"], t["col_tile"],
                       arrays[t["arrays_key"] + ".rows"], arrays[t["arrays_key"] + ".cols"],
-                      arrays[t["arrays_key"] + ".cells"]) for t in s["tiles"]]
+                      arrays[t["arrays_key"] + ".cells"], t["taps"]) for t in s["tiles"]]
         m = s["mapping"]
         lr = s["lowrank"]
         post = s["post"]

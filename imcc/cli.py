@@ -1,0 +1,369 @@
+"""Command-line interface: parses options, calls the library, renders results.
+
+Exit codes: 0 ok; 1 budget exceeded (`imcc check`); 2 usage error; 3 bad or unsupported
+model; 4 bad data/budget/tech/program file; 5 cannot write output; 70 internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from imcc import __version__
+from imcc.errors import DataError, ImccError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="imcc: compile ONNX CNNs onto in-memory-computing crossbar arrays, "
+                       "report cycles/energy, and simulate the mapped program against "
+                       "onnxruntime.")
+out = Console()
+if not out.is_terminal:
+    out = Console(width=160)  # piped or captured: do not squeeze tables into 80 columns
+err = Console(stderr=True)
+_STATE = {"debug": False}
+
+# ------------------------------------------------------------------ shared option types
+TargetOpt = Annotated[str, typer.Option("--target", "-t",
+                                        help="Crossbar array size as ROWSxCOLUMNS (cells), "
+                                             "e.g. 128x128.")]
+WBitsOpt = Annotated[int, typer.Option(help="Weight precision in bits (two's complement).")]
+CBitsOpt = Annotated[int, typer.Option(help="Bits stored per cell; a weight takes "
+                                            "ceil(weight-bits/cell-bits) columns.")]
+ABitsOpt = Annotated[int, typer.Option(help="Activation (input) precision in bits.")]
+DacOpt = Annotated[int, typer.Option(help="Input bits applied per read phase (DAC "
+                                          "resolution); phases = ceil(act-bits/dac-bits).")]
+AdcOpt = Annotated[int, typer.Option(help="ADC resolution in bits (energy model).")]
+MappingOpt = Annotated[str, typer.Option("--mapping", "-m",
+                                         help="Crossbar mapping: im2col, sdk (square "
+                                              "parallel windows), vw-sdk (any window), or "
+                                              "auto (cheapest per layer).")]
+RankOpt = Annotated[str, typer.Option(help="Group low-rank rank per layer: 'none', 'm/R' "
+                                           "(output channels / R) or an absolute integer.")]
+GroupsOpt = Annotated[int, typer.Option(help="Input-channel groups for low-rank "
+                                             "factorization (>= 1).")]
+LayerRankOpt = Annotated[list[str] | None, typer.Option(
+    "--layer-rank", help="Per-layer rank override NAME=SPEC (repeatable); SPEC as --rank.")]
+PolicyOpt = Annotated[Path | None, typer.Option(help="Low-rank policy file (TOML or JSON): "
+                                                     "rank, groups, per-layer entries.")]
+FirstLastOpt = Annotated[bool, typer.Option(help="Also factorize the first conv and the last "
+                                                 "linear layer (left as is by default).")]
+NoQuantOpt = Annotated[bool, typer.Option("--no-quantize", help="Keep float weights and "
+                                          "activations (the layout and cycles stay those of "
+                                          "--weight-bits).")]
+FLBitsOpt = Annotated[int | None, typer.Option(help="Bits for weights and inputs of the first "
+                                                    "and last crossbar layers (default: "
+                                                    "--weight-bits / --act-bits).")]
+CalibOpt = Annotated[Path | None, typer.Option(help="Calibration data (.npz: images [+mean, "
+                                                    "std] or x); default: a deterministic "
+                                                    "synthetic batch.")]
+CalibLimitOpt = Annotated[int, typer.Option(help="Use at most this many calibration "
+                                                 "samples (the first ones).")]
+TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim, or a TOML "
+                                           "file path.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                    transient=True, disable=not err.is_terminal)
+
+
+def _layer_ranks(items: list[str] | None) -> dict[str, str]:
+    res: dict[str, str] = {}
+    for it in items or []:
+        name, sep, spec = it.rpartition("=")
+        if not sep or not name:
+            raise UsageError(f"--layer-rank {it!r}: expected NAME=SPEC", hint="e.g. "
+                             "--layer-rank /layer1/layer1.0/conv1/Conv=m/4")
+        res[name] = spec
+    return res
+
+
+def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_bits: int,
+             adc_bits: int, mapping: str, rank: str, groups: int, layer_rank: list[str] | None,
+             policy: Path | None, include_first_last: bool, no_quantize: bool,
+             first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
+             model_input: tuple[str, tuple[int | None, ...]] | None = None) -> Any:
+    from imcc.compiler import CompileOptions
+    from imcc.passes.lowrank import LowRankPass
+    from imcc.targets.crossbar import CrossbarTarget
+
+    rows, cols = CrossbarTarget.parse_shape(target)
+    tgt = CrossbarTarget(rows, cols, weight_bits, cell_bits, act_bits, dac_bits, adc_bits)
+    if policy is not None:
+        lr = LowRankPass.policy_from_file(policy)
+        if rank != "none":
+            lr.rank = rank
+        if groups != 1:
+            lr.groups = groups
+        lr.layer_ranks.update(_layer_ranks(layer_rank))
+        lr.include_first_last = lr.include_first_last or include_first_last
+        lr._validate()
+    else:
+        lr = LowRankPass(rank=rank, groups=groups, layer_ranks=_layer_ranks(layer_rank),
+                         include_first_last=include_first_last)
+    if first_last_bits is not None and not 2 <= first_last_bits <= 16:
+        raise UsageError(f"--first-last-bits must be in [2, 16], got {first_last_bits}")
+    if calib_limit < 1:
+        raise UsageError(f"--calib-limit must be >= 1, got {calib_limit}")
+    x = None
+    if calib is not None and not no_quantize:
+        from imcc.dataset import load_npz
+
+        assert model_input is not None
+        x = load_npz(calib, *model_input).take(calib_limit).x
+    from imcc.analysis.tech import load_tech
+
+    load_tech(tech)  # fail early on a bad profile, before any work
+    return CompileOptions(target=tgt, mapping=mapping, quantize=not no_quantize,
+                          first_last_bits=first_last_bits, calib=x, lowrank=lr, tech=tech)
+
+
+def _model_input(model: str) -> tuple[str, tuple[int | None, ...]]:
+    from imcc.compiler import resolve_model
+    from imcc.frontend.loader import load_onnx
+    from imcc.frontend.onnx_import import import_proto
+
+    p = resolve_model(model)
+    g = import_proto(load_onnx(p), p.stem)
+    v = g.inputs[0]
+    return v.name, v.type.shape
+
+
+def _compile(model: str, opts_kw: dict[str, Any], outdir: Path | None, quiet: bool
+             ) -> tuple[dict[str, Any], Path]:
+    from imcc.compiler import compile_model, default_outdir, write_outputs
+
+    mi = _model_input(model) if opts_kw.get("calib") is not None else None
+    opts = _options(**opts_kw, model_input=mi)
+    with _progress() as prog:
+        task = prog.add_task("compiling", total=None)
+        res = compile_model(model, opts,
+                            progress=lambda s: prog.update(task, description=f"pass {s}"))
+    dest = write_outputs(res, outdir or default_outdir(model))
+    return res.report, dest
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors.")] = False,
+          version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False
+          ) -> None:
+    _STATE["debug"] = debug
+    if version:
+        out.print(f"imcc {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command("compile")
+def compile_cmd(
+    model: Annotated[str, typer.Argument(help="ONNX model path, or 'resnet20' for the bundled "
+                                              "pretrained CIFAR-10 ResNet-20.")] = "resnet20",
+    target: TargetOpt = "128x128", weight_bits: WBitsOpt = 4, cell_bits: CBitsOpt = 1,
+    act_bits: ABitsOpt = 4, dac_bits: DacOpt = 1, adc_bits: AdcOpt = 8,
+    mapping: MappingOpt = "auto", rank: RankOpt = "none", groups: GroupsOpt = 1,
+    layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
+    include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
+    first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
+    tech: TechOpt = "isaac",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output directory "
+                                                "(default: ./<model>.imcc).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Compile MODEL for a crossbar target: writes report.json, compiled.onnx, float.onnx,
+    program.json and arrays.npz into the output directory and prints the per-layer table."""
+    kw = dict(target=target, weight_bits=weight_bits, cell_bits=cell_bits, act_bits=act_bits,
+              dac_bits=dac_bits, adc_bits=adc_bits, mapping=mapping, rank=rank, groups=groups,
+              layer_rank=layer_rank, policy=policy, include_first_last=include_first_last,
+              no_quantize=no_quantize, first_last_bits=first_last_bits, calib=calib,
+              calib_limit=calib_limit, tech=tech)
+    report, dest = _compile(model, kw, output, json_)
+    if json_:
+        out.print_json(json.dumps(report))
+        return
+    from imcc.report.terminal import print_report
+
+    print_report(report, out)
+    out.print(f"wrote {dest}/ (report.json, compiled.onnx, program.json, arrays.npz)")
+
+
+def _load_report(outdir: Path) -> dict[str, Any]:
+    p = outdir / "report.json"
+    if not p.is_file():
+        raise DataError(f"{outdir}: no report.json here", hint="run `imcc compile MODEL -o "
+                                                               "DIR` first")
+    try:
+        rep = json.loads(p.read_text())
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{p}: not valid JSON ({exc})") from exc
+    if not isinstance(rep, dict) or rep.get("format") != "imcc-report/1":
+        raise DataError(f"{p}: not an imcc-report/1 file")
+    return rep
+
+
+@app.command("report")
+def report_cmd(
+    outdir: Annotated[Path, typer.Argument(help="A directory written by `imcc compile`.")],
+    json_: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for "
+                                                              "pull-request comments).")] = False,
+    csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per layer.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML page with "
+                                                   "charts to this file.")] = None,
+) -> None:
+    """Re-render a compiled result (terminal table by default)."""
+    from imcc.fileio import atomic_write_bytes
+    from imcc.report import render
+
+    rep = _load_report(outdir)
+    if html is not None:
+        atomic_write_bytes(html, render.to_html(rep).encode())
+        err.print(f"wrote {html}")
+    if json_:
+        out.print_json(json.dumps(rep))
+    elif markdown:
+        sys.stdout.write(render.to_markdown(rep))
+    elif csv:
+        sys.stdout.write(render.to_csv(rep))
+    elif html is None:
+        from imcc.report.terminal import print_report
+
+        print_report(rep, out)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    outdir: Annotated[Path, typer.Argument(help="A directory written by `imcc compile`.")],
+    data: Annotated[Path | None, typer.Option(help="Input data (.npz: images [+mean, std, "
+                                                   "labels] or x). Default: the bundled "
+                                                   "CIFAR-10 sample.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Simulate only the first N inputs.")] = None,
+    skip: Annotated[int, typer.Option(help="Skip the first N inputs (e.g. those used for "
+                                           "calibration).")] = 0,
+    adc_bits: Annotated[int | None, typer.Option(help="Model an ADC of this many bits per "
+                                                      "input phase (default: ideal).")] = None,
+    save_outputs: Annotated[Path | None, typer.Option(help="Save simulated and onnxruntime "
+                                                           "outputs to this .npz.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Execute the crossbar program on data, compare with onnxruntime on compiled.onnx, and
+    report accuracy and the executed cycles per image."""
+    from imcc.dataset import bundled_example_data, load_npz
+    from imcc.fileio import atomic_write_bytes, npz_bytes
+    from imcc.sim.evaluate import evaluate
+    from imcc.targets.program_io import read_program
+
+    if adc_bits is not None and not 1 <= adc_bits <= 24:
+        raise UsageError(f"--adc-bits must be in [1, 24], got {adc_bits}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {limit}")
+    if skip < 0:
+        raise UsageError(f"--skip must be >= 0, got {skip}")
+    prog = read_program(outdir)
+    name, shape = prog.inputs[0]
+    ds = load_npz(data or bundled_example_data(), name, shape)
+    if skip:
+        if skip >= len(ds):
+            raise UsageError(f"--skip {skip} leaves no inputs of {len(ds)}")
+        ds = ds.split(skip)[1]
+    if limit is not None:
+        ds = ds.take(limit)
+    with _progress() as p:
+        task = p.add_task("simulating", total=len(ds))
+        res, sim = evaluate(outdir, ds, adc_bits, progress=lambda n: p.advance(task, n))
+    if save_outputs is not None:
+        atomic_write_bytes(save_outputs, npz_bytes({k: v for k, v in sim.outputs.items()}))
+    if json_:
+        out.print_json(json.dumps(res))
+    else:
+        from imcc.report.terminal import sim_table
+
+        out.print(sim_table(res))
+
+
+@app.command("check")
+def check_cmd(
+    target_or_model: Annotated[str, typer.Argument(
+        metavar="OUTDIR|MODEL", help="A compiled output directory, or a model to compile first "
+                                     "(path or 'resnet20').")],
+    budget: Annotated[Path, typer.Option(help="Budget TOML: [budget] cycles, energy_uj, "
+                                              "latency_ms, tolerance, per-layer limits.")],
+    junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML file (one test case "
+                                                    "per budget item).")] = None,
+    target: TargetOpt = "128x128", weight_bits: WBitsOpt = 4, cell_bits: CBitsOpt = 1,
+    act_bits: ABitsOpt = 4, dac_bits: DacOpt = 1, adc_bits: AdcOpt = 8,
+    mapping: MappingOpt = "auto", rank: RankOpt = "none", groups: GroupsOpt = 1,
+    layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
+    include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
+    first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
+    tech: TechOpt = "isaac",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the "
+                                                "compiled result when compiling a model.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """CI gate: exit 0 when the model is within budget, 1 when a budget is exceeded, 2+ on
+    usage or input errors."""
+    from imcc.analysis.budget import check_budget, load_budget, to_junit_xml
+    from imcc.fileio import atomic_write_bytes
+
+    b = load_budget(budget)
+    p = Path(target_or_model)
+    if p.is_dir():
+        rep = _load_report(p)
+    else:
+        kw = dict(target=target, weight_bits=weight_bits, cell_bits=cell_bits,
+                  act_bits=act_bits, dac_bits=dac_bits, adc_bits=adc_bits, mapping=mapping,
+                  rank=rank, groups=groups, layer_rank=layer_rank, policy=policy,
+                  include_first_last=include_first_last, no_quantize=no_quantize,
+                  first_last_bits=first_last_bits, calib=calib, calib_limit=calib_limit,
+                  tech=tech)
+        rep, _ = _compile(target_or_model, kw, output, True)
+    result = check_budget(rep, b)
+    if junit is not None:
+        atomic_write_bytes(junit, to_junit_xml(result, f"imcc-check {rep['model']}").encode())
+    if json_:
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        for item in result.items:
+            mark = "[green]ok  [/]" if item.passed else "[red]OVER[/]"
+            extra = "" if item.passed else f" (over by {item.over_by_fraction:.1%})"
+            out.print(f"{mark} {item.name}: {item.actual:,.6g} {item.unit} "
+                      f"<= {item.limit:,.6g}{extra}")
+        out.print("within budget" if result.passed else
+                  f"[red]budget exceeded: {len(result.failures)} item(s)[/]")
+    raise typer.Exit(0 if result.passed else 1)
+
+
+def main() -> None:
+    """Console entry point: turns ImccError into a one-line message and an exit code."""
+    debug = "--debug" in sys.argv
+    try:
+        app(prog_name="imcc")
+    except ImccError as exc:
+        if debug:
+            raise
+        err.print(f"[red]imcc: error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("imcc: interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare traceback
+        if debug:
+            raise
+        err.print(f"[red]imcc: internal error:[/] {type(exc).__name__}: {exc} "
+                  "(rerun with --debug for a traceback, and please report it)",
+                  highlight=False, soft_wrap=True)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Build the `imcc-report/1` dictionary (report.json) from a compiled program.
+
+Every cycle figure is read off the emitted program (`CrossbarLayer.cycles`: windows x tiles);
+the im2col baseline is the DESIGN.md formula for the same layer and target.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imcc import __version__
+from imcc.analysis.energy import EnergyReport
+from imcc.ir import Graph, Strategy
+from imcc.passes.lowrank import LowRankPass
+from imcc.targets.cost import LayerGeom, im2col_cost
+from imcc.targets.crossbar import CrossbarTarget
+from imcc.targets.program import CrossbarLayer, Program
+
+FORMAT = "imcc-report/1"
+
+
+def layer_geom(layer: CrossbarLayer) -> LayerGeom:
+    """Cost-model geometry of an emitted layer (a Linear is a 1x1 conv on positions x 1)."""
+    oc = int(layer.out_scale.shape[0])
+    if layer.op == "Conv":
+        return LayerGeom.from_conv(layer.in_shape[0], oc, layer.groups, layer.kernel,
+                                   layer.stride, layer.dilation,
+                                   (layer.out_shape[1], layer.out_shape[2]))
+    positions = 1
+    for d in layer.in_shape[:-1]:
+        positions *= d
+    return LayerGeom.from_linear(layer.in_shape[-1], oc, positions)
+
+
+def _shape_text(layer: CrossbarLayer) -> str:
+    def dims(s: tuple[int, ...]) -> str:
+        return "x".join(map(str, s))
+
+    text = f"{dims(layer.in_shape)} -> {dims(layer.out_shape)}"
+    if layer.op == "Conv":
+        text += f", k{layer.kernel[0]}x{layer.kernel[1]} s{layer.stride[0]}"
+        if any(layer.pads):
+            text += f" p{max(layer.pads)}"
+        if layer.dilation != (1, 1):
+            text += f" d{layer.dilation[0]}"
+        if layer.groups > 1:
+            text += f" g{layer.groups}"
+    return text
+
+
+def layer_entry(layer: CrossbarLayer, target: CrossbarTarget) -> dict[str, Any]:
+    tiles = layer.tiles
+    per_group = [t for t in tiles if t.group == 0]
+    row_tiles = 1 + max((t.row_tile for t in per_group), default=-1)
+    col_tiles = 1 + max((t.col_tile for t in per_group), default=-1)
+    taps = sum(t.taps for t in tiles)
+    base = im2col_cost(layer_geom(layer), target.rows, target.cols, target.slices).cycles
+    lr = layer.lowrank
+    pw = None if layer.mapping.strategy is Strategy.IM2COL else list(layer.mapping.pw)
+    return {
+        "name": layer.name, "op": layer.op, "shape": _shape_text(layer),
+        "mapping": layer.mapping.strategy.value, "pw": pw,
+        "n_parallel": layer.mapping.n_parallel,
+        "conv_groups": layer.groups,
+        "row_tiles": row_tiles, "col_tiles": col_tiles, "tiles": len(tiles),
+        "windows": layer.n_windows, "cycles": layer.cycles, "im2col_cycles": base,
+        "utilization": taps / (len(tiles) * target.rows * target.cols) if tiles else 0.0,
+        "mapping_note": layer.mapping.reason or None,
+        "rank": lr.rank if lr else None, "groups": lr.groups if lr else None,
+        "rel_error": lr.rel_error if lr else None,
+        "pair": lr.source if lr else None, "role": lr.role.value if lr else None,
+        "weight_params": layer.weight_params,
+    }
+
+
+def build_report(program: Program, graph: Graph, target: CrossbarTarget,
+                 energy: EnergyReport | None, mapping: str, tech: str,
+                 calibration: str | None, lowrank: LowRankPass | None) -> dict[str, Any]:
+    layers = [layer_entry(layer, target) for layer in program.crossbar_layers()]
+    if energy is not None:
+        for entry in layers:
+            entry.update(energy.layer(entry["name"]).to_dict())
+    total = program.total_cycles
+    base = sum(entry["im2col_cycles"] for entry in layers)
+    # Each pair is counted once: both halves carry the pair's totals.
+    pairs = {entry["pair"]: entry for entry in layers if entry["pair"]}
+    report: dict[str, Any] = {
+        "format": FORMAT, "imcc_version": __version__, "model": program.model,
+        "target": {**program.target, "tech": tech},
+        "quantized": program.quantized, "calibration": calibration, "mapping": mapping,
+        "total_cycles": total, "im2col_cycles": base,
+        "speedup": base / total if total else None,
+        "n_arrays": program.n_arrays, "n_crossbar_layers": len(layers),
+        "weight_params": sum(entry["weight_params"] for entry in layers),
+    }
+    if lowrank is not None:
+        report["lowrank"] = {
+            "rank": lowrank.rank, "groups": lowrank.groups,
+            "factorized_layers": len(pairs),
+            "skipped": {d.layer: "; ".join(d.notes) for d in lowrank.decisions
+                        if not d.factorized},
+            "notes": {d.layer: "; ".join(d.notes) for d in lowrank.decisions
+                      if d.factorized and d.notes},
+        }
+    if energy is not None:
+        report["total_energy_pj"] = energy.total_energy_pj
+        report["total_latency_ns"] = energy.total_latency_ns
+        report["energy_breakdown"] = energy.breakdown
+        report["adc_bits"] = energy.adc_bits
+    report["layers"] = layers
+    return report

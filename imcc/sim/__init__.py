@@ -1,0 +1,3 @@
+"""Functional simulation of crossbar programs."""
+
+from __future__ import annotations

@@ -1,0 +1,69 @@
+"""Run a compiled output directory's program on data and check it against onnxruntime.
+
+`ort_agreement` is the fraction of inputs whose argmax equals onnxruntime's on
+compiled.onnx; `max_abs_diff` the largest output difference; accuracies use the labels.
+`cycles_per_image` is what the simulator executed, not what the report claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from imcc.dataset import Dataset
+from imcc.errors import DataError
+from imcc.sim.simulator import SimResult, Simulator
+from imcc.targets.program_io import read_program
+
+
+def ort_session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    # Basic graph optimizations only: the extended ones fuse QDQ patterns into integer
+    # kernels, which would no longer be the float semantics compiled.onnx states.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.intra_op_num_threads = 0
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise DataError(f"{path}: onnxruntime cannot load it ({exc})") from exc
+
+
+def ort_run(sess: ort.InferenceSession, x: np.ndarray, batch: int = 100) -> np.ndarray:
+    name = sess.get_inputs()[0].name
+    fixed = sess.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) and fixed > 0 else batch
+    return np.concatenate([sess.run(None, {name: x[a:a + step]})[0]
+                           for a in range(0, len(x), step)])
+
+
+def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = None,
+             progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], SimResult]:
+    d = Path(outdir)
+    program = read_program(d)
+    if len(program.inputs) != 1 or len(program.outputs) != 1:
+        raise DataError("simulate supports models with one input and one output")
+    in_name = program.inputs[0][0]
+    dac = int(program.target.get("dac_bits", 1))
+    sim = Simulator(program, adc_bits=adc_bits, dac_bits=dac).run({in_name: data.x}, progress)
+    y = sim.outputs[program.outputs[0]]
+    y_ort = ort_run(ort_session(d / "compiled.onnx"), data.x)
+    y_float = ort_run(ort_session(d / "float.onnx"), data.x)
+    flat = y.reshape(len(y), -1)
+    res: dict[str, Any] = {
+        "images": len(data),
+        "adc_bits": adc_bits,
+        "ort_agreement": float(np.mean(flat.argmax(1) == y_ort.reshape(len(y), -1).argmax(1))),
+        "max_abs_diff": float(np.abs(y - y_ort).max()),
+        "cycles_per_image": sim.cycles_per_image,
+        "report_cycles": program.total_cycles,
+    }
+    if data.labels is not None:
+        res["float_top1"] = float(np.mean(y_float.reshape(len(y), -1).argmax(1) == data.labels))
+        res["compiled_top1"] = float(np.mean(flat.argmax(1) == data.labels))
+        res["ort_compiled_top1"] = float(np.mean(y_ort.reshape(len(y), -1).argmax(1)
+                                                 == data.labels))
+    return res, sim
