@@ -1,0 +1,222 @@
+"""Budgets for `imcc check`: limits on a compiled model's cycles, energy and latency.
+
+Budget file (TOML):
+
+    [budget]
+    cycles = 150000          # integer, whole program
+    energy_uj = 40.0         # microjoules, whole program
+    latency_ms = 15.0        # milliseconds, whole program
+    tolerance = 0.05         # optional: allow 5 % over every limit (default 0)
+
+    [budget.layers."/layer1/layer1.0/conv1/Conv"]
+    cycles = 4096            # any of cycles / energy_uj / latency_ms, per layer
+
+At least one limit must be given. A limit is met when `actual <= limit * (1 + tolerance)`.
+The check reads the report.json dict, so it can run on a saved report as well as on a
+fresh compile.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imcc.analysis.tech import check_number, read_toml
+from imcc.errors import DataError
+
+# metric -> (kind, unit, report key, factor from the report's unit to the budget's unit)
+_METRICS: dict[str, tuple[str, str, str, float]] = {
+    "cycles": ("int", "cycles", "cycles", 1.0),
+    "energy_uj": ("float", "uJ", "energy_pj", 1e-6),
+    "latency_ms": ("float", "ms", "latency_ns", 1e-6),
+}
+_TOTAL_KEYS = {"cycles": "total_cycles", "energy_pj": "total_energy_pj",
+               "latency_ns": "total_latency_ns"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits on one scope (the whole program or one layer); None means unconstrained."""
+
+    cycles: int | None = None
+    energy_uj: float | None = None
+    latency_ms: float | None = None
+
+    def items(self) -> list[tuple[str, float]]:
+        return [(m, float(v)) for m in _METRICS if (v := getattr(self, m)) is not None]
+
+
+@dataclass(frozen=True)
+class Budget:
+    total: Limits
+    layers: dict[str, Limits] = field(default_factory=dict)
+    tolerance: float = 0.0
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One checked limit. `over_by_fraction = (actual - limit) / limit`: positive when over
+    the limit, negative for headroom. `passed` applies the budget's tolerance."""
+
+    name: str          # "total.cycles", "layer.<name>.energy_uj"
+    limit: float
+    actual: float
+    unit: str
+    passed: bool
+    over_by_fraction: float
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    items: list[CheckItem]
+    tolerance: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(item.passed for item in self.items)
+
+    @property
+    def failures(self) -> list[CheckItem]:
+        return [item for item in self.items if not item.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Machine-readable form (for `imcc check --json`)."""
+        return {"passed": self.passed, "tolerance": self.tolerance,
+                "items": [{"name": i.name, "limit": i.limit, "actual": i.actual,
+                           "unit": i.unit, "passed": i.passed,
+                           "over_by_fraction": i.over_by_fraction} for i in self.items]}
+
+
+def _limits(raw: Any, label: str, allowed_extra: set[str]) -> Limits:
+    if not isinstance(raw, dict):
+        raise DataError(f"{label} must be a table, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(_METRICS) - allowed_extra)
+    if unknown:
+        raise DataError(f"{label}: unknown key{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(unknown)} (allowed: "
+                        f"{', '.join([*_METRICS, *sorted(allowed_extra)])})")
+    values: dict[str, Any] = {}
+    for metric, (kind, _unit, _key, _factor) in _METRICS.items():
+        if metric in raw:
+            # A zero limit cannot be met by any layer and makes over-fractions infinite.
+            values[metric] = check_number(raw[metric], kind, True, f"{label}: key {metric}")
+    return Limits(**values)
+
+
+def budget_from_dict(raw: dict[str, Any], label: str) -> Budget:
+    unknown = sorted(set(raw) - {"budget"})
+    if unknown:
+        raise DataError(f"{label}: unknown top-level key{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(unknown)} (expected a [budget] table)")
+    if "budget" not in raw:
+        raise DataError(f"{label}: missing [budget] table")
+    table = raw["budget"]
+    total = _limits(table, f"{label}: [budget]", {"tolerance", "layers"})
+    tolerance = 0.0
+    if "tolerance" in table:
+        tolerance = float(check_number(table["tolerance"], "float", False,
+                                       f"{label}: key budget.tolerance"))
+    layers: dict[str, Limits] = {}
+    raw_layers = table.get("layers", {})
+    if not isinstance(raw_layers, dict):
+        raise DataError(f"{label}: budget.layers must be a table of per-layer tables")
+    for name, sub in raw_layers.items():
+        where = f'{label}: [budget.layers."{name}"]'
+        lim = _limits(sub, where, set())
+        if not lim.items():
+            raise DataError(f"{where} sets no limit (use cycles, energy_uj or latency_ms)")
+        layers[name] = lim
+    if not total.items() and not layers:
+        raise DataError(f"{label}: the budget sets no limit (use cycles, energy_uj or "
+                        f"latency_ms under [budget] or [budget.layers.\"<name>\"])")
+    return Budget(total=total, layers=layers, tolerance=tolerance, source=label)
+
+
+def load_budget(path: str | Path) -> Budget:
+    """Read and validate a budget TOML file; any problem raises DataError naming the key."""
+    p = Path(path)
+    return budget_from_dict(read_toml(p, "budget file"), f"budget file {p}")
+
+
+def _actual(scope: dict[str, Any], key: str, metric: str, where: str) -> float:
+    v = scope.get(key)
+    if v is None:
+        what = "energy" if metric == "energy_uj" else "latency"
+        raise DataError(f"the budget limits {where}{metric} but the report has no {what} "
+                        f"analysis ({key} missing); compile with an energy analysis")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise DataError(f"report key {key} must be a number, got {v!r}")
+    return float(v)
+
+
+def _item(name: str, limit: float, actual: float, unit: str, tolerance: float) -> CheckItem:
+    # A relative epsilon keeps a value that equals the limit up to float rounding (e.g. after
+    # the pJ -> uJ conversion) on the passing side.
+    allowed = limit * (1.0 + tolerance)
+    passed = actual <= allowed * (1.0 + 1e-12)
+    return CheckItem(name=name, limit=limit, actual=actual, unit=unit, passed=passed,
+                     over_by_fraction=(actual - limit) / limit)
+
+
+def check_budget(report: dict[str, Any], budget: Budget) -> CheckResult:
+    """Compare a report.json dict with a budget: program totals first, then each budgeted
+    layer in budget-file order. A budgeted layer missing from the report is an error, not a
+    pass, so a renamed layer cannot silently escape its limit."""
+    items: list[CheckItem] = []
+    for metric, limit in budget.total.items():
+        _kind, unit, key, factor = _METRICS[metric]
+        total_key = _TOTAL_KEYS[key]
+        actual = _actual(report, total_key, metric, "total ") * factor
+        items.append(_item(f"total.{metric}", limit, actual, unit, budget.tolerance))
+    by_name = {str(layer.get("name")): layer for layer in report.get("layers", [])}
+    missing = [name for name in budget.layers if name not in by_name]
+    if missing:
+        raise DataError(f"budgeted layer{'s' if len(missing) > 1 else ''} not in the report: "
+                        f"{', '.join(missing)} (layers: {', '.join(by_name) or 'none'})")
+    for name, limits in budget.layers.items():
+        for metric, limit in limits.items():
+            _kind, unit, key, factor = _METRICS[metric]
+            actual = _actual(by_name[name], key, metric, f"layer {name} ") * factor
+            items.append(_item(f"layer.{name}.{metric}", limit, actual, unit,
+                               budget.tolerance))
+    return CheckResult(items=items, tolerance=budget.tolerance)
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.6g}"
+
+
+def to_junit_xml(result: CheckResult, suite_name: str = "imcc-check") -> str:
+    """JUnit XML with one <testcase> per budget item and a <failure> for each exceeded limit.
+    Deterministic: no timestamps or host names."""
+    failures = result.failures
+    suites = ET.Element("testsuites", {"name": suite_name, "tests": str(len(result.items)),
+                                       "failures": str(len(failures)), "errors": "0",
+                                       "time": "0"})
+    suite = ET.SubElement(suites, "testsuite", {
+        "name": suite_name, "tests": str(len(result.items)), "failures": str(len(failures)),
+        "errors": "0", "skipped": "0", "time": "0"})
+    for item in result.items:
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": item.name,
+                                                 "time": "0"})
+        margin = (f"over by {item.over_by_fraction:.2%}" if item.over_by_fraction > 0
+                  else f"headroom {-item.over_by_fraction:.2%}")
+        detail = (f"{item.name}: actual {_fmt(item.actual)} {item.unit}, limit "
+                  f"{_fmt(item.limit)} {item.unit}, {margin} "
+                  f"(tolerance {result.tolerance:.2%})")
+        if item.passed:
+            ET.SubElement(case, "system-out").text = detail
+        else:
+            fail = ET.SubElement(case, "failure", {
+                "message": f"{item.name} over budget by {item.over_by_fraction:.2%}",
+                "type": "BudgetExceeded"})
+            fail.text = detail
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+__all__ = ["Budget", "CheckItem", "CheckResult", "Limits", "budget_from_dict", "check_budget",
+           "load_budget", "to_junit_xml"]
