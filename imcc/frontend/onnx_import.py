@@ -107,7 +107,11 @@ class _Importer:
                 missing = [i for i in node.input if i and i not in self.env]
                 if missing:
                     if any(m in self.defined for m in missing):
-                        self.defined.update(outs)  # already reported upstream
+                        # Downstream of a reported node: its input is an activation, so it
+                        # cannot fold; still report its own op type if unsupported.
+                        self.defined.update(outs)
+                        if node.op_type not in _TRANSLATE:
+                            raise self.fail(node, "op type not supported")
                         continue
                     raise self.fail(node, f"input {missing[0]!r} is not defined")
                 self._node(node)

@@ -1,0 +1,49 @@
+"""Shared fixtures: small ONNX graphs built in the test, the bundled data, ORT runners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import imcc
+from imcc.dataset import load_npz
+
+EXAMPLES = Path(imcc.__file__).parent / "examples"
+ASSETS = Path(__file__).parent / "assets"
+RESNET20 = EXAMPLES / "resnet20.onnx"
+RESNET20_DYNAMO = ASSETS / "resnet20_dynamo.onnx"
+CIFAR = EXAMPLES / "cifar10_test_500.npz"
+
+
+def make_model(nodes: list[onnx.NodeProto], inputs: list[tuple[str, list[int | str]]],
+               outputs: list[str], inits: dict[str, np.ndarray], opset: int = 17
+               ) -> onnx.ModelProto:
+    g = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def ort_run(model: onnx.ModelProto | bytes | Path, feeds: dict[str, np.ndarray]
+            ) -> list[np.ndarray]:
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else \
+        str(model) if isinstance(model, Path) else model
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+@pytest.fixture(scope="session")
+def cifar() -> tuple[np.ndarray, np.ndarray]:
+    ds = load_npz(CIFAR, "input", (None, 3, 32, 32))
+    assert ds.labels is not None
+    return ds.x, ds.labels
