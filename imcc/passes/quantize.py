@@ -1,0 +1,431 @@
+"""quantize: integer weights for the crossbars and fake-quantized crossbar inputs.
+
+Weights (every crossbar layer, symmetric, per output channel ``oc`` on axis 0)::
+
+    qmax      = 2^(b-1) - 1
+    scale[oc] = max|W[oc]| / qmax          (float32; 1.0 for an all-zero channel, whose
+                                            levels are all 0 whatever the scale)
+    q         = clip(round_half_even(W / scale[oc]), -qmax, qmax)      (int32)
+    W'        = q * scale[oc]              (float32, replaces the weight constant)
+
+The node gets ``wquant = WeightQuant(b, scale, q)`` and reads a new constant ``W'``, so
+the float graph computes exactly what the crossbar computes. The bias stays float (it is
+added digitally after the crossbar).
+
+Activations (per tensor, zero point 0): the input ``x`` of every crossbar layer is read
+through a ``FakeQuant(scale, b, signed)`` node::
+
+    unsigned: q = clip(round_half_even(x / scale), 0, 2^b - 1)
+    signed:   q = clip(round_half_even(x / scale), -2^(b-1), 2^(b-1) - 1)
+    y = q * scale
+
+``signed=False`` when ``x`` is provably non-negative: produced by Relu, Sigmoid, Softmax,
+Clip(min >= 0) or an unsigned FakeQuant, or by an op that keeps non-negativity
+(MaxPool, AveragePool, global pools, Slice, Reshape, Transpose, Pad with value >= 0,
+Concat/Add/Mul/Div and crossbar/affine layers whose inputs and constants are all
+non-negative). One FakeQuant is shared by all crossbar layers that read the same value
+at the same bit width. Only the crossbar layers read it: every other user of ``x`` (e.g.
+the Add of a residual shortcut) keeps reading the float value, because those ops run in
+the digital periphery at full precision; only the DAC-driven crossbar rows need integers.
+
+``first_last_bits`` sets weight *and* input-activation bits of the first crossbar layers
+(no crossbar layer upstream) and the last ones (no crossbar layer downstream); a low-rank
+half whose partner is first/last counts as first/last too.
+
+Calibration (``method``): activation scales are chosen on the calibration inputs, after
+the weights are quantized, in one forward pass in topological order in which every
+FakeQuant is calibrated on its input *as produced by the already quantized upstream
+layers* (so later scales see earlier quantization), then applied before execution
+continues. For a tensor with values ``v`` (at most 2^18 of them, drawn with a fixed seed;
+exact zeros dropped since they quantize without error) and ``m = max|v|``:
+
+* ``"mse"`` (default): the clipping value ``alpha`` minimizing ``mean((v - fq_alpha(v))^2)``
+  with ``scale = alpha / qmax`` (``qmax`` = 2^b - 1 unsigned, 2^(b-1) - 1 signed), searched
+  on 64 points ``m*k/64`` and then on 33 points between the neighbours of the best one
+  (resolution ``m/1024``); ties go to the smaller alpha.
+* ``"max"``: ``alpha = m`` (no clipping).
+
+An all-zero tensor gets scale 1.0. Without calibration data the pass synthesizes a
+deterministic batch: 32 samples of standard normal noise (seed 0) per graph input, the
+distribution of a standardized image; ``self.calibration`` records ``"synthetic"`` or
+``"data:<n> samples"`` for the report.
+
+Exporting to ONNX: :func:`fakequant_onnx_nodes` builds ``Clip -> QuantizeLinear ->
+DequantizeLinear`` which onnxruntime evaluates bit-exactly like ``FakeQuant.compute``
+(both divide by the float32 scale and round half to even).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from imcc.errors import DataError, ModelError, UsageError
+from imcc.ir import Graph, Node, Value, WeightQuant, ops
+from imcc.passes.base import Pass
+
+METHODS: tuple[str, ...] = ("mse", "max")
+MIN_BITS, MAX_BITS = 2, 16
+MAX_CALIB_VALUES = 1 << 18   # values per tensor used by the scale search
+SYNTHETIC_SAMPLES = 32
+SEED = 0
+
+# Ops whose output is non-negative whenever their (first) input is.
+_KEEP_NONNEG: tuple[type[ops.Op], ...] = (
+    ops.MaxPool, ops.AveragePool, ops.GlobalAveragePool, ops.GlobalMaxPool, ops.Slice,
+    ops.Reshape, ops.Transpose)
+# Ops whose output is non-negative whenever all inputs (constants included) are.
+_ALL_NONNEG: tuple[type[ops.Op], ...] = (
+    ops.Concat, ops.Add, ops.Mul, ops.Div, ops.Affine, ops.Conv, ops.Linear)
+
+
+def _check_bits(what: str, bits: object) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, int | np.integer) \
+            or not MIN_BITS <= int(bits) <= MAX_BITS:
+        one = not isinstance(bits, bool) and bits == 1
+        hint = ("1-bit symmetric weights have the single level 0; use 2 or more"
+                if one and what != "act_bits" else None)
+        raise UsageError(f"{what}={bits!r}: must be an integer in [{MIN_BITS}, {MAX_BITS}]",
+                         hint)
+    return int(bits)
+
+
+# ------------------------------------------------------------------------------ weights
+
+
+def quantize_weight(w: np.ndarray, bits: int) -> WeightQuant:
+    """Symmetric per-output-channel (axis 0) quantization of a weight tensor."""
+    qmax = (1 << (bits - 1)) - 1
+    w32 = np.asarray(w, dtype=np.float32)
+    oc = w32.shape[0]
+    absmax = np.abs(w32.reshape(oc, -1)).max(axis=1) if w32.size else np.zeros(oc, np.float32)
+    scale = (absmax / np.float32(qmax)).astype(np.float32)
+    # An all-zero channel (or one so small the scale underflows) quantizes to 0 for any
+    # positive scale; 1.0 keeps the digital rescale well defined.
+    scale[scale == 0] = np.float32(1.0)
+    shp = (oc,) + (1,) * (w32.ndim - 1)
+    q = np.clip(np.rint(w32 / scale.reshape(shp)), -qmax, qmax).astype(np.int32)
+    return WeightQuant(bits, scale, q)
+
+
+def dequantize_weight(wq: WeightQuant) -> np.ndarray:
+    """``q * scale`` in float32: the weight the crossbar realizes."""
+    shp = (-1,) + (1,) * (wq.q.ndim - 1)
+    return (wq.q.astype(np.float32) * wq.scale.reshape(shp)).astype(np.float32)
+
+
+# -------------------------------------------------------------------------- activations
+
+
+def _sample(x: np.ndarray) -> np.ndarray:
+    """The finite non-zero values of x, subsampled with a fixed seed to MAX_CALIB_VALUES."""
+    v = np.asarray(x, dtype=np.float32).reshape(-1)
+    if v.size > MAX_CALIB_VALUES:
+        v = v[np.random.default_rng(SEED).integers(0, v.size, MAX_CALIB_VALUES)]
+    # Zeros quantize exactly at every scale: dropping them leaves the argmin unchanged.
+    return v[np.isfinite(v) & (v != 0)]
+
+
+def _qmax(bits: int, signed: bool) -> int:
+    return (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+
+
+def fakequant_mse(x: np.ndarray, scale: float, bits: int, signed: bool) -> float:
+    """mean((x - FakeQuant(scale)(x))^2), in float64."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    d = (x - ops.FakeQuant(float(scale), bits, signed).compute(x)).astype(np.float64)
+    return float(np.dot(d, d) / max(d.size, 1))
+
+
+def calibrate_scale(x: np.ndarray, bits: int, signed: bool, method: str = "mse") -> float:
+    """Per-tensor activation scale for ``FakeQuant(scale, bits, signed)`` (see module doc).
+    The result is a float32 value returned as a Python float."""
+    if method not in METHODS:
+        raise UsageError(f"calibration method {method!r} is unknown; choose one of "
+                         f"{', '.join(METHODS)}")
+    v = _sample(x)
+    m = float(np.max(np.abs(v))) if v.size else 0.0
+    if m == 0.0:
+        return 1.0
+    qmax = _qmax(bits, signed)
+    if method == "max":
+        return float(np.float32(m / qmax))
+
+    def best(alphas: np.ndarray) -> int:
+        errs = [fakequant_mse(v, float(np.float32(a / qmax)), bits, signed) for a in alphas]
+        return int(np.argmin(errs))  # first minimum: the smaller alpha on ties
+
+    coarse = m * np.arange(1, 65, dtype=np.float64) / 64
+    k = best(coarse)
+    lo = coarse[k - 1] if k > 0 else coarse[0] / 2
+    hi = coarse[min(k + 1, len(coarse) - 1)]
+    fine = np.linspace(lo, hi, 33)
+    return float(np.float32(fine[best(fine)] / qmax))
+
+
+def _nonnegative_values(graph: Graph) -> set[int]:
+    """ids of the values that are provably >= 0 (see module doc)."""
+    nonneg: set[int] = set()
+
+    def nn(v: Value) -> bool:
+        if v.data is not None:
+            return bool(np.all(v.data >= 0))
+        return id(v) in nonneg
+
+    for node in graph.nodes:
+        op, ins = node.op, node.inputs
+        if isinstance(op, ops.Relu | ops.Sigmoid | ops.Softmax):
+            ok = True
+        elif isinstance(op, ops.Clip):
+            ok = ((op.min is not None and op.min >= 0)
+                  or (nn(ins[0]) and (op.max is None or op.max >= 0)))
+        elif isinstance(op, ops.FakeQuant):
+            ok = not op.signed or nn(ins[0])
+        elif isinstance(op, ops.Pad):
+            ok = nn(ins[0]) and (op.mode != "constant" or op.value >= 0)
+        elif isinstance(op, _KEEP_NONNEG):
+            ok = nn(ins[0])
+        elif isinstance(op, _ALL_NONNEG):
+            ok = all(nn(v) for v in ins)
+        else:
+            ok = False
+        if ok:
+            nonneg.update(id(o) for o in node.outputs)
+    return nonneg
+
+
+def _first_last(graph: Graph, xbar: list[Node]) -> set[int]:
+    """ids of the first and last crossbar layers (and their low-rank partners)."""
+    chosen: list[Node] = []
+    downstream: set[int] = set()  # values computed from some crossbar output
+    for node in graph.nodes:
+        dep = any(id(v) in downstream for v in node.inputs)
+        if node.op.crossbar and not dep:
+            chosen.append(node)
+        if node.op.crossbar or dep:
+            downstream.update(id(o) for o in node.outputs)
+    upstream: set[int] = set()  # values some crossbar layer reads, directly or not
+    for node in reversed(graph.nodes):
+        feeds = any(id(o) in upstream for o in node.outputs)
+        if node.op.crossbar and not feeds:
+            chosen.append(node)
+        if node.op.crossbar or feeds:
+            upstream.update(id(v) for v in node.inputs if not v.is_const)
+    names = {n.name for n in chosen}
+    chosen += [n for n in xbar if n.lowrank is not None and n.lowrank.partner in names]
+    return {id(n) for n in chosen}
+
+
+# ------------------------------------------------------------------------------ the pass
+
+
+@dataclass(eq=False)
+class QuantizePass(Pass):
+    """Quantize crossbar weights and crossbar inputs; see the module docstring for the math.
+
+    ``method``: how activation clipping ranges are chosen on the calibration inputs --
+    ``"mse"`` (default) minimizes the mean squared quantization error of each tensor over
+    a grid of clipping values; ``"max"`` uses the largest magnitude seen (no clipping).
+    """
+
+    name: ClassVar[str] = "quantize"
+    weight_bits: int = 4
+    act_bits: int = 4
+    first_last_bits: int | None = None
+    calib: np.ndarray | None = field(default=None, repr=False)
+    method: str = "mse"
+    # Set by run(): "synthetic" or "data:<n> samples".
+    calibration: str = field(default="", init=False)
+
+    def run(self, graph: Graph) -> Graph:
+        wbits = _check_bits("weight_bits", self.weight_bits)
+        abits = _check_bits("act_bits", self.act_bits)
+        fl = None if self.first_last_bits is None else _check_bits("first_last_bits",
+                                                                     self.first_last_bits)
+        if self.method not in METHODS:
+            raise UsageError(f"quantize method={self.method!r} is unknown; choose one of "
+                             f"{', '.join(METHODS)}")
+        xbar = list(graph.crossbar_nodes())
+        if any(n.wquant is not None for n in xbar):
+            raise UsageError("the graph is already quantized: run the quantize pass once")
+        # Everything that can fail on user input is checked before the graph is edited.
+        feeds, self.calibration = self._feeds(graph)
+        special = _first_last(graph, xbar) if fl is not None else set()
+        nonneg = _nonnegative_values(graph)
+
+        for node in xbar:
+            self._quantize_weights(graph, node, fl if id(node) in special else wbits)
+
+        # One FakeQuant per (value, bits), in the order the crossbar layers come.
+        groups: dict[tuple[int, int], list[Node]] = {}
+        for node in xbar:
+            bits = fl if (fl is not None and id(node) in special) else abits
+            groups.setdefault((id(node.inputs[0]), bits), []).append(node)
+        pending: set[int] = set()
+        for (_, bits), consumers in groups.items():
+            x = consumers[0].inputs[0]
+            fq = self._insert_fakequant(graph, x, consumers, bits, signed=id(x) not in nonneg)
+            pending.add(id(fq))
+        _calibrate(graph, feeds, pending, self.method)
+        return graph
+
+    # -- helpers
+    def _feeds(self, graph: Graph) -> tuple[dict[str, np.ndarray], str]:
+        if self.calib is None:
+            feeds = {}
+            for i, v in enumerate(graph.inputs):
+                if any(d is None for d in v.type.shape[1:]) or v.type.dtype.numpy.kind != "f":
+                    raise UsageError(f"input %{v.name} ({v.type}) cannot be synthesized for "
+                                     "calibration", "give calibration data")
+                rng = np.random.default_rng(SEED + i)
+                shape = (SYNTHETIC_SAMPLES,) + v.type.sample_shape()
+                feeds[v.name] = rng.standard_normal(shape, dtype=np.float32)
+            return feeds, "synthetic"
+        if len(graph.inputs) != 1:
+            raise UsageError(f"calibration data feeds one input, the graph has "
+                             f"{len(graph.inputs)}")
+        inp = graph.inputs[0]
+        x = np.asarray(self.calib)
+        if x.dtype.kind != "f":
+            raise DataError(f"calibration data must be floating point, got {x.dtype}")
+        want = inp.type.shape
+        if x.ndim != len(want) or any(w is not None and w != g
+                                      for w, g in zip(want[1:], x.shape[1:], strict=True)):
+            raise DataError(f"calibration data has shape {x.shape}, the input %{inp.name} is "
+                            f"{inp.type}")
+        if x.shape[0] == 0:
+            raise DataError("calibration data holds zero samples")
+        x = x.astype(np.float32)
+        if not np.all(np.isfinite(x)):
+            raise DataError("calibration data contains NaN or infinity")
+        return {inp.name: x}, f"data:{x.shape[0]} samples"
+
+    @staticmethod
+    def _quantize_weights(graph: Graph, node: Node, bits: int) -> None:
+        w = node.inputs[1]
+        if w.data is None:
+            raise ModelError(f"{node.name}: the weight %{w.name} is not a constant")
+        if not np.all(np.isfinite(w.data)):
+            raise ModelError(f"{node.name}: the weight %{w.name} contains NaN or infinity")
+        wq = quantize_weight(w.data, bits)
+        new = graph.const(w.name + "_q", dequantize_weight(wq))
+        node.inputs[1] = new
+        w.users.remove(node)
+        new.users.append(node)
+        node.wquant = wq
+
+    @staticmethod
+    def _insert_fakequant(graph: Graph, x: Value, consumers: list[Node], bits: int,
+                          signed: bool) -> Node:
+        """Insert FakeQuant(x) right after x's producer and rewire only `consumers` to it
+        (not graph.replace_uses: the digital users of x keep the float value). The scale
+        is a placeholder until calibration."""
+        index = 0 if x.producer is None else graph.nodes.index(x.producer) + 1
+        fq = graph.add(ops.FakeQuant(1.0, bits, signed), [x], x.name + "_q", index=index)
+        for c in consumers:
+            c.inputs[0] = fq.output
+            x.users.remove(c)
+            fq.output.users.append(c)
+        return fq
+
+
+def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
+               method: str) -> None:
+    """Run the graph on `feeds`; on reaching a pending FakeQuant, choose its scale from its
+    actual input, set it, and go on with the quantized value. A streaming version of
+    imcc.ir.interp.run (same op semantics): it skips nodes no FakeQuant depends on and
+    frees each activation after its last use, so calibrating on hundreds of images does not
+    keep every intermediate tensor alive."""
+    needed: set[int] = set()  # ids of nodes some pending FakeQuant depends on
+    need_vals: set[int] = set()
+    for node in reversed(graph.nodes):
+        if id(node) in pending or any(id(o) in need_vals for o in node.outputs):
+            needed.add(id(node))
+            need_vals.update(id(v) for v in node.inputs if not v.is_const)
+    remaining: dict[int, int] = {}
+    for node in graph.nodes:
+        if id(node) in needed:
+            for v in node.inputs:
+                remaining[id(v)] = remaining.get(id(v), 0) + 1
+    env: dict[int, np.ndarray] = {
+        id(v): np.asarray(feeds[v.name], dtype=v.type.dtype.numpy) for v in graph.inputs}
+    for node in graph.nodes:
+        if id(node) not in needed:
+            continue
+        ins = [v.data if v.data is not None else env[id(v)] for v in node.inputs]
+        if id(node) in pending:
+            op = node.op
+            assert isinstance(op, ops.FakeQuant)
+            scale = calibrate_scale(ins[0], op.bits, op.signed, method)
+            node.op = ops.FakeQuant(scale, op.bits, op.signed)
+        env[id(node.output)] = node.op.compute(*ins)
+        for v in node.inputs:
+            remaining[id(v)] -= 1
+            if remaining[id(v)] == 0:
+                env.pop(id(v), None)
+
+
+# ------------------------------------------------------------------------------ export
+
+
+def fakequant_min_opset(fq: ops.FakeQuant) -> int:
+    """Lowest ONNX opset at which :func:`fakequant_onnx_nodes` is valid: 13 for <= 8 bits
+    (int8/uint8), 21 above (int16/uint16 QuantizeLinear)."""
+    return 13 if fq.bits <= 8 else 21
+
+
+def fakequant_onnx_nodes(name: str, x_name: str, out_name: str, fq: ops.FakeQuant,
+                         ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """ONNX nodes computing ``out = FakeQuant(x)`` exactly (checked against onnxruntime
+    at all graph-optimization levels)::
+
+        Clip(x, qmin*scale, qmax*scale) -> QuantizeLinear(scale, zp=0) -> DequantizeLinear
+
+    The b-bit range is enforced by the float Clip *before* quantizing: QuantizeLinear only
+    saturates to the full 8/16-bit range, and onnxruntime has no integer Clip for 16-bit
+    types. This is exact: the clip bounds are float32 products whose quotient by the scale
+    rounds back to qmin/qmax, and float division is monotone, so clipping x and then
+    rounding x/scale equals rounding and then clipping to [qmin, qmax]. onnxruntime divides
+    by the float32 scale and rounds half to even, like ``FakeQuant.compute``.
+
+    The zero point is 0 and typed int8/uint8 for <= 8 bits, int16/uint16 above (opset 21;
+    see :func:`fakequant_min_opset`). Initializer and intermediate names start with
+    ``name``.
+
+    To reproduce a whole compiled graph exactly, run onnxruntime with the session config
+    entry ``session.disable_quant_qdq = "1"`` (or ``ORT_DISABLE_ALL``): from
+    ``ORT_ENABLE_BASIC`` on, its QDQ transformers re-quantize a float Conv weight/bias fed
+    by a DequantizeLinear to int8/int32 per tensor, or fuse QLinearConv, which moves
+    outputs by a quantization step (observed with onnxruntime 1.32).
+    """
+    lo, hi = fq.qrange
+    s = np.float32(fq.scale)
+    if fq.bits <= 8:
+        zp_type: type[np.integer] = np.int8 if fq.signed else np.uint8
+    else:
+        zp_type = np.int16 if fq.signed else np.uint16
+    scale_n, zp_n, lo_n, hi_n = (f"{name}_scale", f"{name}_zero_point", f"{name}_min",
+                                 f"{name}_max")
+    inits = [
+        numpy_helper.from_array(np.array(s, dtype=np.float32), scale_n),
+        numpy_helper.from_array(np.array(0, dtype=zp_type), zp_n),
+        numpy_helper.from_array(np.array(np.float32(lo) * s, dtype=np.float32), lo_n),
+        numpy_helper.from_array(np.array(np.float32(hi) * s, dtype=np.float32), hi_n),
+    ]
+    clipped, q = f"{name}_clipped", f"{name}_int"
+    nodes = [
+        helper.make_node("Clip", [x_name, lo_n, hi_n], [clipped], name=f"{name}_clip"),
+        helper.make_node("QuantizeLinear", [clipped, scale_n, zp_n], [q],
+                         name=f"{name}_quantize"),
+        helper.make_node("DequantizeLinear", [q, scale_n, zp_n], [out_name],
+                         name=f"{name}_dequantize"),
+    ]
+    return nodes, inits
+
+
+__all__ = ["QuantizePass", "quantize_weight", "dequantize_weight", "calibrate_scale",
+           "fakequant_mse", "fakequant_onnx_nodes", "fakequant_min_opset", "METHODS"]
