@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -37,9 +36,9 @@ def ort_run(model: onnx.ModelProto | bytes | Path, feeds: dict[str, np.ndarray]
             ) -> list[np.ndarray]:
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else \
         str(model) if isinstance(model, Path) else model
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"]).run(None, feeds)
+    from imcc.sim.evaluate import ort_session
+
+    return ort_session(src).run(None, feeds)
 
 
 @pytest.fixture(scope="session")

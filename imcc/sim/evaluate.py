@@ -20,16 +20,19 @@ from imcc.sim.simulator import SimResult, Simulator
 from imcc.targets.program_io import read_program
 
 
-def ort_session(path: Path) -> ort.InferenceSession:
+def ort_session(path: Path | str | bytes) -> ort.InferenceSession:
     opts = ort.SessionOptions()
-    # Basic graph optimizations only: the extended ones fuse QDQ patterns into integer
-    # kernels, which would no longer be the float semantics compiled.onnx states.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    # compiled.onnx states float QDQ semantics; onnxruntime's QDQ transformers would
+    # re-quantize DequantizeLinear-fed weights per tensor or fuse integer kernels, which
+    # moves outputs by quantization steps. Keep every other optimization.
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
     opts.intra_op_num_threads = 0
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        src = path if isinstance(path, bytes) else str(path)
+        return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise DataError(f"{path}: onnxruntime cannot load it ({exc})") from exc
+        where = "model" if isinstance(path, bytes) else str(path)
+        raise DataError(f"{where}: onnxruntime cannot load it ({exc})") from exc
 
 
 def ort_run(sess: ort.InferenceSession, x: np.ndarray, batch: int = 100) -> np.ndarray:

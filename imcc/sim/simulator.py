@@ -24,16 +24,18 @@ EXACT_F32 = 1 << 24  # integer sums below this are exact in float32
 @dataclass
 class _TilePlan:
     tile: Tile
-    gather: np.ndarray    # (windows, R) flat indices into the padded input of one sample
-    combine: np.ndarray   # (C, U) slice shift-add weights onto the tile's unique outputs
-    scatter: np.ndarray   # (windows, U) flat indices into the layer's accumulator
+    rows: slice | np.ndarray   # the tile's rows within the layer's unrolled window inputs
+    cells: np.ndarray          # (R, C) levels in the compute dtype
+    combine: np.ndarray        # (C, U) shift-add weights onto the tile's distinct outputs
+    fused: np.ndarray          # cells @ combine: the ideal-ADC tile, slices added up
+    outs: slice | np.ndarray   # the distinct outputs within a window's (OC, i, j) block
 
 
 @dataclass
 class _LayerPlan:
     layer: CrossbarLayer
-    padded: tuple[int, int, int]   # (C, Hp, Wp) including the window overhang
-    acc_hw: tuple[int, int]
+    padded: tuple[int, int, int]        # (C, Hp, Wp) including the window overhang
+    positions: list[tuple[int, int]]    # PW offsets (dy, dx) the rows use, in unrolled order
     tiles: list[_TilePlan]
     dtype: type
 
@@ -55,6 +57,13 @@ def _as_conv_input(layer: CrossbarLayer, x: np.ndarray) -> np.ndarray:
     return np.moveaxis(x.reshape(b, -1, k), 2, 1)[..., None]  # (B, K, positions, 1)
 
 
+def _range_or_index(ids: np.ndarray) -> slice | np.ndarray:
+    """A slice when the indices are consecutive (a cheap view), else the index array."""
+    if len(ids) and np.array_equal(ids, np.arange(ids[0], ids[0] + len(ids))):
+        return slice(int(ids[0]), int(ids[0]) + len(ids))
+    return ids
+
+
 def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
     if layer.op == "Conv":
         c, h, w = layer.in_shape
@@ -68,26 +77,32 @@ def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
     pwh, pww = (kh - 1) * dh + 1 + (i - 1) * sh, (kw - 1) * dw + 1 + (j - 1) * sw
     hp = max(t + h + b, (nwh - 1) * i * sh + pwh)
     wp = max(left + w + r, (nww - 1) * j * sw + pww)
-    ah, aw = nwh * i, nww * j
-    wy, wx = np.meshgrid(np.arange(nwh), np.arange(nww), indexing="ij")
-    wy, wx = wy.ravel(), wx.ravel()
-    base = wy * (i * sh) * wp + wx * (j * sw)
-    plans = []
+    # The window inputs are unrolled once per layer as (channel, PW position) columns; each
+    # tile's row map then selects its rows from that (usually a contiguous slice).
+    positions = sorted({(int(dy), int(dx)) for tl in layer.tiles for dy, dx in tl.rows[:, 1:]})
+    pos_id = {p: k for k, p in enumerate(positions)}
+    oc = layer.out_scale.shape[0]
     bound = 0.0
+    plans = []
     for tile in layer.tiles:
         rows, cols = tile.rows.astype(np.int64), tile.cols.astype(np.int64)
-        gather = base[:, None] + (rows[:, 0] * hp * wp + rows[:, 1] * wp + rows[:, 2])[None, :]
+        ids = rows[:, 0] * len(positions) + np.array([pos_id[(int(a), int(b_))]
+                                                      for a, b_ in rows[:, 1:]], dtype=np.int64)
         uniq, inv = np.unique(cols[:, :3], axis=0, return_inverse=True)
         combine = np.zeros((len(cols), len(uniq)))
         combine[np.arange(len(cols)), inv.ravel()] = np.asarray(layer.slice_weights)[cols[:, 3]]
-        scatter = (uniq[:, 0][None, :] * ah * aw + (wy[:, None] * i + uniq[:, 1][None, :]) * aw
-                   + wx[:, None] * j + uniq[:, 2][None, :])
-        plans.append(_TilePlan(tile, gather, combine, scatter))
-        bound = max(bound, float(np.abs(tile.cells).sum(axis=0).max(initial=0)))
+        outs = (uniq[:, 0] * i + uniq[:, 1]) * j + uniq[:, 2]
+        plans.append((tile, _range_or_index(ids), combine, _range_or_index(outs)))
+        bound = max(bound, float(np.abs(tile.cells.astype(np.float64) @ combine).sum(axis=0)
+                                 .max(initial=0)))
     xmax = 1 << (layer.in_quant[1] if layer.in_quant else 0)
-    exact32 = quantized and bound * xmax * max(abs(s) for s in layer.slice_weights) < EXACT_F32
+    exact32 = quantized and bound * xmax < EXACT_F32
     dtype = np.float32 if (exact32 or not quantized) else np.float64
-    return _LayerPlan(layer, (c, hp, wp), (ah, aw), plans, dtype)
+    tiles = [_TilePlan(tile, rsel, tile.cells.astype(dtype), comb.astype(dtype),
+                       (tile.cells.astype(np.float64) @ comb).astype(dtype), osel)
+             for tile, rsel, comb, osel in plans]
+    del oc
+    return _LayerPlan(layer, (c, hp, wp), positions, tiles, dtype)
 
 
 def _adc(colsum: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
@@ -148,25 +163,31 @@ class Simulator:
         t, left = layer.pads[0], layer.pads[1]
         xp = np.zeros((b, c, hp, wp), plan.dtype)
         xp[:, :, t:t + xb.shape[2], left:left + xb.shape[3]] = xb
-        flat = xp.reshape(b, -1)
-        ah, aw = plan.acc_hw
+        (i, j), (nwh, nww) = layer.pw, layer.windows
+        sy, sx = i * layer.stride[0], j * layer.stride[1]
+        # unrolled[b, window, channel * P + p] = xp[b, channel, origin + positions[p]]
+        unrolled = np.stack([xp[:, :, dy:dy + (nwh - 1) * sy + 1:sy, dx:dx + (nww - 1) * sx + 1:sx]
+                             for dy, dx in plan.positions], axis=2)   # (B, C, P, nwh, nww)
+        unrolled = unrolled.transpose(0, 3, 4, 1, 2).reshape(b, nwh * nww, -1)
         oc = layer.out_scale.shape[0]
-        acc = np.zeros((b, oc * ah * aw), np.float64)
+        acc = np.zeros((b, nwh * nww, oc * i * j), plan.dtype)
         executed = 0
         for tp in plan.tiles:
-            xg = flat[:, tp.gather]                               # (B, windows, R)
-            cells = tp.tile.cells.astype(plan.dtype)
+            xg = unrolled[:, :, tp.rows]                          # (B, windows, R)
             if self.adc_bits is None:
-                colsum = xg @ cells                               # (B, windows, C)
+                # Ideal ADC: the column sums are exact, so shift-adding them after the
+                # array equals multiplying by the slice-combined cells.
+                contrib = xg @ tp.fused
             else:
-                colsum = self._adc_phases(xg, cells, layer)
-            acc[:, tp.scatter] += colsum.astype(np.float64) @ tp.combine
-            executed += tp.gather.shape[0]
+                contrib = self._adc_phases(xg, tp.cells, layer) @ tp.combine
+            acc[:, :, tp.outs] += contrib
+            executed += nwh * nww
         cycles[layer.name] = cycles.get(layer.name, 0) + executed
-        acc3 = acc.reshape(b, oc, ah, aw)
+        acc6 = acc.reshape(b, nwh, nww, oc, i, j).transpose(0, 3, 1, 4, 2, 5)
         ho, wo = (layer.out_shape[1], layer.out_shape[2]) if layer.op == "Conv" else \
             (int(np.prod(layer.out_shape[:-1], dtype=np.int64)), 1)
-        y = acc3[:, :, :ho, :wo] * layer.out_scale.reshape(1, -1, 1, 1).astype(np.float64)
+        y = acc6.reshape(b, oc, nwh * i, nww * j)[:, :, :ho, :wo].astype(np.float64)
+        y = y * layer.out_scale.reshape(1, -1, 1, 1).astype(np.float64)
         if layer.bias is not None:
             y = y + layer.bias.reshape(1, -1, 1, 1)
         y = y.astype(np.float32)

@@ -1,0 +1,14 @@
+"""Compiler passes, one per file. `REGISTRY` maps each pass name to its class."""
+
+from __future__ import annotations
+
+from imcc.passes.base import Pass
+from imcc.passes.fold_bn import FoldBatchNorm
+from imcc.passes.lowrank import LowRankPass
+from imcc.passes.map import MapPass
+from imcc.passes.quantize import QuantizePass
+
+REGISTRY: dict[str, type[Pass]] = {p.name: p for p in (FoldBatchNorm, LowRankPass,
+                                                       QuantizePass, MapPass)}
+
+__all__ = ["Pass", "REGISTRY", "FoldBatchNorm", "LowRankPass", "QuantizePass", "MapPass"]
