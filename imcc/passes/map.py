@@ -56,6 +56,12 @@ def node_geometry(node: Node) -> LayerGeom:
     raise VerifyError(f"{node.name}: {op.kind} is not a crossbar op")
 
 
+def node_slices(node: Node, target: CrossbarTarget) -> int:
+    """Columns per weight of this layer: its own quantized width (e.g. an 8-bit first
+    layer), else the target's."""
+    return target.slices_for(node.wquant.bits if node.wquant else target.weight_bits)
+
+
 def _is_pointwise_follower(op: object) -> bool:
     return (isinstance(op, Conv) and op.kernel == (1, 1) and op.stride == (1, 1)
             and op.pads == (0, 0, 0, 0) and op.group == 1 and op.dilation == (1, 1))
@@ -125,7 +131,7 @@ class MapPass(Pass):
 
     def run(self, graph: Graph) -> Graph:
         req = self.request
-        rows, cols, s = self.target.rows, self.target.cols, self.target.slices
+        rows, cols = self.target.rows, self.target.cols
         done: set[int] = set()
         for r_node, l_node in find_pairs(graph):
             rg, lg = node_geometry(r_node), node_geometry(l_node)
@@ -133,13 +139,16 @@ class MapPass(Pass):
                 raise VerifyError(f"low-rank pair {r_node.name} -> {l_node.name}: the second "
                                   f"half must be a 1x1 stride-1 layer on the first's output "
                                   f"({rg.oc} channels, {rg.ho}x{rg.wo})")
+            # One window for both halves; it must fit the wider-sliced half.
+            s = max(node_slices(r_node, self.target), node_slices(l_node, self.target))
             choice_r, _, choice_l, _ = best_pair_mapping(rg, lg, req, rows, cols, s)
             r_node.mapping, l_node.mapping = choice_r, choice_l
             done.update((id(r_node), id(l_node)))
         for node in graph.crossbar_nodes():
             if id(node) not in done:
-                node.mapping, _ = best_mapping(node_geometry(node), req, rows, cols, s)
+                node.mapping, _ = best_mapping(node_geometry(node), req, rows, cols,
+                                               node_slices(node, self.target))
         return graph
 
 
-__all__ = ["MapPass", "node_geometry", "find_pairs"]
+__all__ = ["MapPass", "node_geometry", "node_slices", "find_pairs"]

@@ -54,7 +54,8 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget) -> dict[str, Any]:
     row_tiles = 1 + max((t.row_tile for t in per_group), default=-1)
     col_tiles = 1 + max((t.col_tile for t in per_group), default=-1)
     taps = sum(t.taps for t in tiles)
-    base = im2col_cost(layer_geom(layer), target.rows, target.cols, target.slices).cycles
+    base = im2col_cost(layer_geom(layer), target.rows, target.cols,
+                       len(layer.slice_weights)).cycles
     lr = layer.lowrank
     pw = None if layer.mapping.strategy is Strategy.IM2COL else list(layer.mapping.pw)
     return {
@@ -70,6 +71,8 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget) -> dict[str, Any]:
         "rel_error": lr.rel_error if lr else None,
         "pair": lr.source if lr else None, "role": lr.role.value if lr else None,
         "weight_params": layer.weight_params,
+        "slices": len(layer.slice_weights),
+        "input_bits": layer.in_quant[1] if layer.in_quant else None,
     }
 
 

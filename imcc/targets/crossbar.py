@@ -42,7 +42,12 @@ class CrossbarTarget:
     @property
     def slices(self) -> int:
         """S: columns per weight."""
-        return math.ceil(self.weight_bits / self.cell_bits)
+        return self.slices_for(self.weight_bits)
+
+    def slices_for(self, weight_bits: int) -> int:
+        """Columns per weight for a layer quantized to `weight_bits` (e.g. an 8-bit first
+        layer on a 4-bit target)."""
+        return math.ceil(weight_bits / self.cell_bits)
 
     @property
     def phases(self) -> int:
@@ -65,10 +70,10 @@ class CrossbarTarget:
                              f"[1, {MAX_ARRAY_DIM}]", hint="e.g. 128x128")
         return r, c
 
-    def slice_weights(self) -> list[int]:
+    def slice_weights(self, weight_bits: int | None = None) -> list[int]:
         """Shift-add weight of each slice column, least significant first; the most
         significant slice is negative (two's complement)."""
-        s = self.slices
+        s = self.slices_for(weight_bits or self.weight_bits)
         w = [1 << (k * self.cell_bits) for k in range(s)]
         w[-1] = -w[-1]
         return w

@@ -22,7 +22,7 @@ import numpy as np
 from imcc.errors import UsageError
 from imcc.ir import Graph, Node, Strategy
 from imcc.ir import ops as O
-from imcc.passes.map import node_geometry
+from imcc.passes.map import node_geometry, node_slices
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile, bit_slice
 
@@ -39,11 +39,11 @@ def _conv_view(node: Node) -> tuple[np.ndarray, O.Conv]:
 def _levels(node: Node, target: CrossbarTarget, quantized: bool) -> np.ndarray:
     """(S, OC, IC/g, kh, kw) cell values, shift-add weights `target.slice_weights()`."""
     w, _ = _conv_view(node)
-    s = target.slices
+    s = node_slices(node, target)
     if quantized:
         assert node.wquant is not None
         q = node.wquant.q.reshape(w.shape)
-        return bit_slice(q, target.weight_bits, target.cell_bits)
+        return bit_slice(q, node.wquant.bits, target.cell_bits)
     out = np.zeros((s,) + w.shape, dtype=np.float32)
     out[0] = w
     return out
@@ -62,7 +62,7 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
     sh, sw = conv.stride
     dh, dw = conv.dilation
     i, j = mc.pw
-    S = target.slices
+    S = node_slices(node, target)
     levels = _levels(node, target, quantized)
 
     tiles: list[Tile] = []
@@ -130,7 +130,8 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
         input=node.inputs[0].name, output=node.output.name, in_shape=xs, out_shape=ys,
         kernel=conv.kernel, stride=conv.stride, dilation=conv.dilation, pads=conv.pads,
         groups=g, mapping=mc, windows=(-(-geom.ho // i), -(-geom.wo // j)), tiles=tiles,
-        slice_weights=target.slice_weights(), out_scale=out_scale, bias=bias,
+        slice_weights=target.slice_weights(node.wquant.bits if node.wquant else None),
+        out_scale=out_scale, bias=bias,
         in_quant=in_quant, lowrank=node.lowrank, weight_params=int(w.size))
 
 
