@@ -1,7 +1,9 @@
 """IR -> ONNX (`compiled.onnx`): the network exactly as imcc maps it, so onnxruntime and the
-user's own tools can run it. Factorized convs stay two convs; quantized weights are int8
-initializers behind a per-channel DequantizeLinear; activation FakeQuant becomes
-QuantizeLinear -> Clip (to the b-bit range) -> DequantizeLinear."""
+user's own tools can run it. Factorized convs stay two convs. An activation FakeQuant
+becomes Clip (to the b-bit range) -> QuantizeLinear -> DequantizeLinear. A quantized
+crossbar layer runs on the integer levels: DequantizeLinear(scale 1) of its input's
+QuantizeLinear and of its int8 weights, then Mul(input scale x weight scale) and Add(bias),
+the arithmetic of the crossbar and its digital post-processing."""
 
 from __future__ import annotations
 
@@ -53,9 +55,60 @@ def _vname(ctx: _Ctx, v: Value) -> str:
     return v.name
 
 
+def _int_input(ctx: _Ctx, n: Node) -> str | None:
+    """For a quantized crossbar node fed by a FakeQuant: the integer levels of its input as
+    float (DequantizeLinear with scale 1), the values the crossbar rows are driven with."""
+    fq = n.inputs[0].producer
+    if n.wquant is None or fq is None or not isinstance(fq.op, O.FakeQuant):
+        return None
+    name = f"{fq.name}_int"  # the QuantizeLinear output of fakequant_onnx_nodes
+    out = f"{fq.name}_levels"
+    if out not in ctx.names:
+        ctx.names.add(out)
+        one = ctx.init(f"{fq.name}_one", np.array(1.0, np.float32))
+        ctx.node("DequantizeLinear", [name, one], [out], f"{fq.name}/levels")
+    return out
+
+
+def _crossbar_exact(ctx: _Ctx, n: Node, x_levels: str) -> None:
+    """y = (levels(x) (*) levels(W)) * out_scale + bias: the crossbar's own arithmetic. The
+    conv of integer-valued floats is exact in float32 whatever the summation order, so
+    onnxruntime and the simulator agree bit for bit up to the final scale and bias."""
+    assert n.wquant is not None
+    fq = n.inputs[0].producer
+    assert fq is not None and isinstance(fq.op, O.FakeQuant)
+    op, out, nm = n.op, n.output.name, n.name
+    wname = n.inputs[1].name
+    q = ctx.init(wname + "_q", n.wquant.q.astype(np.int8 if n.wquant.bits <= 8 else np.int32))
+    w = wname + "_levels"
+    ctx.node("DequantizeLinear", [q, ctx.init(wname + "_one", np.array(1.0, np.float32))], [w],
+             nm + "/w_levels")
+    acc = nm + "/acc"
+    if isinstance(op, O.Conv):
+        ctx.node("Conv", [x_levels, w], [acc], nm, kernel_shape=list(op.kernel),
+                 strides=list(op.stride), pads=list(op.pads), dilations=list(op.dilation),
+                 group=op.group)
+        shp: tuple[int, ...] = (-1, 1, 1)
+    else:
+        ctx.node("Gemm", [x_levels, w], [acc], nm, transB=1)
+        shp = (-1,)
+    out_scale = (n.wquant.scale.astype(np.float32) * np.float32(fq.op.scale)).astype(np.float32)
+    scaled = nm + "/scaled" if len(n.inputs) > 2 else out
+    ctx.node("Mul", [acc, ctx.init(nm + "/out_scale", out_scale.reshape(shp))], [scaled],
+             nm + "/scale")
+    if len(n.inputs) > 2:
+        b = n.inputs[2].data
+        assert b is not None
+        ctx.node("Add", [scaled, ctx.init(nm + "/bias", b.astype(np.float32).reshape(shp))],
+                 [out], nm + "/bias_add")
+
+
 def _export_node(ctx: _Ctx, n: Node) -> None:
     op, out, nm = n.op, n.output.name, n.name
-    if isinstance(op, O.Conv):
+    levels = _int_input(ctx, n) if op.crossbar else None
+    if levels is not None and (isinstance(op, O.Conv) or n.inputs[0].type.rank == 2):
+        _crossbar_exact(ctx, n, levels)
+    elif isinstance(op, O.Conv):
         ins = [n.inputs[0].name, _weight(ctx, n, n.inputs[1])]
         if len(n.inputs) > 2:
             ins.append(_vname(ctx, n.inputs[2]))

@@ -186,11 +186,12 @@ class Simulator:
         acc6 = acc.reshape(b, nwh, nww, oc, i, j).transpose(0, 3, 1, 4, 2, 5)
         ho, wo = (layer.out_shape[1], layer.out_shape[2]) if layer.op == "Conv" else \
             (int(np.prod(layer.out_shape[:-1], dtype=np.int64)), 1)
-        y = acc6.reshape(b, oc, nwh * i, nww * j)[:, :, :ho, :wo].astype(np.float64)
-        y = y * layer.out_scale.reshape(1, -1, 1, 1).astype(np.float64)
+        # The digital post-processing in float32, in compiled.onnx's order: the integer sum
+        # (exact in float32 below 2^24) times the scale, then plus the bias.
+        y = acc6.reshape(b, oc, nwh * i, nww * j)[:, :, :ho, :wo].astype(np.float32)
+        y = y * layer.out_scale.reshape(1, -1, 1, 1).astype(np.float32)
         if layer.bias is not None:
-            y = y + layer.bias.reshape(1, -1, 1, 1)
-        y = y.astype(np.float32)
+            y = y + layer.bias.reshape(1, -1, 1, 1).astype(np.float32)
         if layer.op == "Conv":
             return y
         return np.moveaxis(y[..., 0], 1, 2).reshape((b,) + tuple(layer.out_shape))
