@@ -10,8 +10,8 @@ from onnx import helper
 
 from imcc.errors import ModelError, UnsupportedError
 from imcc.frontend import import_model, import_proto
-from imcc.ir import verify
 from imcc.ir import ops as O
+from imcc.ir import verify
 from imcc.ir.onnx_export import serialize
 from imcc.passes.fold_bn import FoldBatchNorm
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from imcc.errors import ImccError
@@ -89,7 +90,7 @@ class Graph:
         """Create a node, infer its output types, and link it (appended, or at `index`)."""
         types = op.infer([v.type for v in inputs])
         outs = [Value(self.unique(n), t) for n, t in zip(out_names or [name + "_out"] * len(types),
-                                                         types)]
+                                                         types, strict=True)]
         node = Node(self.unique(name), op, list(inputs), outs)
         for o in outs:
             o.producer = node
@@ -141,7 +142,7 @@ def verify(graph: Graph) -> None:
             if not any(u is node for u in v.users):
                 raise VerifyError(f"{node.name}: %{v.name} does not list it as a user")
         want = node.op.infer([v.type for v in node.inputs])
-        for o, t in zip(node.outputs, want):
+        for o, t in zip(node.outputs, want, strict=True):
             if o.producer is not node:
                 raise VerifyError(f"{node.name}: output %{o.name} has another producer")
             if o.type != t:

@@ -32,7 +32,8 @@ class _Ctx:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
         return name
 
-    def node(self, op_type: str, ins: list[str], outs: list[str], name: str, **attrs: object) -> None:
+    def node(self, op_type: str, ins: list[str], outs: list[str], name: str,
+             **attrs: object) -> None:
         self.nodes.append(helper.make_node(op_type, ins, outs, name=name, **attrs))
 
 

@@ -74,9 +74,9 @@ class Conv(Op):
     group: int = 1
 
     def out_hw(self, h: int, w: int) -> tuple[int, int]:
-        t, l, b, r = self.pads
+        t, lft, b, r = self.pads
         return (conv_out(h, self.kernel[0], self.stride[0], t, b, self.dilation[0]),
-                conv_out(w, self.kernel[1], self.stride[1], l, r, self.dilation[1]))
+                conv_out(w, self.kernel[1], self.stride[1], lft, r, self.dilation[1]))
 
     def infer(self, ins: list[TensorType]) -> list[TensorType]:
         x, wt = ins[0], ins[1]
@@ -86,8 +86,8 @@ class Conv(Op):
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x, w = xs[0], xs[1]
-        t, l, b, r = self.pads
-        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
+        t, lft, b, r = self.pads
+        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (lft, r)))
         ho, wo = self.out_hw(x.shape[2], x.shape[3])
         g = self.group
         oc, icg = w.shape[0], w.shape[1]
@@ -295,9 +295,11 @@ class MaxPool(Op):
     ceil_mode: bool = False
 
     def out_hw(self, h: int, w: int) -> tuple[int, int]:
-        t, l, b, r = self.pads
-        return (conv_out(h, self.kernel[0], self.stride[0], t, b, self.dilation[0], self.ceil_mode),
-                conv_out(w, self.kernel[1], self.stride[1], l, r, self.dilation[1], self.ceil_mode))
+        t, lft, b, r = self.pads
+        return (conv_out(h, self.kernel[0], self.stride[0], t, b, self.dilation[0],
+                         self.ceil_mode),
+                conv_out(w, self.kernel[1], self.stride[1], lft, r, self.dilation[1],
+                         self.ceil_mode))
 
     def infer(self, ins: list[TensorType]) -> list[TensorType]:
         x = ins[0]
@@ -307,12 +309,12 @@ class MaxPool(Op):
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
         ho, wo = self.out_hw(x.shape[2], x.shape[3])
-        t, l, _, _ = self.pads
+        t, lft, _, _ = self.pads
         eh = (ho - 1) * self.stride[0] + (self.kernel[0] - 1) * self.dilation[0] + 1
         ew = (wo - 1) * self.stride[1] + (self.kernel[1] - 1) * self.dilation[1] + 1
-        xp = np.full(x.shape[:2] + (max(eh, t + x.shape[2]), max(ew, l + x.shape[3])), -np.inf,
+        xp = np.full(x.shape[:2] + (max(eh, t + x.shape[2]), max(ew, lft + x.shape[3])), -np.inf,
                      dtype=x.dtype)
-        xp[:, :, t:t + x.shape[2], l:l + x.shape[3]] = x
+        xp[:, :, t:t + x.shape[2], lft:lft + x.shape[3]] = x
         win = _windows(xp, *self.kernel, *self.stride, *self.dilation, ho, wo)
         return win.max(axis=(4, 5)).astype(x.dtype)
 
@@ -327,9 +329,9 @@ class AveragePool(Op):
     count_include_pad: bool = False
 
     def out_hw(self, h: int, w: int) -> tuple[int, int]:
-        t, l, b, r = self.pads
+        t, lft, b, r = self.pads
         return (conv_out(h, self.kernel[0], self.stride[0], t, b, 1, self.ceil_mode),
-                conv_out(w, self.kernel[1], self.stride[1], l, r, 1, self.ceil_mode))
+                conv_out(w, self.kernel[1], self.stride[1], lft, r, 1, self.ceil_mode))
 
     def infer(self, ins: list[TensorType]) -> list[TensorType]:
         x = ins[0]
@@ -339,19 +341,19 @@ class AveragePool(Op):
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
         ho, wo = self.out_hw(x.shape[2], x.shape[3])
-        t, l, b, r = self.pads
+        t, lft, b, r = self.pads
         eh = (ho - 1) * self.stride[0] + self.kernel[0]
         ew = (wo - 1) * self.stride[1] + self.kernel[1]
-        hp, wp = max(eh, t + x.shape[2] + b), max(ew, l + x.shape[3] + r)
+        hp, wp = max(eh, t + x.shape[2] + b), max(ew, lft + x.shape[3] + r)
         xp = np.zeros(x.shape[:2] + (hp, wp), dtype=np.float64)
-        xp[:, :, t:t + x.shape[2], l:l + x.shape[3]] = x
+        xp[:, :, t:t + x.shape[2], lft:lft + x.shape[3]] = x
         # Which cells count in the divisor: the input, plus the explicit pads if asked;
         # never the extra cells a ceil_mode window hangs over.
         cnt = np.zeros((1, 1, hp, wp))
         if self.count_include_pad:
-            cnt[:, :, :t + x.shape[2] + b, :l + x.shape[3] + r] = 1
+            cnt[:, :, :t + x.shape[2] + b, :lft + x.shape[3] + r] = 1
         else:
-            cnt[:, :, t:t + x.shape[2], l:l + x.shape[3]] = 1
+            cnt[:, :, t:t + x.shape[2], lft:lft + x.shape[3]] = 1
         s = _windows(xp, *self.kernel, *self.stride, 1, 1, ho, wo).sum(axis=(4, 5))
         c = _windows(cnt, *self.kernel, *self.stride, 1, 1, ho, wo).sum(axis=(4, 5))
         return (s / c).astype(x.dtype)
@@ -425,14 +427,14 @@ class Slice(Op):
 
     def _slices(self, rank: int) -> tuple[slice, ...]:
         sl = [slice(None)] * rank
-        for s, e, a, st in zip(self.starts, self.ends, self.axes, self.steps):
+        for s, e, a, st in zip(self.starts, self.ends, self.axes, self.steps, strict=True):
             sl[a] = slice(s, None if e < 0 else e, st)
         return tuple(sl)
 
     def infer(self, ins: list[TensorType]) -> list[TensorType]:
         x = ins[0]
         shp = list(x.shape)
-        for s, e, a, st in zip(self.starts, self.ends, self.axes, self.steps):
+        for s, e, a, st in zip(self.starts, self.ends, self.axes, self.steps, strict=True):
             d = shp[a]
             if d is None:
                 raise UnsupportedError([f"Slice on the dynamic batch axis {a}"])

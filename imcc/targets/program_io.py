@@ -40,7 +40,7 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
     for si, s in enumerate(p.steps):
         key = f"s{si:03d}"
         if isinstance(s, DigitalStep):
-            for ci, (name, arr) in enumerate(sorted(s.consts.items())):
+            for ci, (_, arr) in enumerate(sorted(s.consts.items())):
                 arrays[f"{key}.const{ci}"] = arr
             steps.append({"kind": "digital", "name": s.name, "op": s.op.kind,
                           "attrs": _op_attrs(s.op), "inputs": s.inputs, "outputs": s.outputs,
@@ -53,7 +53,8 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
                 arrays[f"{key}.t{ti:04d}.{part}"] = getattr(t, part)
             tiles.append({"array": t.array, "group": t.group, "row_tile": t.row_tile,
                           "col_tile": t.col_tile, "rows_used": int(t.rows.shape[0]),
-                          "cols_used": int(t.cols.shape[0]), "taps": t.taps, "arrays_key": f"{key}.t{ti:04d}"})
+                          "cols_used": int(t.cols.shape[0]), "taps": t.taps,
+                          "arrays_key": f"{key}.t{ti:04d}"})
         arrays[f"{key}.out_scale"] = s.out_scale
         if s.bias is not None:
             arrays[f"{key}.bias"] = s.bias
