@@ -343,6 +343,88 @@ def check_cmd(
     raise typer.Exit(0 if result.passed else 1)
 
 
+@app.command("sweep")
+def sweep_cmd(
+    model: Annotated[str, typer.Argument(help="ONNX model path, or 'resnet20' for the bundled "
+                                              "pretrained CIFAR-10 ResNet-20.")] = "resnet20",
+    targets: Annotated[str, typer.Option(help="Comma-separated array sizes ROWSxCOLS, e.g. "
+                                              "32x32,64x64,128x128.")] = "64x64,128x128",
+    ranks: Annotated[str, typer.Option(help="Comma-separated low-rank ranks: none, m/R or an "
+                                            "integer.")] = "none,m/2,m/4",
+    groups: Annotated[str, typer.Option(help="Comma-separated low-rank group counts (rank "
+                                             "'none' is swept once, as groups 1).")] = "1,4",
+    mappings: Annotated[str, typer.Option(help="Comma-separated mappings: im2col, sdk, "
+                                               "vw-sdk, auto.")] = "im2col,auto",
+    weight_bits: WBitsOpt = 4, cell_bits: CBitsOpt = 1, act_bits: ABitsOpt = 4,
+    dac_bits: DacOpt = 1, adc_bits: AdcOpt = 8, tech: TechOpt = "isaac",
+    include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
+    first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
+    data: Annotated[Path | None, typer.Option(help="Labelled data (.npz: images [+mean, std] "
+                                                   "+ labels) for the top-1 accuracy of each "
+                                                   "compiled model (onnxruntime).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N inputs of "
+                                                   "--data.")] = None,
+    skip: Annotated[int, typer.Option(help="Skip the first N inputs of --data (e.g. those "
+                                           "used for --calib).")] = 0,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes "
+                                             "(default: all cores; 1 runs in-process).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV file to write "
+                                                "(default: ./<model>.sweep.csv).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML page "
+                                                   "with the Pareto plot (accuracy or "
+                                                   "reconstruction error vs cycles).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Design-space sweep: compile MODEL for every target x rank x groups x mapping, write
+    one CSV row per configuration (cycles, energy, latency, error, accuracy with --data)."""
+    from imcc.fileio import atomic_write_bytes
+    from imcc.sweep import SweepSpec, plan_sweep, rows_as_dicts, run_sweep, split_list, to_csv
+
+    spec = SweepSpec(
+        model=model, targets=split_list(targets, "--targets"),
+        ranks=split_list(ranks, "--ranks"), groups=split_list(groups, "--groups"),
+        mappings=split_list(mappings, "--mappings"), weight_bits=weight_bits,
+        cell_bits=cell_bits, act_bits=act_bits, dac_bits=dac_bits, adc_bits=adc_bits,
+        tech=tech, quantize=not no_quantize, first_last_bits=first_last_bits,
+        include_first_last=include_first_last, calib=calib, calib_limit=calib_limit,
+        data=data, limit=limit, skip=skip)
+    configs = plan_sweep(spec)  # every option checked before any compile
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {jobs}")
+    with _progress() as prog:
+        task = prog.add_task("sweep", total=len(configs))
+        result = run_sweep(spec, jobs, progress=lambda done, _total, note: prog.update(
+            task, completed=done, description=note))
+    from imcc.compiler import resolve_model
+
+    dest = output or Path.cwd() / f"{resolve_model(model).stem}.sweep.csv"
+    atomic_write_bytes(dest, to_csv(result).encode())
+    if plot is not None:
+        from imcc.sweep import to_html
+
+        atomic_write_bytes(plot, to_html(result).encode())
+    if json_:
+        out.print_json(json.dumps(rows_as_dicts(result)))
+    else:
+        from rich.table import Table
+
+        from imcc.sweep import terminal_table
+
+        headers, cells = terminal_table(result)
+        n = len(result.rows)
+        table = Table(title=f"imcc sweep: {result.model} ({n} configuration"
+                            f"{'' if n == 1 else 's'})")
+        for h in headers:
+            table.add_column(h, justify="left" if h in ("target", "rank", "mapping") else
+                             "right")
+        for line in cells:
+            table.add_row(*line)
+        out.print(table)
+        if result.float_top1 is not None:
+            out.print(f"float model top-1 on the same data: {result.float_top1:.2%}")
+    err.print(f"wrote {dest}" + (f" and {plot}" if plot is not None else ""))
+
+
 def main() -> None:
     """Console entry point: turns ImccError into a one-line message and an exit code."""
     debug = "--debug" in sys.argv

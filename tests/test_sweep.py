@@ -1,0 +1,238 @@
+"""`imcc sweep`: rows, agreement with `imcc compile`, determinism across process counts,
+the CSV and the Pareto plot, accuracy with --data, and option errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imcc.dataset import bundled_example_data
+from imcc.errors import UsageError
+from imcc.sweep import (
+    BASE_COLUMNS,
+    TOP1_COLUMN,
+    SweepSpec,
+    _log_axis,
+    pareto_front,
+    plan_sweep,
+    split_list,
+)
+
+# One BLAS thread per process (the sweep's own workers get this anyway): the in-process
+# -j 1 run would otherwise be slowed several times by OpenBLAS's spinning threads.
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+TARGETS, RANKS, GROUPS, MAPPINGS = "64x64,128x128", "none,m/2", "1,4", "im2col,auto"
+SWEEP = ["sweep", "resnet20", "--targets", TARGETS, "--ranks", RANKS, "--groups", GROUPS,
+         "--mappings", MAPPINGS]
+
+
+def imcc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imcc.cli", *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quantized sweep, run once with two worker processes."""
+    root = tmp_path_factory.mktemp("sweep")
+    proc = imcc(root, *SWEEP, "-j", "2", "-o", "sweep.csv", "--plot", "pareto.html")
+    assert proc.returncode == 0, proc.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`imcc compile` of one configuration the sweeps below also cover."""
+    root = tmp_path_factory.mktemp("compiled")
+    proc = imcc(root, "compile", "resnet20", "--target", "128x128", "--rank", "m/2",
+                "--groups", "4", "--mapping", "auto", "-o", "c")
+    assert proc.returncode == 0, proc.stderr
+    return root / "c"
+
+
+def test_rows_order_and_dedup(swept: Path) -> None:
+    rows = read_rows(swept / "sweep.csv")
+    # Rank none ignores groups: one groups=1 row per (target, mapping), not two.
+    expected = [(t, r, g, m) for t in TARGETS.split(",") for r in RANKS.split(",")
+                for g in (["1"] if r == "none" else GROUPS.split(","))
+                for m in MAPPINGS.split(",")]
+    assert [(r["target"], r["rank"], r["groups"], r["mapping"]) for r in rows] == expected
+    assert len(rows) == 12
+
+
+def test_csv_columns_and_values(swept: Path) -> None:
+    text = (swept / "sweep.csv").read_text()
+    header, *_ = text.splitlines()
+    assert tuple(header.split(",")) == BASE_COLUMNS  # no accuracy column without --data
+    for r in read_rows(swept / "sweep.csv"):
+        assert int(r["cycles"]) > 0 and int(r["n_arrays"]) > 0 and int(r["params"]) > 0
+        assert float(r["energy_pj"]) > 0 and float(r["latency_ns"]) > 0
+        assert float(r["speedup"]) == pytest.approx(int(r["im2col_cycles"]) / int(r["cycles"]))
+        if r["rank"] == "none":
+            assert (r["factorized_layers"], r["mean_rel_error"]) == ("0", "")
+        else:
+            assert int(r["factorized_layers"]) > 0 and 0 < float(r["mean_rel_error"]) < 1
+
+
+def test_auto_never_needs_more_cycles_than_im2col(swept: Path) -> None:
+    rows = read_rows(swept / "sweep.csv")
+    by_key: dict[tuple[str, str, str], dict[str, int]] = {}
+    for r in rows:
+        by_key.setdefault((r["target"], r["rank"], r["groups"]), {})[r["mapping"]] = \
+            int(r["cycles"])
+        if r["mapping"] == "im2col":
+            assert r["cycles"] == r["im2col_cycles"]
+    assert len(by_key) == 6
+    for key, cyc in by_key.items():
+        assert cyc["auto"] <= cyc["im2col"], key
+    # Parallel windows pay off on 128x128 arrays for every network here.
+    assert all(cyc["auto"] < cyc["im2col"] for (t, _, _), cyc in by_key.items()
+               if t == "128x128")
+
+
+def test_rows_equal_imcc_compile(swept: Path, compiled: Path) -> None:
+    rep = json.loads((compiled / "report.json").read_text())
+    (row,) = [r for r in read_rows(swept / "sweep.csv") if (r["target"], r["rank"],
+              r["groups"], r["mapping"]) == ("128x128", "m/2", "4", "auto")]
+    assert int(row["cycles"]) == rep["total_cycles"]
+    assert int(row["im2col_cycles"]) == rep["im2col_cycles"]
+    assert int(row["n_arrays"]) == rep["n_arrays"]
+    assert int(row["params"]) == rep["weight_params"]
+    # Same passes, same floating-point operations: equal to the last bit, not approximately.
+    assert float(row["energy_pj"]) == rep["total_energy_pj"]
+    assert float(row["latency_ns"]) == rep["total_latency_ns"]
+    errors = [la["rel_error"] for la in rep["layers"] if la.get("role") == "R"]
+    assert int(row["factorized_layers"]) == len(errors) == rep["lowrank"]["factorized_layers"]
+    assert float(row["mean_rel_error"]) == pytest.approx(sum(errors) / len(errors), rel=1e-15)
+
+
+def test_same_csv_in_process_and_with_workers(swept: Path, tmp_path: Path) -> None:
+    proc = imcc(tmp_path, *SWEEP, "-j", "1", "-o", "one.csv", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "one.csv").read_bytes() == (swept / "sweep.csv").read_bytes()
+    rows = json.loads(proc.stdout)
+    assert [r["cycles"] for r in rows] == [int(r["cycles"])
+                                           for r in read_rows(swept / "sweep.csv")]
+    assert set(rows[0]) == set(BASE_COLUMNS)
+
+
+def test_plot_is_self_contained_svg(swept: Path) -> None:
+    page = (swept / "pareto.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    for banned in ("<script", "<link", "<img", "<iframe", "@import", "url(", "http:",
+                   "https:", " src=", " href="):
+        assert banned not in page, banned
+    svgs = re.findall(r"<svg\b.*?</svg>", page, flags=re.S)
+    assert len(svgs) == 1
+    svg = ET.fromstring(svgs[0])  # well-formed markup
+    markers = [g for g in svg.iter("g") if g.find("title") is not None]
+    assert len(markers) == 12  # one marker (with a hover title) per configuration
+    assert "Pareto-optimal configurations" in page
+    # Every row on the front is highlighted in the table, and the front is non-empty.
+    assert page.count('<tr class="front">') >= 2
+
+
+def test_top1_with_data_matches_imcc_simulate(compiled: Path, tmp_path: Path) -> None:
+    data = str(bundled_example_data())
+    proc = imcc(tmp_path, "sweep", "resnet20", "--targets", "128x128", "--ranks", "m/2",
+                "--groups", "4", "--mappings", "auto", "--data", data, "--limit", "40",
+                "-o", "acc.csv", "--plot", "acc.html")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = read_rows(tmp_path / "acc.csv")
+    assert TOP1_COLUMN in row
+    proc = imcc(tmp_path, "simulate", str(compiled), "--data", data, "--limit", "40", "--json")
+    assert proc.returncode == 0, proc.stderr
+    sim = json.loads(proc.stdout)
+    assert float(row[TOP1_COLUMN]) == sim["ort_compiled_top1"] == sim["compiled_top1"]
+    assert "float model" in (tmp_path / "acc.html").read_text()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--targets", "64by64"], "64by64"),
+    (["--ranks", "none,m/0"], "m/0"),
+    (["--mappings", "im2col,diagonal"], "diagonal"),
+    (["--groups", "1,,4"], "--groups"),
+    (["--jobs", "0"], "--jobs"),
+])
+def test_bad_options_exit_2_with_one_line(tmp_path: Path, args: list[str],
+                                          needle: str) -> None:
+    proc = imcc(tmp_path, "sweep", "resnet20", "--no-quantize", *args, "-o", "x.csv")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imcc: error:") and needle in lines[0]
+    assert not (tmp_path / "x.csv").exists()
+
+
+# ------------------------------------------------------------------ library, in-process
+
+
+def spec(**kw: Any) -> SweepSpec:
+    base: dict[str, Any] = dict(model="resnet20", targets=("64x64",), ranks=("none",),
+                                groups=("1",), mappings=("auto",))
+    base.update(kw)
+    return SweepSpec(**base)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(targets=()), dict(targets=("0x64",)), dict(targets=("64x64", " 64X64 ")),
+    dict(ranks=("m/2", "m / 2")), dict(ranks=("half",)), dict(ranks=("-3",)),
+    dict(groups=("0",)), dict(groups=("two",)), dict(mappings=("auto", "AUTO")),
+    dict(weight_bits=0), dict(cell_bits=8), dict(first_last_bits=1), dict(calib_limit=0),
+    dict(limit=5), dict(skip=-1), dict(quantize=False, calib=Path("c.npz")),
+])
+def test_plan_rejects_bad_values(kw: dict[str, Any]) -> None:
+    with pytest.raises(UsageError):
+        plan_sweep(spec(**kw))
+
+
+def test_plan_dedups_rank_none_and_keeps_list_order() -> None:
+    configs = plan_sweep(spec(targets=("128x128", "32x64"), ranks=("m/4", "none", "8"),
+                              groups=("2", "1"), mappings=("im2col", "vw-sdk")))
+    got = [(c.target.name, c.rank, c.groups, c.mapping) for c in configs]
+    assert got[:6] == [("128x128", "m/4", 2, "im2col"), ("128x128", "m/4", 2, "vw-sdk"),
+                       ("128x128", "m/4", 1, "im2col"), ("128x128", "m/4", 1, "vw-sdk"),
+                       ("128x128", "none", 1, "im2col"), ("128x128", "none", 1, "vw-sdk")]
+    assert len(configs) == 2 * (2 + 2 * 2 * 2)
+    assert [c.index for c in configs] == list(range(len(configs)))
+
+
+def test_split_list() -> None:
+    assert split_list(" 64x64, 128x128 ", "--targets") == ("64x64", "128x128")
+    for bad in ("", " ", "a,", ",a", "a,,b"):
+        with pytest.raises(UsageError):
+            split_list(bad, "--targets")
+
+
+def test_pareto_front() -> None:
+    cycles = [100, 200, 200, 300, 50, 300]
+    error = [0.5, 0.2, 0.3, 0.2, 0.9, 0.0]
+    assert pareto_front(cycles, error, higher_is_better=False) == [
+        True, True, False, False, True, True]
+    acc = [0.5, 0.8, 0.8, 0.9, 0.1, 0.9]
+    assert pareto_front(cycles, acc, higher_is_better=True) == [
+        True, True, True, True, True, True]
+    assert pareto_front([10, 10], [0.5, 0.5], higher_is_better=True) == [True, True]
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(11_745, 57_857), (10_321, 165_380), (1, 1e9),
+                                        (14_593, 14_593), (14_000, 15_000)])
+def test_log_axis_covers_the_data_with_few_ticks(lo: float, hi: float) -> None:
+    ticks, a, b = _log_axis(lo, hi)
+    assert a <= lo and hi <= b
+    assert 2 <= len(ticks) <= 8
+    assert ticks == sorted(ticks) and all(a <= t <= b for t in ticks)
