@@ -67,6 +67,11 @@ CalibLimitOpt = Annotated[int, typer.Option(help="Use at most this many calibrat
 TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim, or a TOML "
                                            "file path.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+PassesOpt = Annotated[str | None, typer.Option(
+    "--passes", "-p", help="An explicit pass pipeline replacing the default, e.g. "
+    "'fold-bn,lowrank{rank=m/8,groups=4},quantize{weight_bits=4},map{strategy=vw-sdk}'. "
+    "Cannot be combined with --rank/--groups/--layer-rank/--policy/--no-quantize/"
+    "--first-last-bits/--mapping.")]
 
 
 def _progress() -> Progress:
@@ -90,6 +95,7 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
              adc_bits: int, mapping: str, rank: str, groups: int, layer_rank: list[str] | None,
              policy: Path | None, include_first_last: bool, no_quantize: bool,
              first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
+             passes: str | None = None,
              model_input: tuple[str, tuple[int | None, ...]] | None = None) -> Any:
     from imcc.compiler import CompileOptions
     from imcc.passes.lowrank import LowRankPass
@@ -122,8 +128,23 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
     from imcc.analysis.tech import load_tech
 
     load_tech(tech)  # fail early on a bad profile, before any work
+    pipeline = None
+    if passes is not None:
+        from imcc.passes.pipeline import parse_pipeline
+
+        clash = [flag for flag, used in (
+            ("--rank", rank != "none"), ("--groups", groups != 1), ("--layer-rank", layer_rank),
+            ("--policy", policy is not None), ("--no-quantize", no_quantize),
+            ("--first-last-bits", first_last_bits is not None), ("--mapping", mapping != "auto"),
+            ("--include-first-last", include_first_last)) if used]
+        if clash:
+            raise UsageError(f"--passes replaces the default pipeline; {', '.join(clash)} "
+                             "cannot be combined with it", hint="set them as pass options, "
+                             "e.g. lowrank{rank=m/2,groups=4}")
+        pipeline = parse_pipeline(passes, tgt)
     return CompileOptions(target=tgt, mapping=mapping, quantize=not no_quantize,
-                          first_last_bits=first_last_bits, calib=x, lowrank=lr, tech=tech)
+                          first_last_bits=first_last_bits, calib=x, lowrank=lr, tech=tech,
+                          pipeline=pipeline)
 
 
 def _model_input(model: str) -> tuple[str, tuple[int | None, ...]]:
@@ -174,7 +195,7 @@ def compile_cmd(
     layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
     include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
-    tech: TechOpt = "isaac",
+    tech: TechOpt = "isaac", passes: PassesOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output directory "
                                                 "(default: ./<model>.imcc).")] = None,
     json_: JsonOpt = False,
@@ -185,7 +206,7 @@ def compile_cmd(
               dac_bits=dac_bits, adc_bits=adc_bits, mapping=mapping, rank=rank, groups=groups,
               layer_rank=layer_rank, policy=policy, include_first_last=include_first_last,
               no_quantize=no_quantize, first_last_bits=first_last_bits, calib=calib,
-              calib_limit=calib_limit, tech=tech)
+              calib_limit=calib_limit, tech=tech, passes=passes)
     report, dest = _compile(model, kw, output, json_)
     if json_:
         out.print_json(json.dumps(report))

@@ -25,6 +25,7 @@ from imcc.fileio import atomic_dir
 from imcc.frontend import import_model
 from imcc.ir import Graph, verify
 from imcc.ir.onnx_export import serialize
+from imcc.passes.base import Pass
 from imcc.passes.fold_bn import FoldBatchNorm
 from imcc.passes.lowrank import LowRankPass
 from imcc.passes.map import MapPass
@@ -55,6 +56,8 @@ class CompileOptions:
     calib: np.ndarray | None = None
     lowrank: LowRankPass = field(default_factory=LowRankPass)
     tech: str = "isaac"
+    # An explicit pass list (`-p`); None runs `default_pipeline`.
+    pipeline: list[Pass] | None = None
     verify_each: bool = False  # run the IR verifier after every pass (tests, --debug)
 
 
@@ -67,18 +70,26 @@ class CompileResult:
     passes: list[str]
 
 
+def default_pipeline(opts: CompileOptions) -> list[Pass]:
+    """fold-bn, then lowrank (if a rank is set), quantize (unless --no-quantize), map."""
+    pipeline: list[Pass] = [FoldBatchNorm()]
+    if lowrank_active(opts.lowrank):
+        pipeline.append(opts.lowrank)
+    if opts.quantize:
+        pipeline.append(QuantizePass(weight_bits=opts.target.weight_bits,
+                                     act_bits=opts.target.act_bits,
+                                     first_last_bits=opts.first_last_bits, calib=opts.calib))
+    pipeline.append(MapPass(target=opts.target, strategy=opts.mapping))
+    return pipeline
+
+
 def compile_graph(graph: Graph, opts: CompileOptions, model_name: str,
                   progress: Callable[[str], None] | None = None) -> CompileResult:
     float_bytes = serialize(graph)
-    pipeline: list[Any] = [FoldBatchNorm()]
-    if lowrank_active(opts.lowrank):
-        pipeline.append(opts.lowrank)
-    quant: QuantizePass | None = None
-    if opts.quantize:
-        quant = QuantizePass(weight_bits=opts.target.weight_bits, act_bits=opts.target.act_bits,
-                             first_last_bits=opts.first_last_bits, calib=opts.calib)
-        pipeline.append(quant)
-    pipeline.append(MapPass(target=opts.target, strategy=opts.mapping))
+    pipeline = opts.pipeline if opts.pipeline is not None else default_pipeline(opts)
+    for p in pipeline:
+        if isinstance(p, QuantizePass) and p.calib is None:
+            p.calib = opts.calib
     for p in pipeline:
         if progress:
             progress(p.name)
@@ -87,12 +98,17 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str,
             verify(graph)
     if progress:
         progress("emit")
+    quant = next((p for p in pipeline if isinstance(p, QuantizePass)), None)
+    lowrank = next((p for p in pipeline if isinstance(p, LowRankPass) and lowrank_active(p)),
+                   None)
+    mapper = next(p for p in pipeline if isinstance(p, MapPass))
     program = emit_program(graph, opts.target, model_name)
     energy = analyze_energy(program, opts.target, load_tech(opts.tech))
-    report = build_report(program, graph, opts.target, energy, mapping=opts.mapping,
+    report = build_report(program, graph, opts.target, energy, mapping=mapper.strategy,
                           tech=opts.tech,
                           calibration=None if quant is None else quant.calibration,
-                          lowrank=opts.lowrank if lowrank_active(opts.lowrank) else None)
+                          lowrank=lowrank)
+    report["passes"] = [p.name for p in pipeline]
     return CompileResult(graph, float_bytes, program, report, [p.name for p in pipeline])
 
 
