@@ -21,7 +21,7 @@ def test_parse_sets_typed_fields():
     ps = parse_pipeline("fold-bn,lowrank{rank=m/8, groups=4, include_first_last=true},"
                         "quantize{weight_bits=6,act_bits=5,first_last_bits=none},"
                         "map{strategy=vw-sdk}", T)
-    assert [p.name for p in ps] == ["fold-bn", "lowrank", "map"]
+    assert [p.name for p in ps] == ["fold-bn", "lowrank", "quantize", "map"]
     lr, q, m = ps[1], ps[2], ps[3]
     assert isinstance(lr, LowRankPass) and (lr.rank, lr.groups, lr.include_first_last) == \
         ("m/8", 4, True)
