@@ -127,7 +127,7 @@ def tech_from_dict(raw: dict[str, Any], label: str) -> TechProfile:
 def load_tech(name_or_path: str = DEFAULT_TECH) -> TechProfile:
     """Load a built-in profile by name ("isaac", "neurosim") or a user TOML file by path."""
     if name_or_path in BUILTIN_TECHS:
-        res = resources.files("imcc.analysis").joinpath("tech", f"{name_or_path}.toml")
+        res = resources.files("imcc.analysis") / "tech" / f"{name_or_path}.toml"
         label = f"built-in tech file {name_or_path}.toml"
         return tech_from_dict(parse_toml(res.read_bytes(), label), label)
     path = Path(name_or_path)

@@ -7,6 +7,8 @@ the arithmetic of the crossbar and its digital post-processing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -33,7 +35,7 @@ class _Ctx:
         return name
 
     def node(self, op_type: str, ins: list[str], outs: list[str], name: str,
-             **attrs: object) -> None:
+             **attrs: Any) -> None:
         self.nodes.append(helper.make_node(op_type, ins, outs, name=name, **attrs))
 
 
@@ -152,7 +154,7 @@ def _export_node(ctx: _Ctx, n: Node) -> None:
                "" if op.max is None else ctx.init(nm + "/max", np.array(op.max, np.float32))]
         ctx.node("Clip", ins, [out], nm)
     elif isinstance(op, (O.MaxPool, O.AveragePool)):
-        attrs: dict[str, object] = dict(kernel_shape=list(op.kernel), strides=list(op.stride),
+        attrs: dict[str, Any] = dict(kernel_shape=list(op.kernel), strides=list(op.stride),
                                         pads=list(op.pads), ceil_mode=int(op.ceil_mode))
         if isinstance(op, O.MaxPool):
             attrs["dilations"] = list(op.dilation)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -411,8 +411,9 @@ class Pad(Op):
         widths = [(max(0, self.pads[i]), max(0, self.pads[i + r])) for i in range(r)]
         if self.mode == "constant":
             return np.pad(x, widths, constant_values=self.value).astype(x.dtype)
-        return np.pad(x, widths, mode={"reflect": "reflect", "edge": "edge",
-                                       "wrap": "wrap"}[self.mode]).astype(x.dtype)
+        mode: Literal["reflect", "edge", "wrap"] = {"reflect": "reflect", "edge": "edge",
+                                                     "wrap": "wrap"}[self.mode]  # type: ignore[assignment]
+        return np.pad(x, widths, mode=mode).astype(x.dtype)
 
 
 @dataclass(frozen=True)
@@ -452,7 +453,7 @@ class Concat(Op):
 
     def infer(self, ins: list[TensorType]) -> list[TensorType]:
         shp = list(ins[0].shape)
-        shp[self.axis] = sum(int(t.shape[self.axis]) for t in ins)  # type: ignore[misc]
+        shp[self.axis] = sum(int(t.shape[self.axis] or 0) for t in ins)
         return [TensorType(tuple(shp), ins[0].dtype)]
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:

@@ -19,7 +19,9 @@ from imcc.targets.crossbar import CrossbarTarget
 
 def _split_top(spec: str) -> list[str]:
     """Split on commas that are not inside braces."""
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in spec:
         if ch == "{":
             depth += 1
@@ -38,7 +40,7 @@ def _split_top(spec: str) -> list[str]:
     return out
 
 
-def _convert(cls: type, fname: str, ftype: Any, raw: str) -> Any:
+def _convert(cls: type[Pass], fname: str, ftype: Any, raw: str) -> Any:
     hints = typing.get_type_hints(cls)
     t = hints.get(fname, ftype)
     args = set(typing.get_args(t)) or {t}

@@ -267,7 +267,8 @@ class QuantizePass(Pass):
         nonneg = _nonnegative_values(graph)
 
         for node in xbar:
-            self._quantize_weights(graph, node, fl if id(node) in special else wbits)
+            self._quantize_weights(graph, node, fl if fl is not None and id(node) in special
+                                   else wbits)
 
         # One FakeQuant per (value, bits), in the order the crossbar layers come.
         groups: dict[tuple[int, int], list[Node]] = {}

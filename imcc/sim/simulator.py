@@ -161,7 +161,7 @@ class Simulator:
         b = xb.shape[0]
         c, hp, wp = plan.padded
         t, left = layer.pads[0], layer.pads[1]
-        xp = np.zeros((b, c, hp, wp), plan.dtype)
+        xp: np.ndarray = np.zeros((b, c, hp, wp), plan.dtype)
         xp[:, :, t:t + xb.shape[2], left:left + xb.shape[3]] = xb
         (i, j), (nwh, nww) = layer.pw, layer.windows
         sy, sx = i * layer.stride[0], j * layer.stride[1]

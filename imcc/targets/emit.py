@@ -100,9 +100,9 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
                     [np.column_stack([np.full(len(pos), c), pos]) for c in cs]))
             col_chunks = []
             for o0 in range(0, ocg, octt):
-                o, py, px, s_ = np.meshgrid(np.arange(o0, min(ocg, o0 + octt)), np.arange(i),
-                                            np.arange(j), np.arange(S), indexing="ij")
-                col_chunks.append(np.stack([o.ravel(), py.ravel(), px.ravel(), s_.ravel()], 1))
+                grid = np.meshgrid(np.arange(o0, min(ocg, o0 + octt)), np.arange(i),
+                                   np.arange(j), np.arange(S), indexing="ij")
+                col_chunks.append(np.stack([a.ravel() for a in grid], 1))
         for rt, rows in enumerate(row_chunks):
             for ct, cols in enumerate(col_chunks):
                 cells, taps = _cells(levels, gi * ocg, rows, cols, sh, sw, dh, dw, kh, kw)
