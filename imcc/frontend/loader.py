@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import onnx
+from google.protobuf.message import Message
 from onnx import external_data_helper
 
 from imcc.errors import ModelError
@@ -33,8 +34,31 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         raise ModelError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from exc
     if not model.HasField("graph") or not model.graph.node:
         raise ModelError(f"{p}: not an ONNX model (no graph nodes)")
+    if _bad_text(model):
+        raise ModelError(f"{p}: malformed ONNX model (a name or attribute string is not "
+                         "valid UTF-8)")
     _load_external(model, p.resolve().parent)
     return model
+
+
+def _bad_text(msg: Message) -> bool:
+    """Whether a string field holds invalid UTF-8. protobuf then returns `bytes` instead of
+    `str`, which would break every later use of the name. Tensor payloads are not walked
+    (only their names), to avoid copying large raw data."""
+    if isinstance(msg, onnx.TensorProto):
+        return isinstance(msg.name, bytes) or any(
+            isinstance(e.key, bytes) or isinstance(e.value, bytes) for e in msg.external_data)
+    for fd, value in msg.ListFields():
+        # protobuf >= 6 has `is_repeated`; older releases only `label`.
+        repeated = fd.is_repeated if hasattr(fd, "is_repeated") else \
+            fd.label == fd.LABEL_REPEATED
+        values = value if repeated else [value]
+        if fd.type == fd.TYPE_STRING:
+            if any(isinstance(v, bytes) for v in values):
+                return True
+        elif fd.type == fd.TYPE_MESSAGE and any(_bad_text(v) for v in values):
+            return True
+    return False
 
 
 def _load_external(model: onnx.ModelProto, base: Path) -> None:

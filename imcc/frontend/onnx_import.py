@@ -104,6 +104,8 @@ class _Importer:
             try:
                 if node.domain not in ("", "ai.onnx"):
                     raise self.fail(node, f"custom domain {node.domain!r}")
+                if not outs:
+                    raise _Skip(f"{node.op_type} node {node.name!r}: has no outputs")
                 missing = [i for i in node.input if i and i not in self.env]
                 if missing:
                     if any(m in self.defined for m in missing):
@@ -117,6 +119,15 @@ class _Importer:
                 self._node(node)
             except _Skip as s:
                 self.problems.append(str(s))
+                self.defined.update(outs)
+            except (AssertionError, TypeError, ValueError, IndexError, KeyError,
+                    ArithmeticError) as exc:
+                # A translator tripped over malformed attributes or operands (wrong
+                # attribute types, missing inputs, inconsistent shapes): the model is at
+                # fault, so it is reported like any other problem, never a crash.
+                name = node.name or (outs[0] if outs else "")
+                self.problems.append(f"{node.op_type} node {name!r}: malformed "
+                                     f"({type(exc).__name__}: {exc})")
                 self.defined.update(outs)
         self.g.outputs = []
         for o in gp.output:
@@ -155,6 +166,11 @@ class _Importer:
         except Exception:  # noqa: BLE001 - unknown element types surface as many errors
             self.problems.append(f"graph input {inp.name!r} has an unsupported element type")
             dt = DType.FLOAT32
+        if dt not in (DType.FLOAT32, DType.FLOAT64):
+            # The program computes every activation in float32 (the simulator casts its
+            # feeds), so integer arithmetic (wrap-around, truncating Div) would be wrong.
+            self.problems.append(f"graph input {inp.name!r} has element type {dt.value} "
+                                 "(only float inputs are supported)")
         return TensorType(tuple(dims), dt)
 
     def _node(self, node: onnx.NodeProto) -> None:
@@ -269,6 +285,13 @@ def _auto_pads(im: _Importer, node: onnx.NodeProto, a: dict[str, Any], x: Value,
     return pads[0][0], pads[1][0], pads[0][1], pads[1][1]
 
 
+def _finite(im: _Importer, node: onnx.NodeProto, arr: np.ndarray | None, what: str) -> None:
+    """Weights and biases must be finite: a crossbar multiplies every cell, padding zeros
+    included, so an infinite weight would give NaN where onnxruntime skips the pad."""
+    if arr is not None and arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        raise im.fail(node, f"{what} holds NaN or infinite values")
+
+
 def _spatial4(im: _Importer, node: onnx.NodeProto, x: Value) -> None:
     if x.type.rank != 4:
         raise im.fail(node, f"only 2-D (NCHW) inputs are supported, got rank {x.type.rank}")
@@ -279,9 +302,14 @@ def _conv(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     _spatial4(im, node, x)
     w = im.const(node, 1, "the weight")
     b = im.const(node, 2, "the bias")
-    assert w is not None
+    if w is None:
+        raise im.fail(node, "no weight input")
     if w.ndim != 4:
         raise im.fail(node, f"weight rank {w.ndim}")
+    if b is not None and b.size != w.shape[0]:
+        raise im.fail(node, f"bias of {b.size} values for {w.shape[0]} output channels")
+    _finite(im, node, w, "the weight")
+    _finite(im, node, b, "the bias")
     k = _pairs(a.get("kernel_shape", w.shape[2:]))
     s = _pairs(a.get("strides", [1, 1]))
     d = _pairs(a.get("dilations", [1, 1]))
@@ -310,12 +338,20 @@ def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     if x.type.rank != 2:
         raise im.fail(node, f"input rank {x.type.rank} (Gemm takes 2-D inputs)")
     bmat = im.const(node, 1, "the weight (B)")
-    assert bmat is not None
+    if bmat is None or bmat.ndim != 2:
+        raise im.fail(node, "the weight (B) must be a 2-D constant")
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
     w = (bmat if a.get("transB", 0) else bmat.T).astype(np.float64) * alpha
     n_out = w.shape[0]
+    if w.shape[1] != x.type.shape[1]:
+        raise im.fail(node, f"weight {list(bmat.shape)} does not match {x.type.shape[1]} "
+                            "input features")
+    _finite(im, node, w, "the weight (B) times alpha")
     ins = [x, im.g.const(node.input[1], w.astype(np.float32))]
     c = im.const(node, 2, "the bias (C)")
+    _finite(im, node, c, "the bias (C)")
+    if c is not None and c.size not in (1, n_out) and c.ndim <= 1:
+        raise im.fail(node, f"bias C of {c.size} values for {n_out} outputs")
     if c is not None:
         c2 = np.broadcast_to(c.astype(np.float64) * beta, (1, n_out)) if c.ndim <= 1 or \
             c.shape[0] == 1 else None
@@ -330,10 +366,15 @@ def _matmul(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
         raise im.fail(node, "a constant left operand (only x @ W with constant W is mapped)")
     x = im.act(node)
     w = im.const(node, 1, "the right operand (weight)")
-    assert w is not None
+    if w is None:
+        raise im.fail(node, "no right operand")
     if w.ndim != 2 or x.type.rank < 2:
         raise im.fail(node, f"weight rank {w.ndim} / input rank {x.type.rank} "
                             "(supported: N-D input times a 2-D constant)")
+    if w.shape[0] != x.type.shape[-1]:
+        raise im.fail(node, f"weight {list(w.shape)} does not match {x.type.shape[-1]} "
+                            "input features")
+    _finite(im, node, w, "the weight")
     return im.emit(O.Linear(), [x, im.g.const(node.input[1], w.T.astype(np.float32))], node)
 
 
@@ -342,7 +383,14 @@ def _bn(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
         raise im.fail(node, "training_mode=1")
     x = im.act(node)
     sc, b, mean, var = (im.const(node, i, "BatchNormalization parameters") for i in (1, 2, 3, 4))
-    assert sc is not None and b is not None and mean is not None and var is not None
+    if sc is None or b is None or mean is None or var is None:
+        raise im.fail(node, "scale, bias, mean and var are all required")
+    channels = x.type.shape[1] if x.type.rank > 1 else None
+    if any(v.size != channels for v in (sc, b, mean, var)):
+        raise im.fail(node, f"parameters of sizes {[v.size for v in (sc, b, mean, var)]} "
+                            f"for {channels} channels")
+    for v in (sc, b, mean, var):
+        _finite(im, node, v, "the parameters")
     eps = float(a.get("epsilon", 1e-5))
     scale = sc.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
     shift = b.astype(np.float64) - mean.astype(np.float64) * scale
@@ -484,9 +532,21 @@ def _slice(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
 
 def _concat(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     ins = [im.operand_value(n) for n in node.input if n]
-    axis = int(a["axis"]) % ins[0].type.rank
+    rank = ins[0].type.rank
+    axis = int(a["axis"])
+    if not -rank <= axis < rank:
+        raise im.fail(node, f"axis={axis} is out of range for rank {rank}")
+    axis %= rank
     if axis == 0:
         raise im.fail(node, "concatenating along the batch axis")
+    # Concat.infer only adds up the axis; every other dimension must agree (a constant
+    # operand's fixed first axis does not match the dynamic batch).
+    shapes = [v.type.shape for v in ins]
+    if any(len(sh) != rank or any(d != e for i, (d, e) in
+                                  enumerate(zip(sh, shapes[0], strict=True)) if i != axis)
+           for sh in shapes):
+        raise im.fail(node, f"operand shapes {[list(sh) for sh in shapes]} differ outside "
+                            f"axis {axis}")
     return im.emit(O.Concat(axis), ins, node)
 
 
@@ -523,7 +583,11 @@ def _reshape(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
 
 def _flatten(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     x = im.act(node)
-    axis = int(a.get("axis", 1)) % (x.type.rank + 1) if x.type.rank else 0
+    # ONNX allows axis in [-r, r]; a negative axis counts from the end (-1 is r - 1).
+    axis = int(a.get("axis", 1))
+    if not -x.type.rank <= axis <= x.type.rank:
+        raise im.fail(node, f"axis={axis} is out of range for rank {x.type.rank}")
+    axis = axis + x.type.rank if axis < 0 else axis
     inner = x.type.shape[1:axis]
     if axis == 0 or any(d != 1 for d in inner):
         raise im.fail(node, f"Flatten axis={axis} merges the batch axis")
@@ -566,6 +630,20 @@ def _identity(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return im.act(node)
 
 
+def _dropout(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    """Inference-mode Dropout is the identity; training mode drops at random: refused."""
+    if im.opset < 7 and not a.get("is_test", 0):
+        raise im.fail(node, "is_test=0 (training-mode dropout is random)")
+    if im.opset >= 12:
+        ratio = im.const(node, 1, "ratio")
+        mode = im.const(node, 2, "training_mode")
+        training = mode is not None and mode.size > 0 and bool(mode.reshape(-1)[0])
+        zero = ratio is not None and ratio.size > 0 and float(ratio.reshape(-1)[0]) == 0.0
+        if training and not zero:
+            raise im.fail(node, "training_mode=1 (training-mode dropout is random)")
+    return im.act(node)
+
+
 def _cast(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     x = im.act(node)
     if helper.tensor_dtype_to_np_dtype(int(a["to"])) != x.type.dtype.numpy:
@@ -584,7 +662,7 @@ _TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Valu
     "GlobalMaxPool": _global(O.GlobalMaxPool()),
     "Pad": _pad, "Slice": _slice, "Concat": _concat, "Reshape": _reshape, "Flatten": _flatten,
     "Squeeze": _squeeze_like, "Unsqueeze": _squeeze_like, "Transpose": _transpose,
-    "Identity": _identity, "Dropout": _identity, "Cast": _cast,
+    "Identity": _identity, "Dropout": _dropout, "Cast": _cast,
 }
 
 SUPPORTED_OPS = sorted(_TRANSLATE)

@@ -1,0 +1,45 @@
+"""Regenerate docs/limits.md from the ONNX conformance run (tests/conformance/runner.py).
+
+    python scripts/conformance_report.py           # rewrite docs/limits.md, print a summary
+    python scripts/conformance_report.py --check   # exit 1 if docs/limits.md is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMITS = ROOT / "docs" / "limits.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only check that the file is current")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "tests"))  # the runner is shared with the test suite
+    from conformance.runner import render_limits, run_all, summary
+
+    with warnings.catch_warnings():
+        # ONNX's Cast cases overflow float8 on purpose while generating their data.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        outcomes = run_all()
+    text = render_limits(outcomes)
+    print(summary(outcomes))
+    if args.check:
+        current = LIMITS.read_text() if LIMITS.is_file() else ""
+        if current != text:
+            print(f"{LIMITS.relative_to(ROOT)} is stale: run python scripts/conformance_report.py",
+                  file=sys.stderr)
+            return 1
+        return 0
+    LIMITS.parent.mkdir(parents=True, exist_ok=True)
+    LIMITS.write_text(text)
+    print(f"wrote {LIMITS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

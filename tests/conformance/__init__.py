@@ -1,0 +1,1 @@
+"""Conformance of imcc against ONNX's own backend node test cases (see `runner`)."""
