@@ -43,10 +43,10 @@ def test_quantized_program_matches_onnxruntime(tmp_path, split, mapping, rank, g
     assert metrics["ort_agreement"] == 1.0
     y = sim.outputs["logits"]
     y_ort = ort_run(out / "compiled.onnx", {"input": ev.x})[0]
-    # Float rounding only, except where a rounding tie of a 4-bit activation flips (onnxruntime
-    # sums in another order) and moves that one activation by a step: rare per image.
-    per_image = np.abs(y - y_ort).max(axis=1)
-    assert np.mean(per_image < 1e-3) >= 0.95
+    # compiled.onnx runs the crossbar arithmetic on integer levels, so the two agree to float
+    # rounding (bit for bit on this platform) -- no activation crosses a rounding tie.
+    assert np.abs(y - y_ort).max() <= 1e-5
+    assert metrics["max_abs_diff"] <= 1e-5
     if rank is None:
         assert metrics["compiled_top1"] >= metrics["float_top1"] - (0.12 if fl_bits is None
                                                                     else 0.06)

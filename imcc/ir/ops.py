@@ -345,18 +345,28 @@ class AveragePool(Op):
         eh = (ho - 1) * self.stride[0] + self.kernel[0]
         ew = (wo - 1) * self.stride[1] + self.kernel[1]
         hp, wp = max(eh, t + x.shape[2] + b), max(ew, lft + x.shape[3] + r)
-        xp = np.zeros(x.shape[:2] + (hp, wp), dtype=np.float64)
+        xp = np.zeros(x.shape[:2] + (hp, wp), dtype=np.float32)
         xp[:, :, t:t + x.shape[2], lft:lft + x.shape[3]] = x
         # Which cells count in the divisor: the input, plus the explicit pads if asked;
         # never the extra cells a ceil_mode window hangs over.
-        cnt = np.zeros((1, 1, hp, wp))
+        cnt = np.zeros((1, 1, hp, wp), dtype=np.float32)
         if self.count_include_pad:
             cnt[:, :, :t + x.shape[2] + b, :lft + x.shape[3] + r] = 1
         else:
             cnt[:, :, t:t + x.shape[2], lft:lft + x.shape[3]] = 1
-        s = _windows(xp, *self.kernel, *self.stride, 1, 1, ho, wo).sum(axis=(4, 5))
-        c = _windows(cnt, *self.kernel, *self.stride, 1, 1, ho, wo).sum(axis=(4, 5))
-        return (s / c).astype(x.dtype)
+        # Accumulate in float32, kernel row by row, as onnxruntime does: its non-overlapping
+        # pools (e.g. a final 8x8 average) then match bit for bit, so a quantizer after the
+        # pool rounds exactly as compiled.onnx does.
+        sh, sw = self.stride
+        acc = np.zeros(x.shape[:2] + (ho, wo), dtype=np.float32)
+        c = np.zeros((1, 1, ho, wo), dtype=np.float32)
+        for ky in range(self.kernel[0]):
+            for kx in range(self.kernel[1]):
+                sl = (slice(None), slice(None), slice(ky, ky + (ho - 1) * sh + 1, sh),
+                      slice(kx, kx + (wo - 1) * sw + 1, sw))
+                acc += xp[sl]
+                c += cnt[sl]
+        return (acc / c).astype(x.dtype)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ from imcc.targets.program_io import read_program
 
 def ort_session(path: Path | str | bytes) -> ort.InferenceSession:
     opts = ort.SessionOptions()
-    # compiled.onnx states float QDQ semantics; onnxruntime's QDQ transformers would
-    # re-quantize DequantizeLinear-fed weights per tensor or fuse integer kernels, which
-    # moves outputs by quantization steps. Keep every other optimization.
+    # compiled.onnx states its arithmetic exactly: integer-level convs, then Mul(scale) and
+    # Add(bias). onnxruntime's graph optimizers would rewrite it (QDQ transformers
+    # re-quantize weights; ConvMulFusion/ConvAddFusion fold the scale into non-integer
+    # weights), which moves 4-bit activations across rounding ties. Run it as written.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.add_session_config_entry("session.disable_quant_qdq", "1")
     opts.intra_op_num_threads = 0
     try:
