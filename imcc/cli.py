@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imcc import __version__
@@ -175,14 +176,18 @@ def _compile(model: str, opts_kw: dict[str, Any], outdir: Path | None, quiet: bo
 # ---------------------------------------------------------------------------- commands
 
 
-@app.callback()
-def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors.")] = False,
-          version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False
-          ) -> None:
-    _STATE["debug"] = debug
-    if version:
+def _version(value: bool) -> None:
+    if value:
         out.print(f"imcc {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False
+          ) -> None:
+    _STATE["debug"] = debug
 
 
 @app.command("compile")
@@ -214,7 +219,8 @@ def compile_cmd(
     from imcc.report.terminal import print_report
 
     print_report(report, out)
-    out.print(f"wrote {dest}/ (report.json, compiled.onnx, program.json, arrays.npz)")
+    out.print(f"wrote {escape(str(dest))}/ (report.json, compiled.onnx, program.json, "
+              "arrays.npz)")
 
 
 def _load_report(outdir: Path) -> dict[str, Any]:
@@ -248,7 +254,7 @@ def report_cmd(
     rep = _load_report(outdir)
     if html is not None:
         atomic_write_bytes(html, render.to_html(rep).encode())
-        err.print(f"wrote {html}")
+        err.print(f"wrote {escape(str(html))}")
     if json_:
         out.print_json(json.dumps(rep))
     elif markdown:
@@ -357,7 +363,7 @@ def check_cmd(
         for item in result.items:
             mark = "[green]ok  [/]" if item.passed else "[red]OVER[/]"
             extra = "" if item.passed else f" (over by {item.over_by_fraction:.1%})"
-            out.print(f"{mark} {item.name}: {item.actual:,.6g} {item.unit} "
+            out.print(f"{mark} {escape(item.name)}: {item.actual:,.6g} {item.unit} "
                       f"<= {item.limit:,.6g}{extra}")
         out.print("within budget" if result.passed else
                   f"[red]budget exceeded: {len(result.failures)} item(s)[/]")
@@ -443,26 +449,47 @@ def sweep_cmd(
         out.print(table)
         if result.float_top1 is not None:
             out.print(f"float model top-1 on the same data: {result.float_top1:.2%}")
-    err.print(f"wrote {dest}" + (f" and {plot}" if plot is not None else ""))
+    err.print(escape(f"wrote {dest}" + (f" and {plot}" if plot is not None else "")))
+
+
+def _click_error(exc: Exception, names: set[str]) -> None:
+    """Option-parsing errors from click (typer may vendor its own copy, so they are matched
+    by class name): one line and exit 2, like every other usage error."""
+    ctx = getattr(exc, "ctx", None)
+    if "NoArgsIsHelpError" in names and ctx is not None:
+        out.print(ctx.get_help(), highlight=False)
+        sys.exit(0)
+    if "Abort" in names:
+        err.print("imcc: aborted")
+        sys.exit(130)
+    where = ctx.command_path if ctx is not None else "imcc"
+    msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    err.print(f"[red]imcc: error:[/] {escape(msg)} (see `{where} --help`)", highlight=False,
+              soft_wrap=True)
+    sys.exit(2 if "UsageError" in names else int(getattr(exc, "exit_code", 2)))
 
 
 def main() -> None:
     """Console entry point: turns ImccError into a one-line message and an exit code."""
     debug = "--debug" in sys.argv
     try:
-        app(prog_name="imcc")
+        code = app(prog_name="imcc", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except ImccError as exc:
         if debug:
             raise
-        err.print(f"[red]imcc: error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]imcc: error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("imcc: interrupted")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare traceback
+        names = {c.__name__ for c in type(exc).__mro__}
+        if "ClickException" in names or "Abort" in names:
+            _click_error(exc, names)
         if debug:
             raise
-        err.print(f"[red]imcc: internal error:[/] {type(exc).__name__}: {exc} "
+        err.print(f"[red]imcc: internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
                   "(rerun with --debug for a traceback, and please report it)",
                   highlight=False, soft_wrap=True)
         sys.exit(70)

@@ -135,8 +135,9 @@ def _load(z: np.lib.npyio.NpzFile, where: str, input_name: str,
     found = ", ".join(f"'{k}'" for k in keys) or "none"
     names = ["images", input_name] + (["x"] if input_name != "x" else [])
     present = [k for k in names if k in keys]
+    floats = f"'{input_name}' or 'x'" if input_name != "x" else "'x'"
     expected = (f"'images' (uint8 N x C x H x W, optional 'mean'/'std'), or a float array "
-                f"'{input_name}' or 'x'")
+                f"{floats}")
     if not present:
         raise DataError(f"{where}: no input array (keys found: {found}); expected {expected}")
     if len(present) > 1:

@@ -310,11 +310,7 @@ CASES: list[BadInput] = [
                         ("first_last_bits_1", ["--first-last-bits", "1"]),
                         ("calib_limit_0", ["--calib-limit", "0"]))],
     _c("option_groups_not_int", "`--groups abc` (not an integer)",
-       lambda d: ["compile", _tiny(d), "--groups", "abc"], 2,
-       known_issue="imcc/cli.py main(): click's own usage errors (non-integer values, "
-                   "unknown options) are printed by typer as a multi-line boxed panel; "
-                   "run the app with standalone_mode=False and turn click.UsageError "
-                   "into one `imcc: error:` line"),
+       lambda d: ["compile", _tiny(d), "--groups", "abc"], 2),
     _c("policy_bad", "`--policy` file with an unknown key",
        lambda d: ["compile", _tiny(d), "--policy",
                   _text(d, "p.json", '{"rank": "m/2", "colour": 1}\n')], 4),
@@ -358,10 +354,7 @@ CASES: list[BadInput] = [
        _not_an_output, 4),
     _c("report_corrupt", "`report` on an output whose report.json is corrupt", _bad_report, 4),
     _c("program_tampered", "`simulate` on an output whose program.json lacks its steps",
-       _bad_program, 4,
-       known_issue="imcc/targets/program_io.py read_program(): a program.json missing "
-                   "required keys raises KeyError (exit 70, internal error) instead of "
-                   "DataError; validate the document's keys"),
+       _bad_program, 4),
     _c("output_is_file", "`-o` names an existing file",
        lambda d: ["compile", _tiny(d), "-o", _text(d, "taken", "x\n")], 5),
     _c("output_under_file", "`-o` below an existing file",

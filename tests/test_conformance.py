@@ -82,10 +82,6 @@ def test_limits_doc_is_current(outcomes: list[Outcome]) -> None:
         "docs/limits.md is stale: run python scripts/conformance_report.py"
 
 
-@pytest.mark.xfail(reason="imcc/targets/emit.py _levels puts an unquantized weight in slice 0 "
-                          "with shift-add weight +1 assumed, but with a single slice "
-                          "(cell-bits == weight-bits) slice_weights() is [-1], so every "
-                          "unquantized crossbar output is negated", strict=False)
 def test_single_slice_unquantized_layout(cases: list[Case]) -> None:
     """--no-quantize with cell-bits == weight-bits (one column per weight)."""
     t = CrossbarTarget(rows=8, cols=8, weight_bits=4, cell_bits=4)

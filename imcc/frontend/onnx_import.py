@@ -192,7 +192,7 @@ class _Importer:
     def _fold(self, node: onnx.NodeProto, ins: list[Any]) -> None:
         from onnx.reference import ReferenceEvaluator
 
-        feeds = {name: v for name, v in zip(node.input, ins) if name}
+        feeds = {name: v for name, v in zip(node.input, ins, strict=True) if name}
         g = helper.make_graph(
             [node], "fold",
             [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
@@ -204,7 +204,7 @@ class _Importer:
             res = ReferenceEvaluator(m).run(None, feeds)
         except Exception as exc:  # noqa: BLE001 - the evaluator raises arbitrary errors
             raise self.fail(node, f"constant folding failed ({exc})") from exc
-        for name, r in zip([o for o in node.output if o], res):
+        for name, r in zip([o for o in node.output if o], res, strict=False):
             self.env[name] = np.asarray(r)
 
 
@@ -508,8 +508,10 @@ def _slice(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
         starts, ends = [int(v) for v in vals[0]], [int(v) for v in vals[1]]
         axes = [int(v) for v in vals[2]] if vals[2] is not None else list(range(len(starts)))
         steps = [int(v) for v in vals[3]] if vals[3] is not None else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise im.fail(node, "starts, ends, axes and steps differ in length")
     ns, ne, na, nst = [], [], [], []
-    for s, e, ax, st in zip(starts, ends, axes, steps):
+    for s, e, ax, st in zip(starts, ends, axes, steps, strict=True):
         ax %= r
         if st == 0:
             raise im.fail(node, "step 0")
@@ -553,7 +555,7 @@ def _concat(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
 def _reshape_to(im: _Importer, node: onnx.NodeProto, x: Value, full: list[int]) -> Value:
     """Reshape whose first output axis must stay the batch axis."""
     shp = x.type.shape
-    per = math.prod(int(d) for d in shp[1:])  # type: ignore[arg-type]
+    per = math.prod(int(d or 0) for d in shp[1:])
     rest = full[1:]
     if rest.count(-1) > 1 or any(d < -1 for d in rest):
         raise im.fail(node, f"shape {full}")

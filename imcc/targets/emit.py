@@ -45,7 +45,8 @@ def _levels(node: Node, target: CrossbarTarget, quantized: bool) -> np.ndarray:
         q = node.wquant.q.reshape(w.shape)
         return bit_slice(q, node.wquant.bits, target.cell_bits)
     out = np.zeros((s,) + w.shape, dtype=np.float32)
-    out[0] = w
+    # Slice 0 is shift-added with weight +1, or -1 when it is also the (negative) top slice.
+    out[0] = w * np.float32(target.slice_weights()[0])
     return out
 
 

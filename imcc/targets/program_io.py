@@ -100,8 +100,18 @@ def read_program(outdir: str | Path) -> Program:
                         hint="run `imcc compile MODEL -o DIR` first") from exc
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"{d}: program files are corrupt ({exc})") from exc
-    if doc.get("format") != FORMAT:
-        raise DataError(f"{d}: program format {doc.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise DataError(f"{d}: program format {got!r}, expected {FORMAT!r}")
+    try:
+        return _program_from(doc, arrays)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        # A tampered or truncated document: name the missing/bad entry, never a traceback.
+        raise DataError(f"{d}/program.json: malformed program ({type(exc).__name__}: {exc})",
+                        hint="recompile with `imcc compile`") from exc
+
+
+def _program_from(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Program:
     steps: list[CrossbarLayer | DigitalStep] = []
     for s in doc["steps"]:
         if s["kind"] == "digital":
