@@ -392,6 +392,8 @@ def _bn(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     for v in (sc, b, mean, var):
         _finite(im, node, v, "the parameters")
     eps = float(a.get("epsilon", 1e-5))
+    if not np.all(var.astype(np.float64) + eps > 0):
+        raise im.fail(node, "variance + epsilon is not positive (a malformed BatchNormalization)")
     scale = sc.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
     shift = b.astype(np.float64) - mean.astype(np.float64) * scale
     return im.emit(O.Affine(), [x, im.g.const(node.name + ".scale", scale.astype(np.float32)),
