@@ -70,6 +70,8 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget) -> dict[str, Any]:
         "rank": lr.rank if lr else None, "groups": lr.groups if lr else None,
         "rel_error": lr.rel_error if lr else None,
         "pair": lr.source if lr else None, "role": lr.role.value if lr else None,
+        "params_before": lr.params_before if lr else None,   # of the original layer
+        "params_after": lr.params_after if lr else None,     # of the pair (both halves)
         "weight_params": layer.weight_params,
         "slices": len(layer.slice_weights),
         "input_bits": layer.in_quant[1] if layer.in_quant else None,
