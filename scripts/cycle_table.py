@@ -116,7 +116,10 @@ def render(results: dict[Job, Outcome]) -> str:
         "- rank `m/r` means `k = floor(m / r)` per layer (`m` = output channels), "
         "`--groups g` splits each factorized layer's input channels into `g` groups;",
         "- `im2col`: `--mapping im2col`; `auto`: the cheapest of im2col, SDK and VW-SDK "
-        "per layer, low-rank pairs mapped jointly with one window (Theorem 2);",
+        "per layer, low-rank pairs mapped jointly with one window (Theorem 2); `auto` also "
+        "packs several groups of a grouped conv onto one array's block diagonal when a "
+        "whole group fits (an extension of DESIGN.md's per-group formula, which `im2col` "
+        "keeps);",
         "- speedups are against the uncompressed im2col network on the same array "
         "(rank `none`, first row of each table);",
         "- mapping mix: how many crossbar layers (each half of a pair counts as one) the "

@@ -278,6 +278,30 @@ def test_strategy_order(g: LayerGeom, arr: tuple[int, int, int]) -> None:
         assert choice.strategy is (Strategy.SDK if i == j else Strategy.VW_SDK)
 
 
+@settings(max_examples=300, deadline=None)
+@given(mid_geoms, mid_arrays)
+def test_auto_equals_exhaustive_with_group_packing(g: LayerGeom,
+                                                   arr: tuple[int, int, int]) -> None:
+    rows, cols, s = arr
+    choice, cost = best_mapping(g, "auto", rows, cols, s)
+    im = packed(g, None, 1, rows, cols, s, im2col_cost(g, rows, cols, s).cycles)
+    wins = [packed(g, i, j, rows, cols, s, c.cycles)
+            for i in range(1, g.ho + 1) for j in range(1, g.wo + 1)
+            if (c := pw_cost(g, i, j, rows, cols, s)) is not None]
+    assert cost.cycles == min([im, *wins])
+    assert choice.group_pack == cost.group_pack
+    assert cost.tiles * cost.windows == cost.cycles
+
+
+def test_group_packing_hand_values() -> None:
+    # Grouped 3x3 conv, 4 groups of 4 -> 8 channels on 8x8: a group's im2col block is
+    # 36 rows x 32 columns (S = 4); a 128x128 array holds 3 of them on its diagonal.
+    g = LayerGeom.from_conv(16, 32, 4, (3, 3), (1, 1), (1, 1), (8, 8))
+    assert im2col_cost(g, 128, 128, 4).cycles == 64 * 4
+    assert im2col_cost(g, 128, 128, 4, pack=True).cycles == 64 * 2
+    assert best_mapping(g, "im2col", 128, 128, 4)[0].group_pack == 1  # explicit: no packing
+
+
 def test_request_parsing() -> None:
     assert MappingRequest.parse("vw-sdk") is MappingRequest.VW_SDK
     assert MappingRequest.parse(Strategy.SDK) is MappingRequest.SDK
@@ -313,9 +337,30 @@ def test_geometry_validation() -> None:
 # -------------------------------------------------------------------------------- pairs
 
 
+def packed(g: LayerGeom, i: int | None, j: int, rows: int, cols: int, s: int,
+           plain: int) -> int:
+    """Group packing restated: when a whole group's block fits an array, as many groups as
+    fit share it block-diagonally; `i is None` means im2col."""
+    if i is None:
+        rows_g, cols_g, windows = g.kh * g.kw * g.ic_g, g.oc_g * s, g.ho * g.wo
+    else:
+        pwh = (g.kh - 1) * g.dh + 1 + (i - 1) * g.sh
+        pww = (g.kw - 1) * g.dw + 1 + (j - 1) * g.sw
+        rows_g, cols_g = g.ic_g * pwh * pww, g.oc_g * i * j * s
+        windows = cdiv(g.ho, i) * cdiv(g.wo, j)
+    if g.groups < 2 or rows_g > rows or cols_g > cols:
+        return plain
+    gp = min(g.groups, rows // rows_g, cols // cols_g)
+    return windows * cdiv(g.groups, gp) if gp >= 2 else plain
+
+
 def exhaustive_pair(r: LayerGeom, lg: LayerGeom, rows: int, cols: int, s: int,
-                    square: bool) -> tuple[int, tuple[int, int] | None]:
-    im_total = im2col_cost(r, rows, cols, s).cycles + im2col_cost(lg, rows, cols, s).cycles
+                    square: bool, pack: bool = False) -> tuple[int, tuple[int, int] | None]:
+    im_r, im_l = im2col_cost(r, rows, cols, s).cycles, im2col_cost(lg, rows, cols, s).cycles
+    if pack:
+        im_r, im_l = packed(r, None, 1, rows, cols, s, im_r), packed(lg, None, 1, rows, cols, s,
+                                                                       im_l)
+    im_total = im_r + im_l
     cands = ([(i, i) for i in range(1, max(r.ho, r.wo) + 1)] if square else
              [(i, j) for i in range(1, r.ho + 1) for j in range(1, r.wo + 1)])
     best: tuple[int, int, int] | None = None
@@ -323,7 +368,11 @@ def exhaustive_pair(r: LayerGeom, lg: LayerGeom, rows: int, cols: int, s: int,
         cr, cl = pw_cost(r, i, j, rows, cols, s), pw_cost(lg, i, j, rows, cols, s)
         if cr is None or cl is None:
             continue
-        k = (cr.cycles + cl.cycles, i * j, i)
+        cyc_r, cyc_l = cr.cycles, cl.cycles
+        if pack:
+            cyc_r = packed(r, i, j, rows, cols, s, cyc_r)
+            cyc_l = packed(lg, i, j, rows, cols, s, cyc_l)
+        k = (cyc_r + cyc_l, i * j, i)
         if best is None or k < best:
             best = k
     if best is None or best[0] >= im_total:
@@ -346,7 +395,7 @@ def test_pair_mapping(r: LayerGeom, m: int, arr: tuple[int, int, int]) -> None:
         assert total <= im_total
         assert cr_choice.pw == cl_choice.pw == cr.pw == cl.pw  # one shared window
         assert cr_choice.strategy is cl_choice.strategy
-        want_total, want_pw = exhaustive_pair(r, lg, rows, cols, s, square)
+        want_total, want_pw = exhaustive_pair(r, lg, rows, cols, s, square, req == "auto")
         assert total == want_total
         if want_pw is None:
             assert cr_choice.strategy is Strategy.IM2COL

@@ -23,6 +23,8 @@ class MappingChoice:
     strategy: Strategy
     pw: tuple[int, int] = (1, 1)
     reason: str = ""
+    # Groups placed block-diagonally in one array (auto only; 1 = one group per array).
+    group_pack: int = 1
 
     @property
     def n_parallel(self) -> int:

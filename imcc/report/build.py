@@ -62,6 +62,7 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget) -> dict[str, Any]:
         "name": layer.name, "op": layer.op, "shape": _shape_text(layer),
         "mapping": layer.mapping.strategy.value, "pw": pw,
         "n_parallel": layer.mapping.n_parallel,
+        "group_pack": layer.mapping.group_pack,
         "conv_groups": layer.groups,
         "row_tiles": row_tiles, "col_tiles": col_tiles, "tiles": len(tiles),
         "windows": layer.n_windows, "cycles": layer.cycles, "im2col_cycles": base,

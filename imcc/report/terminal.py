@@ -61,6 +61,8 @@ def report_table(report: dict[str, Any]) -> Table:
                          footer=energy_text(report["total_energy_pj"]))
     for layer in report["layers"]:
         m = layer["mapping"] + (f" {layer['pw'][0]}x{layer['pw'][1]}" if layer["pw"] else "")
+        if layer.get("group_pack", 1) > 1:
+            m += f" {layer['group_pack']}g/array"
         row = [short_name(layer["name"]), f"{layer['op']} {layer['shape']}", m,
                f"{layer['tiles']} ({layer['row_tiles']}x{layer['col_tiles']})",
                f"{layer['windows']:,}", f"{layer['cycles']:,}", f"{layer['im2col_cycles']:,}",

@@ -141,11 +141,25 @@ class Cost:
     cycles: int
     ict: int
     oct: int
+    group_pack: int = 1  # groups sharing one array block-diagonally (see `_packed`)
 
     @property
     def tiles(self) -> int:
         """Array tiles of the whole layer (all groups)."""
-        return self.groups * self.row_tiles * self.col_tiles
+        return _cdiv(self.groups, self.group_pack) * self.row_tiles * self.col_tiles
+
+
+def _packed(c: Cost, rows_g: int, cols_g: int, rows: int, cols: int) -> Cost:
+    """Group packing: when one group's whole block (`rows_g` x `cols_g`) fits a single tile,
+    `gp = min(groups, rows // rows_g, cols // cols_g)` groups share an array on its block
+    diagonal and `cycles = windows * ceil(groups / gp)`. An extension beyond DESIGN.md's
+    per-group formula, used by `auto` only; otherwise `c` unchanged."""
+    if c.groups < 2 or c.row_tiles != 1 or c.col_tiles != 1:
+        return c
+    gp = min(c.groups, rows // rows_g, cols // cols_g)
+    if gp < 2:
+        return c
+    return replace(c, group_pack=gp, cycles=c.windows * _cdiv(c.groups, gp))
 
 
 def _check_array(rows: int, cols: int, slices: int) -> None:
@@ -154,19 +168,22 @@ def _check_array(rows: int, cols: int, slices: int) -> None:
             raise UsageError(f"{name} must be a positive integer, got {v!r}")
 
 
-def im2col_cost(g: LayerGeom, rows: int, cols: int, S: int) -> Cost:
-    """Element-granular im2col: always feasible (a tile may even split one weight's slices)."""
+def im2col_cost(g: LayerGeom, rows: int, cols: int, S: int, pack: bool = False) -> Cost:
+    """Element-granular im2col: always feasible (a tile may even split one weight's slices).
+    `pack`: allow group packing (`_packed`)."""
     _check_array(rows, cols, S)
     k_rows = g.kh * g.kw * g.ic_g
     k_cols = g.oc_g * S
     rt, ct = _cdiv(k_rows, rows), _cdiv(k_cols, cols)
     windows = g.ho * g.wo
-    return Cost(strategy=Strategy.IM2COL, pw=(1, 1), windows=windows, row_tiles=rt,
-                col_tiles=ct, groups=g.groups, cycles=windows * g.groups * rt * ct,
-                ict=min(k_rows, rows), oct=min(k_cols, cols))
+    c = Cost(strategy=Strategy.IM2COL, pw=(1, 1), windows=windows, row_tiles=rt,
+             col_tiles=ct, groups=g.groups, cycles=windows * g.groups * rt * ct,
+             ict=min(k_rows, rows), oct=min(k_cols, cols))
+    return _packed(c, k_rows, k_cols, rows, cols) if pack else c
 
 
-def pw_cost(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> Cost | None:
+def pw_cost(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int,
+            pack: bool = False) -> Cost | None:
     """An `i x j` parallel window at channel granularity, or None if one channel's window
     does not fit the rows or one output channel's N*S columns do not fit the columns.
     Labelled SDK when square, VW-SDK otherwise; `best_mapping` relabels by request."""
@@ -180,9 +197,10 @@ def pw_cost(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> Cost 
         return None
     rt, ct = _cdiv(g.ic_g, ict), _cdiv(g.oc_g, oct_)
     windows = _cdiv(g.ho, i) * _cdiv(g.wo, j)
-    return Cost(strategy=Strategy.SDK if i == j else Strategy.VW_SDK, pw=(i, j),
-                windows=windows, row_tiles=rt, col_tiles=ct, groups=g.groups,
-                cycles=windows * g.groups * rt * ct, ict=ict, oct=oct_)
+    c = Cost(strategy=Strategy.SDK if i == j else Strategy.VW_SDK, pw=(i, j),
+             windows=windows, row_tiles=rt, col_tiles=ct, groups=g.groups,
+             cycles=windows * g.groups * rt * ct, ict=ict, oct=oct_)
+    return _packed(c, g.ic_g * pwh * pww, g.oc_g * i * j * S, rows, cols) if pack else c
 
 
 def _extents(n: int) -> list[int]:
@@ -215,7 +233,7 @@ def _key(cycles: int, pw: tuple[int, int]) -> tuple[int, int, int]:
 
 
 def _windows(geoms: tuple[LayerGeom, ...], rows: int, cols: int, S: int,
-             square: bool) -> tuple[tuple[Cost, ...], int] | None:
+             square: bool, pack: bool = False) -> tuple[tuple[Cost, ...], int] | None:
     """Best parallel window shared by all `geoms` (same output grid), by total cycles.
     Returns the per-layer costs and the total, or None if no window fits every layer."""
     g0 = geoms[0]
@@ -225,7 +243,7 @@ def _windows(geoms: tuple[LayerGeom, ...], rows: int, cols: int, S: int,
     def at(i: int, j: int) -> tuple[Cost, ...] | None:
         costs = []
         for g in geoms:
-            c = pw_cost(g, i, j, rows, cols, S)
+            c = pw_cost(g, i, j, rows, cols, S, pack)
             if c is None:
                 return None
             costs.append(c)
@@ -287,16 +305,18 @@ def best_mapping(g: LayerGeom, strategy: MappingRequest | Strategy | str, rows: 
     reported as SDK, any other window as VW-SDK.
     """
     req = MappingRequest.parse(strategy)
-    im = im2col_cost(g, rows, cols, S)
+    pack = req is MappingRequest.AUTO  # explicit requests keep the literature's layouts
+    im = im2col_cost(g, rows, cols, S, pack)
     if req is MappingRequest.IM2COL:
         return MappingChoice(Strategy.IM2COL), im
-    best = _windows((g,), rows, cols, S, square=req is MappingRequest.SDK)
+    best = _windows((g,), rows, cols, S, square=req is MappingRequest.SDK, pack=pack)
     if best is not None and best[1] < im.cycles:
         c = best[0][0]
         label = _label(req, c.pw)
-        return MappingChoice(label, c.pw), replace(c, strategy=label)
+        return MappingChoice(label, c.pw, group_pack=c.group_pack), replace(c, strategy=label)
     return (MappingChoice(Strategy.IM2COL, reason=_fallback_reason(req, best, im.cycles,
-                                                                   rows, cols)), im)
+                                                                   rows, cols),
+                          group_pack=im.group_pack), im)
 
 
 def best_pair_mapping(r: LayerGeom, l: LayerGeom,  # noqa: E741 -- the paper's name for it
@@ -320,19 +340,22 @@ def best_pair_mapping(r: LayerGeom, l: LayerGeom,  # noqa: E741 -- the paper's n
                          f"{l.ho}x{l.wo}) does not consume the first ({r.oc} channels on "
                          f"{r.ho}x{r.wo})")
     req = MappingRequest.parse(request)
-    im_r, im_l = im2col_cost(r, rows, cols, S), im2col_cost(l, rows, cols, S)
+    pack = req is MappingRequest.AUTO
+    im_r, im_l = im2col_cost(r, rows, cols, S, pack), im2col_cost(l, rows, cols, S, pack)
     im_total = im_r.cycles + im_l.cycles
     if req is MappingRequest.IM2COL:
         return MappingChoice(Strategy.IM2COL), im_r, MappingChoice(Strategy.IM2COL), im_l
-    best = _windows((r, l), rows, cols, S, square=req is MappingRequest.SDK)
+    best = _windows((r, l), rows, cols, S, square=req is MappingRequest.SDK, pack=pack)
     if best is not None and best[1] < im_total:
         cr, cl = best[0]
         label = _label(req, cr.pw)
-        choice = MappingChoice(label, cr.pw)
-        return (choice, replace(cr, strategy=label), choice, replace(cl, strategy=label))
-    fallback = MappingChoice(Strategy.IM2COL,
-                             reason=_fallback_reason(req, best, im_total, rows, cols))
-    return fallback, im_r, fallback, im_l
+        return (MappingChoice(label, cr.pw, group_pack=cr.group_pack),
+                replace(cr, strategy=label),
+                MappingChoice(label, cl.pw, group_pack=cl.group_pack),
+                replace(cl, strategy=label))
+    reason = _fallback_reason(req, best, im_total, rows, cols)
+    return (MappingChoice(Strategy.IM2COL, reason=reason, group_pack=im_r.group_pack), im_r,
+            MappingChoice(Strategy.IM2COL, reason=reason, group_pack=im_l.group_pack), im_l)
 
 
 __all__ = ["LayerGeom", "Cost", "MappingRequest", "im2col_cost", "pw_cost", "best_mapping",

@@ -113,6 +113,8 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
                 c_abs[:, 0] += gi * ocg
                 tiles.append(Tile(first_array + len(tiles), gi, rt, ct,
                                   r_abs.astype(np.int32), c_abs.astype(np.int32), cells, taps))
+    if mc.group_pack > 1:
+        tiles = _pack_groups(tiles, mc.group_pack, first_array, target, node.name)
 
     xs = node.inputs[0].type.sample_shape()
     ys = node.output.type.sample_shape()
@@ -134,6 +136,31 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
         slice_weights=target.slice_weights(node.wquant.bits if node.wquant else None),
         out_scale=out_scale, bias=bias,
         in_quant=in_quant, lowrank=node.lowrank, weight_params=int(w.size))
+
+
+def _pack_groups(tiles: list[Tile], gp: int, first_array: int, target: CrossbarTarget,
+                 name: str) -> list[Tile]:
+    """Place `gp` consecutive groups' single tiles on one array's block diagonal: rows and
+    columns are concatenated (they already name absolute channels), cells off the diagonal
+    blocks are zero, so each group still only sees its own inputs."""
+    if len({t.group for t in tiles}) != len(tiles):
+        raise UsageError(f"layer {name!r}: group packing needs one tile per group")
+    packed: list[Tile] = []
+    for a in range(0, len(tiles), gp):
+        part = tiles[a:a + gp]
+        rows = np.concatenate([t.rows for t in part])
+        cols = np.concatenate([t.cols for t in part])
+        if len(rows) > target.rows or len(cols) > target.cols:
+            raise UsageError(f"layer {name!r}: {len(part)} groups do not fit one "
+                             f"{target.name} array")
+        cells = np.zeros((len(rows), len(cols)), dtype=part[0].cells.dtype)
+        r0 = c0 = 0
+        for t in part:
+            cells[r0:r0 + len(t.rows), c0:c0 + len(t.cols)] = t.cells
+            r0, c0 = r0 + len(t.rows), c0 + len(t.cols)
+        packed.append(Tile(first_array + len(packed), part[0].group, 0, 0, rows, cols, cells,
+                           sum(t.taps for t in part)))
+    return packed
 
 
 def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh: int, sw: int,
