@@ -337,24 +337,30 @@ def check_cmd(
                                                 "compiled result when compiling a model.")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """CI gate: exit 0 when the model is within budget, 1 when a budget is exceeded, 2+ on
-    usage or input errors."""
+    """CI gate: exit 0 when the model is within budget, 1 when a budget is exceeded, 2 on any
+    usage or input error (bad budget file, bad model, bad options)."""
     from imcc.analysis.budget import check_budget, load_budget, to_junit_xml
     from imcc.fileio import atomic_write_bytes
 
-    b = load_budget(budget)
-    p = Path(target_or_model)
-    if p.is_dir():
-        rep = _load_report(p)
-    else:
-        kw = dict(target=target, weight_bits=weight_bits, cell_bits=cell_bits,
-                  act_bits=act_bits, dac_bits=dac_bits, adc_bits=adc_bits, mapping=mapping,
-                  rank=rank, groups=groups, layer_rank=layer_rank, policy=policy,
-                  include_first_last=include_first_last, no_quantize=no_quantize,
-                  first_last_bits=first_last_bits, calib=calib, calib_limit=calib_limit,
-                  tech=tech)
-        rep, _ = _compile(target_or_model, kw, output, True)
-    result = check_budget(rep, b)
+    # A CI gate's contract (issue #5): 0 within budget, 1 over, 2 for any usage or input
+    # error -- whatever the finer-grained exit code elsewhere.
+    try:
+        b = load_budget(budget)
+        p = Path(target_or_model)
+        if p.is_dir():
+            rep = _load_report(p)
+        else:
+            kw = dict(target=target, weight_bits=weight_bits, cell_bits=cell_bits,
+                      act_bits=act_bits, dac_bits=dac_bits, adc_bits=adc_bits, mapping=mapping,
+                      rank=rank, groups=groups, layer_rank=layer_rank, policy=policy,
+                      include_first_last=include_first_last, no_quantize=no_quantize,
+                      first_last_bits=first_last_bits, calib=calib, calib_limit=calib_limit,
+                      tech=tech)
+            rep, _ = _compile(target_or_model, kw, output, True)
+        result = check_budget(rep, b)
+    except ImccError as exc:
+        exc.exit_code = 2
+        raise
     if junit is not None:
         atomic_write_bytes(junit, to_junit_xml(result, f"imcc-check {rep['model']}").encode())
     if json_:
