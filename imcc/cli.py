@@ -148,6 +148,17 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
                           pipeline=pipeline)
 
 
+# The compile options `compile` and `check` share (the parameters of `_options`).
+_COMPILE_KEYS = ("target", "weight_bits", "cell_bits", "act_bits", "dac_bits", "adc_bits",
+                 "mapping", "rank", "groups", "layer_rank", "policy", "include_first_last",
+                 "no_quantize", "first_last_bits", "calib", "calib_limit", "tech", "passes")
+
+
+def _compile_options(params: dict[str, Any]) -> dict[str, Any]:
+    """Pick the shared compile options out of a command's parameters."""
+    return {k: params[k] for k in _COMPILE_KEYS if k in params}
+
+
 def _model_input(model: str) -> tuple[str, tuple[int | None, ...]]:
     from imcc.compiler import resolve_model
     from imcc.frontend.loader import load_onnx
@@ -207,12 +218,7 @@ def compile_cmd(
 ) -> None:
     """Compile MODEL for a crossbar target: writes report.json, compiled.onnx, float.onnx,
     program.json and arrays.npz into the output directory and prints the per-layer table."""
-    kw = dict(target=target, weight_bits=weight_bits, cell_bits=cell_bits, act_bits=act_bits,
-              dac_bits=dac_bits, adc_bits=adc_bits, mapping=mapping, rank=rank, groups=groups,
-              layer_rank=layer_rank, policy=policy, include_first_last=include_first_last,
-              no_quantize=no_quantize, first_last_bits=first_last_bits, calib=calib,
-              calib_limit=calib_limit, tech=tech, passes=passes)
-    report, dest = _compile(model, kw, output, json_)
+    report, dest = _compile(model, _compile_options(locals()), output, json_)
     if json_:
         out.print_json(json.dumps(report))
         return
@@ -332,7 +338,7 @@ def check_cmd(
     layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
     include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
-    tech: TechOpt = "isaac",
+    tech: TechOpt = "isaac", passes: PassesOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the "
                                                 "compiled result when compiling a model.")] = None,
     json_: JsonOpt = False,
@@ -350,13 +356,7 @@ def check_cmd(
         if p.is_dir():
             rep = _load_report(p)
         else:
-            kw = dict(target=target, weight_bits=weight_bits, cell_bits=cell_bits,
-                      act_bits=act_bits, dac_bits=dac_bits, adc_bits=adc_bits, mapping=mapping,
-                      rank=rank, groups=groups, layer_rank=layer_rank, policy=policy,
-                      include_first_last=include_first_last, no_quantize=no_quantize,
-                      first_last_bits=first_last_bits, calib=calib, calib_limit=calib_limit,
-                      tech=tech)
-            rep, _ = _compile(target_or_model, kw, output, True)
+            rep, _ = _compile(target_or_model, _compile_options(locals()), output, True)
         result = check_budget(rep, b)
     except ImccError as exc:
         exc.exit_code = 2

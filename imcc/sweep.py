@@ -60,6 +60,7 @@ from imcc.passes.lowrank import LowRankPass, parse_rank
 from imcc.passes.map import MapPass
 from imcc.passes.quantize import QuantizePass
 from imcc.report.build import build_report
+from imcc.report.render import BASE_CSS
 from imcc.targets.cost import MappingRequest
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.emit import emit_program
@@ -656,16 +657,7 @@ def _config_text(row: SweepRow) -> str:
     return f"{row.target}, {lr}, {row.mapping}"
 
 
-_PLOT_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 1100px; color: #222; padding: 0 1em; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; }
-h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-.meta { color: #555; margin-top: 0; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border: 1px solid #d5d9de; padding: 0.25em 0.6em; }
-th { background: #f3f5f7; text-align: left; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
+_PLOT_CSS = BASE_CSS + """
 tr.front td { background: #fff8e1; }
 footer { margin-top: 2em; color: #888; font-size: 0.85em; }
 """

@@ -395,18 +395,22 @@ def _cycles_fmt(v: float) -> str:
     return f"{v:,.0f}"
 
 
-_CSS = """
+# Page style shared by imcc's HTML outputs (the report here, the sweep plot in imcc.sweep).
+BASE_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
        max-width: 1100px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
-.scroll { overflow-x: auto; }
-table.layers td, table.layers th { white-space: nowrap; }
 h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 .meta { color: #555; margin-top: 0; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #d5d9de; padding: 0.25em 0.6em; }
 th { background: #f3f5f7; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
+"""
+
+_CSS = BASE_CSS + """
+.scroll { overflow-x: auto; }
+table.layers td, table.layers th { white-space: nowrap; }
 tr.total td { font-weight: 600; background: #f8f9fa; }
 code { font-size: 0.95em; }
 .chart { overflow-x: auto; }
