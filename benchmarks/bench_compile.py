@@ -19,8 +19,6 @@ Measures, in one run on this machine:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -43,25 +41,11 @@ from imcc.targets.cost import best_mapping, best_pair_mapping
 from imcc.targets.crossbar import CrossbarTarget
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, timed  # noqa: E402 -- sibling module of this script
 from resnet import build_resnet  # noqa: E402 -- sibling module of this script
 
 STRATEGIES: tuple[str, ...] = ("im2col", "sdk", "vw-sdk", "auto")
 SEARCH_SIZES: tuple[int, ...] = (32, 128, 512)
-
-
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
-def environment() -> str:
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"{os.cpu_count()} CPUs, load average {load}; Python {platform.python_version()}, "
-            f"numpy {np.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
 
 
 def bench_compile(model: Path, workdir: Path, repeat: int, peer: Callable[[], None]) -> None:

@@ -22,18 +22,17 @@ and the executed cycles per image.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, timed  # noqa: E402 -- sibling module
 
 from imcc.compiler import CompileOptions, compile_model, write_outputs
 from imcc.dataset import Dataset, bundled_example_data, load_npz
@@ -67,21 +66,6 @@ CONFIGS: tuple[Config, ...] = (
     Config(False, "auto"),
     Config(True, "auto", "m/2", 4),
 )
-
-
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
-def environment() -> str:
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"{os.cpu_count()} CPUs, load average {load}; Python {platform.python_version()}, "
-            f"numpy {np.__version__}, onnxruntime {ort.__version__}")
 
 
 def bench(cfg: Config, data: Dataset, calib: np.ndarray, work: Path, repeat: int) -> None:

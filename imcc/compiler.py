@@ -66,8 +66,7 @@ class CompileResult:
     graph: Graph
     float_graph_bytes: bytes
     program: Program
-    report: dict[str, Any]
-    passes: list[str]
+    report: dict[str, Any]  # report["passes"] names the passes run
 
 
 def default_pipeline(opts: CompileOptions) -> list[Pass]:
@@ -104,12 +103,12 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str,
     mapper = next(p for p in pipeline if isinstance(p, MapPass))
     program = emit_program(graph, opts.target, model_name)
     energy = analyze_energy(program, opts.target, load_tech(opts.tech))
-    report = build_report(program, graph, opts.target, energy, mapping=mapper.strategy,
+    report = build_report(program, opts.target, energy, mapping=mapper.strategy,
                           tech=opts.tech,
                           calibration=None if quant is None else quant.calibration,
                           lowrank=lowrank)
     report["passes"] = [p.name for p in pipeline]
-    return CompileResult(graph, float_bytes, program, report, [p.name for p in pipeline])
+    return CompileResult(graph, float_bytes, program, report)
 
 
 def compile_model(model: str, opts: CompileOptions,

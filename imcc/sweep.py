@@ -312,7 +312,7 @@ def _run_back(job: _BackJob) -> SweepRow:
     graph = MapPass(target=cfg.target, strategy=cfg.mapping).run(copy.deepcopy(front.graph))
     program = emit_program(graph, cfg.target, job.model_name)
     energy = analyze_energy(program, cfg.target, job.tech)
-    report = build_report(program, graph, cfg.target, energy, mapping=cfg.mapping,
+    report = build_report(program, cfg.target, energy, mapping=cfg.mapping,
                           tech=job.tech_name, calibration=front.calibration,
                           lowrank=front.lowrank)
     return row_from_report(report, cfg, front.top1)

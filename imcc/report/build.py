@@ -10,7 +10,7 @@ from typing import Any
 
 from imcc import __version__
 from imcc.analysis.energy import EnergyReport
-from imcc.ir import Graph, Strategy
+from imcc.ir import Strategy
 from imcc.passes.lowrank import LowRankPass
 from imcc.targets.cost import LayerGeom, im2col_cost
 from imcc.targets.crossbar import CrossbarTarget
@@ -79,7 +79,7 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget) -> dict[str, Any]:
     }
 
 
-def build_report(program: Program, graph: Graph, target: CrossbarTarget,
+def build_report(program: Program, target: CrossbarTarget,
                  energy: EnergyReport | None, mapping: str, tech: str,
                  calibration: str | None, lowrank: LowRankPass | None) -> dict[str, Any]:
     layers = [layer_entry(layer, target) for layer in program.crossbar_layers()]

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imcc.ir.ops import FakeQuant
-from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile
+from imcc.targets.program import CrossbarLayer, DigitalStep, Program
 
 EXACT_F32 = 1 << 24  # integer sums below this are exact in float32
 
 
 @dataclass
 class _TilePlan:
-    tile: Tile
     rows: slice | np.ndarray   # the tile's rows within the layer's unrolled window inputs
     cells: np.ndarray          # (R, C) levels in the compute dtype
     combine: np.ndarray        # (C, U) shift-add weights onto the tile's distinct outputs
@@ -81,7 +80,6 @@ def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
     # tile's row map then selects its rows from that (usually a contiguous slice).
     positions = sorted({(int(dy), int(dx)) for tl in layer.tiles for dy, dx in tl.rows[:, 1:]})
     pos_id = {p: k for k, p in enumerate(positions)}
-    oc = layer.out_scale.shape[0]
     bound = 0.0
     plans = []
     for tile in layer.tiles:
@@ -98,10 +96,9 @@ def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
     xmax = 1 << (layer.in_quant[1] if layer.in_quant else 0)
     exact32 = quantized and bound * xmax < EXACT_F32
     dtype = np.float32 if (exact32 or not quantized) else np.float64
-    tiles = [_TilePlan(tile, rsel, tile.cells.astype(dtype), comb.astype(dtype),
+    tiles = [_TilePlan(rsel, tile.cells.astype(dtype), comb.astype(dtype),
                        (tile.cells.astype(np.float64) @ comb).astype(dtype), osel)
              for tile, rsel, comb, osel in plans]
-    del oc
     return _LayerPlan(layer, (c, hp, wp), positions, tiles, dtype)
 
 

@@ -249,15 +249,22 @@ def _windows(geoms: tuple[LayerGeom, ...], rows: int, cols: int, S: int,
             costs.append(c)
         return tuple(costs)
 
+    def consider(i: int, j: int) -> bool:
+        """Keep (i, j) if it beats the best so far; False when it does not fit."""
+        nonlocal best, best_key
+        costs = at(i, j)
+        if costs is None:
+            return False
+        total = sum(c.cycles for c in costs)
+        if best_key is None or _key(total, (i, j)) < best_key:
+            best, best_key = (costs, total), _key(total, (i, j))
+        return True
+
     if square:
         # Feasibility is monotone in i (the window's rows and N*S columns only grow).
         for i in _square_extents(g0.ho, g0.wo):
-            costs = at(i, i)
-            if costs is None:
+            if not consider(i, i):
                 break
-            total = sum(c.cycles for c in costs)
-            if best_key is None or _key(total, (i, i)) < best_key:
-                best, best_key = (costs, total), _key(total, (i, i))
         return best
 
     ext_w = _extents(g0.wo)
@@ -265,12 +272,8 @@ def _windows(geoms: tuple[LayerGeom, ...], rows: int, cols: int, S: int,
         if at(i, 1) is None:
             break  # infeasible for j = 1, hence for every j and every larger i
         for j in ext_w:
-            costs = at(i, j)
-            if costs is None:
+            if not consider(i, j):
                 break
-            total = sum(c.cycles for c in costs)
-            if best_key is None or _key(total, (i, j)) < best_key:
-                best, best_key = (costs, total), _key(total, (i, j))
     return best
 
 

@@ -1,0 +1,28 @@
+"""Helpers the benchmark scripts share: wall-clock repeats and the machine/library line
+printed at a run's start and end (the load average tells how noisy its timings are)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def environment() -> str:
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"{os.cpu_count()} CPUs, load average {load}; Python {platform.python_version()}, "
+            f"numpy {np.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
