@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,7 +98,8 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
              policy: Path | None, include_first_last: bool, no_quantize: bool,
              first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
              passes: str | None = None,
-             model_input: tuple[str, tuple[int | None, ...]] | None = None) -> Any:
+             model_input: Callable[[], tuple[str, tuple[int | None, ...]]] | None = None
+             ) -> Any:
     from imcc.compiler import CompileOptions
     from imcc.passes.lowrank import LowRankPass
     from imcc.targets.crossbar import CrossbarTarget
@@ -125,7 +127,7 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
         from imcc.dataset import load_npz
 
         assert model_input is not None
-        x = load_npz(calib, *model_input).take(calib_limit).x
+        x = load_npz(calib, *model_input()).take(calib_limit).x
     from imcc.analysis.tech import load_tech
 
     load_tech(tech)  # fail early on a bad profile, before any work
@@ -159,26 +161,27 @@ def _compile_options(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in _COMPILE_KEYS if k in params}
 
 
-def _model_input(model: str) -> tuple[str, tuple[int | None, ...]]:
-    from imcc.compiler import resolve_model
-    from imcc.frontend.loader import load_onnx
-    from imcc.frontend.onnx_import import import_proto
-
-    p = resolve_model(model)
-    g = import_proto(load_onnx(p), p.stem)
-    v = g.inputs[0]
-    return v.name, v.type.shape
-
-
 def _compile(model: str, opts_kw: dict[str, Any], outdir: Path | None, quiet: bool
              ) -> tuple[dict[str, Any], Path]:
-    from imcc.compiler import compile_model, default_outdir, write_outputs
+    from imcc.compiler import compile_graph, default_outdir, resolve_model, write_outputs
+    from imcc.frontend import import_model
+    from imcc.ir import Graph
 
-    mi = _model_input(model) if opts_kw.get("calib") is not None else None
-    opts = _options(**opts_kw, model_input=mi)
+    path = resolve_model(model)
+    imported: list[Graph] = []
+
+    def model_input() -> tuple[str, tuple[int | None, ...]]:
+        # Only --calib needs the model before compiling (to check the data's shape); the
+        # graph imported here is the one compiled, so the model is read once.
+        imported.append(import_model(path, name=path.stem))
+        v = imported[0].inputs[0]
+        return v.name, v.type.shape
+
+    opts = _options(**opts_kw, model_input=model_input)
+    graph = imported[0] if imported else import_model(path, name=path.stem)
     with _progress() as prog:
         task = prog.add_task("compiling", total=None)
-        res = compile_model(model, opts,
+        res = compile_graph(graph, opts, path.stem,
                             progress=lambda s: prog.update(task, description=f"pass {s}"))
     dest = write_outputs(res, outdir or default_outdir(model))
     return res.report, dest
