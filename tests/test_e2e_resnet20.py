@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import RESNET20, ort_run
+from cycle_oracle import check_counted_cycles
 
 from imcc.compiler import CompileOptions, compile_model, write_outputs
 from imcc.dataset import Dataset
@@ -39,6 +40,7 @@ def test_quantized_program_matches_onnxruntime(tmp_path, split, mapping, rank, g
                                                    first_last_bits=fl_bits))
     out = write_outputs(res, tmp_path / "out")
     metrics, sim = evaluate(out, ev)
+    check_counted_cycles(res.program, sim.cycles)
     assert metrics["cycles_per_image"] == res.report["total_cycles"]
     assert metrics["ort_agreement"] == 1.0
     y = sim.outputs["logits"]

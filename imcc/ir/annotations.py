@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
@@ -18,13 +18,16 @@ class Strategy(Enum):
 class MappingChoice:
     """How a crossbar layer is laid out: a parallel window of `pw = (i, j)` output pixels
     (im2col is (1, 1) with element-granular row packing). `reason` says why a requested
-    strategy was not used (e.g. a fallback to im2col)."""
+    strategy was not used (e.g. a fallback to im2col). `cycles` is what the map pass costed
+    this layout at (per sample); the emitter checks the program it lays out against it. It
+    is a record, not part of the layout, so it does not take part in equality."""
 
     strategy: Strategy
     pw: tuple[int, int] = (1, 1)
     reason: str = ""
     # Groups placed block-diagonally in one array (auto only; 1 = one group per array).
     group_pack: int = 1
+    cycles: int | None = field(default=None, compare=False)
 
     @property
     def n_parallel(self) -> int:

@@ -2,13 +2,13 @@
 
 For every crossbar node (Conv, Linear) it sets `node.mapping` to the choice of
 `imcc.targets.cost.best_mapping` for the requested strategy on the target array
-(`rows x cols`, `S = target.slices` columns per weight). A Linear is a 1x1 conv whose map
-is `positions x 1`, `positions` being the product of the dimensions between batch and
-features (1 for a (batch, features) input).
+(`rows x cols`, `S` = the layer's own columns per weight), a layout of the tiling model
+(`imcc.targets.tiling`) whose cycle count the choice records. A Linear is a 1x1 conv whose
+map is `positions x 1` (`imcc.targets.tiling.node_geometry`).
 
 Low-rank pairs are mapped jointly (`best_pair_mapping`, Theorem 2:
 SDK(L R) = (I_N (x) L) SDK(R)): both halves get the same window, the one minimizing
-cycles(R) + cycles(L). A pair is
+cycles(R) + cycles(L), each half costed with its own slices per weight. A pair is
   * a node annotated `LowRank(role=R, partner=P)` and the node `P` (annotated role L),
     as the lowrank pass leaves them; or
   * a model that arrived factorized: a Conv (any kernel, stride, padding, groups) whose
@@ -26,40 +26,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from imcc.ir import Graph, Node, PairRole, VerifyError
-from imcc.ir.ops import Conv, FakeQuant, Linear
+from imcc.ir.ops import Conv, FakeQuant
 from imcc.passes.base import Pass
-from imcc.targets.cost import LayerGeom, MappingRequest, best_mapping, best_pair_mapping
+from imcc.targets.cost import MappingRequest, best_mapping, best_pair_mapping
 from imcc.targets.crossbar import CrossbarTarget
-
-
-def node_geometry(node: Node) -> LayerGeom:
-    """The cost-model geometry of a crossbar node (Conv or Linear), per sample."""
-    op = node.op
-    if isinstance(op, Conv):
-        x_shape = node.inputs[0].type.shape
-        w = node.inputs[1]
-        out_shape = node.output.type.shape
-        return LayerGeom.from_conv(
-            ic=int(x_shape[1]),  # type: ignore[arg-type]
-            oc=int(w.type.shape[0]),  # type: ignore[arg-type]
-            groups=op.group, kernel=op.kernel, stride=op.stride, dilation=op.dilation,
-            out_hw=(int(out_shape[2]), int(out_shape[3])))  # type: ignore[arg-type]
-    if isinstance(op, Linear):
-        x_shape = node.inputs[0].type.shape
-        w_shape = node.inputs[1].type.shape
-        # Dimensions between batch and features are independent positions sharing W.
-        positions = 1
-        for d in x_shape[1:-1]:
-            positions *= int(d)  # type: ignore[arg-type]
-        return LayerGeom.from_linear(int(w_shape[1]), int(w_shape[0]),  # type: ignore[arg-type]
-                                     positions=max(1, positions))
-    raise VerifyError(f"{node.name}: {op.kind} is not a crossbar op")
-
-
-def node_slices(node: Node, target: CrossbarTarget) -> int:
-    """Columns per weight of this layer: its own quantized width (e.g. an 8-bit first
-    layer), else the target's."""
-    return target.slices_for(node.wquant.bits if node.wquant else target.weight_bits)
+from imcc.targets.tiling import node_geometry, node_slices
 
 
 def _is_pointwise_follower(op: object) -> bool:
@@ -139,9 +110,10 @@ class MapPass(Pass):
                 raise VerifyError(f"low-rank pair {r_node.name} -> {l_node.name}: the second "
                                   f"half must be a 1x1 stride-1 layer on the first's output "
                                   f"({rg.oc} channels, {rg.ho}x{rg.wo})")
-            # One window for both halves; it must fit the wider-sliced half.
-            s = max(node_slices(r_node, self.target), node_slices(l_node, self.target))
-            choice_r, _, choice_l, _ = best_pair_mapping(rg, lg, req, rows, cols, s)
+            # One window for both halves, each tiled with its own slices per weight.
+            choice_r, _, choice_l, _ = best_pair_mapping(
+                rg, lg, req, rows, cols, node_slices(r_node, self.target),
+                node_slices(l_node, self.target))
             r_node.mapping, l_node.mapping = choice_r, choice_l
             done.update((id(r_node), id(l_node)))
         for node in graph.crossbar_nodes():

@@ -5,7 +5,8 @@ For each crossbar layer and each tile it gathers every window's row inputs throu
 map (one fancy-index over the padded input), multiplies by the cell levels (the column sums
 an ideal ADC reads), optionally models a `adc_bits` ADC per bit-serial input phase, shift-adds
 the slices and scatters the results through the column map. Digital steps run their op's
-numpy semantics. Cycles are counted while executing: one per (window, tile) activation.
+numpy semantics. Cycles are counted while executing: one per (window, tile) activation
+performed (`SimResult.cycles`), independently of the cycle figures the program declares.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from imcc.ir.ops import FakeQuant
 from imcc.targets.program import CrossbarLayer, DigitalStep, Program
+from imcc.targets.tiling import window_extent
 
 EXACT_F32 = 1 << 24  # integer sums below this are exact in float32
 
@@ -73,7 +75,7 @@ def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
     sh, sw = layer.stride
     kh, kw = layer.kernel
     dh, dw = layer.dilation
-    pwh, pww = (kh - 1) * dh + 1 + (i - 1) * sh, (kw - 1) * dw + 1 + (j - 1) * sw
+    pwh, pww = window_extent((kh, kw), (sh, sw), (dh, dw), (i, j))
     hp = max(t + h + b, (nwh - 1) * i * sh + pwh)
     wp = max(left + w + r, (nww - 1) * j * sw + pww)
     # The window inputs are unrolled once per layer as (channel, PW position) columns; each
@@ -178,7 +180,9 @@ class Simulator:
             else:
                 contrib = self._adc_phases(xg, tp.cells, layer) @ tp.combine
             acc[:, :, tp.outs] += contrib
-            executed += nwh * nww
+            # One activation per window this tile was actually driven with (the gathered
+            # inputs' window axis), counted from the work done, not from the program.
+            executed += xg.shape[1]
         cycles[layer.name] = cycles.get(layer.name, 0) + executed
         acc6 = acc.reshape(b, nwh, nww, oc, i, j).transpose(0, 3, 1, 4, 2, 5)
         ho, wo = (layer.out_shape[1], layer.out_shape[2]) if layer.op == "Conv" else \

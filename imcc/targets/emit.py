@@ -1,13 +1,10 @@
 """Emit the crossbar program for a mapped graph (the crossbar target's back end).
 
 Contract: every crossbar node carries a `MappingChoice`; each becomes a `CrossbarLayer`
-whose tiles realise exactly the cost model of `imcc.targets.cost`:
-
-* im2col (pw = 1x1): the unrolled kernel of a group (rows `(c, ky*dh, kx*dw)`, channel-major)
-  is cut into row tiles of `rows` elements; the columns `(oc, s)` into column tiles of `cols`.
-* parallel window (i, j): a row tile holds `ICt` whole channels x the PW's positions that
-  some kernel placement touches; a column tile holds `OCt` output channels x `N = i*j` pixels
-  x `S` slices, the kernel copied shifted for each pixel.
+whose tiles are those of its `imcc.targets.tiling.TilePlan` (row maps, column maps, group
+sets), so the layer executes exactly `plan.cycles` (window, tile) activations. The cycles
+the map pass recorded in the choice must equal that count: a mismatch is a VerifyError
+(the pass optimized another objective than the one the program has).
 
 Quantized weights are bit-sliced (`bit_slice`); unquantized weights keep the same layout
 (and so the same cycles) with the real-valued weight in the least significant slice column
@@ -17,14 +14,15 @@ crossbar layers is fused into them as the layer's input quantization.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from imcc.errors import UsageError
-from imcc.ir import Graph, Node, Strategy
+from imcc.ir import Graph, Node, VerifyError
 from imcc.ir import ops as O
-from imcc.passes.map import node_geometry, node_slices
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile, bit_slice
+from imcc.targets.tiling import TilePlan, node_plan, node_slices
 
 
 def _conv_view(node: Node) -> tuple[np.ndarray, O.Conv]:
@@ -52,60 +50,22 @@ def _levels(node: Node, target: CrossbarTarget, quantized: bool) -> np.ndarray:
 
 def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array: int
                ) -> CrossbarLayer:
-    mc = node.mapping
-    if mc is None:
-        raise UsageError(f"layer {node.name!r} has no mapping; run the map pass first")
+    """Lay one mapped crossbar node out as its tile plan (`imcc.targets.tiling.node_plan`)
+    prescribes: one tile per (group set, row tile, column tile)."""
+    plan = node_plan(node, target)
     w, conv = _conv_view(node)
-    geom = node_geometry(node)
     oc, icg, kh, kw = w.shape
     g = conv.group
     ocg = oc // g
     sh, sw = conv.stride
     dh, dw = conv.dilation
-    i, j = mc.pw
-    S = node_slices(node, target)
     levels = _levels(node, target, quantized)
+    row_maps, col_maps = plan.row_maps(), plan.col_maps()
 
     tiles: list[Tile] = []
     for gi in range(g):
-        if mc.strategy is Strategy.IM2COL:
-            cc, yy, xx = np.meshgrid(np.arange(icg), np.arange(kh) * dh, np.arange(kw) * dw,
-                                     indexing="ij")
-            rows_all = np.stack([cc.ravel(), yy.ravel(), xx.ravel()], 1)
-            row_chunks = [rows_all[a:a + target.rows]
-                          for a in range(0, len(rows_all), target.rows)]
-            o, s_ = np.meshgrid(np.arange(ocg), np.arange(S), indexing="ij")
-            cols_all = np.stack([o.ravel(), np.zeros(o.size, int), np.zeros(o.size, int),
-                                 s_.ravel()], 1)
-            col_chunks = [cols_all[a:a + target.cols]
-                          for a in range(0, len(cols_all), target.cols)]
-        else:
-            pwh = (kh - 1) * dh + 1 + (i - 1) * sh
-            pww = (kw - 1) * dw + 1 + (j - 1) * sw
-            # PW positions some kernel tap of some window pixel reads; the rest stay undriven.
-            used = np.zeros((pwh, pww), bool)
-            for py in range(i):
-                for px in range(j):
-                    used[py * sh:py * sh + (kh - 1) * dh + 1:dh,
-                         px * sw:px * sw + (kw - 1) * dw + 1:dw] = True
-            pos = np.argwhere(used)
-            ict = min(icg, target.rows // (pwh * pww))
-            octt = min(ocg, target.cols // (i * j * S))
-            if ict < 1 or octt < 1:
-                raise UsageError(f"layer {node.name!r}: parallel window {i}x{j} does not fit "
-                                 f"a {target.name} array")
-            row_chunks = []
-            for c0 in range(0, icg, ict):
-                cs = np.arange(c0, min(icg, c0 + ict))
-                row_chunks.append(np.concatenate(
-                    [np.column_stack([np.full(len(pos), c), pos]) for c in cs]))
-            col_chunks = []
-            for o0 in range(0, ocg, octt):
-                grid = np.meshgrid(np.arange(o0, min(ocg, o0 + octt)), np.arange(i),
-                                   np.arange(j), np.arange(S), indexing="ij")
-                col_chunks.append(np.stack([a.ravel() for a in grid], 1))
-        for rt, rows in enumerate(row_chunks):
-            for ct, cols in enumerate(col_chunks):
+        for rt, rows in enumerate(row_maps):
+            for ct, cols in enumerate(col_maps):
                 cells, taps = _cells(levels, gi * ocg, rows, cols, sh, sw, dh, dw, kh, kw)
                 r_abs = rows.copy()
                 r_abs[:, 0] += gi * icg
@@ -113,8 +73,11 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
                 c_abs[:, 0] += gi * ocg
                 tiles.append(Tile(first_array + len(tiles), gi, rt, ct,
                                   r_abs.astype(np.int32), c_abs.astype(np.int32), cells, taps))
-    if mc.group_pack > 1:
-        tiles = _pack_groups(tiles, mc.group_pack, first_array, target, node.name)
+    if plan.group_pack > 1:
+        tiles = _pack_groups(tiles, plan, first_array, target, node.name)
+    if len(tiles) != plan.tiles:
+        raise VerifyError(f"layer {node.name!r}: emitted {len(tiles)} tiles, its plan has "
+                          f"{plan.tiles}")
 
     xs = node.inputs[0].type.sample_shape()
     ys = node.output.type.sample_shape()
@@ -128,30 +91,32 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
             in_quant = (fq.op.scale, fq.op.bits, fq.op.signed)
             out_scale = (out_scale * np.float32(fq.op.scale)).astype(np.float32)
     bias = node.inputs[2].data.astype(np.float32) if len(node.inputs) > 2 else None  # type: ignore[union-attr]
+    assert node.mapping is not None  # node_plan checked it
+    mapping = replace(node.mapping, cycles=plan.cycles)
     return CrossbarLayer(
         name=node.name, op=node.op.kind,
         input=node.inputs[0].name, output=node.output.name, in_shape=xs, out_shape=ys,
         kernel=conv.kernel, stride=conv.stride, dilation=conv.dilation, pads=conv.pads,
-        groups=g, mapping=mc, windows=(-(-geom.ho // i), -(-geom.wo // j)), tiles=tiles,
+        groups=g, mapping=mapping, windows=plan.windows_hw, tiles=tiles,
         slice_weights=target.slice_weights(node.wquant.bits if node.wquant else None),
         out_scale=out_scale, bias=bias,
         in_quant=in_quant, lowrank=node.lowrank, weight_params=int(w.size))
 
 
-def _pack_groups(tiles: list[Tile], gp: int, first_array: int, target: CrossbarTarget,
-                 name: str) -> list[Tile]:
-    """Place `gp` consecutive groups' single tiles on one array's block diagonal: rows and
-    columns are concatenated (they already name absolute channels), cells off the diagonal
-    blocks are zero, so each group still only sees its own inputs."""
+def _pack_groups(tiles: list[Tile], plan: TilePlan, first_array: int,
+                 target: CrossbarTarget, name: str) -> list[Tile]:
+    """Place each of the plan's group sets (one tile per group) on one array's block
+    diagonal: rows and columns are concatenated (they already name absolute channels), cells
+    off the diagonal blocks are zero, so each group still only sees its own inputs."""
     if len({t.group for t in tiles}) != len(tiles):
-        raise UsageError(f"layer {name!r}: group packing needs one tile per group")
+        raise VerifyError(f"layer {name!r}: group packing needs one tile per group")
     packed: list[Tile] = []
-    for a in range(0, len(tiles), gp):
-        part = tiles[a:a + gp]
+    for groups in plan.group_sets():
+        part = tiles[groups.start:groups.stop]
         rows = np.concatenate([t.rows for t in part])
         cols = np.concatenate([t.cols for t in part])
         if len(rows) > target.rows or len(cols) > target.cols:
-            raise UsageError(f"layer {name!r}: {len(part)} groups do not fit one "
+            raise VerifyError(f"layer {name!r}: {len(part)} groups do not fit one "
                              f"{target.name} array")
         cells = np.zeros((len(rows), len(cols)), dtype=part[0].cells.dtype)
         r0 = c0 = 0

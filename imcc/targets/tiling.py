@@ -1,0 +1,362 @@
+"""The tiling model: how one crossbar layer is cut into array tiles, and what that costs.
+
+This module is the single implementation of the layout that the `map` pass searches over
+(`imcc.targets.cost`), the emitter materializes (`imcc.targets.emit`) and the simulator
+executes (`imcc.sim.simulator`, which takes the window extent from here). A `TilePlan`
+fixes a layer's layout; its `cycles` is the number of (window, array tile) activations
+the emitted program performs, and the emitter refuses a program whose tile count differs.
+
+Notation (DESIGN.md section 3): a layer has `groups` groups of `IC_g` input and `OC_g`
+output channels, a `kh x kw` kernel with stride `(sh, sw)` and dilation `(dh, dw)`, and an
+`ho x wo` output over the padded input. A weight takes `S` adjacent columns (bit slices).
+
+- **im2col** (`pw = 1x1`): a group's unrolled kernel, rows `(c, ky*dh, kx*dw)` channel
+  major, is cut into row tiles of `ict = min(kh*kw*IC_g, rows)` elements, its columns
+  `(oc, s)` into column tiles of `oct = min(OC_g*S, cols)` elements.
+- **parallel window** `i x j`: a window reads `PWh x PWw` input pixels per channel
+  (`window_extent`) and holds the kernel `N = i*j` times, shifted, in its columns. A row
+  tile holds `ict = min(IC_g, rows // (PWh*PWw))` whole channels, a column tile
+  `oct = min(OC_g, cols // (N*S))` whole output channels (either 0: infeasible).
+- **group packing** (`group_pack = gp > 1`): when one group's whole block fits one tile,
+  `gp` groups share an array on its block diagonal.
+
+`tiles = ceil(groups / gp) * row_tiles * col_tiles`, `windows = ceil(ho/i) * ceil(wo/j)`,
+`cycles = windows * tiles`. The closed forms of DESIGN.md are kept, independently, as the
+test oracle (tests/test_cost.py, tests/test_sim_vs_ort_property.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imcc.errors import UsageError
+from imcc.ir import Node, Strategy, VerifyError
+from imcc.ir.annotations import MappingChoice
+from imcc.ir.ops import Conv, Linear
+from imcc.targets.crossbar import CrossbarTarget
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def window_extent(kernel: tuple[int, int], stride: tuple[int, int],
+                  dilation: tuple[int, int], pw: tuple[int, int]) -> tuple[int, int]:
+    """Input pixels (PWh, PWw) per channel that an `i x j` parallel window reads."""
+    return ((kernel[0] - 1) * dilation[0] + 1 + (pw[0] - 1) * stride[0],
+            (kernel[1] - 1) * dilation[1] + 1 + (pw[1] - 1) * stride[1])
+
+
+@dataclass(frozen=True)
+class LayerGeom:
+    """One crossbar layer's geometry, per sample. `ho x wo` is the output size: the windows
+    run over the padded input, so padding enters only through it."""
+
+    ic: int
+    oc: int
+    groups: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    ho: int
+    wo: int
+
+    def __post_init__(self) -> None:
+        for name in ("ic", "oc", "groups", "kh", "kw", "sh", "sw", "dh", "dw", "ho", "wo"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UsageError(f"layer geometry: {name} must be a positive integer, got {v!r}")
+        if self.ic % self.groups or self.oc % self.groups:
+            raise UsageError(f"layer geometry: groups={self.groups} must divide both "
+                             f"ic={self.ic} and oc={self.oc}")
+
+    @property
+    def ic_g(self) -> int:
+        return self.ic // self.groups
+
+    @property
+    def oc_g(self) -> int:
+        return self.oc // self.groups
+
+    @property
+    def is_pointwise(self) -> bool:
+        """A 1x1 kernel with stride 1: the shape `L` of a low-rank pair must have."""
+        return self.kh == 1 and self.kw == 1 and self.sh == 1 and self.sw == 1
+
+    def pw_extent(self, i: int, j: int) -> tuple[int, int]:
+        """Input pixels (PWh, PWw) an `i x j` parallel window reads per channel."""
+        return window_extent((self.kh, self.kw), (self.sh, self.sw), (self.dh, self.dw), (i, j))
+
+    @staticmethod
+    def from_conv(ic: int, oc: int, groups: int, kernel: tuple[int, int],
+                  stride: tuple[int, int], dilation: tuple[int, int],
+                  out_hw: tuple[int, int]) -> LayerGeom:
+        return LayerGeom(ic=ic, oc=oc, groups=groups, kh=kernel[0], kw=kernel[1],
+                         sh=stride[0], sw=stride[1], dh=dilation[0], dw=dilation[1],
+                         ho=out_hw[0], wo=out_hw[1])
+
+    @staticmethod
+    def from_linear(in_features: int, out_features: int, positions: int = 1) -> LayerGeom:
+        """A linear layer is a 1x1 conv; its `positions` leading rows (1 for a plain
+        (batch, features) input) form a `positions x 1` map a window can batch over."""
+        return LayerGeom(ic=in_features, oc=out_features, groups=1, kh=1, kw=1, sh=1, sw=1,
+                         dh=1, dw=1, ho=positions, wo=1)
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """One layer's layout on `rows x cols` arrays (see the module docstring).
+
+    `ict`/`oct` is the capacity of a full tile: unrolled weight rows / columns for im2col
+    (element granularity), input / output channels for a parallel window (each channel
+    takes PWh*PWw rows / N*S columns). `row_tiles`/`col_tiles` are per group.
+    """
+
+    geom: LayerGeom
+    strategy: Strategy
+    pw: tuple[int, int]
+    slices: int
+    ict: int
+    oct: int
+    group_pack: int = 1
+
+    @property
+    def is_im2col(self) -> bool:
+        return self.strategy is Strategy.IM2COL
+
+    @property
+    def groups(self) -> int:
+        return self.geom.groups
+
+    @property
+    def extent(self) -> tuple[int, int]:
+        return self.geom.pw_extent(*self.pw)
+
+    @property
+    def windows_hw(self) -> tuple[int, int]:
+        return cdiv(self.geom.ho, self.pw[0]), cdiv(self.geom.wo, self.pw[1])
+
+    @property
+    def windows(self) -> int:
+        h, w = self.windows_hw
+        return h * w
+
+    @property
+    def row_units(self) -> int:
+        """What a group's rows are cut in: unrolled elements (im2col) or channels."""
+        g = self.geom
+        return g.kh * g.kw * g.ic_g if self.is_im2col else g.ic_g
+
+    @property
+    def col_units(self) -> int:
+        """What a group's columns are cut in: (oc, slice) columns (im2col) or channels."""
+        g = self.geom
+        return g.oc_g * self.slices if self.is_im2col else g.oc_g
+
+    @property
+    def row_tiles(self) -> int:
+        return cdiv(self.row_units, self.ict)
+
+    @property
+    def col_tiles(self) -> int:
+        return cdiv(self.col_units, self.oct)
+
+    @property
+    def arrays_per_group_set(self) -> int:
+        return self.row_tiles * self.col_tiles
+
+    @property
+    def tiles(self) -> int:
+        """Array tiles of the whole layer (all groups)."""
+        return cdiv(self.groups, self.group_pack) * self.row_tiles * self.col_tiles
+
+    @property
+    def cycles(self) -> int:
+        """(window, array tile) activations per sample."""
+        return self.windows * self.tiles
+
+    def choice(self, reason: str = "", strategy: Strategy | None = None) -> MappingChoice:
+        """The IR annotation recording this plan (and its expected cycles)."""
+        return MappingChoice(strategy or self.strategy, self.pw, reason=reason,
+                             group_pack=self.group_pack, cycles=self.cycles)
+
+    # -- the maps the emitter writes (group-relative channels)
+
+    def positions(self) -> np.ndarray:
+        """(P, 2) window offsets (dy, dx) some kernel tap of some window pixel reads, in
+        row-major order; the other positions of the PWh x PWw window stay undriven."""
+        g = self.geom
+        if self.is_im2col:
+            yy, xx = np.meshgrid(np.arange(g.kh) * g.dh, np.arange(g.kw) * g.dw, indexing="ij")
+            return np.stack([yy.ravel(), xx.ravel()], 1)
+        pwh, pww = self.extent
+        used = np.zeros((pwh, pww), bool)
+        for py in range(self.pw[0]):
+            for px in range(self.pw[1]):
+                used[py * g.sh:py * g.sh + (g.kh - 1) * g.dh + 1:g.dh,
+                     px * g.sw:px * g.sw + (g.kw - 1) * g.dw + 1:g.dw] = True
+        return np.argwhere(used)
+
+    def row_maps(self) -> list[np.ndarray]:
+        """Per row tile, its rows `(c, dy, dx)` (input channel within the group, offset
+        from the window origin), `row_tiles` of them."""
+        pos = self.positions()
+        if self.is_im2col:
+            c = np.repeat(np.arange(self.geom.ic_g), len(pos))
+            rows_all = np.column_stack([c, np.tile(pos, (self.geom.ic_g, 1))])
+            return [rows_all[a:a + self.ict] for a in range(0, len(rows_all), self.ict)]
+        out = []
+        for c0 in range(0, self.geom.ic_g, self.ict):
+            cs = np.arange(c0, min(self.geom.ic_g, c0 + self.ict))
+            out.append(np.column_stack([np.repeat(cs, len(pos)), np.tile(pos, (len(cs), 1))]))
+        return out
+
+    def col_maps(self) -> list[np.ndarray]:
+        """Per column tile, its columns `(oc, py, px, s)` (output channel within the group,
+        pixel of the window, bit slice), `col_tiles` of them."""
+        g, s = self.geom, self.slices
+        if self.is_im2col:
+            o, sl = np.meshgrid(np.arange(g.oc_g), np.arange(s), indexing="ij")
+            zeros = np.zeros(o.size, np.int64)
+            cols_all = np.stack([o.ravel(), zeros, zeros, sl.ravel()], 1)
+            return [cols_all[a:a + self.oct] for a in range(0, len(cols_all), self.oct)]
+        out = []
+        i, j = self.pw
+        for o0 in range(0, g.oc_g, self.oct):
+            grid = np.meshgrid(np.arange(o0, min(g.oc_g, o0 + self.oct)), np.arange(i),
+                               np.arange(j), np.arange(s), indexing="ij")
+            out.append(np.stack([a.ravel() for a in grid], 1))
+        return out
+
+    def group_sets(self) -> list[range]:
+        """The groups sharing each array (block-diagonally when more than one)."""
+        gp = self.group_pack
+        return [range(a, min(a + gp, self.groups)) for a in range(0, self.groups, gp)]
+
+
+def _check_array(rows: int, cols: int, slices: int) -> None:
+    for name, v in (("rows", rows), ("cols", cols), ("S", slices)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise UsageError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _packed(p: TilePlan, rows_g: int, cols_g: int, rows: int, cols: int) -> TilePlan:
+    """Group packing: when one group's whole block (`rows_g` x `cols_g`) fits a single tile,
+    `gp = min(groups, rows // rows_g, cols // cols_g)` groups share an array on its block
+    diagonal. An extension beyond DESIGN.md's per-group formula, used by `auto` only."""
+    if p.groups < 2 or p.row_tiles != 1 or p.col_tiles != 1:
+        return p
+    gp = min(p.groups, rows // rows_g, cols // cols_g)
+    if gp < 2:
+        return p
+    return TilePlan(p.geom, p.strategy, p.pw, p.slices, p.ict, p.oct, group_pack=gp)
+
+
+def im2col_plan(g: LayerGeom, rows: int, cols: int, S: int, pack: bool = False) -> TilePlan:
+    """Element-granular im2col: always feasible (a tile may even split one weight's slices).
+    `pack`: allow group packing."""
+    _check_array(rows, cols, S)
+    k_rows, k_cols = g.kh * g.kw * g.ic_g, g.oc_g * S
+    p = TilePlan(g, Strategy.IM2COL, (1, 1), S, ict=min(k_rows, rows), oct=min(k_cols, cols))
+    return _packed(p, k_rows, k_cols, rows, cols) if pack else p
+
+
+def pw_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int,
+            pack: bool = False) -> TilePlan | None:
+    """An `i x j` parallel window at channel granularity, or None if one channel's window
+    does not fit the rows or one output channel's N*S columns do not fit the columns.
+    Labelled SDK when square, VW-SDK otherwise (the search relabels by request)."""
+    _check_array(rows, cols, S)
+    if not (isinstance(i, int) and isinstance(j, int) and i >= 1 and j >= 1):
+        raise UsageError(f"parallel window must be positive integers, got {i}x{j}")
+    pwh, pww = g.pw_extent(i, j)
+    ict = min(g.ic_g, rows // (pwh * pww))
+    oct_ = min(g.oc_g, cols // (i * j * S))
+    if ict == 0 or oct_ == 0:
+        return None
+    p = TilePlan(g, Strategy.SDK if i == j else Strategy.VW_SDK, (i, j), S, ict, oct_)
+    return _packed(p, g.ic_g * pwh * pww, g.oc_g * i * j * S, rows, cols) if pack else p
+
+
+def plan_for(g: LayerGeom, choice: MappingChoice, rows: int, cols: int, S: int) -> TilePlan:
+    """The plan a recorded `MappingChoice` stands for (what the emitter lays out). Raises
+    VerifyError when the choice does not fit the array or its group packing is not one
+    the model allows."""
+    if choice.strategy is Strategy.IM2COL:
+        plan: TilePlan | None = im2col_plan(g, rows, cols, S, pack=choice.group_pack > 1)
+    else:
+        plan = pw_plan(g, *choice.pw, rows, cols, S, pack=choice.group_pack > 1)
+        if plan is not None:
+            plan = TilePlan(plan.geom, choice.strategy, plan.pw, S, plan.ict, plan.oct,
+                            plan.group_pack)
+    if plan is None:
+        raise VerifyError(f"parallel window {choice.pw[0]}x{choice.pw[1]} does not fit a "
+                          f"{rows}x{cols} array")
+    if plan.group_pack != choice.group_pack:
+        raise VerifyError(f"group packing {choice.group_pack} recorded, the tiling model "
+                          f"allows {plan.group_pack} on a {rows}x{cols} array")
+    return plan
+
+
+# --------------------------------------------------------------- IR nodes -> geometry
+
+
+def node_geometry(node: Node) -> LayerGeom:
+    """The tiling geometry of a crossbar node (Conv or Linear), per sample. A Linear is a
+    1x1 conv whose map is `positions x 1`, `positions` being the product of the dimensions
+    between batch and features (1 for a (batch, features) input)."""
+    op = node.op
+    if isinstance(op, Conv):
+        x_shape = node.inputs[0].type.shape
+        w = node.inputs[1]
+        out_shape = node.output.type.shape
+        return LayerGeom.from_conv(
+            ic=int(x_shape[1]),  # type: ignore[arg-type]
+            oc=int(w.type.shape[0]),  # type: ignore[arg-type]
+            groups=op.group, kernel=op.kernel, stride=op.stride, dilation=op.dilation,
+            out_hw=(int(out_shape[2]), int(out_shape[3])))  # type: ignore[arg-type]
+    if isinstance(op, Linear):
+        x_shape = node.inputs[0].type.shape
+        w_shape = node.inputs[1].type.shape
+        positions = 1
+        for d in x_shape[1:-1]:
+            positions *= int(d)  # type: ignore[arg-type]
+        return LayerGeom.from_linear(int(w_shape[1]), int(w_shape[0]),  # type: ignore[arg-type]
+                                     positions=max(1, positions))
+    raise VerifyError(f"{node.name}: {op.kind} is not a crossbar op")
+
+
+def node_slices(node: Node, target: CrossbarTarget) -> int:
+    """Columns per weight of this layer: its own quantized width (e.g. an 8-bit first
+    layer), else the target's."""
+    return target.slices_for(node.wquant.bits if node.wquant else target.weight_bits)
+
+
+def node_plan(node: Node, target: CrossbarTarget) -> TilePlan:
+    """The plan of a mapped crossbar node on `target`, checked against the cycles the map
+    pass recorded: the cost it minimized must be the cost the program will have."""
+    choice = node.mapping
+    if choice is None:
+        raise UsageError(f"layer {node.name!r} has no mapping; run the map pass first")
+    try:
+        plan = plan_for(node_geometry(node), choice, target.rows, target.cols,
+                        node_slices(node, target))
+    except VerifyError as exc:
+        raise VerifyError(f"layer {node.name!r}: {exc}") from exc
+    if choice.cycles is not None and choice.cycles != plan.cycles:
+        raise VerifyError(f"layer {node.name!r}: the map pass costed {choice.cycles} cycles, "
+                          f"the tiling of its {plan.slices}-slice weights on "
+                          f"{target.rows}x{target.cols} has {plan.cycles}")
+    return plan
+
+
+__all__ = ["LayerGeom", "TilePlan", "cdiv", "window_extent", "im2col_plan", "pw_plan",
+           "plan_for", "node_geometry", "node_slices", "node_plan"]
