@@ -7,6 +7,7 @@ model; 4 bad data/budget/tech/program file; 5 cannot write output; 70 internal e
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imcc import __version__
-from imcc.errors import DataError, ImccError, UsageError
+from imcc.errors import DataError, ImccError, Interrupted, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="imcc: compile ONNX CNNs onto in-memory-computing crossbar arrays, "
@@ -183,7 +184,8 @@ def _compile(model: str, opts_kw: dict[str, Any], outdir: Path | None, quiet: bo
         task = prog.add_task("compiling", total=None)
         res = compile_graph(graph, opts, path.stem,
                             progress=lambda s: prog.update(task, description=f"pass {s}"))
-    dest = write_outputs(res, outdir or default_outdir(model))
+    inputs = [path] + [opts_kw[k] for k in ("calib", "policy") if opts_kw.get(k) is not None]
+    dest = write_outputs(res, outdir or default_outdir(model), protect=inputs)
     return res.report, dest
 
 
@@ -478,9 +480,17 @@ def _click_error(exc: Exception, names: set[str]) -> None:
     sys.exit(2 if "UsageError" in names else int(getattr(exc, "exit_code", 2)))
 
 
+def _on_signal(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
-    """Console entry point: turns ImccError into a one-line message and an exit code."""
+    """Console entry point: turns ImccError into a one-line message and an exit code, and a
+    termination signal into clean-up (no temporary output left behind), one line and exit
+    128 + signal."""
     debug = "--debug" in sys.argv
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
     try:
         code = app(prog_name="imcc", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
@@ -489,6 +499,10 @@ def main() -> None:
             raise
         err.print(f"[red]imcc: error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        err.print(f"imcc: interrupted by {signal.Signals(exc.signum).name}; nothing was "
+                  "left half-written", highlight=False)
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         err.print("imcc: interrupted")
         sys.exit(130)

@@ -11,7 +11,7 @@ OUTDIR layout (all deterministic):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -118,10 +118,12 @@ def compile_model(model: str, opts: CompileOptions,
     return compile_graph(graph, opts, path.stem, progress)
 
 
-def write_outputs(res: CompileResult, outdir: str | Path) -> Path:
-    """Write every output into a temporary directory, then move it into place."""
+def write_outputs(res: CompileResult, outdir: str | Path,
+                  protect: Sequence[str | Path] = ()) -> Path:
+    """Write every output into a temporary directory, then move it into place. `protect`:
+    the inputs (model, data files) that must survive, refused if they lie inside `outdir`."""
     dest = Path(outdir)
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, protect) as tmp:
         (tmp / "report.json").write_text(json.dumps(res.report, indent=1) + "\n")
         (tmp / "compiled.onnx").write_bytes(serialize(res.graph))
         (tmp / "float.onnx").write_bytes(res.float_graph_bytes)

@@ -57,3 +57,13 @@ class OutputError(ImccError):
     """An output could not be written."""
 
     exit_code = 5
+
+
+class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """A termination signal (SIGINT, SIGTERM, SIGHUP) arrived. A BaseException so that
+    `except Exception` blocks do not swallow it while clean-up handlers (`finally`, atomic
+    output directories) still run; the CLI exits with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -1,9 +1,15 @@
 """Atomic, deterministic file output.
 
 `atomic_dir(path)` yields a fresh temporary directory beside `path`; only when the block
-finishes without error is it renamed into place (an existing directory is replaced only
-then, and only if it is empty or a previous imcc output: `-o ~/thesis` must never delete
-a user's files). Outputs get the permissions the user's umask gives new files, not the
+finishes without error is it renamed into place. An existing directory is replaced only
+then, and only if it is empty or carries the stamp file imcc writes into every output
+(`.imcc-output`): a directory that merely holds a `report.json` is a user's, and `-o
+~/thesis` must never delete a user's files. Nor may it delete the inputs it reads
+(`protect`: e.g. the model, when it lies inside the old output). While a block runs, a lock
+file beside `path` (`.NAME.lock`, flock'ed, removed afterwards) makes a second writer of the
+same output fail at once instead of racing. If the previous output cannot be removed after
+the new one is in place, that is an error naming what is left, not a silent leftover.
+Outputs get the permissions the user's umask gives new files, not the
 private mode of `tempfile`. `write_npz` writes an .npz whose bytes depend only on its
 arrays (fixed zip entry timestamps, sorted keys), so identical inputs give byte-identical
 files.
@@ -11,13 +17,14 @@ files.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import secrets
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,7 +33,8 @@ import numpy as np
 from imcc.errors import OutputError
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
-OUTPUT_MARKER = "report.json"  # every compiled output directory holds one
+OUTPUT_STAMP = ".imcc-output"  # written into every output directory imcc creates
+STAMP_TEXT = "imcc-output/1\n"
 
 
 def _fresh(parent: Path, prefix: str, directory: bool) -> Path:
@@ -45,52 +53,113 @@ def _fresh(parent: Path, prefix: str, directory: bool) -> Path:
 
 
 def _replaceable(d: Path) -> bool:
-    """Empty, or holding a previous result (its marker file)."""
+    """Empty, or an output imcc wrote (its stamp file)."""
     try:
-        return not any(d.iterdir()) or (d / OUTPUT_MARKER).is_file()
+        return not any(d.iterdir()) or (d / OUTPUT_STAMP).is_file()
     except OSError:
         return False
 
 
+def _inside(p: Path, d: Path) -> bool:
+    try:
+        p.resolve().relative_to(d)
+        return True
+    except (ValueError, OSError):
+        return False
+
+
 @contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
+def _output_lock(parent: Path, name: str, dest: Path) -> Iterator[None]:
+    """An exclusive, non-blocking flock on `parent/.name.lock` for the block's duration.
+    The kernel drops it if the process dies, so a crash never leaves a stale lock."""
+    lock = parent / f".{name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+        except OSError as exc:
+            raise OutputError(f"{dest}: cannot create the lock file {lock} "
+                              f"({exc.strerror})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(f"{dest}: another imcc process is writing this output "
+                              f"(lock {lock})", hint="wait for it, or choose another "
+                              "directory with -o") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed it between our open and flock: take a new one
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def atomic_dir(path: str | Path, protect: Sequence[str | Path] = ()) -> Iterator[Path]:
     dest = Path(path)
     if dest.exists() and not dest.is_dir():
         raise OutputError(f"{dest}: exists and is not a directory")
-    if dest.is_dir() and not _replaceable(dest):
-        raise OutputError(f"{dest}: exists and is not an imcc output directory (no "
-                          f"{OUTPUT_MARKER}); refusing to replace it",
-                          hint="choose a new or empty directory with -o")
     full = dest.resolve()
+    for p in protect:
+        if Path(p).exists() and _inside(Path(p), full):
+            raise OutputError(f"{dest}: holds the input {p}; writing the outputs there would "
+                              "delete it", hint="choose another directory with -o")
+    if dest.is_dir() and not _replaceable(dest):
+        raise OutputError(f"{dest}: exists, is not empty and was not written by imcc (no "
+                          f"{OUTPUT_STAMP} stamp); refusing to replace it",
+                          hint="choose a new or empty directory with -o")
     parent = full.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = _fresh(parent, f".{full.name}.tmp-", directory=True)
     except OSError as exc:
         raise OutputError(f"{dest}: cannot create the output directory ({exc.strerror})") from exc
-    try:
+    with _output_lock(parent, full.name, dest):
+        # Checked again under the lock: another writer may have finished meanwhile.
+        if dest.is_dir() and not _replaceable(dest):
+            raise OutputError(f"{dest}: exists and was not written by imcc; refusing to "
+                              "replace it", hint="choose a new or empty directory with -o")
         try:
-            yield tmp
-        except OSError as exc:  # writing the outputs failed (disk full, permissions, ...)
-            raise OutputError(f"{dest}: cannot write the outputs ({exc.strerror or exc})"
-                              ) from exc
-        old = None
-        try:
-            if full.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{full.name}.old-", dir=parent))
-                os.replace(full, old / "d")
-            os.replace(tmp, full)
+            tmp = _fresh(parent, f".{full.name}.tmp-", directory=True)
         except OSError as exc:
-            if old is not None and (old / "d").exists():
-                os.replace(old / "d", full)  # put the previous result back
+            raise OutputError(f"{dest}: cannot create the output directory "
+                              f"({exc.strerror})") from exc
+        try:
+            try:
+                yield tmp
+                (tmp / OUTPUT_STAMP).write_text(STAMP_TEXT)
+            except OSError as exc:  # writing the outputs failed (disk full, permissions, ...)
+                raise OutputError(f"{dest}: cannot write the outputs ({exc.strerror or exc})"
+                                  ) from exc
+            old = None
+            try:
+                if full.exists():
+                    old = Path(tempfile.mkdtemp(prefix=f".{full.name}.old-", dir=parent))
+                    os.replace(full, old / "d")
+                os.replace(tmp, full)
+            except OSError as exc:
+                if old is not None and (old / "d").exists():
+                    os.replace(old / "d", full)  # put the previous result back
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+                raise OutputError(f"{dest}: cannot move the outputs into place "
+                                  f"({exc.strerror or exc})") from exc
+            if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
-            raise OutputError(f"{dest}: cannot move the outputs into place "
-                              f"({exc.strerror or exc})") from exc
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                if old.exists():
+                    raise OutputError(f"{dest}: the outputs are in place, but the previous "
+                                      f"output could not be removed: {old} is left over",
+                                      hint="remove it by hand")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

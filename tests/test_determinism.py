@@ -38,8 +38,8 @@ def test_compile_is_byte_identical_across_hash_seeds(tmp_path: Path, name: str) 
         stdout, stderr = p.communicate(timeout=600)
         assert p.returncode == 0, stderr.decode()
     a, b = _files(tmp_path / "seed1"), _files(tmp_path / "seed4242")
-    assert sorted(a) == ["arrays.npz", "compiled.onnx", "float.onnx", "program.json",
-                         "report.json"]
+    assert sorted(a) == [".imcc-output", "arrays.npz", "compiled.onnx", "float.onnx",
+                         "program.json", "report.json"]
     assert sorted(a) == sorted(b)
     differ = [k for k in a if a[k] != b[k]]
     assert not differ, f"{name}: files differ between hash seeds: {differ}"

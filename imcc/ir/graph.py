@@ -65,13 +65,21 @@ class Graph:
         self.outputs: list[Value] = []
         self.nodes: list[Node] = []
         self._names: set[str] = set()
+        self._next_suffix: dict[str, int] = {}
 
     # -- construction
     def unique(self, base: str) -> str:
-        name, i = base, 1
-        while name in self._names:
-            name = f"{base}_{i}"
+        """`base`, or `base_<i>` with the smallest free i >= 1. Names are never released,
+        so every suffix below the last one handed out for `base` is taken: probing resumes
+        there (amortized O(1); linear probing from 1 made big graphs quadratic)."""
+        if base not in self._names:
+            self._names.add(base)
+            return base
+        i = self._next_suffix.get(base, 1)
+        while f"{base}_{i}" in self._names:
             i += 1
+        name = f"{base}_{i}"
+        self._next_suffix[base] = i + 1
         self._names.add(name)
         return name
 
