@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imcc.errors import DataError
 from imcc.ir.ops import FakeQuant
 from imcc.targets.program import CrossbarLayer, DigitalStep, Program
 from imcc.targets.tiling import window_extent
@@ -153,6 +154,10 @@ class Simulator:
 
     def _crossbar(self, plan: _LayerPlan, x: np.ndarray, cycles: dict[str, int]) -> np.ndarray:
         layer = plan.layer
+        if tuple(x.shape[1:]) != tuple(layer.in_shape):
+            # Only a program edited by hand gets here (read_program checks the rest).
+            raise DataError(f"program: layer {layer.name!r} declares input shape "
+                            f"{list(layer.in_shape)} but receives {list(x.shape[1:])}")
         xb = _as_conv_input(layer, x)
         if layer.in_quant is not None:
             scale, bits, signed = layer.in_quant

@@ -16,6 +16,7 @@ from imcc.errors import DataError
 from imcc.ir import LowRank, MappingChoice, PairRole, Strategy
 from imcc.ir import ops as O
 from imcc.targets.program import FORMAT, CrossbarLayer, DigitalStep, Program, Tile
+from imcc.targets.program_check import check_program
 
 _DIGITAL_OPS: dict[str, type[O.Op]] = {
     cls.kind: cls for cls in (O.Relu, O.LeakyRelu, O.Sigmoid, O.Tanh, O.Clip, O.Softmax,
@@ -104,11 +105,17 @@ def read_program(outdir: str | Path) -> Program:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise DataError(f"{d}: program format {got!r}, expected {FORMAT!r}")
     try:
-        return _program_from(doc, arrays)
+        program = _program_from(doc, arrays)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         # A tampered or truncated document: name the missing/bad entry, never a traceback.
         raise DataError(f"{d}/program.json: malformed program ({type(exc).__name__}: {exc})",
                         hint="recompile with `imcc compile`") from exc
+    try:
+        check_program(program)
+    except DataError as exc:
+        raise DataError(f"{d}: invalid program: {exc.message}",
+                        hint="recompile with `imcc compile`") from None
+    return program
 
 
 def _program_from(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Program:
