@@ -14,12 +14,19 @@ Optional ``labels``: integer class indices, one per sample. Other keys (e.g. ``c
 are ignored and never read.
 
 The file is always opened with ``allow_pickle=False``: an archive holding object arrays is
-refused when such an array is read, never unpickled. Every problem is a
-:class:`imcc.errors.DataError` with a one-line message.
+refused when such an array is read, never unpickled. Before an array is read, its declared
+size (zip entry and .npy header) is checked against ``max_data_bytes()`` (4 GiB, or the
+``IMCC_MAX_DATA_BYTES`` environment variable), so a header claiming 2^40 samples or a zip
+bomb is refused before memory is taken; encrypted members and unknown compression methods
+are refused too. The model input must be finite and at most ``MAX_INPUT_MAGNITUDE`` in
+magnitude after normalization (a ``std`` of 1e-45 or a ``mean`` of -3e38 would otherwise
+reach the crossbars as inf/NaN). Every problem is a :class:`imcc.errors.DataError` with a
+one-line message.
 """
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -30,6 +37,24 @@ import numpy as np
 from imcc.errors import DataError, UsageError
 
 EXAMPLE_DATA = "cifar10_test_500.npz"
+DEFAULT_MAX_DATA_BYTES = 4 << 30
+# Normalized inputs beyond this are a mistake (a std near 0, a huge mean), not data: their
+# integer activation levels and float32 column sums would overflow or lose all precision.
+MAX_INPUT_MAGNITUDE = 1e6
+
+
+def max_data_bytes() -> int:
+    """The largest array a data file may declare, in bytes (``IMCC_MAX_DATA_BYTES``)."""
+    raw = os.environ.get("IMCC_MAX_DATA_BYTES")
+    if raw is None:
+        return DEFAULT_MAX_DATA_BYTES
+    try:
+        v = int(raw)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise UsageError(f"IMCC_MAX_DATA_BYTES={raw!r} must be a positive integer (bytes)")
+    return v
 
 
 def bundled_example_data() -> Path:
@@ -76,8 +101,47 @@ def _shape(s: tuple[int | None, ...]) -> str:
     return "x".join("N" if d is None else str(d) for d in s) if s else "scalar"
 
 
+def _declared_size(z: np.lib.npyio.NpzFile, key: str, where: str) -> None:
+    """Refuse a member whose zip entry or .npy header declares more than the limit."""
+    limit = max_data_bytes()
+    zf = z.zip
+    if zf is None:
+        return
+    name = key if key in zf.namelist() else key + ".npy"
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        return  # numpy will report it
+    hint = "raise IMCC_MAX_DATA_BYTES (bytes) if the file is genuine"
+    if info.flag_bits & 0x1:
+        raise DataError(f"{where}: array '{key}' is encrypted", "store it unencrypted")
+    if info.file_size > limit:
+        raise DataError(f"{where}: array '{key}' inflates to {info.file_size} bytes, more "
+                        f"than the limit of {limit}", hint)
+    try:
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f, max_header_size=1 << 16)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
+            NotImplementedError) as exc:
+        raise DataError(f"{where}: array '{key}' is unreadable: {exc}") from exc
+    n = 1
+    for d in shape:
+        n *= int(d)
+    declared = n * dtype.itemsize
+    if declared > limit or declared > info.file_size:
+        raise DataError(f"{where}: array '{key}' declares shape {_shape(tuple(shape))} "
+                        f"({declared} bytes) but the file holds {info.file_size} bytes "
+                        f"(limit {limit})" if declared <= limit else
+                        f"{where}: array '{key}' declares shape {_shape(tuple(shape))} "
+                        f"({declared} bytes), more than the limit of {limit}", hint)
+
+
 def _read(z: np.lib.npyio.NpzFile, key: str, where: str) -> np.ndarray:
     """One array of the archive; object arrays and corrupt members become DataError."""
+    _declared_size(z, key, where)
     try:
         return np.asarray(z[key])
     except ValueError as exc:
@@ -87,8 +151,10 @@ def _read(z: np.lib.npyio.NpzFile, key: str, where: str) -> np.ndarray:
                             "imcc never unpickles data files",
                             "store plain numeric arrays") from exc
         raise DataError(f"{where}: array '{key}' is unreadable: {exc}") from exc
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{where}: array '{key}' is corrupt: {exc}") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
+            NotImplementedError) as exc:
+        # RuntimeError: an encrypted member; NotImplementedError: unknown compression.
+        raise DataError(f"{where}: array '{key}' is corrupt or unsupported: {exc}") from exc
 
 
 def _per_channel(a: np.ndarray, key: str, channels: int, where: str) -> np.ndarray:
@@ -171,8 +237,20 @@ def _load(z: np.lib.npyio.NpzFile, where: str, input_name: str,
             raise DataError(f"{where}: '{key}' contains {int(bad.sum())} NaN/infinite values "
                             f"(first in sample {first})")
 
+    _check_magnitude(x, key, where)
     labels = _labels(z, where, keys, int(x.shape[0]))
     return Dataset(np.ascontiguousarray(x), labels, where)
+
+
+def _check_magnitude(x: np.ndarray, key: str, where: str) -> None:
+    with np.errstate(all="ignore"):
+        big = ~(np.abs(x) <= MAX_INPUT_MAGNITUDE)  # also catches NaN and inf
+    if big.any():
+        first = int(np.argmax(big.reshape(x.shape[0], -1).any(axis=1)))
+        what = "normalized " if key == "images" else ""
+        raise DataError(f"{where}: the {what}model input holds {int(big.sum())} values that are "
+                        f"not finite or exceed {MAX_INPUT_MAGNITUDE:g} in magnitude (first in "
+                        f"sample {first})", "check 'mean'/'std'" if key == "images" else None)
 
 
 def _normalize_images(z: np.lib.npyio.NpzFile, images: np.ndarray, where: str,
@@ -195,7 +273,8 @@ def _normalize_images(z: np.lib.npyio.NpzFile, images: np.ndarray, where: str,
     std = _per_channel(_read(z, "std", where), "std", channels, where)
     if np.any(std <= 0):
         raise DataError(f"{where}: 'std' must be positive, got {std.tolist()}")
-    return (x - mean.reshape(shp)) / std.reshape(shp)
+    with np.errstate(all="ignore"):  # overflow is reported by _check_magnitude
+        return (x - mean.reshape(shp)) / std.reshape(shp)
 
 
 def _labels(z: np.lib.npyio.NpzFile, where: str, keys: list[str], n: int) -> np.ndarray | None:
