@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import secrets
 import shutil
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imcc.errors import OutputError
+from imcc.errors import DataError, OutputError
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 OUTPUT_STAMP = ".imcc-output"  # written into every output directory imcc creates
@@ -187,3 +188,39 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             np.lib.format.write_array(arr, np.ascontiguousarray(arrays[key]), allow_pickle=False)
             zf.writestr(info, arr.getvalue())
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------ structured input files
+
+MAX_NESTING = 64         # tables/lists inside one another in any JSON/TOML file imcc reads
+MAX_INT = (1 << 63) - 1  # integers beyond int64 are no legitimate count or size
+
+
+def check_structure(obj: object, label: str) -> None:
+    """Refuse parsed JSON/TOML nested deeper than MAX_NESTING or holding integers beyond
+    int64 (they would raise OverflowError in float arithmetic later), iteratively."""
+    stack: list[tuple[object, int]] = [(obj, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth >= MAX_NESTING:
+                raise DataError(f"{label}: nested more than {MAX_NESTING} levels deep")
+            items = v.values() if isinstance(v, dict) else v
+            stack.extend((x, depth + 1) for x in items)
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
+            raise DataError(f"{label}: integer {str(v)[:20]}... is out of range "
+                            f"(at most {MAX_INT})")
+
+
+def parse_json(text: str, label: str) -> object:
+    """json.loads with one-line DataErrors (syntax, recursion, huge numbers)."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{label}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except RecursionError:
+        raise DataError(f"{label}: nested more than {MAX_NESTING} levels deep") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise DataError(f"{label}: invalid JSON ({exc})") from exc
+    check_structure(obj, label)
+    return obj

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imcc.errors import DataError
+from imcc.fileio import check_structure
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,6 +68,11 @@ _RULES: dict[str, tuple[str, bool]] = {
 assert set(_RULES) == {f.name for f in fields(TechProfile)}
 
 
+# Every tech constant is a per-event energy (pJ/fJ), a time (ns), a count or a frequency
+# (GHz); beyond this no device is meant, and sums of them would overflow to infinity.
+MAX_TECH_VALUE = 1e6
+
+
 def read_toml(path: Path, what: str) -> dict[str, Any]:
     """Parse a TOML file, turning every failure into a one-line DataError naming the file."""
     try:
@@ -79,16 +85,22 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
 def parse_toml(data: bytes | str, label: str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return tomllib.loads(text)
+        raw = tomllib.loads(text)
     except UnicodeDecodeError as e:
         raise DataError(f"{label}: not UTF-8 text") from e
     except tomllib.TOMLDecodeError as e:
         raise DataError(f"{label}: malformed TOML: {' '.join(str(e).split())}") from e
+    except RecursionError:
+        raise DataError(f"{label}: nested too deeply") from None
+    check_structure(raw, label)
+    return raw
 
 
-def check_number(value: Any, kind: str, positive: bool, where: str) -> float | int:
+def check_number(value: Any, kind: str, positive: bool, where: str,
+                 hi: float = float("inf")) -> float | int:
     """Validate one numeric TOML value (shared with the budget loader). `kind` is "int" or
-    "float"; ints are accepted as floats, bools never (TOML booleans are not numbers)."""
+    "float"; ints are accepted as floats, bools never (TOML booleans are not numbers);
+    values above `hi` are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         want = "an integer" if kind == "int" else "a number"
         raise DataError(f"{where} must be {want}, got {type(value).__name__} {value!r}")
@@ -99,6 +111,8 @@ def check_number(value: Any, kind: str, positive: bool, where: str) -> float | i
     if value < 0 or (positive and value == 0):
         bound = "> 0" if positive else ">= 0"
         raise DataError(f"{where} must be {bound}, got {value!r}")
+    if value > hi:
+        raise DataError(f"{where} must be at most {hi:g}, got {value!r}")
     return int(value) if kind == "int" else float(value)
 
 
@@ -120,7 +134,8 @@ def tech_from_dict(raw: dict[str, Any], label: str) -> TechProfile:
                 raise DataError(f"{label}: key {key} must be a non-empty string, got {v!r}")
             values[key] = v
         else:
-            values[key] = check_number(v, kind, positive, f"{label}: key {key}")
+            values[key] = check_number(v, kind, positive, f"{label}: key {key}",
+                                       hi=MAX_TECH_VALUE)
     return TechProfile(**values)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from imcc.errors import DataError
+from imcc.fileio import parse_json
 from imcc.ir import LowRank, MappingChoice, PairRole, Strategy
 from imcc.ir import ops as O
 from imcc.targets.program import FORMAT, CrossbarLayer, DigitalStep, Program, Tile
@@ -94,7 +95,7 @@ def write_program(p: Program, outdir: Path) -> None:
 def read_program(outdir: str | Path) -> Program:
     d = Path(outdir)
     try:
-        doc = json.loads((d / "program.json").read_text())
+        doc = parse_json((d / "program.json").read_text(), f"{d}/program.json")
         arrays = dict(np.load(d / "arrays.npz", allow_pickle=False))
     except FileNotFoundError as exc:
         raise DataError(f"{d}: not a compiled imcc output (missing {Path(exc.filename).name})",
