@@ -18,6 +18,7 @@ files.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -61,6 +62,15 @@ def _replaceable(d: Path) -> bool:
         return False
 
 
+def _stem(name: str) -> str:
+    """`name`, shortened for the names of its temporary and lock files (which add up to 20
+    characters) so that any name the file system allows stays usable; a digest keeps
+    different long names apart."""
+    if len(name) <= 200:
+        return name
+    return f"{name[:180]}~{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
 def _inside(p: Path, d: Path) -> bool:
     try:
         p.resolve().relative_to(d)
@@ -73,7 +83,7 @@ def _inside(p: Path, d: Path) -> bool:
 def _output_lock(parent: Path, name: str, dest: Path) -> Iterator[None]:
     """An exclusive, non-blocking flock on `parent/.name.lock` for the block's duration.
     The kernel drops it if the process dies, so a crash never leaves a stale lock."""
-    lock = parent / f".{name}.lock"
+    lock = parent / f".{_stem(name)}.lock"
     while True:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
@@ -106,6 +116,13 @@ def _output_lock(parent: Path, name: str, dest: Path) -> Iterator[None]:
 @contextmanager
 def atomic_dir(path: str | Path, protect: Sequence[str | Path] = ()) -> Iterator[Path]:
     dest = Path(path)
+    try:
+        os.stat(dest)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, no permission...
+        raise OutputError(f"{str(dest)[:80]}: unusable output path "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
     if dest.exists() and not dest.is_dir():
         raise OutputError(f"{dest}: exists and is not a directory")
     full = dest.resolve()
@@ -128,7 +145,7 @@ def atomic_dir(path: str | Path, protect: Sequence[str | Path] = ()) -> Iterator
             raise OutputError(f"{dest}: exists and was not written by imcc; refusing to "
                               "replace it", hint="choose a new or empty directory with -o")
         try:
-            tmp = _fresh(parent, f".{full.name}.tmp-", directory=True)
+            tmp = _fresh(parent, f".{_stem(full.name)}.tmp-", directory=True)
         except OSError as exc:
             raise OutputError(f"{dest}: cannot create the output directory "
                               f"({exc.strerror})") from exc
@@ -142,7 +159,8 @@ def atomic_dir(path: str | Path, protect: Sequence[str | Path] = ()) -> Iterator
             old = None
             try:
                 if full.exists():
-                    old = Path(tempfile.mkdtemp(prefix=f".{full.name}.old-", dir=parent))
+                    old = Path(tempfile.mkdtemp(prefix=f".{_stem(full.name)}.old-",
+                                                dir=parent))
                     os.replace(full, old / "d")
                 os.replace(tmp, full)
             except OSError as exc:

@@ -104,3 +104,13 @@ def test_signals_clean_up_and_exit_128_plus_signal(tmp_path: Path, sig: int) -> 
     assert p.returncode == 128 + sig, err
     assert "interrupted by" in err and len(err.strip().splitlines()) == 1, err
     assert leftovers(tmp_path) == [] and not (tmp_path / "out").exists(), seen_tmp
+
+
+def test_long_output_names(tmp_path: Path) -> None:
+    ok = tmp_path / ("a" * 250)  # legal, but its temporary and lock files must stay legal too
+    with atomic_dir(ok) as tmp:
+        (tmp / "f").write_text("1")
+    assert (ok / "f").is_file() and leftovers(tmp_path) == []
+    with pytest.raises(OutputError, match="unusable output path"):
+        with atomic_dir(tmp_path / ("b" * 300)):
+            pass
