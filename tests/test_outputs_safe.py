@@ -83,6 +83,7 @@ def test_a_second_writer_fails_fast(tmp_path: Path) -> None:
     assert (dest / "a").read_text() == "1" and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_signals_clean_up_and_exit_128_plus_signal(tmp_path: Path, sig: int) -> None:
     """Killed while it works: one line, exit 128 + signal, no temporary directory."""
