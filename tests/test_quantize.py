@@ -15,13 +15,12 @@ from imcc.dataset import bundled_example_data, load_npz
 from imcc.errors import DataError, ModelError, UsageError
 from imcc.ir import Graph, LowRank, Node, PairRole, TensorType, Value, ops, verify
 from imcc.ir.interp import run as interp_run
+from imcc.ir.onnx_export import fakequant_min_opset, fakequant_onnx_nodes
 from imcc.passes.quantize import (
     QuantizePass,
     calibrate_scale,
     dequantize_weight,
-    fakequant_min_opset,
     fakequant_mse,
-    fakequant_onnx_nodes,
     quantize_weight,
 )
 
