@@ -356,7 +356,8 @@ def test_with_bundled_data() -> None:
     ({"weight_bits": 1}, "weight_bits=1.*1-bit symmetric"),
     ({"weight_bits": 17}, r"weight_bits=17: must be an integer in \[2, 16\]"),
     ({"act_bits": 0}, "act_bits=0"),
-    ({"act_bits": 1}, r"act_bits=1: must be an integer in \[2, 16\]$"),
+    ({"act_bits": 1}, r"act_bits=1: must be an integer in \[2, 16\] when quantizing "
+                      r"\(1-bit signed activations"),
     ({"act_bits": True}, "act_bits=True"),
     ({"act_bits": 4.0}, "act_bits=4.0"),
     ({"first_last_bits": 1}, "first_last_bits=1"),
@@ -368,6 +369,14 @@ def test_bad_options(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(UsageError, match=match):
         QuantizePass(**kwargs).run(net.g)  # type: ignore[arg-type]
     assert repr(net.g) == before  # refused before any edit
+
+
+@pytest.mark.parametrize("kwargs", [{"weight_bits": 1}, {"act_bits": 17},
+                                    {"first_last_bits": 0}])
+def test_bad_widths_are_refused_when_the_pass_is_made(kwargs: dict[str, int]) -> None:
+    # Up front: a pipeline (`-p quantize{act_bits=17}`) fails before the model is read.
+    with pytest.raises(UsageError, match=r"must be an integer in \[2, 16\]"):
+        QuantizePass(**kwargs)
 
 
 def test_bad_calibration_data() -> None:

@@ -80,15 +80,29 @@ _ALL_NONNEG: tuple[type[ops.Op], ...] = (
     ops.Concat, ops.Add, ops.Mul, ops.Div, ops.Affine, ops.Conv, ops.Linear)
 
 
-def _check_bits(what: str, bits: object) -> int:
+def _check_bits(what: str, bits: object, option: bool = False) -> int:
+    """``bits`` as an int in [MIN_BITS, MAX_BITS], else a UsageError naming the range
+    (``option``: name it as the command-line flag, ``--act-bits``)."""
     if isinstance(bits, bool) or not isinstance(bits, int | np.integer) \
             or not MIN_BITS <= int(bits) <= MAX_BITS:
         one = not isinstance(bits, bool) and bits == 1
         hint = ("1-bit symmetric weights have the single level 0; use 2 or more"
-                if one and what != "act_bits" else None)
-        raise UsageError(f"{what}={bits!r}: must be an integer in [{MIN_BITS}, {MAX_BITS}]",
-                         hint)
+                if one and what != "act_bits" else
+                "1-bit signed activations have no positive level; use 2 or more"
+                if one else None)
+        name = f"--{what.replace('_', '-')} {bits!r}" if option else f"{what}={bits!r}"
+        raise UsageError(f"{name}: must be an integer in [{MIN_BITS}, {MAX_BITS}] when "
+                         "quantizing", hint)
     return int(bits)
+
+
+def check_bit_widths(weight_bits: object, act_bits: object, first_last_bits: object = None,
+                     option: bool = False) -> None:
+    """Refuse, before any work, widths the quantize pass cannot run (see `_check_bits`)."""
+    _check_bits("weight_bits", weight_bits, option)
+    _check_bits("act_bits", act_bits, option)
+    if first_last_bits is not None:
+        _check_bits("first_last_bits", first_last_bits, option)
 
 
 # ------------------------------------------------------------------------------ weights
@@ -252,6 +266,9 @@ class QuantizePass(Pass):
     # Set by run(): "synthetic" or "data:<n> samples".
     calibration: str = field(default="", init=False)
 
+    def __post_init__(self) -> None:
+        check_bit_widths(self.weight_bits, self.act_bits, self.first_last_bits)
+
     def run(self, graph: Graph) -> Graph:
         wbits = _check_bits("weight_bits", self.weight_bits)
         abits = _check_bits("act_bits", self.act_bits)
@@ -381,5 +398,5 @@ def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
                 env.pop(id(v), None)
 
 
-__all__ = ["QuantizePass", "quantize_weight", "dequantize_weight",
+__all__ = ["QuantizePass", "check_bit_widths", "quantize_weight", "dequantize_weight",
            "calibrate_scale", "fakequant_mse", "METHODS"]
