@@ -171,3 +171,19 @@ def test_cli_refuses_widths_before_reading_the_model(tmp_path, flags):
     assert isinstance(res.exception, UsageError), res.output
     assert "must be an integer in [2, 16]" in str(res.exception)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ir_does_not_import_the_passes():
+    """The exporter owns the QDQ lowering: nothing under imcc/ir imports imcc.passes
+    (dependencies run upward only)."""
+    import ast
+    from pathlib import Path
+
+    import imcc.ir
+
+    for path in Path(imcc.ir.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "imcc.passes" or n.startswith("imcc.passes.")
+                           for n in names), path.name
