@@ -106,6 +106,10 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
     from imcc.targets.crossbar import CrossbarTarget
 
     rows, cols = CrossbarTarget.parse_shape(target)
+    if not no_quantize:  # the quantize pass's range, narrower than the target's [1, 16]
+        from imcc.passes.quantize import check_bit_widths
+
+        check_bit_widths(weight_bits, act_bits, first_last_bits, option=True)
     tgt = CrossbarTarget(rows, cols, weight_bits, cell_bits, act_bits, dac_bits, adc_bits)
     if policy is not None:
         lr = LowRankPass.policy_from_file(policy)

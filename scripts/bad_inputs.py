@@ -236,6 +236,14 @@ def _bad_program(d: Path) -> list[str]:
     return ["simulate", out]
 
 
+def _bad_compiled_onnx(d: Path) -> list[str]:
+    out = _compiled(d)
+    onnx_file = d / out / "compiled.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes()[:100])
+    return ["simulate", out, "--data",
+            _npz(d, "d.npz", x=np.zeros((2, 3, 8, 8), np.float32))]
+
+
 def _bad_report(d: Path) -> list[str]:
     out = _compiled(d)
     (d / out / "report.json").write_text("{not json")
@@ -304,6 +312,8 @@ CASES: list[BadInput] = [
                         ("groups_0", ["--groups", "0"]),
                         ("weight_bits_0", ["--weight-bits", "0"]),
                         ("weight_bits_64", ["--weight-bits", "64"]),
+                        ("act_bits_1", ["--act-bits", "1"]),
+                        ("act_bits_17", ["--act-bits", "17"]),
                         ("cell_gt_weight", ["--cell-bits", "8", "--weight-bits", "4"]),
                         ("mapping_bogus", ["--mapping", "diagonal"]),
                         ("layer_rank_syntax", ["--layer-rank", "conv"]),
@@ -355,6 +365,8 @@ CASES: list[BadInput] = [
     _c("report_corrupt", "`report` on an output whose report.json is corrupt", _bad_report, 4),
     _c("program_tampered", "`simulate` on an output whose program.json lacks its steps",
        _bad_program, 4),
+    _c("compiled_onnx_truncated", "`simulate` on an output whose compiled.onnx is truncated",
+       _bad_compiled_onnx, 4, ("compiled output",)),
     _c("output_is_file", "`-o` names an existing file",
        lambda d: ["compile", _tiny(d), "-o", _text(d, "taken", "x\n")], 5),
     _c("output_under_file", "`-o` below an existing file",

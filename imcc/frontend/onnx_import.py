@@ -33,16 +33,55 @@ class _Skip(Exception):
     """A node is unsupported; the reason is collected and import goes on."""
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+_A = onnx.AttributeProto
+# The ONNX type of every attribute a translator reads (the same name has the same type in
+# every op imcc translates); a model giving another type is malformed.
+_ATTR_TYPES: dict[str, int] = {
+    **dict.fromkeys(("group", "transA", "transB", "training_mode", "axis", "ceil_mode",
+                     "count_include_pad", "storage_order", "allowzero", "is_test", "to"),
+                    _A.INT),
+    **dict.fromkeys(("kernel_shape", "strides", "dilations", "pads", "perm", "axes",
+                     "starts", "ends"), _A.INTS),
+    **dict.fromkeys(("alpha", "beta", "epsilon", "value", "min", "max"), _A.FLOAT),
+    **dict.fromkeys(("auto_pad", "mode"), _A.STRING),
+}
+_REQUIRED_ATTRS: dict[str, tuple[str, ...]] = {
+    "Concat": ("axis",), "Cast": ("to",), "MaxPool": ("kernel_shape",),
+    "AveragePool": ("kernel_shape",)}
+# (fewest, most) inputs of each translated op (optional trailing inputs may be empty).
+_ARITY: dict[str, tuple[int, int]] = {
+    "Conv": (2, 3), "Gemm": (2, 3), "MatMul": (2, 2), "BatchNormalization": (5, 5),
+    "Clip": (1, 3), "Add": (2, 2), "Sub": (2, 2), "Mul": (2, 2), "Div": (2, 2),
+    "Pad": (1, 4), "Slice": (1, 5), "Concat": (1, 1 << 30), "Reshape": (2, 2),
+    "Squeeze": (1, 2), "Unsqueeze": (1, 2), "Dropout": (1, 3)}
+
+
+def _attrs(im: _Importer, node: onnx.NodeProto) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for a in node.attribute:
+        want = _ATTR_TYPES.get(a.name)
+        if want is not None and a.type != want:
+            raise im.fail(node, f"attribute {a.name!r} must be "
+                                f"{_A.AttributeType.Name(want)}, got "
+                                f"{_A.AttributeType.Name(a.type)}")
+        if a.type == _A.UNDEFINED:
+            raise im.fail(node, f"attribute {a.name!r} has no type")
         v = helper.get_attribute_value(a)
         out[a.name] = v.decode() if isinstance(v, bytes) else v
+    missing = [n for n in _REQUIRED_ATTRS.get(node.op_type, ()) if n not in out]
+    if missing:
+        raise im.fail(node, f"required attribute {missing[0]!r} is missing")
     return out
 
 
-def _pairs(v: list[int] | tuple[int, ...]) -> tuple[int, int]:
-    return int(v[0]), int(v[1])
+def _pairs(im: _Importer, node: onnx.NodeProto, what: str, v: Any) -> tuple[int, int]:
+    """A 2-D attribute (kernel_shape, strides, dilations): exactly two positive values."""
+    vals = [int(x) for x in v]
+    if len(vals) != 2:
+        raise im.fail(node, f"{what} {vals} is not 2-D")
+    if min(vals) < 1:
+        raise im.fail(node, f"{what} {vals} must be positive")
+    return vals[0], vals[1]
 
 
 class _Importer:
@@ -68,6 +107,8 @@ class _Importer:
         return v
 
     def act(self, node: onnx.NodeProto, idx: int = 0) -> Value:
+        if idx >= len(node.input) or not node.input[idx]:
+            raise self.fail(node, f"input {idx} is missing")
         v = self.env[node.input[idx]]
         if isinstance(v, np.ndarray):
             return self.g.const(node.input[idx] or "const", v.astype(np.float32)
@@ -79,7 +120,10 @@ class _Importer:
         return v if isinstance(v, Value) else self.g.const(name, v)
 
     def emit(self, op: O.Op, ins: list[Value], node: onnx.NodeProto) -> Value:
-        n = self.g.add(op, ins, node.name or node.output[0], out_names=[node.output[0]])
+        try:
+            n = self.g.add(op, ins, node.name or node.output[0], out_names=[node.output[0]])
+        except UnsupportedError as exc:  # shape inference refused the model's shapes
+            raise self.fail(node, "; ".join(exc.problems)) from exc
         t = n.output.type
         size = math.prod(d for d in t.shape[1:] if d is not None)
         if size > MAX_ELEMENTS:
@@ -118,16 +162,9 @@ class _Importer:
                     raise self.fail(node, f"input {missing[0]!r} is not defined")
                 self._node(node)
             except _Skip as s:
+                # The translators validate attributes and operands explicitly; any other
+                # exception is a bug in imcc and propagates (the CLI's internal error).
                 self.problems.append(str(s))
-                self.defined.update(outs)
-            except (AssertionError, TypeError, ValueError, IndexError, KeyError,
-                    ArithmeticError) as exc:
-                # A translator tripped over malformed attributes or operands (wrong
-                # attribute types, missing inputs, inconsistent shapes): the model is at
-                # fault, so it is reported like any other problem, never a crash.
-                name = node.name or (outs[0] if outs else "")
-                self.problems.append(f"{node.op_type} node {name!r}: malformed "
-                                     f"({type(exc).__name__}: {exc})")
                 self.defined.update(outs)
         self.g.outputs = []
         for o in gp.output:
@@ -186,21 +223,27 @@ class _Importer:
             raise self.fail(node, "op type not supported")
         if len([o for o in node.output if o]) > 1 and node.op_type != "MaxPool":
             raise self.fail(node, "several outputs are not supported")
-        out = fn(self, node, _attrs(node))
+        lo, hi = _ARITY.get(node.op_type, (1, 1))
+        if not lo <= len(node.input) <= hi or not all(node.input[:lo]):
+            raise self.fail(node, f"{len(node.input)} inputs ({', '.join(map(repr, node.input))})"
+                                  f"; it takes {lo}" + (f" to {hi}" if hi > lo else ""))
+        out = fn(self, node, _attrs(self, node))
         self.env[node.output[0]] = out
 
     def _fold(self, node: onnx.NodeProto, ins: list[Any]) -> None:
         from onnx.reference import ReferenceEvaluator
 
         feeds = {name: v for name, v in zip(node.input, ins, strict=True) if name}
-        g = helper.make_graph(
-            [node], "fold",
-            [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-             for n, v in feeds.items()],
-            [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
-             for o in node.output if o])
-        m = helper.make_model(g, opset_imports=list(self.model.opset_import))
         try:
+            # onnx's own helpers and evaluator on the model's node and constants; they
+            # raise arbitrary errors on malformed ones.
+            g = helper.make_graph(
+                [node], "fold",
+                [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype),
+                                               v.shape) for n, v in feeds.items()],
+                [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
+                 for o in node.output if o])
+            m = helper.make_model(g, opset_imports=list(self.model.opset_import))
             res = ReferenceEvaluator(m).run(None, feeds)
         except Exception as exc:  # noqa: BLE001 - the evaluator raises arbitrary errors
             raise self.fail(node, f"constant folding failed ({exc})") from exc
@@ -209,9 +252,23 @@ class _Importer:
 
 
 def _constant(node: onnx.NodeProto) -> np.ndarray:
+    if len(node.attribute) != 1:
+        raise _Skip(f"Constant node {node.name!r}: {len(node.attribute)} attributes (it takes "
+                    "exactly one)")
     a = node.attribute[0]
+    want = {"value": _A.TENSOR, "value_float": _A.FLOAT, "value_int": _A.INT,
+            "value_floats": _A.FLOATS, "value_ints": _A.INTS}.get(a.name)
+    if want is None:
+        raise _Skip(f"Constant node {node.name!r}: attribute {a.name} not supported")
+    if a.type != want:
+        raise _Skip(f"Constant node {node.name!r}: attribute {a.name} has type "
+                    f"{_A.AttributeType.Name(a.type)}")
     if a.name == "value":
-        return numpy_helper.to_array(a.t)
+        try:
+            return numpy_helper.to_array(a.t)
+        except Exception as exc:  # noqa: BLE001 - onnx decoding the model's tensor
+            raise _Skip(f"Constant node {node.name!r}: its tensor cannot be read "
+                        f"({exc})") from exc
     v = helper.get_attribute_value(a)
     if a.name in ("value_float", "value_int"):
         return np.array(v, dtype=np.float32 if a.name == "value_float" else np.int64)
@@ -310,9 +367,9 @@ def _conv(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
         raise im.fail(node, f"bias of {b.size} values for {w.shape[0]} output channels")
     _finite(im, node, w, "the weight")
     _finite(im, node, b, "the bias")
-    k = _pairs(a.get("kernel_shape", w.shape[2:]))
-    s = _pairs(a.get("strides", [1, 1]))
-    d = _pairs(a.get("dilations", [1, 1]))
+    k = _pairs(im, node, "kernel_shape", a.get("kernel_shape", w.shape[2:]))
+    s = _pairs(im, node, "strides", a.get("strides", [1, 1]))
+    d = _pairs(im, node, "dilations", a.get("dilations", [1, 1]))
     group = int(a.get("group", 1))
     ic = int(x.type.shape[1])  # type: ignore[arg-type]
     if group < 1 or ic % group or w.shape[1] * group != ic or w.shape[0] % group:
@@ -350,14 +407,14 @@ def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     ins = [x, im.g.const(node.input[1], w.astype(np.float32))]
     c = im.const(node, 2, "the bias (C)")
     _finite(im, node, c, "the bias (C)")
-    if c is not None and c.size not in (1, n_out) and c.ndim <= 1:
-        raise im.fail(node, f"bias C of {c.size} values for {n_out} outputs")
     if c is not None:
-        c2 = np.broadcast_to(c.astype(np.float64) * beta, (1, n_out)) if c.ndim <= 1 or \
-            c.shape[0] == 1 else None
-        if c2 is None:
+        # C broadcasts to (batch, n_out); imcc takes one bias per output.
+        if c.ndim == 2 and c.shape[0] != 1:
             raise im.fail(node, f"bias C of shape {list(c.shape)} varies along the batch")
-        ins.append(im.g.const(node.input[2], c2.reshape(-1).astype(np.float32)))
+        if c.ndim > 2 or c.size not in (1, n_out) or (c.ndim and c.shape[-1] not in (1, n_out)):
+            raise im.fail(node, f"bias C of shape {list(c.shape)} for {n_out} outputs")
+        c2 = np.broadcast_to(c.astype(np.float64).reshape(-1) * beta, (n_out,))
+        ins.append(im.g.const(node.input[2], c2.astype(np.float32)))
     return im.emit(O.Linear(), ins, node)
 
 
@@ -415,14 +472,19 @@ def _clip(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
         lo, hi = a.get("min"), a.get("max")
     else:
         lo_a, hi_a = im.const(node, 1, "min"), im.const(node, 2, "max")
-        lo = None if lo_a is None else float(lo_a)
-        hi = None if hi_a is None else float(hi_a)
+        for v, what in ((lo_a, "min"), (hi_a, "max")):
+            if v is not None and v.size != 1:
+                raise im.fail(node, f"{what} must be a scalar, got shape {list(v.shape)}")
+        lo = None if lo_a is None else float(lo_a.reshape(-1)[0])
+        hi = None if hi_a is None else float(hi_a.reshape(-1)[0])
     return im.emit(O.Clip(lo, hi), [im.act(node)], node)
 
 
 def _softmax(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     x = im.act(node)
     axis = int(a.get("axis", -1 if im.opset >= 13 else 1))
+    if not -x.type.rank <= axis < x.type.rank:
+        raise im.fail(node, f"axis={axis} is out of range for rank {x.type.rank}")
     axis = axis % x.type.rank
     if im.opset < 13 and axis != x.type.rank - 1:
         raise im.fail(node, "opset < 13 Softmax over several axes")
@@ -446,19 +508,23 @@ def _pool(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     _spatial4(im, node, x)
     if len([o for o in node.output if o]) > 1:
         raise im.fail(node, "the Indices output")
-    k = _pairs(a["kernel_shape"])
-    s = _pairs(a.get("strides", [1, 1]))
-    d = _pairs(a.get("dilations", [1, 1]))
+    k = _pairs(im, node, "kernel_shape", a["kernel_shape"])
+    s = _pairs(im, node, "strides", a.get("strides", [1, 1]))
+    d = _pairs(im, node, "dilations", a.get("dilations", [1, 1]))
     pads = _auto_pads(im, node, a, x, k, s, d)
     ceil = bool(a.get("ceil_mode", 0))
     if node.op_type == "MaxPool":
         if a.get("storage_order", 0):
             raise im.fail(node, "storage_order=1")
-        return im.emit(O.MaxPool(k, s, pads, d, ceil), [x], node)
-    if d != (1, 1):
+        op: O.Op = O.MaxPool(k, s, pads, d, ceil)
+    elif d != (1, 1):
         raise im.fail(node, "dilations on AveragePool")
-    return im.emit(O.AveragePool(k, s, pads, ceil, bool(a.get("count_include_pad", 0))), [x],
-                   node)
+    else:
+        op = O.AveragePool(k, s, pads, ceil, bool(a.get("count_include_pad", 0)))
+    ho, wo = op.infer([x.type])[0].shape[2:]
+    if ho is None or wo is None or ho < 1 or wo < 1:
+        raise im.fail(node, "the kernel is larger than the padded input")
+    return im.emit(op, [x], node)
 
 
 def _global(op: O.Op) -> Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Value]:
@@ -472,17 +538,23 @@ def _pad(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     r = x.type.rank
     mode = a.get("mode", "constant")
     if im.opset < 11:
+        if "pads" not in a:
+            raise im.fail(node, "required attribute 'pads' is missing")
         pads = list(a["pads"])
         value = float(a.get("value", 0.0))
     else:
         p = im.const(node, 1, "pads")
-        assert p is not None
+        if p is None:
+            raise im.fail(node, "the pads input is missing")
         pads = [int(v) for v in p.reshape(-1)]
         cv = im.const(node, 2, "constant_value")
         value = 0.0 if cv is None else float(cv.reshape(-1)[0]) if cv.size else 0.0
         axes_a = im.const(node, 3, "axes")
         if axes_a is not None:
-            axes = [int(v) % r for v in axes_a.reshape(-1)]
+            axes = [int(v) for v in axes_a.reshape(-1)]
+            if any(not -r <= ax < r for ax in axes) or len(pads) != 2 * len(axes):
+                raise im.fail(node, f"axes {axes} and {len(pads)} pads do not match rank {r}")
+            axes = [ax % r for ax in axes]
             full = [0] * (2 * r)
             for i, ax in enumerate(axes):
                 full[ax], full[ax + r] = pads[i], pads[i + len(axes)]
@@ -491,6 +563,8 @@ def _pad(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
         raise im.fail(node, f"{len(pads)} pads for rank {r}")
     if pads[0] or pads[r]:
         raise im.fail(node, "padding the batch axis")
+    if min(pads) < 0:
+        raise im.fail(node, "negative pads (cropping)")
     if mode not in ("constant", "reflect", "edge", "wrap"):
         raise im.fail(node, f"mode={mode}")
     return im.emit(O.Pad(tuple(pads), mode, value), [x], node)
@@ -500,18 +574,24 @@ def _slice(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     x = im.act(node)
     r = x.type.rank
     if im.opset < 10:
+        if "starts" not in a or "ends" not in a:
+            raise im.fail(node, "the starts and ends attributes are required")
         starts, ends = list(a["starts"]), list(a["ends"])
         axes = list(a.get("axes", range(len(starts))))
         steps = [1] * len(starts)
     else:
         vals = [im.const(node, i, n) for i, n in ((1, "starts"), (2, "ends"), (3, "axes"),
                                                   (4, "steps"))]
-        assert vals[0] is not None and vals[1] is not None
-        starts, ends = [int(v) for v in vals[0]], [int(v) for v in vals[1]]
-        axes = [int(v) for v in vals[2]] if vals[2] is not None else list(range(len(starts)))
-        steps = [int(v) for v in vals[3]] if vals[3] is not None else [1] * len(starts)
+        if vals[0] is None or vals[1] is None:
+            raise im.fail(node, "the starts and ends inputs are required")
+        flat = [None if v is None else [int(e) for e in v.reshape(-1)] for v in vals]
+        starts, ends = flat[0] or [], flat[1] or []
+        axes = flat[2] if flat[2] is not None else list(range(len(starts)))
+        steps = flat[3] if flat[3] is not None else [1] * len(starts)
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise im.fail(node, "starts, ends, axes and steps differ in length")
+    if any(not -r <= ax < r for ax in axes) or len({ax % r for ax in axes}) != len(axes):
+        raise im.fail(node, f"axes {axes} are out of range or repeated for rank {r}")
     ns, ne, na, nst = [], [], [], []
     for s, e, ax, st in zip(starts, ends, axes, steps, strict=True):
         ax %= r
@@ -575,8 +655,11 @@ def _reshape_to(im: _Importer, node: onnx.NodeProto, x: Value, full: list[int]) 
 def _reshape(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     x = im.act(node)
     s = im.const(node, 1, "the shape")
-    assert s is not None
+    if s is None:
+        raise im.fail(node, "the shape input is missing")
     full = [int(v) for v in s.reshape(-1)]
+    if not a.get("allowzero", 0) and any(d == 0 for d in full[x.type.rank:]):
+        raise im.fail(node, f"shape {full}: a 0 (copy) beyond the input's rank {x.type.rank}")
     if not a.get("allowzero", 0):
         full = [int(x.type.shape[i]) if d == 0 and i > 0 else d  # type: ignore[arg-type]
                 for i, d in enumerate(full)]
@@ -606,13 +689,15 @@ def _squeeze_like(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Val
         c = im.const(node, 1, "axes")
         axes = [] if c is None else [int(v) for v in c.reshape(-1)]
     shp = list(x.type.shape)
+    n = len(shp) + (len(axes) if node.op_type == "Unsqueeze" else 0)
+    if any(not -n <= ax < n for ax in axes) or len({ax % n for ax in axes}) != len(axes):
+        raise im.fail(node, f"axes {axes} are out of range or repeated for rank {n}")
     if node.op_type == "Squeeze":
         axes = [ax % len(shp) for ax in axes] or [i for i, d in enumerate(shp) if d == 1]
         if 0 in axes:
             raise im.fail(node, "squeezing the batch axis")
         new = [d for i, d in enumerate(shp) if i not in axes]
     else:
-        n = len(shp) + len(axes)
         axes = sorted(ax % n for ax in axes)
         if 0 in axes:
             raise im.fail(node, "unsqueezing before the batch axis")
@@ -625,6 +710,8 @@ def _squeeze_like(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Val
 def _transpose(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     x = im.act(node)
     perm = tuple(int(p) for p in a.get("perm", reversed(range(x.type.rank))))
+    if sorted(perm) != list(range(x.type.rank)):
+        raise im.fail(node, f"perm {list(perm)} is not a permutation of {x.type.rank} axes")
     if perm[0] != 0:
         raise im.fail(node, f"perm {list(perm)} moves the batch axis")
     return im.emit(O.Transpose(perm), [x], node)
@@ -650,7 +737,9 @@ def _dropout(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
 
 def _cast(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     x = im.act(node)
-    if helper.tensor_dtype_to_np_dtype(int(a["to"])) != x.type.dtype.numpy:
+    if int(a["to"]) not in helper.get_all_tensor_dtypes():
+        raise im.fail(node, f"to={a['to']} is not an ONNX element type")
+    if int(a["to"]) != helper.np_dtype_to_tensor_dtype(x.type.dtype.numpy):
         raise im.fail(node, "casting an activation to another type")
     return x
 

@@ -1,9 +1,39 @@
 """IR -> ONNX (`compiled.onnx`): the network exactly as imcc maps it, so onnxruntime and the
-user's own tools can run it. Factorized convs stay two convs. An activation FakeQuant
-becomes Clip (to the b-bit range) -> QuantizeLinear -> DequantizeLinear. A quantized
-crossbar layer runs on the integer levels: DequantizeLinear(scale 1) of its input's
-QuantizeLinear and of its int8 weights, then Mul(input scale x weight scale) and Add(bias),
-the arithmetic of the crossbar and its digital post-processing."""
+user's own tools can run it. Factorized convs stay two convs.
+
+**Activations.** A FakeQuant becomes ``Clip (to the b-bit range) -> QuantizeLinear ->
+DequantizeLinear`` (:func:`fakequant_onnx_nodes`), bit-exact with ``FakeQuant.compute``.
+Its integer levels are held in the smallest QDQ integer type that fits them: int8/uint8 up
+to 8 bits (opset 13), int16/uint16 from 9 to 16 bits (opset 21).
+
+**Crossbar layers** run on the integer levels, the crossbar's own arithmetic::
+
+    levels(x) = DequantizeLinear(QuantizeLinear output, scale 1)      (float32 integers)
+    levels(W) = DequantizeLinear(int8 / int16 weight levels, scale 1)
+    y         = Conv|Gemm|MatMul(levels(x), levels(W)) * (x scale * W scale) + bias
+
+Integer levels wider than int8 are kept as int16 initializers + DequantizeLinear (opset
+21), not as float32 constants: the file stays a QDQ model whose integer types say what
+the crossbar holds, and DequantizeLinear with scale 1 yields the integers exactly (any
+integer below 2^24 is a float32). A Linear on an N-D input (MatMul) gets the same lowering
+as Gemm and Conv.
+
+**Exactness of the integer sums.** A sum of integer products is exact in float32, in any
+summation order, while every partial sum stays below 2^24. Per layer the exporter bounds
+``max over outputs of sum |levels(W)| * max |levels(x)|``; below 2^24 the conv/matmul runs
+in float32. Above (e.g. 16-bit activations, or 12-bit weights and activations, at
+realistic fan-in) it accumulates in float64, exact below 2^53, and casts the sum to
+float32 once: Gemm/MatMul in double; a Conv (onnxruntime's CPU Conv is float-only) as an
+exact float32 patch gather (a depthwise Conv with one-hot kernels: every output is one
+input level) followed by a double MatMul with the weight levels. The simulator
+(`imcc.sim.simulator`) switches to float64 above the same bound and also casts once, so
+both are exact and agree bit for bit before the common float32 scale and bias.
+
+**Opset.** The model declares the highest opset its nodes need: 17 as a baseline, 19 for a
+``wrap`` Pad, 21 when an int16/uint16 QuantizeLinear/DequantizeLinear is emitted; its IR
+version is the lowest that opset allows (8 for 17, 9 for 19, 10 for 21; onnxruntime reads
+IR 10 from release 1.17 on).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +46,78 @@ from onnx import TensorProto, helper, numpy_helper
 from imcc.ir import Graph, Node, Value
 from imcc.ir import ops as O
 
-OPSET = 17
+BASE_OPSET = 17
+EXACT_F32 = 1 << 24  # integer sums below this are exact in float32
+MAX_LEVEL_BITS = 16  # the widest integer levels a QDQ type here holds
+
+
+def level_type(bits: int, signed: bool) -> tuple[type[np.integer], int]:
+    """The QDQ integer type holding ``bits``-bit levels, and the lowest opset whose
+    QuantizeLinear/DequantizeLinear accepts it."""
+    if not 1 <= bits <= MAX_LEVEL_BITS:
+        raise ValueError(f"{bits}-bit levels have no ONNX QDQ type here (1 to "
+                         f"{MAX_LEVEL_BITS} bits)")
+    if bits <= 8:
+        return (np.int8 if signed else np.uint8), 13
+    return (np.int16 if signed else np.uint16), 21
+
+
+def fakequant_min_opset(fq: O.FakeQuant) -> int:
+    """Lowest ONNX opset at which :func:`fakequant_onnx_nodes` is valid: 13 for <= 8 bits
+    (int8/uint8), 21 above (int16/uint16 QuantizeLinear)."""
+    return level_type(fq.bits, fq.signed)[1]
+
+
+def fakequant_levels_name(name: str) -> str:
+    """The tensor holding the integer levels (the QuantizeLinear output) of the FakeQuant
+    exported by ``fakequant_onnx_nodes(name, ...)``."""
+    return f"{name}_int"
+
+
+def fakequant_onnx_nodes(name: str, x_name: str, out_name: str, fq: O.FakeQuant,
+                         ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """ONNX nodes computing ``out = FakeQuant(x)`` exactly (checked against onnxruntime
+    at all graph-optimization levels)::
+
+        Clip(x, qmin*scale, qmax*scale) -> QuantizeLinear(scale, zp=0) -> DequantizeLinear
+
+    The b-bit range is enforced by the float Clip *before* quantizing: QuantizeLinear only
+    saturates to the full 8/16-bit range, and onnxruntime has no integer Clip for 16-bit
+    types. This is exact: the clip bounds are float32 products whose quotient by the scale
+    rounds back to qmin/qmax, and float division is monotone, so clipping x and then
+    rounding x/scale equals rounding and then clipping to [qmin, qmax]. onnxruntime divides
+    by the float32 scale and rounds half to even, like ``FakeQuant.compute``.
+
+    The zero point is 0 and typed int8/uint8 for <= 8 bits, int16/uint16 above (opset 21;
+    see :func:`fakequant_min_opset`). Initializer and intermediate names start with
+    ``name``; the integer levels are :func:`fakequant_levels_name` ``(name)``.
+
+    To reproduce a whole compiled graph exactly, run onnxruntime with the session config
+    entry ``session.disable_quant_qdq = "1"`` (or ``ORT_DISABLE_ALL``): from
+    ``ORT_ENABLE_BASIC`` on, its QDQ transformers re-quantize a float Conv weight/bias fed
+    by a DequantizeLinear to int8/int32 per tensor, or fuse QLinearConv, which moves
+    outputs by a quantization step (observed with onnxruntime 1.32).
+    """
+    lo, hi = fq.qrange
+    s = np.float32(fq.scale)
+    zp_type, _ = level_type(fq.bits, fq.signed)
+    scale_n, zp_n, lo_n, hi_n = (f"{name}_scale", f"{name}_zero_point", f"{name}_min",
+                                 f"{name}_max")
+    inits = [
+        numpy_helper.from_array(np.array(s, dtype=np.float32), scale_n),
+        numpy_helper.from_array(np.array(0, dtype=zp_type), zp_n),
+        numpy_helper.from_array(np.array(np.float32(lo) * s, dtype=np.float32), lo_n),
+        numpy_helper.from_array(np.array(np.float32(hi) * s, dtype=np.float32), hi_n),
+    ]
+    clipped, q = f"{name}_clipped", fakequant_levels_name(name)
+    nodes = [
+        helper.make_node("Clip", [x_name, lo_n, hi_n], [clipped], name=f"{name}_clip"),
+        helper.make_node("QuantizeLinear", [clipped, scale_n, zp_n], [q],
+                         name=f"{name}_quantize"),
+        helper.make_node("DequantizeLinear", [q, scale_n, zp_n], [out_name],
+                         name=f"{name}_dequantize"),
+    ]
+    return nodes, inits
 
 
 class _Ctx:
@@ -24,6 +125,12 @@ class _Ctx:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.names: set[str] = set()
+        self.opset = BASE_OPSET
+        # FakeQuant output name -> (FakeQuant node name, its op): where the levels are.
+        self.fakequants: dict[str, tuple[str, O.FakeQuant]] = {}
+
+    def need(self, opset: int) -> None:
+        self.opset = max(self.opset, opset)
 
     def init(self, name: str, arr: np.ndarray) -> str:
         base, i = name, 1
@@ -39,13 +146,21 @@ class _Ctx:
         self.nodes.append(helper.make_node(op_type, ins, outs, name=name, **attrs))
 
 
+def _weight_q(ctx: _Ctx, name: str, wq_bits: int, q: np.ndarray) -> str:
+    """The weight levels as an int8/int16 initializer (symmetric: signed)."""
+    dt, opset = level_type(wq_bits, True)
+    ctx.need(opset)
+    return ctx.init(name, q.astype(dt))
+
+
 def _weight(ctx: _Ctx, node: Node, v: Value) -> str:
-    """The weight as int8 + DequantizeLinear when quantized, else a float initializer."""
+    """The weight as integer levels + DequantizeLinear when quantized, else a float
+    initializer."""
     assert v.data is not None
     wq = node.wquant
     if wq is None:
         return ctx.init(v.name, v.data)
-    q = ctx.init(v.name + "_q", wq.q.astype(np.int8))
+    q = _weight_q(ctx, v.name + "_q", wq.bits, wq.q)
     s = ctx.init(v.name + "_scale", wq.scale.astype(np.float32))
     out = v.name + "_dq"
     ctx.node("DequantizeLinear", [q, s], [out], node.name + "/dq_w", axis=0)
@@ -58,44 +173,74 @@ def _vname(ctx: _Ctx, v: Value) -> str:
     return v.name
 
 
-def _int_input(ctx: _Ctx, n: Node) -> str | None:
+def _int_input(ctx: _Ctx, n: Node) -> tuple[str, O.FakeQuant] | None:
     """For a quantized crossbar node fed by a FakeQuant: the integer levels of its input as
-    float (DequantizeLinear with scale 1), the values the crossbar rows are driven with."""
-    fq = n.inputs[0].producer
-    if n.wquant is None or fq is None or not isinstance(fq.op, O.FakeQuant):
+    float (DequantizeLinear with scale 1), the values the crossbar rows are driven with,
+    and that FakeQuant."""
+    found = ctx.fakequants.get(n.inputs[0].name)
+    if n.wquant is None or found is None:
         return None
-    name = f"{fq.name}_int"  # the QuantizeLinear output of fakequant_onnx_nodes
-    out = f"{fq.name}_levels"
+    fq_name, fq = found
+    out = f"{fq_name}_levels"
     if out not in ctx.names:
         ctx.names.add(out)
-        one = ctx.init(f"{fq.name}_one", np.array(1.0, np.float32))
-        ctx.node("DequantizeLinear", [name, one], [out], f"{fq.name}/levels")
+        one = ctx.init(f"{fq_name}_one", np.array(1.0, np.float32))
+        ctx.node("DequantizeLinear", [fakequant_levels_name(fq_name), one], [out],
+                 f"{fq_name}/levels")
+    return out, fq
+
+
+def sum_bound(q: np.ndarray, fq: O.FakeQuant) -> int:
+    """An upper bound on |partial sums| of a crossbar layer on integer levels: the largest
+    sum of |weight levels| over one output's fan-in times the largest |input level|."""
+    per_out = np.abs(q.astype(np.int64)).reshape(q.shape[0], -1).sum(axis=1)
+    lo, hi = fq.qrange
+    return int(per_out.max(initial=0)) * max(abs(lo), abs(hi))
+
+
+def _cast(ctx: _Ctx, x: str, to: int, out: str, name: str) -> str:
+    ctx.node("Cast", [x], [out], name, to=to)
     return out
 
 
-def _crossbar_exact(ctx: _Ctx, n: Node, x_levels: str) -> None:
-    """y = (levels(x) (*) levels(W)) * out_scale + bias: the crossbar's own arithmetic. The
-    conv of integer-valued floats is exact in float32 whatever the summation order, so
-    onnxruntime and the simulator agree bit for bit up to the final scale and bias."""
-    assert n.wquant is not None
-    fq = n.inputs[0].producer
-    assert fq is not None and isinstance(fq.op, O.FakeQuant)
+def _crossbar_exact(ctx: _Ctx, n: Node, x_levels: str, fq: O.FakeQuant) -> None:
+    """y = (levels(x) (*) levels(W)) * out_scale + bias: the crossbar's own arithmetic, with
+    the integer sums exact (see the module docstring), so onnxruntime and the simulator
+    agree bit for bit."""
+    wq = n.wquant
+    assert wq is not None
     op, out, nm = n.op, n.output.name, n.name
     wname = n.inputs[1].name
-    q = ctx.init(wname + "_q", n.wquant.q.astype(np.int8 if n.wquant.bits <= 8 else np.int32))
+    rank = n.inputs[0].type.rank
+    wide = sum_bound(wq.q, fq) >= EXACT_F32
+    matmul = isinstance(op, O.Linear) and rank != 2
+    q = _weight_q(ctx, wname + "_q", wq.bits, wq.q.T if matmul else wq.q)
     w = wname + "_levels"
     ctx.node("DequantizeLinear", [q, ctx.init(wname + "_one", np.array(1.0, np.float32))], [w],
              nm + "/w_levels")
     acc = nm + "/acc"
     if isinstance(op, O.Conv):
-        ctx.node("Conv", [x_levels, w], [acc], nm, kernel_shape=list(op.kernel),
-                 strides=list(op.stride), pads=list(op.pads), dilations=list(op.dilation),
-                 group=op.group)
+        conv = dict(kernel_shape=list(op.kernel), strides=list(op.stride), pads=list(op.pads),
+                    dilations=list(op.dilation))
+        if not wide:
+            ctx.node("Conv", [x_levels, w], [acc], nm, group=op.group, **conv)
+        else:
+            _conv_float64(ctx, n, op, x_levels, w, acc, conv)
         shp: tuple[int, ...] = (-1, 1, 1)
     else:
-        ctx.node("Gemm", [x_levels, w], [acc], nm, transB=1)
+        xs, ws, a = x_levels, w, acc
+        if wide:
+            xs = _cast(ctx, x_levels, TensorProto.DOUBLE, nm + "/x_f64", nm + "/x_to_f64")
+            ws = _cast(ctx, w, TensorProto.DOUBLE, nm + "/w_f64", nm + "/w_to_f64")
+            a = nm + "/acc_f64"
+        if matmul:
+            ctx.node("MatMul", [xs, ws], [a], nm)
+        else:
+            ctx.node("Gemm", [xs, ws], [a], nm, transB=1)
+        if wide:
+            _cast(ctx, a, TensorProto.FLOAT, acc, nm + "/acc_to_f32")
         shp = (-1,)
-    out_scale = (n.wquant.scale.astype(np.float32) * np.float32(fq.op.scale)).astype(np.float32)
+    out_scale = (wq.scale.astype(np.float32) * np.float32(fq.scale)).astype(np.float32)
     scaled = nm + "/scaled" if len(n.inputs) > 2 else out
     ctx.node("Mul", [acc, ctx.init(nm + "/out_scale", out_scale.reshape(shp))], [scaled],
              nm + "/scale")
@@ -106,11 +251,46 @@ def _crossbar_exact(ctx: _Ctx, n: Node, x_levels: str) -> None:
                  [out], nm + "/bias_add")
 
 
+def _conv_float64(ctx: _Ctx, n: Node, op: O.Conv, x_levels: str, w_levels: str, acc: str,
+                  conv: dict[str, Any]) -> None:
+    """A Conv on integer levels accumulated in float64: gather each output pixel's
+    receptive field exactly in float32 (a depthwise Conv whose kernels are one-hot, so each
+    output is one input level or a padding zero), then a double MatMul per group."""
+    nm = n.name
+    c = n.inputs[0].type.shape[1]
+    oc, ho, wo = n.output.type.shape[1:]
+    assert isinstance(c, int) and isinstance(oc, int) and isinstance(ho, int) \
+        and isinstance(wo, int)
+    kh, kw = op.kernel
+    g = op.group
+    taps = kh * kw
+    onehot = np.tile(np.eye(taps, dtype=np.float32).reshape(taps, 1, kh, kw), (c, 1, 1, 1))
+    patches = nm + "/patches"
+    ctx.node("Conv", [x_levels, ctx.init(nm + "/gather", onehot)], [patches], nm + "/gather",
+             group=c, **conv)
+    p64 = _cast(ctx, patches, TensorProto.DOUBLE, nm + "/patches_f64", nm + "/patches_to_f64")
+    k = c // g * taps
+    pg = nm + "/patches_g"
+    ctx.node("Reshape", [p64, ctx.init(nm + "/patches_shape", np.array([-1, g, k, ho * wo],
+                                                                        np.int64))],
+             [pg], nm + "/patches_reshape")
+    w64 = _cast(ctx, w_levels, TensorProto.DOUBLE, nm + "/w_f64", nm + "/w_to_f64")
+    wg = nm + "/w_g"
+    ctx.node("Reshape", [w64, ctx.init(nm + "/w_shape", np.array([g, oc // g, k], np.int64))],
+             [wg], nm + "/w_reshape")
+    mm = nm + "/acc_g"
+    ctx.node("MatMul", [wg, pg], [mm], nm)   # (g, OCg, K) @ (B, g, K, HW) -> (B, g, OCg, HW)
+    a64 = nm + "/acc_f64"
+    ctx.node("Reshape", [mm, ctx.init(nm + "/acc_shape", np.array([-1, oc, ho, wo], np.int64))],
+             [a64], nm + "/acc_reshape")
+    _cast(ctx, a64, TensorProto.FLOAT, acc, nm + "/acc_to_f32")
+
+
 def _export_node(ctx: _Ctx, n: Node) -> None:
     op, out, nm = n.op, n.output.name, n.name
     levels = _int_input(ctx, n) if op.crossbar else None
-    if levels is not None and (isinstance(op, O.Conv) or n.inputs[0].type.rank == 2):
-        _crossbar_exact(ctx, n, levels)
+    if levels is not None:
+        _crossbar_exact(ctx, n, *levels)
     elif isinstance(op, O.Conv):
         ins = [n.inputs[0].name, _weight(ctx, n, n.inputs[1])]
         if len(n.inputs) > 2:
@@ -134,9 +314,9 @@ def _export_node(ctx: _Ctx, n: Node) -> None:
             else:
                 ctx.node("MatMul", [x.name, wt], [out], nm)
     elif isinstance(op, O.FakeQuant):
-        from imcc.passes.quantize import fakequant_onnx_nodes
-
         nodes, inits = fakequant_onnx_nodes(nm, n.inputs[0].name, out, op)
+        ctx.need(fakequant_min_opset(op))
+        ctx.fakequants[out] = (nm, op)
         ctx.nodes.extend(nodes)
         for t in inits:
             ctx.names.add(t.name)
@@ -165,6 +345,8 @@ def _export_node(ctx: _Ctx, n: Node) -> None:
         ins = [n.inputs[0].name, ctx.init(nm + "/pads", np.array(op.pads, np.int64))]
         if op.mode == "constant":
             ins.append(ctx.init(nm + "/value", np.array(op.value, np.float32)))
+        if op.mode == "wrap":
+            ctx.need(19)  # Pad-19 added mode "wrap"
         ctx.node("Pad", ins, [out], nm, mode=op.mode)
     elif isinstance(op, O.Slice):
         ends = [e if e >= 0 else -(1 << 62) for e in op.ends]
@@ -200,9 +382,10 @@ def to_onnx(graph: Graph) -> onnx.ModelProto:
         _export_node(ctx, n)
     g = helper.make_graph(ctx.nodes, graph.name, [_vi(v) for v in graph.inputs],
                           [_vi(v) for v in graph.outputs], initializer=ctx.inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="imcc")
-    model.ir_version = 8  # readable by onnxruntime releases from 1.14 on
+    opset = [helper.make_opsetid("", ctx.opset)]
+    model = helper.make_model(g, opset_imports=opset, producer_name="imcc")
+    # The lowest IR version the opset allows, so older onnxruntime releases still read it.
+    model.ir_version = helper.find_min_ir_version_for(opset)
     return model
 
 
@@ -210,4 +393,5 @@ def serialize(graph: Graph) -> bytes:
     return to_onnx(graph).SerializeToString(deterministic=True)
 
 
-__all__ = ["to_onnx", "serialize", "OPSET", "TensorProto"]
+__all__ = ["to_onnx", "serialize", "BASE_OPSET", "fakequant_onnx_nodes", "fakequant_min_opset",
+           "fakequant_levels_name", "level_type", "sum_bound"]

@@ -50,9 +50,8 @@ deterministic batch: 32 samples of standard normal noise (seed 0) per graph inpu
 distribution of a standardized image; ``self.calibration`` records ``"synthetic"`` or
 ``"data:<n> samples"`` for the report.
 
-Exporting to ONNX: :func:`fakequant_onnx_nodes` builds ``Clip -> QuantizeLinear ->
-DequantizeLinear`` which onnxruntime evaluates bit-exactly like ``FakeQuant.compute``
-(both divide by the float32 scale and round half to even).
+Exporting the quantized graph to ONNX (QuantizeLinear/DequantizeLinear, integer levels) is
+the exporter's job: see `imcc.ir.onnx_export`.
 """
 
 from __future__ import annotations
@@ -61,8 +60,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from imcc.errors import DataError, ModelError, UsageError
 from imcc.ir import Graph, Node, Value, WeightQuant, ops
@@ -83,15 +80,29 @@ _ALL_NONNEG: tuple[type[ops.Op], ...] = (
     ops.Concat, ops.Add, ops.Mul, ops.Div, ops.Affine, ops.Conv, ops.Linear)
 
 
-def _check_bits(what: str, bits: object) -> int:
+def _check_bits(what: str, bits: object, option: bool = False) -> int:
+    """``bits`` as an int in [MIN_BITS, MAX_BITS], else a UsageError naming the range
+    (``option``: name it as the command-line flag, ``--act-bits``)."""
     if isinstance(bits, bool) or not isinstance(bits, int | np.integer) \
             or not MIN_BITS <= int(bits) <= MAX_BITS:
         one = not isinstance(bits, bool) and bits == 1
         hint = ("1-bit symmetric weights have the single level 0; use 2 or more"
-                if one and what != "act_bits" else None)
-        raise UsageError(f"{what}={bits!r}: must be an integer in [{MIN_BITS}, {MAX_BITS}]",
-                         hint)
+                if one and what != "act_bits" else
+                "1-bit signed activations have no positive level; use 2 or more"
+                if one else None)
+        name = f"--{what.replace('_', '-')} {bits!r}" if option else f"{what}={bits!r}"
+        raise UsageError(f"{name}: must be an integer in [{MIN_BITS}, {MAX_BITS}] when "
+                         "quantizing", hint)
     return int(bits)
+
+
+def check_bit_widths(weight_bits: object, act_bits: object, first_last_bits: object = None,
+                     option: bool = False) -> None:
+    """Refuse, before any work, widths the quantize pass cannot run (see `_check_bits`)."""
+    _check_bits("weight_bits", weight_bits, option)
+    _check_bits("act_bits", act_bits, option)
+    if first_last_bits is not None:
+        _check_bits("first_last_bits", first_last_bits, option)
 
 
 # ------------------------------------------------------------------------------ weights
@@ -255,6 +266,9 @@ class QuantizePass(Pass):
     # Set by run(): "synthetic" or "data:<n> samples".
     calibration: str = field(default="", init=False)
 
+    def __post_init__(self) -> None:
+        check_bit_widths(self.weight_bits, self.act_bits, self.first_last_bits)
+
     def run(self, graph: Graph) -> Graph:
         wbits = _check_bits("weight_bits", self.weight_bits)
         abits = _check_bits("act_bits", self.act_bits)
@@ -384,63 +398,5 @@ def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
                 env.pop(id(v), None)
 
 
-# ------------------------------------------------------------------------------ export
-
-
-def fakequant_min_opset(fq: ops.FakeQuant) -> int:
-    """Lowest ONNX opset at which :func:`fakequant_onnx_nodes` is valid: 13 for <= 8 bits
-    (int8/uint8), 21 above (int16/uint16 QuantizeLinear)."""
-    return 13 if fq.bits <= 8 else 21
-
-
-def fakequant_onnx_nodes(name: str, x_name: str, out_name: str, fq: ops.FakeQuant,
-                         ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """ONNX nodes computing ``out = FakeQuant(x)`` exactly (checked against onnxruntime
-    at all graph-optimization levels)::
-
-        Clip(x, qmin*scale, qmax*scale) -> QuantizeLinear(scale, zp=0) -> DequantizeLinear
-
-    The b-bit range is enforced by the float Clip *before* quantizing: QuantizeLinear only
-    saturates to the full 8/16-bit range, and onnxruntime has no integer Clip for 16-bit
-    types. This is exact: the clip bounds are float32 products whose quotient by the scale
-    rounds back to qmin/qmax, and float division is monotone, so clipping x and then
-    rounding x/scale equals rounding and then clipping to [qmin, qmax]. onnxruntime divides
-    by the float32 scale and rounds half to even, like ``FakeQuant.compute``.
-
-    The zero point is 0 and typed int8/uint8 for <= 8 bits, int16/uint16 above (opset 21;
-    see :func:`fakequant_min_opset`). Initializer and intermediate names start with
-    ``name``.
-
-    To reproduce a whole compiled graph exactly, run onnxruntime with the session config
-    entry ``session.disable_quant_qdq = "1"`` (or ``ORT_DISABLE_ALL``): from
-    ``ORT_ENABLE_BASIC`` on, its QDQ transformers re-quantize a float Conv weight/bias fed
-    by a DequantizeLinear to int8/int32 per tensor, or fuse QLinearConv, which moves
-    outputs by a quantization step (observed with onnxruntime 1.32).
-    """
-    lo, hi = fq.qrange
-    s = np.float32(fq.scale)
-    if fq.bits <= 8:
-        zp_type: type[np.integer] = np.int8 if fq.signed else np.uint8
-    else:
-        zp_type = np.int16 if fq.signed else np.uint16
-    scale_n, zp_n, lo_n, hi_n = (f"{name}_scale", f"{name}_zero_point", f"{name}_min",
-                                 f"{name}_max")
-    inits = [
-        numpy_helper.from_array(np.array(s, dtype=np.float32), scale_n),
-        numpy_helper.from_array(np.array(0, dtype=zp_type), zp_n),
-        numpy_helper.from_array(np.array(np.float32(lo) * s, dtype=np.float32), lo_n),
-        numpy_helper.from_array(np.array(np.float32(hi) * s, dtype=np.float32), hi_n),
-    ]
-    clipped, q = f"{name}_clipped", f"{name}_int"
-    nodes = [
-        helper.make_node("Clip", [x_name, lo_n, hi_n], [clipped], name=f"{name}_clip"),
-        helper.make_node("QuantizeLinear", [clipped, scale_n, zp_n], [q],
-                         name=f"{name}_quantize"),
-        helper.make_node("DequantizeLinear", [q, scale_n, zp_n], [out_name],
-                         name=f"{name}_dequantize"),
-    ]
-    return nodes, inits
-
-
-__all__ = ["QuantizePass", "quantize_weight", "dequantize_weight", "calibrate_scale",
-           "fakequant_mse", "fakequant_onnx_nodes", "fakequant_min_opset", "METHODS"]
+__all__ = ["QuantizePass", "check_bit_widths", "quantize_weight", "dequantize_weight",
+           "calibrate_scale", "fakequant_mse", "METHODS"]

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from google.protobuf.message import DecodeError
 
 from imcc.dataset import Dataset
 from imcc.errors import DataError
@@ -20,7 +22,14 @@ from imcc.sim.simulator import SimResult, Simulator
 from imcc.targets.program_io import read_program
 
 
-def ort_session(path: Path | str | bytes) -> ort.InferenceSession:
+class OnnxRuntimeRejected(RuntimeError):
+    """onnxruntime refused a model imcc wrote itself: a bug in imcc, not in the user's
+    input, so it is not an ImccError and the CLI reports an internal error (exit 70)."""
+
+
+def ort_session(path: Path | str | bytes, name: str | None = None) -> ort.InferenceSession:
+    """An onnxruntime session that runs the model as written (`name`: how messages call
+    it when `path` is the model's bytes)."""
     opts = ort.SessionOptions()
     # compiled.onnx states its arithmetic exactly: integer-level convs, then Mul(scale) and
     # Add(bias). onnxruntime's graph optimizers would rewrite it (QDQ transformers
@@ -33,8 +42,29 @@ def ort_session(path: Path | str | bytes) -> ort.InferenceSession:
         src = path if isinstance(path, bytes) else str(path)
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        where = "model" if isinstance(path, bytes) else str(path)
-        raise DataError(f"{where}: onnxruntime cannot load it ({exc})") from exc
+        where = name or ("the model" if isinstance(path, bytes) else str(path))
+        raise OnnxRuntimeRejected(f"onnxruntime cannot load {where}, written by imcc "
+                                  f"({exc})") from exc
+
+
+def _output_model(path: Path) -> bytes:
+    """An ONNX file of a compile output directory, checked to be what `imcc compile`
+    wrote. A missing, undecodable or foreign file is the directory's fault (DataError,
+    exit 4); a file imcc wrote that onnxruntime then refuses is imcc's (see
+    `OnnxRuntimeRejected`)."""
+    hint = "re-run `imcc compile` to write it again"
+    if not path.is_file():
+        raise DataError(f"{path}: missing from the compiled output", hint)
+    data = path.read_bytes()
+    try:
+        model = onnx.load_from_string(data)
+    except DecodeError as exc:
+        raise DataError(f"{path}: the compiled output is corrupt (not a readable ONNX "
+                        "model)", hint) from exc
+    if model.producer_name != "imcc" or not model.graph.node:
+        raise DataError(f"{path}: the compiled output is corrupt (not an ONNX model written "
+                        "by imcc)", hint)
+    return data
 
 
 def ort_run(sess: ort.InferenceSession, x: np.ndarray, batch: int = 100) -> np.ndarray:
@@ -55,8 +85,8 @@ def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = None,
     dac = int(program.target.get("dac_bits", 1))
     sim = Simulator(program, adc_bits=adc_bits, dac_bits=dac).run({in_name: data.x}, progress)
     y = sim.outputs[program.outputs[0]]
-    y_ort = ort_run(ort_session(d / "compiled.onnx"), data.x)
-    y_float = ort_run(ort_session(d / "float.onnx"), data.x)
+    y_ort, y_float = (ort_run(ort_session(_output_model(d / f), str(d / f)), data.x)
+                      for f in ("compiled.onnx", "float.onnx"))
     flat = y.reshape(len(y), -1)
     res: dict[str, Any] = {
         "images": len(data),

@@ -83,7 +83,9 @@ def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
     # tile's row map then selects its rows from that (usually a contiguous slice).
     positions = sorted({(int(dy), int(dx)) for tl in layer.tiles for dy, dx in tl.rows[:, 1:]})
     pos_id = {p: k for k, p in enumerate(positions)}
-    bound = 0.0
+    # |integer sum| bound per output of a window: row tiles of the same outputs add up in
+    # `acc`, so the bound is over the whole layer's fan-in, not per tile.
+    per_out = np.zeros(layer.out_scale.shape[0] * i * j)
     plans = []
     for tile in layer.tiles:
         rows, cols = tile.rows.astype(np.int64), tile.cols.astype(np.int64)
@@ -94,8 +96,8 @@ def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
         combine[np.arange(len(cols)), inv.ravel()] = np.asarray(layer.slice_weights)[cols[:, 3]]
         outs = (uniq[:, 0] * i + uniq[:, 1]) * j + uniq[:, 2]
         plans.append((tile, _range_or_index(ids), combine, _range_or_index(outs)))
-        bound = max(bound, float(np.abs(tile.cells.astype(np.float64) @ combine).sum(axis=0)
-                                 .max(initial=0)))
+        np.add.at(per_out, outs, np.abs(tile.cells.astype(np.float64) @ combine).sum(axis=0))
+    bound = float(per_out.max(initial=0))
     xmax = 1 << (layer.in_quant[1] if layer.in_quant else 0)
     exact32 = quantized and bound * xmax < EXACT_F32
     dtype = np.float32 if (exact32 or not quantized) else np.float64
