@@ -1,10 +1,14 @@
-"""Reading ONNX files safely: clear errors for missing/non-ONNX files, and external tensor
+"""Reading ONNX files safely: clear errors for missing/non-ONNX files, external tensor
 data loaded only from inside the model's own directory (no `../`, absolute paths or links
-that lead out of it)."""
+that lead out of it), and validation (`validate_model`) of what onnxruntime would refuse
+but a permissive reader would silently accept: two producers of one value, duplicate
+initializers or attributes, a missing or unknown opset, zero or negative dimensions, and
+whatever `onnx.checker`'s full check (with shape inference) rejects."""
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import onnx
@@ -82,3 +86,63 @@ def _load_external(model: onnx.ModelProto, base: Path) -> None:
             raise ModelError(f"tensor {t.name!r}: external data unreadable ({exc})") from exc
         t.data_location = onnx.TensorProto.DEFAULT
         del t.external_data[:]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = next((ln for ln in lines if not ln.startswith("==>")), lines[0] if lines else "")
+    return text[:300]
+
+
+def validate_model(model: onnx.ModelProto) -> None:
+    """Refuse (ModelError, all problems of a kind at once) a model onnxruntime would not
+    run as written; see the module docstring."""
+    problems: list[str] = []
+    default = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    known = onnx.defs.onnx_opset_version()
+    if not default:
+        problems.append("no opset_import for the default ONNX domain")
+    elif default[0].version > known:
+        problems.append(f"opset {default[0].version} is newer than the newest this onnx "
+                        f"release knows ({known})")
+    elif default[0].version < 1:
+        problems.append(f"opset {default[0].version} is not a valid version")
+    g = model.graph
+    inits = Counter(t.name for t in g.initializer)
+    problems += [f"initializer {n!r} is defined {c} times" for n, c in sorted(inits.items())
+                 if c > 1]
+    for t in g.initializer:
+        if any(d < 0 for d in t.dims):
+            problems.append(f"initializer {t.name!r} has a negative dimension {list(t.dims)}")
+    producers = Counter(o for n in g.node for o in n.output if o)
+    graph_inputs = {v.name for v in g.input}
+    for name, c in sorted(producers.items()):
+        if c > 1:
+            problems.append(f"value {name!r} is written by {c} nodes")
+        if name in inits or name in graph_inputs:
+            problems.append(f"value {name!r} is both a node output and a graph "
+                            f"{'initializer' if name in inits else 'input'}")
+    for n in g.node:
+        dup = [a for a, c in Counter(a.name for a in n.attribute).items() if c > 1]
+        if dup:
+            problems.append(f"{n.op_type} node {n.name or n.output[0]!r} repeats attribute"
+                            f"{'s' if len(dup) > 1 else ''} {', '.join(dup)}")
+    for v in g.input:  # (empty outputs of valid ops are the importer's to judge)
+        for i, d in enumerate(v.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value <= 0:
+                problems.append(f"graph input {v.name!r} has dimension {i} = {d.dim_value}")
+    if problems:
+        raise ModelError("malformed ONNX model: " + "; ".join(problems))
+
+
+def check_onnx(model: onnx.ModelProto) -> None:
+    """onnx.checker on a model imcc could translate (so unsupported ops have been listed,
+    all at once, before the checker could name just the first)."""
+    try:
+        # The checker's full check, except that graph outputs may leave their shape to
+        # inference (ONNX allows it, exporters do it, onnxruntime runs it; the checker
+        # alone would demand it): infer strictly first, then check the inferred model.
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        onnx.checker.check_model(inferred)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ModelError(f"malformed ONNX model (onnx checker): {_first_line(exc)}") from None

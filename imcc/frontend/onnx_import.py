@@ -20,7 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from imcc.errors import ModelError, UnsupportedError
-from imcc.frontend.loader import load_onnx
+from imcc.frontend.loader import check_onnx, load_onnx, validate_model
 from imcc.ir import Graph, TensorType, Value
 from imcc.ir import ops as O
 from imcc.ir.types import DType
@@ -768,4 +768,7 @@ def import_model(path: str | Path, name: str | None = None) -> Graph:
 
 
 def import_proto(model: onnx.ModelProto, name: str = "model") -> Graph:
-    return _Importer(model, name).run()
+    validate_model(model)
+    graph = _Importer(model, name).run()
+    check_onnx(model)
+    return graph
