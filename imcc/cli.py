@@ -71,9 +71,10 @@ TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 PassesOpt = Annotated[str | None, typer.Option(
     "--passes", "-p", help="An explicit pass pipeline replacing the default, e.g. "
-    "'fold-bn,lowrank{rank=m/8,groups=4},quantize{weight_bits=4},map{strategy=vw-sdk}'. "
-    "Cannot be combined with --rank/--groups/--layer-rank/--policy/--no-quantize/"
-    "--first-last-bits/--mapping.")]
+    "'fold-bn,lowrank{rank=m/8,groups=4},quantize{weight_bits=4},map{strategy=vw-sdk}'; "
+    "per-layer tables as layer_ranks={NAME=SPEC,...}. report.json's 'pipeline' holds the "
+    "pipeline a compile ran in this form. Cannot be combined with --rank/--groups/"
+    "--layer-rank/--policy/--no-quantize/--first-last-bits/--mapping/--include-first-last.")]
 
 
 def _progress() -> Progress:

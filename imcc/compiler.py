@@ -251,7 +251,3 @@ def write_outputs(res: CompileResult, outdir: str | Path) -> Path:
 
 def default_outdir(model: str) -> Path:
     return Path.cwd() / f"{resolve_model(model).stem}.imcc"
-
-
-def lowrank_active(p: LowRankPass) -> bool:
-    return p.active

@@ -78,12 +78,12 @@ def test_pipeline_equals_flags():
 
 
 def test_per_layer_tables_are_spelled_in_braces():
-    (lr, _) = parse_pipeline("lowrank{rank=m/2, layer_ranks={/conv1/Conv=m/4, /fc/Gemm=2},"
+    (lr, _) = parse_pipeline("lowrank{rank=m/2, layer_ranks={/conv1/Conv=m/4, /linear/Gemm=2},"
                              "layer_groups={/conv1/Conv=1}},map")
     assert isinstance(lr, LowRankPass)
-    assert lr.layer_ranks == {"/conv1/Conv": "m/4", "/fc/Gemm": "2"}
+    assert lr.layer_ranks == {"/conv1/Conv": "m/4", "/linear/Gemm": "2"}
     assert lr.layer_groups == {"/conv1/Conv": 1}
-    assert lr.spec() == ("lowrank{rank=m/2,groups=1,layer_ranks={/conv1/Conv=m/4,/fc/Gemm=2},"
+    assert lr.spec() == ("lowrank{rank=m/2,groups=1,layer_ranks={/conv1/Conv=m/4,/linear/Gemm=2},"
                          "layer_groups={/conv1/Conv=1},include_first_last=false,"
                          "include_linear=false}")
     assert parse_pipeline("lowrank{layer_ranks={}},map")[0] == LowRankPass()
@@ -109,7 +109,7 @@ FLAG_SETS: list[dict[str, Any]] = [
     {"first_last_bits": 8}, {"first_last_bits": 8, "rank": "m/2", "mapping": "vw-sdk"},
     {"quantize": False}, {"quantize": False, "rank": "m/4", "groups": 4},
     {"policy": "file"}, {"policy": "file", "rank": "m/2", "include_first_last": True},
-    {"policy": "file", "layer_ranks": {"/fc/Gemm": "2"}, "groups": 8},
+    {"policy": "file", "layer_ranks": {"/linear/Gemm": "2"}, "groups": 8},
 ]
 
 
@@ -180,13 +180,13 @@ def test_policy_and_flags_combine_without_mutation(tmp_path: Path):
     policy = LowRankPass.policy_from_file(f)
     before = LowRankPass.policy_from_file(f)
     opts = options_from_flags(target=CrossbarTarget(), policy=policy, rank="m/2",
-                              layer_ranks={"/fc/Gemm": "2"}, include_first_last=True)
+                              layer_ranks={"/linear/Gemm": "2"}, include_first_last=True)
     assert policy == before  # the loaded policy is not changed
     lr = opts.lowrank
     assert (lr.rank, lr.groups, lr.include_first_last, lr.include_linear) == \
         ("m/2", 2, True, True)
     assert lr.layer_ranks == {"/layer1/layer1.0/conv1/Conv": "m/8", "/conv1/Conv": "none",
-                              "/fc/Gemm": "2"}
+                              "/linear/Gemm": "2"}
     assert lr.layer_groups == {"/layer1/layer1.0/conv1/Conv": 4}
     with pytest.raises(UsageError, match="divisor"):
         options_from_flags(target=CrossbarTarget(), policy=policy, rank="m/0")
