@@ -405,7 +405,7 @@ def sweep_cmd(
         tech=tech, quantize=not no_quantize, first_last_bits=first_last_bits,
         include_first_last=include_first_last, calib=calib, calib_limit=calib_limit,
         data=data, limit=limit, skip=skip, layer_rank=tuple(layer_rank or ()), policy=policy,
-        passes=passes)
+        passes=passes, verify_each=_STATE["debug"])
     configs = plan_sweep(spec)  # every option checked before any compile
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")

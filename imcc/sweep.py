@@ -130,6 +130,7 @@ class SweepSpec:
     layer_rank: tuple[str, ...] = ()   # --layer-rank NAME=SPEC items
     policy: Path | None = None         # --policy file
     passes: str | None = None          # -p/--passes pipeline text
+    verify_each: bool = False          # run the IR verifier after every pass (--debug)
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,8 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
         layer_ranks=parse_layer_ranks(spec.layer_rank),
         policy=None if spec.policy is None else LowRankPass.policy_from_file(spec.policy),
         include_first_last=spec.include_first_last, quantize=spec.quantize,
-        first_last_bits=spec.first_last_bits, tech=spec.tech, passes=spec.passes)
+        first_last_bits=spec.first_last_bits, tech=spec.tech, passes=spec.passes,
+        verify_each=spec.verify_each)
 
     def options(tgt: CrossbarTarget, rank: str, groups: int, mapping: str) -> CompileOptions:
         # -p rows take rank, groups and mapping from the pipeline: pass the flag defaults.
@@ -329,6 +331,7 @@ class _FrontJob:
     graph: Graph
     passes: tuple[Pass, ...]
     ctx: CompileContext
+    verify_each: bool
     eval_x: np.ndarray | None
     eval_labels: np.ndarray | None
 
@@ -353,7 +356,8 @@ class _BackJob:
 
 def _run_front(job: _FrontJob) -> _Front:
     # The compiler's own pass runner, on a private copy of the imported graph.
-    graph, records = run_passes(copy.deepcopy(job.graph), job.passes, job.ctx)
+    graph, records = run_passes(copy.deepcopy(job.graph), job.passes, job.ctx,
+                                job.verify_each)
     top1 = None
     if job.eval_x is not None and job.eval_labels is not None:
         top1 = _ort_top1(graph, job.eval_x, job.eval_labels)
@@ -380,7 +384,7 @@ def _run_back(job: _BackJob) -> SweepRow:
     opts = cfg.options
     front_passes, back_passes = cfg.stages
     graph, records = run_passes(copy.deepcopy(front.graph), back_passes,
-                                CompileContext(target=cfg.target))
+                                CompileContext(target=cfg.target), opts.verify_each)
     _, report = finish(graph, [*front_passes, *back_passes], front.records + records,
                        cfg.target, opts.tech, job.model_name, tech_profile=job.tech)
     return row_from_report(report, cfg, front.top1)
@@ -453,6 +457,7 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
     keys = sorted(by_key, key=lambda k: by_key[k][0].rank == "none")
     front_jobs = [_FrontJob(k, graph, tuple(by_key[k][0].stages[0]),
                             CompileContext(target=by_key[k][0].target, calib=calib),
+                            spec.verify_each,
                             None if data is None else data.x,
                             None if data is None else data.labels) for k in keys]
 

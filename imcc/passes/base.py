@@ -37,7 +37,8 @@ class CompileContext:
     """What passes read from outside their options: the crossbar ``target`` (its array
     size and bit widths) and the calibration inputs (``calib``: a float array whose first
     axis is the sample, for the model's single input; None asks the quantize pass for its
-    deterministic synthetic batch)."""
+    deterministic synthetic batch). ``calib`` takes no part in comparisons (an array has no
+    single truth value); compare it separately when it matters."""
 
     target: CrossbarTarget = field(default_factory=CrossbarTarget)
     calib: np.ndarray | None = field(default=None, repr=False, compare=False)
