@@ -54,7 +54,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -488,7 +488,9 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
         float_top1 = _run_pool(front_jobs, backs, rows, min(jobs, total), report,
                                graph if data is not None else None, data, fronts)
     calibrated = any(isinstance(r, CalibrationRecord) for f in fronts for r in f.records)
-    return SweepResult(model=path.stem, spec=spec, rows=[rows[c.index] for c in configs],
+    # A -p pipeline may leave out quantize: the result's spec says what the rows ran.
+    ran = spec if calibrated == spec.quantize else replace(spec, quantize=calibrated)
+    return SweepResult(model=path.stem, spec=ran, rows=[rows[c.index] for c in configs],
                        float_top1=float_top1,
                        eval_source=None if data is None else data.source,
                        calibration=_calibration_text(spec, calib) if calibrated else None)
