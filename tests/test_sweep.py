@@ -195,6 +195,9 @@ def test_top1_with_data_matches_imcc_simulate(compiled: Path, tmp_path: Path) ->
     (["--mappings", "im2col,diagonal"], "diagonal"),
     (["--groups", "1,,4"], "--groups"),
     (["--jobs", "0"], "--jobs"),
+    (["--layer-rank", "nope"], "NAME=SPEC"),
+    (["--layer-rank", "/conv1/Conv=m/0"], "divisor"),
+    (["-p", "fold-bn,map"], "--no-quantize cannot be combined"),
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path: Path, args: list[str],
                                           needle: str) -> None:
