@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from imcc import __version__
 from imcc.errors import DataError, ImccError, UsageError
+
+if TYPE_CHECKING:  # the CLI imports the library lazily, for a fast --help
+    from imcc.compiler import CompileOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="imcc: compile ONNX CNNs onto in-memory-computing crossbar arrays, "
@@ -89,7 +92,7 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
              first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
              passes: str | None = None,
              model_input: Callable[[], tuple[str, tuple[int | None, ...]]] | None = None
-             ) -> Any:
+             ) -> CompileOptions:
     from imcc.compiler import options_from_flags, parse_layer_ranks
     from imcc.passes.lowrank import LowRankPass
     from imcc.targets.crossbar import CrossbarTarget
