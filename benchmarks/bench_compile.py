@@ -34,6 +34,7 @@ import onnxruntime as ort
 from imcc.compiler import CompileOptions, compile_model, write_outputs
 from imcc.frontend import import_model
 from imcc.ir import Graph
+from imcc.passes.base import CompileContext
 from imcc.passes.fold_bn import FoldBatchNorm
 from imcc.passes.lowrank import LowRankPass
 from imcc.passes.map import MapPass, find_pairs, node_geometry
@@ -100,18 +101,20 @@ def bench_mapping(model: Path, repeat: int) -> None:
     print("| graph | array | strategy | crossbar layers | pass ms (min) | ms / layer "
           "| slowest search ms |")
     print("|---|---|---|---:|---:|---:|---:|")
+    ctx = CompileContext()
     graphs = {
-        "uncompressed": FoldBatchNorm().run(import_model(model, name=model.stem)),
+        "uncompressed": FoldBatchNorm().run(import_model(model, name=model.stem), ctx).graph,
         "m/2 g=4": LowRankPass(rank="m/2", groups=4).run(
-            FoldBatchNorm().run(import_model(model, name=model.stem))),
+            FoldBatchNorm().run(import_model(model, name=model.stem), ctx).graph, ctx).graph,
     }
     for label, graph in graphs.items():
         n_layers = len(list(graph.crossbar_nodes()))
         for size in SEARCH_SIZES:
             target = CrossbarTarget(rows=size, cols=size)
             for strategy in STRATEGIES:
-                pass_ = MapPass(target=target, strategy=strategy)
-                best = min(timed(partial(pass_.run, graph), repeat))
+                pass_ = MapPass(strategy=strategy)
+                best = min(timed(partial(pass_.run, graph, CompileContext(target=target)),
+                                 repeat))
                 slowest = max(min(timed(u, repeat))
                               for u in search_units(graph, target, strategy))
                 print(f"| {label} | {size}x{size} | {strategy} | {n_layers} | "

@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from imcc import __version__
 from imcc.errors import DataError, ImccError, Interrupted, UsageError
+
+if TYPE_CHECKING:  # the CLI imports the library lazily, for a fast --help
+    from imcc.compiler import CompileOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="imcc: compile ONNX CNNs onto in-memory-computing crossbar arrays, "
@@ -72,9 +75,10 @@ TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 PassesOpt = Annotated[str | None, typer.Option(
     "--passes", "-p", help="An explicit pass pipeline replacing the default, e.g. "
-    "'fold-bn,lowrank{rank=m/8,groups=4},quantize{weight_bits=4},map{strategy=vw-sdk}'. "
-    "Cannot be combined with --rank/--groups/--layer-rank/--policy/--no-quantize/"
-    "--first-last-bits/--mapping.")]
+    "'fold-bn,lowrank{rank=m/8,groups=4},quantize{weight_bits=4},map{strategy=vw-sdk}'; "
+    "per-layer tables as layer_ranks={NAME=SPEC,...}. report.json's 'pipeline' holds the "
+    "pipeline a compile ran in this form. Cannot be combined with --rank/--groups/"
+    "--layer-rank/--policy/--no-quantize/--first-last-bits/--mapping/--include-first-last.")]
 
 
 def _progress() -> Progress:
@@ -83,25 +87,14 @@ def _progress() -> Progress:
                     transient=True, disable=not err.is_terminal)
 
 
-def _layer_ranks(items: list[str] | None) -> dict[str, str]:
-    res: dict[str, str] = {}
-    for it in items or []:
-        name, sep, spec = it.rpartition("=")
-        if not sep or not name:
-            raise UsageError(f"--layer-rank {it!r}: expected NAME=SPEC", hint="e.g. "
-                             "--layer-rank /layer1/layer1.0/conv1/Conv=m/4")
-        res[name] = spec
-    return res
-
-
 def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_bits: int,
              adc_bits: int, mapping: str, rank: str, groups: int, layer_rank: list[str] | None,
              policy: Path | None, include_first_last: bool, no_quantize: bool,
              first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
              passes: str | None = None,
              model_input: Callable[[], tuple[str, tuple[int | None, ...]]] | None = None
-             ) -> Any:
-    from imcc.compiler import CompileOptions
+             ) -> CompileOptions:
+    from imcc.compiler import options_from_flags, parse_layer_ranks
     from imcc.passes.lowrank import LowRankPass
     from imcc.targets.crossbar import CrossbarTarget
 
@@ -111,48 +104,25 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
 
         check_bit_widths(weight_bits, act_bits, first_last_bits, option=True)
     tgt = CrossbarTarget(rows, cols, weight_bits, cell_bits, act_bits, dac_bits, adc_bits)
-    if policy is not None:
-        lr = LowRankPass.policy_from_file(policy)
-        if rank != "none":
-            lr.rank = rank
-        if groups != 1:
-            lr.groups = groups
-        lr.layer_ranks.update(_layer_ranks(layer_rank))
-        lr.include_first_last = lr.include_first_last or include_first_last
-        lr._validate()
-    else:
-        lr = LowRankPass(rank=rank, groups=groups, layer_ranks=_layer_ranks(layer_rank),
-                         include_first_last=include_first_last)
-    if first_last_bits is not None and not 2 <= first_last_bits <= 16:
-        raise UsageError(f"--first-last-bits must be in [2, 16], got {first_last_bits}")
     if calib_limit < 1:
         raise UsageError(f"--calib-limit must be >= 1, got {calib_limit}")
-    x = None
+    kw: dict[str, Any] = dict(
+        target=tgt, mapping=mapping, rank=rank, groups=groups,
+        layer_ranks=parse_layer_ranks(layer_rank or []),
+        policy=None if policy is None else LowRankPass.policy_from_file(policy),
+        include_first_last=include_first_last, quantize=not no_quantize,
+        first_last_bits=first_last_bits, tech=tech, passes=passes,
+        verify_each=_STATE["debug"])
+    opts = options_from_flags(**kw)  # every option is checked before --calib reads the model
     if calib is not None and not no_quantize:
+        import dataclasses
+
         from imcc.dataset import load_npz
 
         assert model_input is not None
-        x = load_npz(calib, *model_input()).take(calib_limit).x
-    from imcc.analysis.tech import load_tech
-
-    load_tech(tech)  # fail early on a bad profile, before any work
-    pipeline = None
-    if passes is not None:
-        from imcc.passes.pipeline import parse_pipeline
-
-        clash = [flag for flag, used in (
-            ("--rank", rank != "none"), ("--groups", groups != 1), ("--layer-rank", layer_rank),
-            ("--policy", policy is not None), ("--no-quantize", no_quantize),
-            ("--first-last-bits", first_last_bits is not None), ("--mapping", mapping != "auto"),
-            ("--include-first-last", include_first_last)) if used]
-        if clash:
-            raise UsageError(f"--passes replaces the default pipeline; {', '.join(clash)} "
-                             "cannot be combined with it", hint="set them as pass options, "
-                             "e.g. lowrank{rank=m/2,groups=4}")
-        pipeline = parse_pipeline(passes, tgt)
-    return CompileOptions(target=tgt, mapping=mapping, quantize=not no_quantize,
-                          first_last_bits=first_last_bits, calib=x, lowrank=lr, tech=tech,
-                          pipeline=pipeline)
+        opts = dataclasses.replace(opts, calib=load_npz(calib, *model_input())
+                                   .take(calib_limit).x)
+    return opts
 
 
 # The compile options `compile` and `check` share (the parameters of `_options`).
@@ -203,7 +173,9 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors.")] = False,
+def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors, and run "
+                                                    "the IR verifier after every pass.")
+                           ] = False,
           version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False
           ) -> None:
@@ -391,16 +363,24 @@ def sweep_cmd(
                                               "pretrained CIFAR-10 ResNet-20.")] = "resnet20",
     targets: Annotated[str, typer.Option(help="Comma-separated array sizes ROWSxCOLS, e.g. "
                                               "32x32,64x64,128x128.")] = "64x64,128x128",
-    ranks: Annotated[str, typer.Option(help="Comma-separated low-rank ranks: none, m/R or an "
-                                            "integer.")] = "none,m/2,m/4",
-    groups: Annotated[str, typer.Option(help="Comma-separated low-rank group counts (rank "
-                                             "'none' is swept once, as groups 1).")] = "1,4",
-    mappings: Annotated[str, typer.Option(help="Comma-separated mappings: im2col, sdk, "
-                                               "vw-sdk, auto.")] = "im2col,auto",
+    ranks: Annotated[str | None, typer.Option(
+        help="Comma-separated low-rank ranks: none, m/R or an integer (default: "
+             "none,m/2,m/4; with --policy: the policy's rank).")] = None,
+    groups: Annotated[str | None, typer.Option(
+        help="Comma-separated low-rank group counts; a rank that compresses nothing is swept "
+             "once, as groups 1 (default: 1,4; with --policy: the policy's groups).")] = None,
+    mappings: Annotated[str | None, typer.Option(
+        help="Comma-separated mappings: im2col, sdk, vw-sdk, auto (default: "
+             "im2col,auto).")] = None,
     weight_bits: WBitsOpt = 4, cell_bits: CBitsOpt = 1, act_bits: ABitsOpt = 4,
     dac_bits: DacOpt = 1, adc_bits: AdcOpt = 8, tech: TechOpt = "isaac",
+    layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
     include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
+    passes: Annotated[str | None, typer.Option(
+        "--passes", "-p", help="An explicit pass pipeline for every row (as `imcc compile "
+        "-p`); the sweep then varies only --targets, so --ranks/--groups/--mappings cannot be "
+        "given, nor the flags -p excludes in `imcc compile`.")] = None,
     data: Annotated[Path | None, typer.Option(help="Labelled data (.npz: images [+mean, std] "
                                                    "+ labels) for the top-1 accuracy of each "
                                                    "compiled model (onnxruntime).")] = None,
@@ -418,18 +398,23 @@ def sweep_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Design-space sweep: compile MODEL for every target x rank x groups x mapping, write
-    one CSV row per configuration (cycles, energy, latency, error, accuracy with --data)."""
+    one CSV row per configuration (cycles, energy, latency, error, accuracy with --data).
+    Every other compile option of `imcc compile` applies to all rows."""
     from imcc.fileio import atomic_write_bytes
     from imcc.sweep import SweepSpec, plan_sweep, rows_as_dicts, run_sweep, split_list, to_csv
 
+    def listed(text: str | None, option: str) -> tuple[str, ...] | None:
+        return None if text is None else split_list(text, option)
+
     spec = SweepSpec(
         model=model, targets=split_list(targets, "--targets"),
-        ranks=split_list(ranks, "--ranks"), groups=split_list(groups, "--groups"),
-        mappings=split_list(mappings, "--mappings"), weight_bits=weight_bits,
+        ranks=listed(ranks, "--ranks"), groups=listed(groups, "--groups"),
+        mappings=listed(mappings, "--mappings"), weight_bits=weight_bits,
         cell_bits=cell_bits, act_bits=act_bits, dac_bits=dac_bits, adc_bits=adc_bits,
         tech=tech, quantize=not no_quantize, first_last_bits=first_last_bits,
         include_first_last=include_first_last, calib=calib, calib_limit=calib_limit,
-        data=data, limit=limit, skip=skip)
+        data=data, limit=limit, skip=skip, layer_rank=tuple(layer_rank or ()), policy=policy,
+        passes=passes, verify_each=_STATE["debug"])
     configs = plan_sweep(spec)  # every option checked before any compile
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")

@@ -10,25 +10,29 @@ OUTDIR layout (all deterministic):
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from imcc.analysis.energy import analyze_energy
-from imcc.analysis.tech import load_tech
+from imcc.analysis.tech import TechProfile, load_tech
+from imcc.errors import UsageError
 from imcc.fileio import atomic_dir
 from imcc.frontend import import_model
 from imcc.ir import Graph, verify
 from imcc.ir.onnx_export import serialize
-from imcc.passes.base import Pass
+from imcc.ir.records import CalibrationRecord, LowRankRecord, MappingRecord, Record
+from imcc.passes.base import CompileContext, Pass
 from imcc.passes.fold_bn import FoldBatchNorm
 from imcc.passes.lowrank import LowRankPass
 from imcc.passes.map import MapPass
+from imcc.passes.pipeline import parse_pipeline, pipeline_spec
 from imcc.passes.quantize import QuantizePass
 from imcc.report.build import build_report
 from imcc.targets.crossbar import CrossbarTarget
@@ -57,8 +61,16 @@ class CompileOptions:
     lowrank: LowRankPass = field(default_factory=LowRankPass)
     tech: str = "isaac"
     # An explicit pass list (`-p`); None runs `default_pipeline`.
-    pipeline: list[Pass] | None = None
+    pipeline: Sequence[Pass] | None = None
     verify_each: bool = False  # run the IR verifier after every pass (tests, --debug)
+
+    def context(self) -> CompileContext:
+        """What the passes read from outside their options."""
+        return CompileContext(target=self.target, calib=self.calib)
+
+    def passes(self) -> list[Pass]:
+        """The pipeline these options run: the explicit one, else `default_pipeline`."""
+        return list(self.pipeline) if self.pipeline is not None else default_pipeline(self)
 
 
 @dataclass
@@ -66,48 +78,156 @@ class CompileResult:
     graph: Graph
     float_graph_bytes: bytes
     program: Program
-    report: dict[str, Any]  # report["passes"] names the passes run
+    report: dict[str, Any]  # report["passes"] names the passes run, report["pipeline"] spells them
 
 
 def default_pipeline(opts: CompileOptions) -> list[Pass]:
     """fold-bn, then lowrank (if a rank is set), quantize (unless --no-quantize), map."""
     pipeline: list[Pass] = [FoldBatchNorm()]
-    if lowrank_active(opts.lowrank):
+    if opts.lowrank.active:
         pipeline.append(opts.lowrank)
     if opts.quantize:
         pipeline.append(QuantizePass(weight_bits=opts.target.weight_bits,
                                      act_bits=opts.target.act_bits,
-                                     first_last_bits=opts.first_last_bits, calib=opts.calib))
-    pipeline.append(MapPass(target=opts.target, strategy=opts.mapping))
+                                     first_last_bits=opts.first_last_bits))
+    pipeline.append(MapPass(strategy=opts.mapping))
     return pipeline
+
+
+def parse_layer_ranks(items: Sequence[str]) -> dict[str, str]:
+    """``--layer-rank NAME=SPEC`` items as a table (the name is everything before the last
+    ``=``)."""
+    res: dict[str, str] = {}
+    for it in items:
+        name, sep, spec = it.rpartition("=")
+        if not sep or not name:
+            raise UsageError(f"--layer-rank {it!r}: expected NAME=SPEC", hint="e.g. "
+                             "--layer-rank /layer1/layer1.0/conv1/Conv=m/4")
+        res[name] = spec
+    return res
+
+
+def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: str = "none",
+                       groups: int = 1, layer_ranks: Mapping[str, str] | None = None,
+                       policy: LowRankPass | None = None, include_first_last: bool = False,
+                       quantize: bool = True, first_last_bits: int | None = None,
+                       calib: np.ndarray | None = None, tech: str = "isaac",
+                       passes: str | None = None, verify_each: bool = False,
+                       ) -> CompileOptions:
+    """The compile options of `imcc compile`, `check` and (per row) `sweep`, from their
+    flags. The low-rank settings start from ``policy`` (a loaded policy file) and the flags
+    given override it: a rank other than ``none``, groups other than 1, ``--layer-rank``
+    entries (added to the policy's, replacing a layer's rank), ``--include-first-last``.
+    ``passes`` (``-p``) replaces the default pipeline and cannot be combined with the flags
+    that shape it. Every value is checked here, before any work."""
+    base = policy if policy is not None else LowRankPass()
+    changes: dict[str, Any] = {}
+    if rank != "none":
+        changes["rank"] = rank
+    if groups != 1:
+        changes["groups"] = groups
+    if layer_ranks:
+        changes["layer_ranks"] = {**base.layer_ranks, **layer_ranks}
+    if include_first_last:
+        changes["include_first_last"] = True
+    lowrank = dataclasses.replace(base, **changes)  # re-validated by __post_init__
+    if first_last_bits is not None and not 2 <= first_last_bits <= 16:
+        raise UsageError(f"--first-last-bits must be in [2, 16], got {first_last_bits}")
+    load_tech(tech)  # fail early on a bad profile, before any work
+    pipeline = None
+    if passes is not None:
+        clash = [flag for flag, used in (
+            ("--rank", rank != "none"), ("--groups", groups != 1),
+            ("--layer-rank", bool(layer_ranks)), ("--policy", policy is not None),
+            ("--no-quantize", not quantize),
+            ("--first-last-bits", first_last_bits is not None), ("--mapping", mapping != "auto"),
+            ("--include-first-last", include_first_last)) if used]
+        if clash:
+            raise UsageError(f"--passes replaces the default pipeline; {', '.join(clash)} "
+                             "cannot be combined with it", hint="set them as pass options, "
+                             "e.g. lowrank{rank=m/2,groups=4}")
+        pipeline = parse_pipeline(passes)
+    opts = CompileOptions(target=target, mapping=mapping, quantize=quantize,
+                          first_last_bits=first_last_bits, calib=calib, lowrank=lowrank,
+                          tech=tech, pipeline=pipeline, verify_each=verify_each)
+    check_pipeline(opts.passes())
+    return opts
+
+
+# ------------------------------------------------------------------------------ the stages
+
+
+def check_pipeline(passes: Sequence[Pass]) -> None:
+    """A pipeline must map the network: it needs the map pass."""
+    if not any(p.name == MapPass.name for p in passes):
+        raise UsageError(f"the pipeline {pipeline_spec(passes) or '(empty)'!r} has no "
+                         f"{MapPass.name!r} pass, so nothing would be laid out on crossbars",
+                         hint="end it with map, e.g. fold-bn,quantize,map")
+
+
+def split_at_map(passes: Sequence[Pass]) -> tuple[list[Pass], list[Pass]]:
+    """(the passes before the first map pass, the map pass and the rest). The first part
+    depends on the target's bit widths at most, never on its array size."""
+    check_pipeline(passes)
+    i = next(i for i, p in enumerate(passes) if p.name == MapPass.name)
+    return list(passes[:i]), list(passes[i:])
+
+
+def run_passes(graph: Graph, passes: Sequence[Pass], ctx: CompileContext,
+               verify_each: bool = False, progress: Callable[[str], None] | None = None,
+               ) -> tuple[Graph, tuple[Record, ...]]:
+    """Run ``passes`` in order; return the graph and every pass's records, in order."""
+    records: list[Record] = []
+    for p in passes:
+        if progress:
+            progress(p.name)
+        res = p.run(graph, ctx)
+        graph = res.graph
+        records.extend(res.records)
+        if verify_each:
+            verify(graph)
+    return graph, tuple(records)
+
+
+R = TypeVar("R", LowRankRecord, CalibrationRecord, MappingRecord)
+
+
+def first_record(records: Sequence[Record], kind: type[R]) -> R | None:
+    return next((r for r in records if isinstance(r, kind)), None)
+
+
+def finish(graph: Graph, passes: Sequence[Pass], records: Sequence[Record],
+           target: CrossbarTarget, tech: str, model_name: str,
+           tech_profile: TechProfile | None = None) -> tuple[Program, dict[str, Any]]:
+    """After the passes: verify the graph, emit the program, analyse its energy and build
+    the report. ``tech_profile`` is ``load_tech(tech)`` when the caller already has it."""
+    mapped = first_record(records, MappingRecord)
+    if mapped is None:
+        check_pipeline(passes)  # a UsageError when there is no map pass at all
+        raise UsageError("the map pass left no record; was the pipeline run?")
+    verify(graph)
+    program = emit_program(graph, target, model_name)
+    energy = analyze_energy(program, target, tech_profile or load_tech(tech))
+    calibration = first_record(records, CalibrationRecord)
+    lowrank = first_record(records, LowRankRecord)
+    report = build_report(program, target, energy, mapping=mapped.strategy, tech=tech,
+                          calibration=None if calibration is None else calibration.source,
+                          lowrank=lowrank)
+    report["passes"] = [p.name for p in passes]
+    report["pipeline"] = pipeline_spec(passes)
+    return program, report
 
 
 def compile_graph(graph: Graph, opts: CompileOptions, model_name: str,
                   progress: Callable[[str], None] | None = None) -> CompileResult:
+    """Run the options' pipeline on ``graph`` (edited in place) and emit the program."""
+    pipeline = opts.passes()
+    check_pipeline(pipeline)  # before any work
     float_bytes = serialize(graph)
-    pipeline = opts.pipeline if opts.pipeline is not None else default_pipeline(opts)
-    for p in pipeline:
-        if isinstance(p, QuantizePass) and p.calib is None:
-            p.calib = opts.calib
-    for p in pipeline:
-        if progress:
-            progress(p.name)
-        graph = p.run(graph)
-        if opts.verify_each:
-            verify(graph)
+    graph, records = run_passes(graph, pipeline, opts.context(), opts.verify_each, progress)
     if progress:
         progress("emit")
-    quant = next((p for p in pipeline if isinstance(p, QuantizePass)), None)
-    lowrank = next((p for p in pipeline if isinstance(p, LowRankPass) and lowrank_active(p)),
-                   None)
-    mapper = next(p for p in pipeline if isinstance(p, MapPass))
-    program = emit_program(graph, opts.target, model_name)
-    energy = analyze_energy(program, opts.target, load_tech(opts.tech))
-    report = build_report(program, opts.target, energy, mapping=mapper.strategy,
-                          tech=opts.tech,
-                          calibration=None if quant is None else quant.calibration,
-                          lowrank=lowrank)
-    report["passes"] = [p.name for p in pipeline]
+    program, report = finish(graph, pipeline, records, opts.target, opts.tech, model_name)
     return CompileResult(graph, float_bytes, program, report)
 
 
@@ -133,7 +253,3 @@ def write_outputs(res: CompileResult, outdir: str | Path,
 
 def default_outdir(model: str) -> Path:
     return Path.cwd() / f"{resolve_model(model).stem}.imcc"
-
-
-def lowrank_active(p: LowRankPass) -> bool:
-    return p.rank != "none" or any(r != "none" for r in p.layer_ranks.values())

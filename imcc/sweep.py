@@ -2,17 +2,29 @@
 low-rank groups and mapping strategy, and tabulate cycles, energy, latency, reconstruction
 error and (optionally) accuracy -- the experiments of the low-rank IMC paper.
 
-How it runs. The model is imported once. The pipeline of `imcc.compiler.compile_graph` is
-split in two stages:
+Options. Every row is compiled with the `CompileOptions` that `imcc compile` would build
+from the same flags (`imcc.compiler.options_from_flags`, the path the CLI takes): the row's
+``--target``, ``--rank``, ``--groups`` and ``--mapping`` come from the sweep's lists, every
+other compile option (``--layer-rank``, ``--policy``, ``--include-first-last``,
+``--no-quantize``, ``--first-last-bits``, ``--calib``, the bit widths, ``--tech``) applies to
+all rows. As in `imcc compile`, a rank ``none`` or groups ``1`` leaves a policy file's
+values in force, and the row shows the rank and groups that take effect; two rows that come
+out the same are a usage error. With ``--policy`` and no ``--ranks``/``--groups`` the sweep
+uses the policy's rank and groups. With ``-p/--passes`` the pipeline fixes rank, groups and
+mapping, so ``--ranks``, ``--groups`` and ``--mappings`` cannot be given: the sweep varies
+only the targets.
 
-* the *front* (fold-bn, lowrank, quantize) depends only on the low-rank setting
-  (rank, groups) and the bit widths, not on the array size or the mapping, so it runs once
-  per (rank, groups) -- including the quantize pass's calibration, which must be redone for
-  each factorization because the factorized layers and their activations differ;
-* the *back* (map, emit, energy, report) runs once per (target, mapping) on a copy of the
-  front's graph.
+How it runs. The model is imported once. Each row's pipeline is split in two stages at its
+map pass (`imcc.compiler.split_at_map`):
 
-Both stages use the very pass objects and functions `compile_graph` uses, so every row
+* the *front* (the passes before map: fold-bn, lowrank, quantize) reads no array size, so
+  it runs once per distinct front (rows are grouped by the front's pipeline text) --
+  including the quantize pass's calibration, which must be redone for each factorization
+  because the factorized layers and their activations differ;
+* the *back* (map, then `imcc.compiler.finish`: verify, emit, energy, report) runs once per
+  row on a copy of the front's graph.
+
+Both stages are the compiler's own (`imcc.compiler.run_passes` and `finish`), so every row
 equals what `imcc compile` reports for the same options (a test compares them). Front tasks
 run in a process pool, heaviest first; each finished front fans out into its back tasks.
 Rows come back in the order of the option lists (targets, then ranks, groups, mappings),
@@ -24,8 +36,9 @@ chooses layouts, so `compiled.onnx` is the same for every target and mapping of 
 (`top1_compiled_ort`); the functional simulator agrees with onnxruntime on compiled.onnx by
 construction (checked by `imcc simulate` and its tests).
 
-Deduplication: rank ``none`` leaves every layer uncompressed, so the groups setting has no
-effect; it yields one row per (target, mapping) with groups 1.
+Deduplication: a rank that compresses nothing (``none``, with no per-layer rank) leaves
+every layer uncompressed, so the groups setting has no effect; it yields one row per
+(target, mapping) with groups 1.
 """
 
 from __future__ import annotations
@@ -41,29 +54,35 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imcc.analysis.energy import analyze_energy
 from imcc.analysis.tech import TechProfile, load_tech
-from imcc.compiler import lowrank_active, resolve_model
+from imcc.compiler import (
+    CompileOptions,
+    finish,
+    options_from_flags,
+    parse_layer_ranks,
+    resolve_model,
+    run_passes,
+    split_at_map,
+)
 from imcc.dataset import Dataset, load_npz
 from imcc.errors import DataError, UsageError
 from imcc.frontend import import_model
 from imcc.ir import Graph
 from imcc.ir.onnx_export import serialize
-from imcc.passes.fold_bn import FoldBatchNorm
+from imcc.ir.records import CalibrationRecord, Record
+from imcc.passes.base import CompileContext, Pass
 from imcc.passes.lowrank import LowRankPass, parse_rank
 from imcc.passes.map import MapPass
-from imcc.passes.quantize import QuantizePass
-from imcc.report.build import build_report
+from imcc.passes.pipeline import pipeline_spec
 from imcc.report.render import BASE_CSS
 from imcc.targets.cost import MappingRequest
 from imcc.targets.crossbar import CrossbarTarget
-from imcc.targets.emit import emit_program
 
 TOP1_COLUMN = "top1_compiled_ort"
 BASE_COLUMNS: tuple[str, ...] = (
@@ -76,16 +95,24 @@ Progress = Callable[[int, int, str], None]  # (rows done, rows total, what is ru
 # ------------------------------------------------------------------------------ the plan
 
 
+DEFAULT_RANKS = ("none", "m/2", "m/4")
+DEFAULT_GROUPS = ("1", "4")
+DEFAULT_MAPPINGS = ("im2col", "auto")
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """Everything a sweep needs; list options hold the user's spellings (validated by
-    `plan_sweep`)."""
+    `plan_sweep`). ``ranks``, ``groups`` and ``mappings`` are None when not given: the
+    defaults above, or with ``policy`` the policy's rank and groups; with ``passes`` they
+    must stay None (see the module docstring). The other fields are the compile options
+    of `imcc compile`, applied to every row."""
 
     model: str
     targets: tuple[str, ...]
-    ranks: tuple[str, ...]
-    groups: tuple[str, ...]
-    mappings: tuple[str, ...]
+    ranks: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None
+    mappings: tuple[str, ...] | None = None
     weight_bits: int = 4
     cell_bits: int = 1
     act_bits: int = 4
@@ -100,21 +127,38 @@ class SweepSpec:
     data: Path | None = None
     limit: int | None = None
     skip: int = 0
+    layer_rank: tuple[str, ...] = ()   # --layer-rank NAME=SPEC items
+    policy: Path | None = None         # --policy file
+    passes: str | None = None          # -p/--passes pipeline text
+    verify_each: bool = False          # run the IR verifier after every pass (--debug)
 
 
 @dataclass(frozen=True)
 class Config:
-    """One row of the sweep: canonical spellings (e.g. rank ``m/2``, target ``64x64``)."""
+    """One row of the sweep: canonical spellings (e.g. rank ``m/2``, target ``64x64``) of
+    the rank, groups and mapping that take effect, and the row's compile options (without
+    the calibration data, which `run_sweep` loads once)."""
 
     index: int
     target: CrossbarTarget
     rank: str
     groups: int
     mapping: str
+    options: CompileOptions = field(compare=False, repr=False)
 
     @property
-    def lowrank_key(self) -> tuple[str, int]:
-        return self.rank, self.groups
+    def label(self) -> tuple[str, str, int, str]:
+        return self.target.name, self.rank, self.groups, self.mapping
+
+    @property
+    def stages(self) -> tuple[list[Pass], list[Pass]]:
+        """The row's pipeline split at its map pass: (front, back)."""
+        return split_at_map(self.options.passes())
+
+    @property
+    def front_key(self) -> str:
+        """Rows with equal front pipelines share one front run."""
+        return pipeline_spec(self.stages[0])
 
 
 @dataclass(frozen=True)
@@ -188,10 +232,36 @@ def _parse_groups(spec: str) -> int:
     return g
 
 
+def _labels(opts: CompileOptions) -> tuple[str, int, str]:
+    """(rank, groups, mapping) that take effect with `opts` (from the pipeline's own passes
+    under -p); rank "none" and groups 1 when nothing is factorized."""
+    passes = opts.passes()
+    lowrank = next((p for p in passes if isinstance(p, LowRankPass) and p.active), None)
+    mapper = next(p for p in passes if isinstance(p, MapPass))
+    if lowrank is None:
+        return "none", 1, mapper.strategy
+    return str(parse_rank(lowrank.rank)), lowrank.groups, mapper.strategy
+
+
 def plan_sweep(spec: SweepSpec) -> list[Config]:
     """Validate every option and return the configurations in row order. Nothing is
     compiled here, so a bad value fails before any work."""
-    if not (spec.targets and spec.ranks and spec.groups and spec.mappings):
+    if spec.passes is not None:
+        given = [flag for flag, v in (("--ranks", spec.ranks), ("--groups", spec.groups),
+                                      ("--mappings", spec.mappings)) if v is not None]
+        if given:
+            raise UsageError(f"--passes fixes the rank, groups and mapping of every row; "
+                             f"{', '.join(given)} cannot be combined with it (the sweep then "
+                             "varies only --targets)",
+                             hint="set them in the pipeline, e.g. lowrank{rank=m/2,groups=4}")
+    with_policy = spec.policy is not None
+    rank_list = spec.ranks if spec.ranks is not None else \
+        (("none",) if with_policy or spec.passes is not None else DEFAULT_RANKS)
+    group_list = spec.groups if spec.groups is not None else \
+        (("1",) if with_policy or spec.passes is not None else DEFAULT_GROUPS)
+    mapping_list = spec.mappings if spec.mappings is not None else \
+        (("auto",) if spec.passes is not None else DEFAULT_MAPPINGS)
+    if not (spec.targets and rank_list and group_list and mapping_list):
         raise UsageError("--targets, --ranks, --groups and --mappings each need at least "
                          "one value")
     targets: list[CrossbarTarget] = []
@@ -200,17 +270,12 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
         targets.append(CrossbarTarget(rows, cols, spec.weight_bits, spec.cell_bits,
                                       spec.act_bits, spec.dac_bits, spec.adc_bits))
     _unique([(t.rows, t.cols) for t in targets], spec.targets, "--targets")
-    ranks = [str(parse_rank(r)) for r in spec.ranks]
-    _unique(ranks, spec.ranks, "--ranks")
-    groups = [_parse_groups(g) for g in spec.groups]
-    _unique(groups, spec.groups, "--groups")
-    mappings = [MappingRequest.parse(m.lower()).value for m in spec.mappings]
-    _unique(mappings, spec.mappings, "--mappings")
-    for r in ranks:
-        for g in groups:
-            LowRankPass(rank=r, groups=g, include_first_last=spec.include_first_last)
-    if spec.first_last_bits is not None and not 2 <= spec.first_last_bits <= 16:
-        raise UsageError(f"--first-last-bits must be in [2, 16], got {spec.first_last_bits}")
+    ranks = [str(parse_rank(r)) for r in rank_list]
+    _unique(ranks, rank_list, "--ranks")
+    groups = [_parse_groups(g) for g in group_list]
+    _unique(groups, group_list, "--groups")
+    mappings = [MappingRequest.parse(m.lower()).value for m in mapping_list]
+    _unique(mappings, mapping_list, "--mappings")
     if spec.calib_limit < 1:
         raise UsageError(f"--calib-limit must be >= 1, got {spec.calib_limit}")
     if spec.calib is not None and not spec.quantize:
@@ -222,15 +287,38 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
         raise UsageError(f"--skip must be >= 0, got {spec.skip}")
     if spec.data is None and (spec.limit is not None or spec.skip):
         raise UsageError("--limit and --skip select evaluation inputs; they need --data")
-    load_tech(spec.tech)
+    shared: dict[str, Any] = dict(
+        layer_ranks=parse_layer_ranks(spec.layer_rank),
+        policy=None if spec.policy is None else LowRankPass.policy_from_file(spec.policy),
+        include_first_last=spec.include_first_last, quantize=spec.quantize,
+        first_last_bits=spec.first_last_bits, tech=spec.tech, passes=spec.passes,
+        verify_each=spec.verify_each)
+
+    def options(tgt: CrossbarTarget, rank: str, groups: int, mapping: str) -> CompileOptions:
+        # -p rows take rank, groups and mapping from the pipeline: pass the flag defaults.
+        if spec.passes is not None:
+            return options_from_flags(target=tgt, **shared)
+        return options_from_flags(target=tgt, rank=rank, groups=groups, mapping=mapping,
+                                  **shared)
 
     configs: list[Config] = []
+    seen: dict[tuple[str, str, int, str], tuple[str, int]] = {}
     for tgt in targets:
         for r in ranks:
-            # Rank none compresses nothing, so every groups value is the same network.
-            for g in ([1] if r == "none" else groups):
+            # A rank that compresses nothing makes every groups value the same network.
+            active = options(tgt, r, 1, mappings[0]).lowrank.active
+            for g in (groups if active else [1]):
                 for m in mappings:
-                    configs.append(Config(len(configs), tgt, r, g, m))
+                    opts = options(tgt, r, g, m)
+                    cfg = Config(len(configs), tgt, *_labels(opts), options=opts)
+                    if cfg.label in seen:
+                        raise UsageError(
+                            f"--ranks {seen[cfg.label][0]} and {r}, --groups "
+                            f"{seen[cfg.label][1]} and {g} give the same configuration "
+                            f"(rank {cfg.rank}, groups {cfg.groups}; a rank none or groups 1 "
+                            "keeps the policy's)", hint="list each configuration once")
+                    seen[cfg.label] = (r, g)
+                    configs.append(cfg)
     return configs
 
 
@@ -239,27 +327,22 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
 
 @dataclass(frozen=True)
 class _FrontJob:
+    key: str
     graph: Graph
-    rank: str
-    groups: int
-    include_first_last: bool
-    quantize: bool
-    weight_bits: int
-    act_bits: int
-    first_last_bits: int | None
-    calib: np.ndarray | None
+    passes: tuple[Pass, ...]
+    ctx: CompileContext
+    verify_each: bool
     eval_x: np.ndarray | None
     eval_labels: np.ndarray | None
 
 
 @dataclass(frozen=True)
 class _Front:
-    """A graph after fold-bn, lowrank and quantize, and what the report needs about them."""
+    """A graph after the passes before map, and their records."""
 
-    key: tuple[str, int]
+    key: str
     graph: Graph
-    lowrank: LowRankPass | None
-    calibration: str | None
+    records: tuple[Record, ...]
     top1: float | None
 
 
@@ -268,29 +351,17 @@ class _BackJob:
     front: _Front
     config: Config
     tech: TechProfile
-    tech_name: str
     model_name: str
 
 
 def _run_front(job: _FrontJob) -> _Front:
-    # The same passes, in the same order and with the same options, as compile_graph.
-    graph = FoldBatchNorm().run(copy.deepcopy(job.graph))
-    lowrank = LowRankPass(rank=job.rank, groups=job.groups,
-                          include_first_last=job.include_first_last)
-    active = lowrank_active(lowrank)
-    if active:
-        graph = lowrank.run(graph)
-    calibration = None
-    if job.quantize:
-        quant = QuantizePass(weight_bits=job.weight_bits, act_bits=job.act_bits,
-                             first_last_bits=job.first_last_bits, calib=job.calib)
-        graph = quant.run(graph)
-        calibration = quant.calibration
+    # The compiler's own pass runner, on a private copy of the imported graph.
+    graph, records = run_passes(copy.deepcopy(job.graph), job.passes, job.ctx,
+                                job.verify_each)
     top1 = None
     if job.eval_x is not None and job.eval_labels is not None:
         top1 = _ort_top1(graph, job.eval_x, job.eval_labels)
-    return _Front((job.rank, job.groups), graph, lowrank if active else None, calibration,
-                  top1)
+    return _Front(job.key, graph, records, top1)
 
 
 def _ort_top1(graph: Graph, x: np.ndarray, labels: np.ndarray) -> float:
@@ -306,15 +377,16 @@ def _ort_top1(graph: Graph, x: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _run_back(job: _BackJob) -> SweepRow:
-    # The back half of compile_graph: map, emit, energy, report -- on a private copy,
-    # because the map pass annotates nodes in place and one front feeds several backs.
+    # The back half of compile_graph: map, then verify, emit, energy and report -- on a
+    # private copy, because the map pass annotates nodes in place and one front feeds
+    # several backs. The map pass reads only the target from the context.
     cfg, front = job.config, job.front
-    graph = MapPass(target=cfg.target, strategy=cfg.mapping).run(copy.deepcopy(front.graph))
-    program = emit_program(graph, cfg.target, job.model_name)
-    energy = analyze_energy(program, cfg.target, job.tech)
-    report = build_report(program, cfg.target, energy, mapping=cfg.mapping,
-                          tech=job.tech_name, calibration=front.calibration,
-                          lowrank=front.lowrank)
+    opts = cfg.options
+    front_passes, back_passes = cfg.stages
+    graph, records = run_passes(copy.deepcopy(front.graph), back_passes,
+                                CompileContext(target=cfg.target), opts.verify_each)
+    _, report = finish(graph, [*front_passes, *back_passes], front.records + records,
+                       cfg.target, opts.tech, job.model_name, tech_profile=job.tech)
     return row_from_report(report, cfg, front.top1)
 
 
@@ -375,17 +447,19 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
                          f"{len(graph.inputs)}")
     calib, data = _load_data(spec, graph)
 
-    # One front per distinct (rank, groups), in first-use order; factorized fronts first
-    # because their SVD and larger calibration dominate the run time.
-    keys = list(dict.fromkeys(c.lowrank_key for c in configs))
-    keys.sort(key=lambda k: k[0] == "none")
-    front_jobs = [_FrontJob(graph, r, g, spec.include_first_last, spec.quantize,
-                            spec.weight_bits, spec.act_bits, spec.first_last_bits, calib,
-                            None if data is None else data.x,
-                            None if data is None else data.labels) for r, g in keys]
-    by_key: dict[tuple[str, int], list[Config]] = {}
+    # One front per distinct front pipeline, in first-use order; factorized fronts first
+    # because their SVD and larger calibration dominate the run time. The front's context
+    # holds the first row's target: the passes before map read no array size (the rows
+    # share the bit widths).
+    by_key: dict[str, list[Config]] = {}
     for c in configs:
-        by_key.setdefault(c.lowrank_key, []).append(c)
+        by_key.setdefault(c.front_key, []).append(c)
+    keys = sorted(by_key, key=lambda k: by_key[k][0].rank == "none")
+    front_jobs = [_FrontJob(k, graph, tuple(by_key[k][0].stages[0]),
+                            CompileContext(target=by_key[k][0].target, calib=calib),
+                            spec.verify_each,
+                            None if data is None else data.x,
+                            None if data is None else data.labels) for k in keys]
 
     total = len(configs)
     rows: dict[int, SweepRow] = {}
@@ -395,14 +469,16 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
             progress(len(rows), total, note)
 
     def backs(front: _Front) -> list[_BackJob]:
-        return [_BackJob(front, c, tech, spec.tech, path.stem) for c in by_key[front.key]]
+        return [_BackJob(front, c, tech, path.stem) for c in by_key[front.key]]
 
     report(f"calibrating {len(keys)} low-rank variant(s)" if spec.quantize
            else f"factorizing {len(keys)} low-rank variant(s)")
     float_top1: float | None = None
+    fronts: list[_Front] = []
     if jobs == 1 or total == 1:
         for fj in front_jobs:
             front = _run_front(fj)
+            fronts.append(front)
             for bj in backs(front):
                 row = rows[bj.config.index] = _run_back(bj)
                 report(_describe_row(row))
@@ -410,16 +486,20 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
             float_top1 = _ort_top1(graph, data.x, data.labels)  # the imported float model
     else:
         float_top1 = _run_pool(front_jobs, backs, rows, min(jobs, total), report,
-                               graph if data is not None else None, data)
-    return SweepResult(model=path.stem, spec=spec, rows=[rows[c.index] for c in configs],
+                               graph if data is not None else None, data, fronts)
+    calibrated = any(isinstance(r, CalibrationRecord) for f in fronts for r in f.records)
+    # A -p pipeline may leave out quantize: the result's spec says what the rows ran.
+    ran = spec if calibrated == spec.quantize else replace(spec, quantize=calibrated)
+    return SweepResult(model=path.stem, spec=ran, rows=[rows[c.index] for c in configs],
                        float_top1=float_top1,
                        eval_source=None if data is None else data.source,
-                       calibration=_calibration_text(spec, calib))
+                       calibration=_calibration_text(spec, calib) if calibrated else None)
 
 
 def _run_pool(front_jobs: list[_FrontJob], backs: Callable[[_Front], list[_BackJob]],
               rows: dict[int, SweepRow], workers: int, report: Callable[[str], None],
-              float_graph: Graph | None, data: Dataset | None) -> float | None:
+              float_graph: Graph | None, data: Dataset | None,
+              fronts: list[_Front]) -> float | None:
     # "spawn": workers start from a clean interpreter, so no lock held by a thread of this
     # process (the progress bar's refresh thread, logging) can be inherited mid-acquire.
     ctx = multiprocessing.get_context("spawn")
@@ -443,6 +523,7 @@ def _run_pool(front_jobs: list[_FrontJob], backs: Callable[[_Front], list[_BackJ
                     kind, index = pending.pop(fut)
                     result = fut.result()
                     if kind == "front":
+                        fronts.append(result)
                         for bj in backs(result):
                             pending[pool.submit(_run_back, bj)] = ("back", bj.config.index)
                     elif kind == "back":
@@ -485,9 +566,7 @@ def _describe_row(row: SweepRow) -> str:
     return f"{row.target} rank {row.rank} g{row.groups} {row.mapping}"
 
 
-def _calibration_text(spec: SweepSpec, calib: np.ndarray | None) -> str | None:
-    if not spec.quantize:
-        return None
+def _calibration_text(spec: SweepSpec, calib: np.ndarray | None) -> str:
     if calib is None:
         return "synthetic (deterministic noise batch)"
     return f"{spec.calib} ({len(calib)} samples)"

@@ -13,6 +13,7 @@ from imcc.frontend import import_model, import_proto
 from imcc.ir import ops as O
 from imcc.ir import verify
 from imcc.ir.onnx_export import serialize
+from imcc.passes.base import CompileContext
 from imcc.passes.fold_bn import FoldBatchNorm
 
 
@@ -105,7 +106,7 @@ def test_batchnorm_folds_into_conv_and_stays_digital_elsewhere():
                     helper.make_node("BatchNormalization", ["r", "s2", "b2", "m2", "v2"], ["y"],
                                      name="bn_keep")],
                    [("x", [2, 3, 6, 6])], ["y"], {"w": w, **bn, **bn2})
-    g = FoldBatchNorm().run(import_proto(m))
+    g = FoldBatchNorm().run(import_proto(m), CompileContext()).graph
     verify(g)
     assert [n.op.kind for n in g.nodes] == ["Conv", "Relu", "BatchNormalization"]
     x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)

@@ -20,7 +20,10 @@ from imcc.errors import DataError, UsageError
 from imcc.ir import Graph, Node, PairRole, TensorType, Value, verify
 from imcc.ir.interp import run_outputs
 from imcc.ir.ops import Conv, GlobalAveragePool, Linear, Relu, Reshape
+from imcc.ir.records import LowRankDecision, LowRankRecord
+from imcc.passes.base import CompileContext, PassResult
 from imcc.passes.lowrank import (
+    LayerDecision,
     LowRankPass,
     RankKind,
     RankSpec,
@@ -30,6 +33,16 @@ from imcc.passes.lowrank import (
 )
 
 # --------------------------------------------------------------------------------- helpers
+
+CTX = CompileContext()
+
+
+def lowrank_decisions(res: PassResult) -> tuple[LowRankDecision, ...]:
+    """The decisions of the one LowRankRecord a lowrank run returns."""
+    (record,) = res.records
+    assert isinstance(record, LowRankRecord)
+    assert res.modified == (record.factorized_layers > 0)
+    return record.decisions
 
 
 def reconstruct(r: np.ndarray, lw: np.ndarray, groups: int) -> np.ndarray:
@@ -211,13 +224,13 @@ def test_factorized_net_equals_reconstructed_weights(rank: str, groups: int) -> 
     weights = make_weights()
     g = make_net(weights)
     p = LowRankPass(rank=rank, groups=groups, include_first_last=True, include_linear=True)
-    p.run(g)
+    decisions = lowrank_decisions(p.run(g, CTX))
     verify(g)
     assert set(factorized(g)) == {"conv1", "conv2", "conv3", "fc"}
     (got,) = run_outputs(g, feeds())
     (want,) = run_outputs(reference_graph(weights, g), feeds())
     assert_close(got, want)
-    for d in p.decisions:
+    for d in decisions:
         assert d.factorized and d.rel_error is not None and 0.0 <= d.rel_error <= 1.0
 
 
@@ -226,11 +239,11 @@ def test_full_rank_equals_original() -> None:
     (orig,) = run_outputs(make_net(weights), feeds())
     g = make_net(weights)
     p = LowRankPass(rank="1000", groups=2, include_first_last=True, include_linear=True)
-    p.run(g)
+    decisions = lowrank_decisions(p.run(g, CTX))
     verify(g)
     (got,) = run_outputs(g, feeds())
     assert_close(got, orig)
-    by_layer = {d.layer: d for d in p.decisions}
+    by_layer = {d.layer: d for d in decisions}
     # conv1 has 3 input channels: groups=2 falls back to 1; then min(m, n) = min(8, 27) = 8.
     assert by_layer["conv1"].groups == 1 and by_layer["conv1"].rank == 8
     assert any("used 1" in s for s in by_layer["conv1"].notes)
@@ -243,7 +256,7 @@ def test_rewrite_structure_and_annotations() -> None:
     g = make_net(weights)
     out_name = g.outputs[0].name
     conv2_out = g.node("conv2").output.name
-    LowRankPass(rank="m/4", groups=2).run(g)
+    LowRankPass(rank="m/4", groups=2).run(g, CTX)
     verify(g)
     assert set(factorized(g)) == {"conv2", "conv3"}
     names = [n.name for n in g.nodes]
@@ -276,7 +289,7 @@ def test_rewrite_structure_and_annotations() -> None:
 def test_linear_pair_uses_block_diagonal_r() -> None:
     weights = make_weights()
     g = make_net(weights)
-    LowRankPass(layer_ranks={"fc": "2"}, layer_groups={"fc": 3}).run(g)
+    LowRankPass(layer_ranks={"fc": "2"}, layer_groups={"fc": 3}).run(g, CTX)
     verify(g)
     assert set(factorized(g)) == {"fc"}
     r = g.node("fc.R")
@@ -319,7 +332,7 @@ def test_pair_matches_onnxruntime(groups: int, rank: str, attrs: dict[str, tuple
     xin = g.input("x", TensorType((None, 8, 9, 10)))
     c = _conv_node(g, xin, "c", w, b, **attrs)
     g.outputs = [c.output]
-    LowRankPass(layer_ranks={"c": rank}, groups=groups).run(g)
+    LowRankPass(layer_ranks={"c": rank}, groups=groups).run(g, CTX)
     verify(g)
     r, lnode = g.node("c.R"), g.node("c.L")
     assert isinstance(r.op, Conv) and isinstance(lnode.op, Conv) and r.op.group == groups
@@ -360,34 +373,44 @@ def test_pair_matches_onnxruntime(groups: int, rank: str, attrs: dict[str, tuple
 def test_default_policy_skips_first_conv_and_last_linear() -> None:
     g = make_net(make_weights())
     p = LowRankPass(rank="m/2", include_linear=True)
-    p.run(g)
+    decisions = lowrank_decisions(p.run(g, CTX))
     assert set(factorized(g)) == {"conv2", "conv3"}
-    notes = {d.layer: d.notes for d in p.decisions}
+    notes = {d.layer: d.notes for d in decisions}
     assert "first conv" in notes["conv1"][0] and "last crossbar layer" in notes["fc"][0]
 
 
 def test_include_first_last_without_linear() -> None:
     g = make_net(make_weights())
     p = LowRankPass(rank="m/2", include_first_last=True)
-    p.run(g)
+    decisions = lowrank_decisions(p.run(g, CTX))
     assert set(factorized(g)) == {"conv1", "conv2", "conv3"}
-    assert "include_linear" in {d.layer: d for d in p.decisions}["fc"].notes[0]
+    assert "include_linear" in {d.layer: d for d in decisions}["fc"].notes[0]
 
 
 def test_noop_by_default() -> None:
     g = make_net(make_weights())
     before = [n.name for n in g.nodes]
-    p = LowRankPass()
-    p.run(g)
+    res = LowRankPass().run(g, CTX)
     assert [n.name for n in g.nodes] == before
-    assert not any(d.factorized for d in p.decisions)
+    # No rank requested anywhere: nothing to decide, so no record for the report.
+    assert res == PassResult(g, modified=False, records=())
+
+
+def test_pass_is_frozen_and_keeps_no_state() -> None:
+    p = LowRankPass(rank="m/2", layer_ranks={"conv2": "4"})
+    with pytest.raises(AttributeError):
+        p.rank = "m/4"  # type: ignore[misc]
+    first = lowrank_decisions(p.run(make_net(make_weights()), CTX))
+    again = lowrank_decisions(p.run(make_net(make_weights()), CTX))
+    assert first == again
+    assert LayerDecision is LowRankDecision  # the old name stays importable
 
 
 def test_layer_overrides() -> None:
     g = make_net(make_weights())
     p = LowRankPass(rank="m/2", groups=2,
                     layer_ranks={"conv1": "4", "conv2": "none"}, layer_groups={"conv3": 4})
-    p.run(g)
+    p.run(g, CTX)
     verify(g)
     pairs = factorized(g)
     # An explicit rank overrides the first-conv policy; "none" skips a layer.
@@ -405,30 +428,30 @@ def test_default_groups_fall_back_to_largest_divisor() -> None:
     c = _conv_node(g, x, "c", rng.standard_normal((4, 6, 3, 3)).astype(np.float32), None)
     g.outputs = [c.output]
     p = LowRankPass(layer_ranks={"c": "2"}, groups=4)
-    p.run(g)
+    decisions = lowrank_decisions(p.run(g, CTX))
     verify(g)
-    (d,) = p.decisions
+    (d,) = decisions
     assert d.groups == 3 and "groups 4 does not divide 6" in d.notes[0]
 
 
 def test_rank_clipped_up_to_one() -> None:
     g = make_net(make_weights())
     p = LowRankPass(rank="m/64")
-    p.run(g)
-    d = {d.layer: d for d in p.decisions}["conv2"]
+    decisions = lowrank_decisions(p.run(g, CTX))
+    d = {d.layer: d for d in decisions}["conv2"]
     assert d.rank == 1 and any("clipped to 1" in s for s in d.notes)
 
 
 def test_explicit_groups_that_do_not_divide_raise() -> None:
     g = make_net(make_weights())
     with pytest.raises(UsageError, match="conv2"):
-        LowRankPass(rank="m/2", layer_groups={"conv2": 3}).run(g)
+        LowRankPass(rank="m/2", layer_groups={"conv2": 3}).run(g, CTX)
 
 
 def test_unknown_layer_name_raises() -> None:
     g = make_net(make_weights())
     with pytest.raises(UsageError, match="conv9"):
-        LowRankPass(rank="m/2", layer_ranks={"conv9": "2"}).run(g)
+        LowRankPass(rank="m/2", layer_ranks={"conv9": "2"}).run(g, CTX)
 
 
 def _depthwise_net() -> Graph:
@@ -447,24 +470,24 @@ def _depthwise_net() -> Graph:
 def test_grouped_conv_is_skipped() -> None:
     g = _depthwise_net()
     p = LowRankPass(rank="2", include_first_last=True)
-    p.run(g)
+    decisions = lowrank_decisions(p.run(g, CTX))
     verify(g)
     assert set(factorized(g)) == {"c0", "c2"}
-    assert "grouped conv" in {d.layer: d for d in p.decisions}["dw"].notes[0]
+    assert "grouped conv" in {d.layer: d for d in decisions}["dw"].notes[0]
     with pytest.raises(UsageError, match="dw"):
-        LowRankPass(layer_ranks={"dw": "2"}).run(_depthwise_net())
+        LowRankPass(layer_ranks={"dw": "2"}).run(_depthwise_net(), CTX)
 
 
 def test_second_run_leaves_pairs_alone() -> None:
     g = make_net(make_weights())
-    LowRankPass(rank="m/2").run(g)
+    LowRankPass(rank="m/2").run(g, CTX)
     names = [n.name for n in g.nodes]
     p = LowRankPass(rank="m/2", include_first_last=True)
-    p.run(g)
+    decisions = lowrank_decisions(p.run(g, CTX))
     verify(g)
     assert set(factorized(g)) == {"conv1", "conv2", "conv3"}
     assert len(g.nodes) == len(names) + 1
-    assert all("already" in d.notes[0] for d in p.decisions if d.layer.endswith((".R", ".L")))
+    assert all("already" in d.notes[0] for d in decisions if d.layer.endswith((".R", ".L")))
 
 
 # -------------------------------------------------------------------------- rank parsing
@@ -512,7 +535,7 @@ def test_policy_json(tmp_path: Path) -> None:
                             layer_ranks={"conv2": "m/4", "conv3": "none", "fc": "3"},
                             layer_groups={"conv2": 2, "conv1": 1})
     g = make_net(make_weights())
-    p.run(g)
+    p.run(g, CTX)
     verify(g)
     assert set(factorized(g)) == {"conv2", "fc"}
 

@@ -17,12 +17,15 @@ from imcc.ir import (
     verify,
 )
 from imcc.ir.ops import Conv, FakeQuant, Linear, Relu, Reshape
+from imcc.ir.records import MappingRecord
+from imcc.passes.base import CompileContext
 from imcc.passes.map import MapPass, find_pairs, node_geometry
 from imcc.targets.cost import LayerGeom, best_mapping, best_pair_mapping
 from imcc.targets.crossbar import CrossbarTarget
 
 RNG = np.random.default_rng(0)
 T128 = CrossbarTarget(rows=128, cols=128, weight_bits=4, cell_bits=1)
+CTX = CompileContext(target=T128)
 
 
 def weight(*shape: int) -> np.ndarray:
@@ -68,8 +71,9 @@ def test_linear_positions() -> None:
 @pytest.mark.parametrize("strategy", ["im2col", "sdk", "vw-sdk", "auto"])
 def test_every_crossbar_node_mapped(strategy: str) -> None:
     g = small_cnn()
-    out = MapPass(target=T128, strategy=strategy).run(g)
-    assert out is g
+    res = MapPass(strategy=strategy).run(g, CTX)
+    assert res.graph is g and res.modified
+    assert res.records == (MappingRecord(strategy),)
     verify(g)
     for node in g.crossbar_nodes():
         want, _ = best_mapping(node_geometry(node), strategy, 128, 128, T128.slices)
@@ -81,14 +85,14 @@ def test_every_crossbar_node_mapped(strategy: str) -> None:
 
 def test_mapping_values() -> None:
     g = small_cnn()
-    MapPass(target=T128, strategy="vw-sdk").run(g)
+    MapPass(strategy="vw-sdk").run(g, CTX)
     # conv1: 72 rows, 64 columns: im2col 100 cycles. A 1x2 window (3x4 pixels, 10 channels
     # per tile -> 1 row tile; 16 OC * 2 * 4 = 128 columns) needs 10 * 5 = 50.
     assert g.node("conv1").mapping == MappingChoice(Strategy.VW_SDK, (1, 2))
     # The linear layer on a 1x1 map has nothing to parallelize: im2col with a reason.
     fc = g.node("fc").mapping
     assert fc is not None and fc.strategy is Strategy.IM2COL and fc.reason
-    MapPass(target=T128, strategy="im2col").run(g)
+    MapPass(strategy="im2col").run(g, CTX)
     assert all(n.mapping == MappingChoice(Strategy.IM2COL) for n in g.crossbar_nodes())
 
 
@@ -97,7 +101,7 @@ def test_strategy_validation() -> None:
         MapPass(strategy="vw_sdk")
     assert "im2col, sdk, vw-sdk, auto" in str(exc.value)
     assert MapPass.name == "map"
-    assert MapPass().target == CrossbarTarget()
+    assert MapPass() == MapPass(strategy="auto")  # the target comes from the context
 
 
 def factorized(fake_quant: bool = False, l_kernel: int = 1, extra_user: bool = False) -> Graph:
@@ -130,7 +134,7 @@ def _pair_choice(g: Graph, strategy: str) -> tuple[MappingChoice, MappingChoice]
 def test_prefactorized_pair_mapped_jointly(strategy: str) -> None:
     g = factorized()
     assert [(a.name, b.name) for a, b in find_pairs(g)] == [("R", "L")]
-    MapPass(target=T128, strategy=strategy).run(g)
+    MapPass(strategy=strategy).run(g, CTX)
     r, lay = g.node("R"), g.node("L")
     assert (r.mapping, lay.mapping) == _pair_choice(g, strategy)
     assert r.mapping is not None and lay.mapping is not None
@@ -141,7 +145,7 @@ def test_prefactorized_pair_mapped_jointly(strategy: str) -> None:
 def test_joint_differs_from_independent() -> None:
     # Independently, the 1x1 L would prefer its own window; jointly both share one.
     g = factorized()
-    MapPass(target=T128, strategy="vw-sdk").run(g)
+    MapPass(strategy="vw-sdk").run(g, CTX)
     r_alone, _ = best_mapping(node_geometry(g.node("R")), "vw-sdk", 128, 128, 4)
     l_alone, _ = best_mapping(node_geometry(g.node("L")), "vw-sdk", 128, 128, 4)
     assert (r_alone.pw, l_alone.pw) != (g.node("R").mapping.pw,  # type: ignore[union-attr]
@@ -157,7 +161,7 @@ def test_prefactorized_through_fakequant() -> None:
 def test_not_a_pair(kwargs: dict[str, object]) -> None:
     g = factorized(**kwargs)  # type: ignore[arg-type]
     assert find_pairs(g) == []
-    MapPass(target=T128, strategy="vw-sdk").run(g)
+    MapPass(strategy="vw-sdk").run(g, CTX)
     for name in ("R", "L"):
         node = g.node(name)
         assert node.mapping == best_mapping(node_geometry(node), "vw-sdk", 128, 128, 4)[0]
@@ -170,7 +174,7 @@ def test_pointwise_chain_pairs_once() -> None:
         v = g.add(Conv(kernel=(1, 1)), [v, g.const(f"w{k}", weight(8, 8, 1, 1))], f"c{k}").output
     g.outputs = [v]
     assert [(a.name, b.name) for a, b in find_pairs(g)] == [("c0", "c1")]
-    MapPass(target=T128).run(g)
+    MapPass().run(g, CTX)
     assert all(n.mapping is not None for n in g.crossbar_nodes())
 
 
@@ -184,7 +188,7 @@ def _annotate(g: Graph, r_partner: str = "L", l_role: PairRole = PairRole.L) -> 
 def test_annotated_pair() -> None:
     g = factorized(fake_quant=True)
     _annotate(g)
-    MapPass(target=T128, strategy="auto").run(g)
+    MapPass(strategy="auto").run(g, CTX)
     assert (g.node("R").mapping, g.node("L").mapping) == _pair_choice(g, "auto")
 
 
@@ -192,12 +196,12 @@ def test_inconsistent_annotation() -> None:
     g = factorized()
     _annotate(g, r_partner="nowhere")
     with pytest.raises(VerifyError):
-        MapPass(target=T128).run(g)
+        MapPass().run(g, CTX)
     g = factorized()
     _annotate(g, l_role=PairRole.R)
     with pytest.raises(VerifyError):
-        MapPass(target=T128).run(g)
+        MapPass().run(g, CTX)
     g = factorized(l_kernel=3)
     _annotate(g)
     with pytest.raises(VerifyError):
-        MapPass(target=T128).run(g)
+        MapPass().run(g, CTX)

@@ -16,6 +16,8 @@ from imcc.errors import DataError, ModelError, UsageError
 from imcc.ir import Graph, LowRank, Node, PairRole, TensorType, Value, ops, verify
 from imcc.ir.interp import run as interp_run
 from imcc.ir.onnx_export import fakequant_min_opset, fakequant_onnx_nodes
+from imcc.ir.records import CalibrationRecord
+from imcc.passes.base import CompileContext
 from imcc.passes.quantize import (
     QuantizePass,
     calibrate_scale,
@@ -57,6 +59,9 @@ class Net:
         verify(g)
 
 
+CTX = CompileContext()
+
+
 def fakequants(g: Graph) -> list[Node]:
     return [n for n in g.nodes if isinstance(n.op, ops.FakeQuant)]
 
@@ -78,7 +83,7 @@ def test_weights_on_the_grid() -> None:
     net = Net()
     originals = {n.name: (n.inputs[1], n.inputs[1].data.copy()) for n in net.g.crossbar_nodes()}
     biases = {n.name: n.inputs[2] for n in net.g.crossbar_nodes() if len(n.inputs) > 2}
-    QuantizePass(weight_bits=4, act_bits=4).run(net.g)
+    QuantizePass(weight_bits=4, act_bits=4).run(net.g, CTX)
     verify(net.g)
     for node in net.g.crossbar_nodes():
         wq = node.wquant
@@ -130,7 +135,7 @@ def test_weight_quant_property(bits: int, seed: int, shape: tuple[int, ...]) -> 
 
 def test_fakequant_placement_sharing_and_signedness() -> None:
     net = Net()
-    QuantizePass().run(net.g)
+    QuantizePass().run(net.g, CTX)
     verify(net.g)
     fqs = fakequants(net.g)
     # x, relu (shared by conv_b and conv_d), add, and the fc input.
@@ -172,7 +177,7 @@ def test_nonnegativity_propagates(chain: list[ops.Op], signed: bool) -> None:
     w = g.const("w", np.ones((2, c, 1, 1), np.float32))
     conv = g.add(ops.Conv((1, 1)), [v, w], "conv")
     g.outputs.append(conv.output)
-    QuantizePass().run(g)
+    QuantizePass().run(g, CTX)
     verify(g)
     assert fq_of(conv).signed is signed
 
@@ -185,13 +190,13 @@ def test_relu_then_add_of_two_relus_is_unsigned() -> None:
     s = g.add(ops.Add(), [r1, r2], "add").output
     fc = g.add(ops.Linear(), [s, g.const("w", np.eye(4, dtype=np.float32))], "fc")
     g.outputs.append(fc.output)
-    QuantizePass().run(g)
+    QuantizePass().run(g, CTX)
     assert not fq_of(fc).signed
 
 
 def test_first_last_bits() -> None:
     net = Net()
-    QuantizePass(weight_bits=4, act_bits=3, first_last_bits=8).run(net.g)
+    QuantizePass(weight_bits=4, act_bits=3, first_last_bits=8).run(net.g, CTX)
     verify(net.g)
     bits = {n.name: (n.wquant.bits if n.wquant else None, fq_of(n).bits)
             for n in net.g.crossbar_nodes()}
@@ -209,7 +214,7 @@ def test_value_shared_at_two_bit_widths_gets_two_fakequants() -> None:
     last = g.add(ops.Linear(), [mid.output, g.const("w3", np.eye(4, dtype=np.float32))], "last")
     side = g.add(ops.Linear(), [r, g.const("w4", np.eye(4, dtype=np.float32))], "side")
     g.outputs += [last.output, side.output]
-    QuantizePass(first_last_bits=8).run(g)
+    QuantizePass(first_last_bits=8).run(g, CTX)
     verify(g)
     # `side` (last) and `mid` read the same ReLU at 8 and 4 bits.
     assert fq_of(side).bits == 8 and fq_of(mid).bits == 4
@@ -235,7 +240,7 @@ def test_lowrank_partner_of_first_layer_counts_as_first() -> None:
                 [mid.output, g.const("o_w", rng.standard_normal((3, 8, 1, 1)).astype(np.float32))],
                 "out")
     g.outputs.append(out.output)
-    QuantizePass(first_last_bits=8).run(g)
+    QuantizePass(first_last_bits=8).run(g, CTX)
     verify(g)
     assert [n.wquant.bits for n in g.crossbar_nodes() if n.wquant] == [8, 8, 4, 8]
     assert fq_of(ll).bits == 8 and fq_of(mid).bits == 4
@@ -289,9 +294,8 @@ def test_pass_uses_mse_on_calibration_data() -> None:
     results = {}
     for method in ("mse", "max"):
         g, fc = graph()
-        p = QuantizePass(act_bits=4, calib=data, method=method)
-        p.run(g)
-        assert p.calibration == "data:256 samples"
+        res = QuantizePass(act_bits=4, method=method).run(g, CompileContext(calib=data))
+        assert res.records == (CalibrationRecord("data:256 samples"),)
         results[method] = fakequant_mse(data, fq_of(fc).scale, 4, True)
     assert results["mse"] < 0.5 * results["max"]
 
@@ -299,7 +303,7 @@ def test_pass_uses_mse_on_calibration_data() -> None:
 def test_later_scales_see_earlier_quantization() -> None:
     net = Net()
     data = calib_data()
-    QuantizePass(calib=data).run(net.g)
+    QuantizePass().run(net.g, CompileContext(calib=data))
     # Re-run the quantized graph: every FakeQuant's scale is the calibrated scale of the
     # input it actually receives (upstream FakeQuants and quantized weights applied).
     values = interp_run(net.g, {"x": data})
@@ -313,9 +317,8 @@ def test_synthetic_fallback_is_deterministic() -> None:
     runs = []
     for _ in range(2):
         net = Net()
-        p = QuantizePass()
-        p.run(net.g)
-        assert p.calibration == "synthetic"
+        res = QuantizePass().run(net.g, CTX)
+        assert res.modified and res.records == (CalibrationRecord("synthetic"),)
         runs.append(net.g)
     a, b = runs
     assert [repr(n.op) for n in a.nodes] == [repr(n.op) for n in b.nodes]
@@ -331,7 +334,7 @@ def test_quantized_graph_tracks_float_graph_at_8_bits() -> None:
     data = calib_data(32)
     ref = interp_run(Net().g, {"x": data})
     net = Net()
-    QuantizePass(weight_bits=8, act_bits=8, calib=data).run(net.g)
+    QuantizePass(weight_bits=8, act_bits=8).run(net.g, CompileContext(calib=data))
     out = interp_run(net.g, {"x": data})
     y, y0 = out[net.fc.output.name], ref[net.fc.output.name]
     assert np.linalg.norm(y - y0) < 0.05 * np.linalg.norm(y0)
@@ -344,10 +347,9 @@ def test_with_bundled_data() -> None:
     w = g.const("w", np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32))
     conv = g.add(ops.Conv((3, 3), stride=(2, 2)), [x, w], "conv")
     g.outputs.append(conv.output)
-    p = QuantizePass(calib=d.x, first_last_bits=8)
-    p.run(g)
+    res = QuantizePass(first_last_bits=8).run(g, CompileContext(calib=d.x))
     verify(g)
-    assert p.calibration == "data:8 samples"
+    assert res.records == (CalibrationRecord("data:8 samples"),)
     assert fq_of(conv).bits == 8 and fq_of(conv).signed
 
 
@@ -369,8 +371,9 @@ def test_bad_options(kwargs: dict[str, object], match: str) -> None:
     net = Net()
     before = repr(net.g)
     with pytest.raises(UsageError, match=match):
-        QuantizePass(**kwargs).run(net.g)  # type: ignore[arg-type]
-    assert repr(net.g) == before  # refused before any edit
+        QuantizePass(**kwargs)  # type: ignore[arg-type]
+    # Refused when the pass is built, so a bad pipeline fails before any graph work.
+    assert repr(net.g) == before
 
 
 @pytest.mark.parametrize("kwargs", [{"weight_bits": 1}, {"act_bits": 17},
@@ -390,15 +393,15 @@ def test_bad_calibration_data() -> None:
         net = Net()
         before = repr(net.g)
         with pytest.raises(DataError, match=match):
-            QuantizePass(calib=bad).run(net.g)
+            QuantizePass().run(net.g, CompileContext(calib=bad))
         assert repr(net.g) == before
 
 
 def test_runs_once_only() -> None:
     net = Net()
-    QuantizePass().run(net.g)
+    QuantizePass().run(net.g, CTX)
     with pytest.raises(UsageError, match="already quantized"):
-        QuantizePass().run(net.g)
+        QuantizePass().run(net.g, CTX)
 
 
 def test_non_finite_weights_are_a_model_error() -> None:
@@ -406,14 +409,14 @@ def test_non_finite_weights_are_a_model_error() -> None:
     assert net.a.inputs[1].data is not None
     net.a.inputs[1].data[0, 0, 0, 0] = np.nan
     with pytest.raises(ModelError, match="conv_a"):
-        QuantizePass().run(net.g)
+        QuantizePass().run(net.g, CTX)
 
 
 def test_graph_without_crossbar_layers_is_unchanged() -> None:
     g = Graph()
     x = g.input("x", TensorType((None, 4)))
     g.outputs.append(g.add(ops.Relu(), [x], "relu").output)
-    QuantizePass().run(g)
+    QuantizePass().run(g, CTX)
     verify(g)
     assert [n.op.kind for n in g.nodes] == ["Relu"]
 

@@ -104,10 +104,7 @@ def test_auto_never_needs_more_cycles_than_im2col(swept: Path) -> None:
                if t == "128x128")
 
 
-def test_rows_equal_imcc_compile(swept: Path, compiled: Path) -> None:
-    rep = json.loads((compiled / "report.json").read_text())
-    (row,) = [r for r in read_rows(swept / "sweep.csv") if (r["target"], r["rank"],
-              r["groups"], r["mapping"]) == ("128x128", "m/2", "4", "auto")]
+def assert_row_equals_report(row: dict[str, str], rep: dict[str, Any]) -> None:
     assert int(row["cycles"]) == rep["total_cycles"]
     assert int(row["im2col_cycles"]) == rep["im2col_cycles"]
     assert int(row["n_arrays"]) == rep["n_arrays"]
@@ -118,6 +115,37 @@ def test_rows_equal_imcc_compile(swept: Path, compiled: Path) -> None:
     errors = [la["rel_error"] for la in rep["layers"] if la.get("role") == "R"]
     assert int(row["factorized_layers"]) == len(errors) == rep["lowrank"]["factorized_layers"]
     assert float(row["mean_rel_error"]) == pytest.approx(sum(errors) / len(errors), rel=1e-15)
+
+
+def test_rows_equal_imcc_compile(swept: Path, compiled: Path) -> None:
+    rep = json.loads((compiled / "report.json").read_text())
+    (row,) = [r for r in read_rows(swept / "sweep.csv") if (r["target"], r["rank"],
+              r["groups"], r["mapping"]) == ("128x128", "m/2", "4", "auto")]
+    assert_row_equals_report(row, rep)
+
+
+# A pipeline the flags cannot build (method=max), with a per-layer rank in the text.
+PIPELINE = ("fold-bn,lowrank{rank=m/4,groups=2,layer_ranks={/layer3/layer3.2/conv2/Conv=3}},"
+            "quantize{first_last_bits=8,method=max},map{strategy=vw-sdk}")
+
+
+def test_sweep_with_passes_equals_imcc_compile(tmp_path: Path) -> None:
+    """-p: every row runs the given pipeline; only the targets vary."""
+    proc = imcc(tmp_path, "sweep", "resnet20", "--targets", "32x32,64x64", "-p", PIPELINE,
+                "-j", "1", "-o", "p.csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(tmp_path / "p.csv")
+    assert [(r["target"], r["rank"], r["groups"], r["mapping"]) for r in rows] == \
+        [("32x32", "m/4", "2", "vw-sdk"), ("64x64", "m/4", "2", "vw-sdk")]
+    proc = imcc(tmp_path, "compile", "resnet20", "--target", "64x64", "-p", PIPELINE,
+                "-o", "c")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert rep["pipeline"].startswith("fold-bn,lowrank{rank=m/4,groups=2,layer_ranks="
+                                      "{/layer3/layer3.2/conv2/Conv=3},")
+    assert_row_equals_report(rows[1], rep)
+    proc = imcc(tmp_path, "sweep", "resnet20", "-p", PIPELINE, "--ranks", "m/2", "-o", "x.csv")
+    assert proc.returncode == 2 and "--ranks cannot be combined" in proc.stderr
 
 
 def test_same_csv_in_process_and_with_workers(swept: Path, tmp_path: Path) -> None:
@@ -167,6 +195,9 @@ def test_top1_with_data_matches_imcc_simulate(compiled: Path, tmp_path: Path) ->
     (["--mappings", "im2col,diagonal"], "diagonal"),
     (["--groups", "1,,4"], "--groups"),
     (["--jobs", "0"], "--jobs"),
+    (["--layer-rank", "nope"], "NAME=SPEC"),
+    (["--layer-rank", "/conv1/Conv=m/0"], "divisor"),
+    (["-p", "fold-bn,map"], "--no-quantize cannot be combined"),
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path: Path, args: list[str],
                                           needle: str) -> None:
@@ -198,6 +229,49 @@ def spec(**kw: Any) -> SweepSpec:
 def test_plan_rejects_bad_values(kw: dict[str, Any]) -> None:
     with pytest.raises(UsageError):
         plan_sweep(spec(**kw))
+
+
+def test_plan_with_policy_and_layer_rank(tmp_path: Path) -> None:
+    f = tmp_path / "policy.json"
+    f.write_text(json.dumps({"rank": "m/4", "groups": 2,
+                             "layers": {"/layer1/layer1.0/conv1/Conv": "none"}}))
+    # No --ranks/--groups: the policy's rank and groups, once per target and mapping.
+    configs = plan_sweep(spec(targets=("64x64", "128x128"), ranks=None, groups=None,
+                              mappings=("auto",), policy=f))
+    assert [(c.target.name, c.rank, c.groups) for c in configs] == \
+        [("64x64", "m/4", 2), ("128x128", "m/4", 2)]
+    lr = configs[0].options.lowrank
+    assert lr.layer_ranks == {"/layer1/layer1.0/conv1/Conv": "none"}
+    # Listed ranks and groups override the policy's, as --rank/--groups do in compile.
+    configs = plan_sweep(spec(ranks=("m/2", "m/8"), groups=("4",), policy=f,
+                              layer_rank=("/linear/Gemm=2",)))
+    assert [(c.rank, c.groups) for c in configs] == [("m/2", 4), ("m/8", 4)]
+    assert configs[0].options.lowrank.layer_ranks == {"/layer1/layer1.0/conv1/Conv": "none",
+                                                      "/linear/Gemm": "2"}
+    # Rank none keeps the policy's m/4, like `imcc compile --policy f --rank none`.
+    with pytest.raises(UsageError, match="same configuration"):
+        plan_sweep(spec(ranks=("none", "m/4"), policy=f))
+
+
+def test_plan_layer_rank_makes_groups_matter_for_rank_none() -> None:
+    configs = plan_sweep(spec(ranks=("none",), groups=("1", "4"),
+                              layer_rank=("/layer2/layer2.0/conv2/Conv=m/2",)))
+    assert [(c.rank, c.groups) for c in configs] == [("none", 1), ("none", 4)]
+    assert all(c.options.lowrank.active for c in configs)
+    assert len({c.front_key for c in configs}) == 2
+
+
+def test_plan_passes_varies_only_targets() -> None:
+    configs = plan_sweep(spec(targets=("64x64", "128x128"), ranks=None, groups=None,
+                              mappings=None, passes=PIPELINE))
+    assert [(c.target.name, c.rank, c.groups, c.mapping) for c in configs] == \
+        [("64x64", "m/4", 2, "vw-sdk"), ("128x128", "m/4", 2, "vw-sdk")]
+    assert configs[0].front_key == configs[1].front_key  # one front for both targets
+    for kw in (dict(mappings=("auto",)), dict(groups=("1",)), dict(first_last_bits=8),
+               dict(layer_rank=("/linear/Gemm=2",))):
+        with pytest.raises(UsageError):
+            plan_sweep(spec(**{"ranks": None, "groups": None, "mappings": None,
+                               "passes": PIPELINE, **kw}))
 
 
 def test_plan_dedups_rank_none_and_keeps_list_order() -> None:

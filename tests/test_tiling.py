@@ -18,6 +18,7 @@ from imcc.compiler import CompileOptions, compile_graph
 from imcc.frontend import import_proto
 from imcc.ir import VerifyError
 from imcc.ir.ops import conv_out
+from imcc.passes.base import CompileContext
 from imcc.passes.fold_bn import FoldBatchNorm
 from imcc.passes.map import MapPass
 from imcc.passes.quantize import QuantizePass
@@ -120,8 +121,9 @@ def test_pair_with_eight_bit_first_half_costs_what_it_emits():
 def test_emitter_refuses_a_choice_whose_cost_differs():
     g = import_proto(factorized_first_layer(), "pair")
     t = CrossbarTarget()
-    for p in (FoldBatchNorm(), QuantizePass(first_last_bits=8), MapPass(target=t)):
-        g = p.run(g)
+    ctx = CompileContext(target=t)
+    for p in (FoldBatchNorm(), QuantizePass(first_last_bits=8), MapPass()):
+        g = p.run(g, ctx).graph
     node = g.node("L")
     assert node.mapping is not None
     node.mapping = replace(node.mapping, cycles=node.mapping.cycles + 1)  # type: ignore[operator]

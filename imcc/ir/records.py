@@ -45,6 +45,13 @@ class CalibrationRecord:
     source: str
 
 
-Record = LowRankRecord | CalibrationRecord
+@dataclass(frozen=True)
+class MappingRecord:
+    """The map pass's run: the mapping strategy it applied to every crossbar layer."""
 
-__all__ = ["LowRankDecision", "LowRankRecord", "CalibrationRecord", "Record"]
+    strategy: str
+
+
+Record = LowRankRecord | CalibrationRecord | MappingRecord
+
+__all__ = ["LowRankDecision", "LowRankRecord", "CalibrationRecord", "MappingRecord", "Record"]

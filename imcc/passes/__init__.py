@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imcc.passes.base import Pass
+from imcc.passes.base import CompileContext, Pass, PassResult
 from imcc.passes.fold_bn import FoldBatchNorm
 from imcc.passes.lowrank import LowRankPass
 from imcc.passes.map import MapPass
@@ -11,4 +11,5 @@ from imcc.passes.quantize import QuantizePass
 REGISTRY: dict[str, type[Pass]] = {p.name: p for p in (FoldBatchNorm, LowRankPass,
                                                        QuantizePass, MapPass)}
 
-__all__ = ["Pass", "REGISTRY", "FoldBatchNorm", "LowRankPass", "QuantizePass", "MapPass"]
+__all__ = ["Pass", "PassResult", "CompileContext", "REGISTRY", "FoldBatchNorm", "LowRankPass",
+           "QuantizePass", "MapPass"]

@@ -1,17 +1,100 @@
-"""Pass protocol: a small dataclass with a kebab-case `name`, options as fields, and
-`run(graph) -> graph`. Passes may edit the graph in place and return it."""
+"""The pass protocol.
+
+A pass is a *frozen* dataclass: a kebab-case ``name`` (its registry key), its options as
+fields (checked in ``__post_init__``, so a bad pipeline fails before any graph work), and
+
+    run(graph, ctx: CompileContext) -> PassResult
+
+``ctx`` carries what a pass legitimately needs from outside its options (the crossbar
+target, calibration data); the result carries the graph (passes may edit it in place and
+return it), whether anything changed, and typed records of what was decided
+(`imcc.ir.records`), which the driver collects by type for the report. A pass keeps no
+state between runs: running the same pass object twice on equal graphs gives equal
+results.
+
+``spec()`` writes the pass as the text `imcc.passes.pipeline.parse_pipeline` reads
+(``name{field=value,...}``, every option, in field order), so a report can record the exact
+pipeline and ``parse_pipeline(spec)`` gives back equal pass objects.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+import numpy as np
+
+from imcc.errors import UsageError
 from imcc.ir import Graph
+from imcc.ir.records import Record
+from imcc.targets.crossbar import CrossbarTarget
+
+
+@dataclass(frozen=True)
+class CompileContext:
+    """What passes read from outside their options: the crossbar ``target`` (its array
+    size and bit widths) and the calibration inputs (``calib``: a float array whose first
+    axis is the sample, for the model's single input; None asks the quantize pass for its
+    deterministic synthetic batch). ``calib`` takes no part in comparisons (an array has no
+    single truth value); compare it separately when it matters."""
+
+    target: CrossbarTarget = field(default_factory=CrossbarTarget)
+    calib: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class PassResult:
+    graph: Graph
+    modified: bool
+    records: tuple[Record, ...] = ()
+
+
+# Characters with a meaning in pipeline text; option values and layer names cannot hold them.
+SPEC_SPECIAL = frozenset("{},=")
+
+
+def format_value(value: Any, where: str) -> str:
+    """One option value as pipeline text (the inverse of `pipeline._convert`)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{format_text(str(k), where)}={format_value(v, where)}"
+                              for k, v in value.items()) + "}"
+    if isinstance(value, str):
+        return format_text(value, where)
+    raise UsageError(f"{where}: a {type(value).__name__} option cannot be written as "
+                     "pipeline text")
+
+
+def format_text(text: str, where: str) -> str:
+    bad = sorted(SPEC_SPECIAL & set(text))
+    if bad or text != text.strip() or not text:
+        raise UsageError(f"{where}: {text!r} cannot be written as pipeline text (it is empty, "
+                         f"has surrounding spaces or holds {' '.join(bad) or 'spaces'})")
+    return text
 
 
 class Pass(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def run(self, graph: Graph) -> Graph:
+    def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
         """Transform the graph; raise an ImccError subclass on impossible options."""
+
+    def spec(self) -> str:
+        """This pass as pipeline text: ``name`` or ``name{field=value,...}``."""
+        items = [f"{f.name}={format_value(getattr(self, f.name), f'{self.name}.{f.name}')}"
+                 for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                 if f.init]
+        return self.name + ("{" + ",".join(items) + "}" if items else "")
+
+
+__all__ = ["Pass", "PassResult", "CompileContext", "format_value"]

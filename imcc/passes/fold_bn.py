@@ -16,14 +16,15 @@ import numpy as np
 
 from imcc.ir import Graph
 from imcc.ir import ops as O
-from imcc.passes.base import Pass
+from imcc.passes.base import CompileContext, Pass, PassResult
 
 
-@dataclass
+@dataclass(frozen=True)
 class FoldBatchNorm(Pass):
     name: ClassVar[str] = "fold-bn"
 
-    def run(self, graph: Graph) -> Graph:
+    def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
+        folded = 0
         for node in list(graph.nodes):
             if not isinstance(node.op, O.Affine):
                 continue
@@ -48,4 +49,5 @@ class FoldBatchNorm(Pass):
             new_b.users.append(prod)
             graph.replace_uses(node.output, x)
             graph.remove(node)
-        return graph
+            folded += 1
+        return PassResult(graph, modified=folded > 0)

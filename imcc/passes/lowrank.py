@@ -18,7 +18,7 @@ ungrouped (``g = 1``) one, because the best rank-``k`` approximation of ``W`` re
 block ``i`` has rank at most ``k`` and so cannot beat the best rank-``k`` approximation of
 ``W_i``.
 
-Decisions (also recorded per layer in ``LowRankPass.decisions``):
+Decisions (also recorded per layer in the ``LowRankRecord`` the pass returns):
 
 * Singular values go into ``L``: the rows of each ``R_i`` are orthonormal, so the ``g*k``
   intermediate activations never exceed the input's norm (a well-conditioned range for
@@ -32,9 +32,10 @@ Decisions (also recorded per layer in ``LowRankPass.decisions``):
   named that layer, so a silent change would be wrong.
 * Convs that are already grouped (``group > 1``, e.g. depthwise) are left uncompressed;
   naming one in ``layer_ranks`` with a rank is a ``UsageError``.
-* Policy: the "first conv" is the first crossbar node in graph order that is a Conv; the
-  "last linear" is the last crossbar node in graph order (normally the classifier's
-  Linear). Both are left uncompressed unless ``include_first_last`` is set. Linear layers
+* Policy: the first and last crossbar layers, by data flow
+  (`imcc.ir.topology.first_last_crossbar`: no crossbar layer upstream / downstream; on a
+  plain CNN the first conv and the classifier's Linear), are left uncompressed unless
+  ``include_first_last`` is set. Linear layers
   are factorized only with ``include_linear``. An explicit ``layer_ranks`` entry overrides
   both policies for that layer.
 * Linear layers are factorized the same way with groups over ``in_features``, as two
@@ -64,7 +65,9 @@ import numpy as np
 from imcc.errors import DataError, UsageError
 from imcc.ir import Graph, LowRank, Node, PairRole
 from imcc.ir.ops import Conv, Linear
-from imcc.passes.base import Pass
+from imcc.ir.records import LowRankDecision, LowRankRecord
+from imcc.ir.topology import first_last_crossbar
+from imcc.passes.base import CompileContext, Pass, PassResult
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -184,18 +187,8 @@ def _largest_divisor_at_most(n: int, cap: int) -> int:
 # ------------------------------------------------------------------------------------- pass
 
 
-@dataclass(frozen=True)
-class LayerDecision:
-    """What the pass did with one crossbar layer, and why."""
-
-    layer: str
-    factorized: bool
-    notes: tuple[str, ...] = ()        # why skipped, or what was adjusted (clipping, groups)
-    rank: int | None = None            # rank used
-    groups: int | None = None          # groups used
-    rel_error: float | None = None
-    params_before: int | None = None
-    params_after: int | None = None
+# The per-layer decision is an IR record; the old name stays importable.
+LayerDecision = LowRankDecision
 
 
 def _check_groups(value: object, what: str) -> int:
@@ -204,7 +197,7 @@ def _check_groups(value: object, what: str) -> int:
     return int(value)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LowRankPass(Pass):
     """Replace crossbar layers by group low-rank pairs (math and policy: module docstring).
 
@@ -212,7 +205,8 @@ class LowRankPass(Pass):
     input-channel groups; ``layer_ranks`` / ``layer_groups``: per-layer overrides by node
     name (``"none"`` skips a layer); ``include_first_last``: also factorize the first conv
     and the last crossbar layer; ``include_linear``: also factorize Linear layers.
-    After ``run``, ``decisions`` lists what happened to every crossbar layer.
+    ``run`` returns a ``LowRankRecord`` listing what happened to every crossbar layer
+    (no record when no rank is requested at all: the pass then does nothing).
     """
 
     name: ClassVar[str] = "lowrank"
@@ -222,14 +216,12 @@ class LowRankPass(Pass):
     layer_groups: dict[str, int] = field(default_factory=dict)
     include_first_last: bool = False
     include_linear: bool = False
-    decisions: list[LayerDecision] = field(default_factory=list, init=False, repr=False,
-                                           compare=False)
 
     def __post_init__(self) -> None:
-        self._validate()
-
-    def _validate(self) -> None:
-        # Options are checked eagerly so a bad pipeline fails before any graph work.
+        # Options are checked eagerly so a bad pipeline fails before any graph work. The
+        # per-layer tables are copied so the caller's dicts cannot change a frozen pass.
+        object.__setattr__(self, "layer_ranks", dict(self.layer_ranks))
+        object.__setattr__(self, "layer_groups", dict(self.layer_groups))
         parse_rank(self.rank)
         _check_groups(self.groups, "groups")
         for layer, spec in self.layer_ranks.items():
@@ -239,6 +231,11 @@ class LowRankPass(Pass):
                 raise UsageError(f"layer {layer!r}: {exc.message}", hint=exc.hint) from exc
         for layer, g in self.layer_groups.items():
             _check_groups(g, f"groups for layer {layer!r}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any rank is requested (by default or for some layer)."""
+        return self.rank != "none" or any(r != "none" for r in self.layer_ranks.values())
 
     # -- policy files
 
@@ -292,40 +289,41 @@ class LowRankPass(Pass):
 
     # -- the pass
 
-    def run(self, graph: Graph) -> Graph:
-        self._validate()
+    def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
         xbar = list(graph.crossbar_nodes())
         present = {n.name for n in xbar}
         unknown = sorted((set(self.layer_ranks) | set(self.layer_groups)) - present)
         if unknown:
             raise UsageError(f"lowrank: no crossbar layer named {', '.join(map(repr, unknown))}",
                              hint="crossbar layers: " + ", ".join(n.name for n in xbar))
-        protected = self._protected(xbar)
+        if not self.active:
+            return PassResult(graph, modified=False)
+        protected = self._protected(graph)
         default = parse_rank(self.rank)
-        self.decisions = []
-        for node in xbar:
-            self.decisions.append(self._handle(graph, node, default, protected))
-        return graph
+        decisions = tuple(self._handle(graph, node, default, protected) for node in xbar)
+        record = LowRankRecord(rank=self.rank, groups=self.groups, decisions=decisions)
+        return PassResult(graph, modified=record.factorized_layers > 0, records=(record,))
 
-    def _protected(self, xbar: list[Node]) -> dict[str, str]:
+    def _protected(self, graph: Graph) -> dict[str, str]:
         """Layers the first/last policy leaves uncompressed, with the reason."""
         out: dict[str, str] = {}
         if self.include_first_last:
             return out
-        first = next((n for n in xbar if isinstance(n.op, Conv)), None)
-        if first is not None:
-            out[first.name] = "first conv"
-        if xbar:
-            out.setdefault(xbar[-1].name, "last crossbar layer")
+        first, last = first_last_crossbar(graph)
+        for node in first:
+            out[node.name] = "first conv" if isinstance(node.op, Conv) else \
+                "first crossbar layer"
+        for node in last:
+            out.setdefault(node.name, "last crossbar layer")
         return out
 
     def _handle(self, graph: Graph, node: Node, default: RankSpec,
-                protected: dict[str, str]) -> LayerDecision:
+                protected: dict[str, str]) -> LowRankDecision:
         explicit = node.name in self.layer_ranks
         spec = parse_rank(self.layer_ranks[node.name]) if explicit else default
 
-        def skip(reason: str) -> LayerDecision:
-            return LayerDecision(node.name, False, (reason,))
+        def skip(reason: str) -> LowRankDecision:
+            return LowRankDecision(node.name, False, (reason,))
 
         if spec.kind is RankKind.NONE:
             return skip("per-layer rank 'none'" if explicit else "no rank requested")
@@ -409,7 +407,7 @@ class LowRankPass(Pass):
             half.lowrank = LowRank(role=role, source=node.name, partner=partner.name, rank=k,
                                    groups=g, rel_error=rel_error, params_before=before,
                                    params_after=after)
-        return LayerDecision(node.name, True, tuple(notes), rank=k, groups=g,
+        return LowRankDecision(node.name, True, tuple(notes), rank=k, groups=g,
                              rel_error=rel_error, params_before=before, params_after=after)
 
 

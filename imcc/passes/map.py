@@ -22,14 +22,14 @@ cycles(R) + cycles(L), each half costed with its own slices per weight. A pair i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from imcc.ir import Graph, Node, PairRole, VerifyError
 from imcc.ir.ops import Conv, FakeQuant
-from imcc.passes.base import Pass
+from imcc.ir.records import MappingRecord
+from imcc.passes.base import CompileContext, Pass, PassResult
 from imcc.targets.cost import MappingRequest, best_mapping, best_pair_mapping
-from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.tiling import node_geometry, node_slices
 
 
@@ -84,13 +84,13 @@ def find_pairs(graph: Graph) -> list[tuple[Node, Node]]:
     return pairs
 
 
-@dataclass
+@dataclass(frozen=True)
 class MapPass(Pass):
     """Set `node.mapping` on every crossbar node for `strategy` (im2col | sdk | vw-sdk |
-    auto) on `target`; low-rank pairs share one window (see the module docstring)."""
+    auto) on the context's target (`ctx.target`); low-rank pairs share one window (see the
+    module docstring). Returns a `MappingRecord` naming the strategy."""
 
     name: ClassVar[str] = "map"
-    target: CrossbarTarget = field(default_factory=CrossbarTarget)
     strategy: str = "auto"
 
     def __post_init__(self) -> None:
@@ -100,9 +100,10 @@ class MapPass(Pass):
     def request(self) -> MappingRequest:
         return MappingRequest.parse(self.strategy)
 
-    def run(self, graph: Graph) -> Graph:
+    def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
+        target = ctx.target
         req = self.request
-        rows, cols = self.target.rows, self.target.cols
+        rows, cols = target.rows, target.cols
         done: set[int] = set()
         for r_node, l_node in find_pairs(graph):
             rg, lg = node_geometry(r_node), node_geometry(l_node)
@@ -112,15 +113,16 @@ class MapPass(Pass):
                                   f"({rg.oc} channels, {rg.ho}x{rg.wo})")
             # One window for both halves, each tiled with its own slices per weight.
             choice_r, _, choice_l, _ = best_pair_mapping(
-                rg, lg, req, rows, cols, node_slices(r_node, self.target),
-                node_slices(l_node, self.target))
+                rg, lg, req, rows, cols, node_slices(r_node, target),
+                node_slices(l_node, target))
             r_node.mapping, l_node.mapping = choice_r, choice_l
             done.update((id(r_node), id(l_node)))
         for node in graph.crossbar_nodes():
             if id(node) not in done:
                 node.mapping, _ = best_mapping(node_geometry(node), req, rows, cols,
-                                               node_slices(node, self.target))
-        return graph
+                                               node_slices(node, target))
+        return PassResult(graph, modified=next(graph.crossbar_nodes(), None) is not None,
+                          records=(MappingRecord(self.strategy),))
 
 
 __all__ = ["MapPass", "node_geometry", "node_slices", "find_pairs"]

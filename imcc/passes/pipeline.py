@@ -2,19 +2,25 @@
 
 A pipeline is a comma-separated list of registered pass names, each optionally followed by
 ``{field=value,...}`` that sets the pass's dataclass fields (ints, floats, bools and
-strings, converted from the field's declared type). The `map` pass takes its crossbar
-target from the command line; dict-, array- and runtime-only fields cannot be set here.
+strings, converted from the field's declared type; ``none`` for an optional value). A
+per-layer table (``layer_ranks``, ``layer_groups``) is written in braces,
+``layer_ranks={/conv1/Conv=m/4,/fc/Gemm=2}``; a layer name is everything before the last
+``=`` and cannot contain ``{``, ``}`` or ``,``. The crossbar target and the calibration
+data are not pass options: passes read them from the compile context.
+
+`pipeline_spec` writes a pass list back as this text (every option, in field order), and
+``parse_pipeline(pipeline_spec(ps)) == ps``; the report records it as ``pipeline``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Sequence
 from typing import Any
 
 from imcc.errors import UsageError
 from imcc.passes.base import Pass
-from imcc.targets.crossbar import CrossbarTarget
 
 
 def _split_top(spec: str) -> list[str]:
@@ -42,7 +48,29 @@ def _split_top(spec: str) -> list[str]:
 
 def _convert(cls: type[Pass], fname: str, ftype: Any, raw: str) -> Any:
     hints = typing.get_type_hints(cls)
-    t = hints.get(fname, ftype)
+    return _convert_to(cls, fname, hints.get(fname, ftype), raw)
+
+
+def _convert_to(cls: type[Pass], fname: str, t: Any, raw: str) -> Any:
+    if typing.get_origin(t) is dict:
+        _, vtype = typing.get_args(t)
+        if not (raw.startswith("{") and raw.endswith("}")):
+            raise UsageError(f"option {fname}={raw!r} of pass {cls.name!r}: a per-layer table "
+                             "is written {name=value,...}", hint=f"e.g. {fname}={{/conv1/Conv=2}}")
+        table: dict[str, Any] = {}
+        for entry in _split_top(raw[1:-1]):
+            if not entry and raw[1:-1].strip() == "":
+                continue
+            key, eq, val = entry.rpartition("=")
+            key = key.strip()
+            if not eq or not key:
+                raise UsageError(f"option {fname} of pass {cls.name!r}: entry {entry!r} is not "
+                                 "name=value")
+            if key in table:
+                raise UsageError(f"option {fname} of pass {cls.name!r}: layer {key!r} is given "
+                                 "twice")
+            table[key] = _convert_to(cls, f"{fname}[{key}]", vtype, val.strip())
+        return table
     args = set(typing.get_args(t)) or {t}
     if raw.lower() == "none" and type(None) in args:
         return None
@@ -62,7 +90,12 @@ def _convert(cls: type[Pass], fname: str, ftype: Any, raw: str) -> Any:
                      "from the command line")
 
 
-def parse_pipeline(spec: str, target: CrossbarTarget) -> list[Pass]:
+def pipeline_spec(passes: Sequence[Pass]) -> str:
+    """The pipeline text `parse_pipeline` reads back into equal passes."""
+    return ",".join(p.spec() for p in passes)
+
+
+def parse_pipeline(spec: str) -> list[Pass]:
     from imcc.passes import REGISTRY
 
     passes: list[Pass] = []
@@ -75,8 +108,7 @@ def parse_pipeline(spec: str, target: CrossbarTarget) -> list[Pass]:
         if cls is None:
             raise UsageError(f"unknown pass {name!r}", hint="available: " + ", ".join(REGISTRY))
         settable = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                    if f.init and f.name not in ("calib", "target", "layer_ranks",
-                                                 "layer_groups")}
+                    if f.init}
         kwargs: dict[str, Any] = {}
         if rest:
             if not rest.endswith("}"):
@@ -89,9 +121,9 @@ def parse_pipeline(spec: str, target: CrossbarTarget) -> list[Pass]:
                 if not eq or key not in settable:
                     raise UsageError(f"pass {name!r}: unknown option {key!r}",
                                      hint="options: " + ", ".join(settable))
+                if key in kwargs:
+                    raise UsageError(f"pass {name!r}: option {key!r} is given twice")
                 kwargs[key] = _convert(cls, key, settable[key].type, val.strip())
-        if name == "map":
-            kwargs["target"] = target
         passes.append(cls(**kwargs))
     if not passes or passes[-1].name != "map":
         raise UsageError(f"pipeline {spec!r} must end with the map pass",

@@ -29,8 +29,9 @@ the Add of a residual shortcut) keeps reading the float value, because those ops
 the digital periphery at full precision; only the DAC-driven crossbar rows need integers.
 
 ``first_last_bits`` sets weight *and* input-activation bits of the first crossbar layers
-(no crossbar layer upstream) and the last ones (no crossbar layer downstream); a low-rank
-half whose partner is first/last counts as first/last too.
+(no crossbar layer upstream) and the last ones (no crossbar layer downstream), as
+`imcc.ir.topology.first_last_crossbar` defines them; a low-rank half whose partner is
+first/last counts as first/last too.
 
 Calibration (``method``): activation scales are chosen on the calibration inputs, after
 the weights are quantized, in one forward pass in topological order in which every
@@ -45,10 +46,11 @@ exact zeros dropped since they quantize without error) and ``m = max|v|``:
   (resolution ``m/1024``); ties go to the smaller alpha.
 * ``"max"``: ``alpha = m`` (no clipping).
 
-An all-zero tensor gets scale 1.0. Without calibration data the pass synthesizes a
-deterministic batch: 32 samples of standard normal noise (seed 0) per graph input, the
-distribution of a standardized image; ``self.calibration`` records ``"synthetic"`` or
-``"data:<n> samples"`` for the report.
+An all-zero tensor gets scale 1.0. The calibration inputs come from the compile context
+(``ctx.calib``); without them the pass synthesizes a deterministic batch: 32 samples of
+standard normal noise (seed 0) per graph input, the distribution of a standardized image.
+The pass returns a ``CalibrationRecord`` whose ``source`` is ``"synthetic"`` or
+``"data:<n> samples"``, for the report.
 
 Exporting the quantized graph to ONNX (QuantizeLinear/DequantizeLinear, integer levels) is
 the exporter's job: see `imcc.ir.onnx_export`.
@@ -56,14 +58,16 @@ the exporter's job: see `imcc.ir.onnx_export`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from imcc.errors import DataError, ModelError, UsageError
 from imcc.ir import Graph, Node, Value, WeightQuant, ops
-from imcc.passes.base import Pass
+from imcc.ir.records import CalibrationRecord
+from imcc.ir.topology import first_last_crossbar
+from imcc.passes.base import CompileContext, Pass, PassResult
 
 METHODS: tuple[str, ...] = ("mse", "max")
 MIN_BITS, MAX_BITS = 2, 16
@@ -225,21 +229,8 @@ def _nonnegative_values(graph: Graph) -> set[int]:
 
 def _first_last(graph: Graph, xbar: list[Node]) -> set[int]:
     """ids of the first and last crossbar layers (and their low-rank partners)."""
-    chosen: list[Node] = []
-    downstream: set[int] = set()  # values computed from some crossbar output
-    for node in graph.nodes:
-        dep = any(id(v) in downstream for v in node.inputs)
-        if node.op.crossbar and not dep:
-            chosen.append(node)
-        if node.op.crossbar or dep:
-            downstream.update(id(o) for o in node.outputs)
-    upstream: set[int] = set()  # values some crossbar layer reads, directly or not
-    for node in reversed(graph.nodes):
-        feeds = any(id(o) in upstream for o in node.outputs)
-        if node.op.crossbar and not feeds:
-            chosen.append(node)
-        if node.op.crossbar or feeds:
-            upstream.update(id(v) for v in node.inputs if not v.is_const)
+    first, last = first_last_crossbar(graph)
+    chosen = first + last
     names = {n.name for n in chosen}
     chosen += [n for n in xbar if n.lowrank is not None and n.lowrank.partner in names]
     return {id(n) for n in chosen}
@@ -248,40 +239,36 @@ def _first_last(graph: Graph, xbar: list[Node]) -> set[int]:
 # ------------------------------------------------------------------------------ the pass
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True)
 class QuantizePass(Pass):
     """Quantize crossbar weights and crossbar inputs; see the module docstring for the math.
 
     ``method``: how activation clipping ranges are chosen on the calibration inputs --
     ``"mse"`` (default) minimizes the mean squared quantization error of each tensor over
     a grid of clipping values; ``"max"`` uses the largest magnitude seen (no clipping).
+    Calibration inputs come from ``ctx.calib``; ``run`` returns a ``CalibrationRecord``.
     """
 
     name: ClassVar[str] = "quantize"
     weight_bits: int = 4
     act_bits: int = 4
     first_last_bits: int | None = None
-    calib: np.ndarray | None = field(default=None, repr=False)
     method: str = "mse"
-    # Set by run(): "synthetic" or "data:<n> samples".
-    calibration: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
         check_bit_widths(self.weight_bits, self.act_bits, self.first_last_bits)
-
-    def run(self, graph: Graph) -> Graph:
-        wbits = _check_bits("weight_bits", self.weight_bits)
-        abits = _check_bits("act_bits", self.act_bits)
-        fl = None if self.first_last_bits is None else _check_bits("first_last_bits",
-                                                                     self.first_last_bits)
         if self.method not in METHODS:
             raise UsageError(f"quantize method={self.method!r} is unknown; choose one of "
                              f"{', '.join(METHODS)}")
+
+    def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
+        wbits, abits = int(self.weight_bits), int(self.act_bits)
+        fl = None if self.first_last_bits is None else int(self.first_last_bits)
         xbar = list(graph.crossbar_nodes())
         if any(n.wquant is not None for n in xbar):
             raise UsageError("the graph is already quantized: run the quantize pass once")
         # Everything that can fail on user input is checked before the graph is edited.
-        feeds, self.calibration = self._feeds(graph)
+        feeds, source = self._feeds(graph, ctx.calib)
         special = _first_last(graph, xbar) if fl is not None else set()
         nonneg = _nonnegative_values(graph)
 
@@ -300,11 +287,12 @@ class QuantizePass(Pass):
             fq = self._insert_fakequant(graph, x, consumers, bits, signed=id(x) not in nonneg)
             pending.add(id(fq))
         _calibrate(graph, feeds, pending, self.method)
-        return graph
+        return PassResult(graph, modified=bool(xbar), records=(CalibrationRecord(source),))
 
     # -- helpers
-    def _feeds(self, graph: Graph) -> tuple[dict[str, np.ndarray], str]:
-        if self.calib is None:
+    @staticmethod
+    def _feeds(graph: Graph, calib: np.ndarray | None) -> tuple[dict[str, np.ndarray], str]:
+        if calib is None:
             feeds = {}
             for i, v in enumerate(graph.inputs):
                 if any(d is None for d in v.type.shape[1:]) or v.type.dtype.numpy.kind != "f":
@@ -318,7 +306,7 @@ class QuantizePass(Pass):
             raise UsageError(f"calibration data feeds one input, the graph has "
                              f"{len(graph.inputs)}")
         inp = graph.inputs[0]
-        x = np.asarray(self.calib)
+        x = np.asarray(calib)
         if x.dtype.kind != "f":
             raise DataError(f"calibration data must be floating point, got {x.dtype}")
         want = inp.type.shape

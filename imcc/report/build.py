@@ -11,7 +11,7 @@ from typing import Any
 from imcc import __version__
 from imcc.analysis.energy import EnergyReport
 from imcc.ir import Strategy
-from imcc.passes.lowrank import LowRankPass
+from imcc.ir.records import LowRankRecord
 from imcc.targets.cost import LayerGeom, im2col_cost
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, Program
@@ -81,7 +81,7 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget) -> dict[str, Any]:
 
 def build_report(program: Program, target: CrossbarTarget,
                  energy: EnergyReport | None, mapping: str, tech: str,
-                 calibration: str | None, lowrank: LowRankPass | None) -> dict[str, Any]:
+                 calibration: str | None, lowrank: LowRankRecord | None) -> dict[str, Any]:
     layers = [layer_entry(layer, target) for layer in program.crossbar_layers()]
     if energy is not None:
         for entry in layers:
