@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from imcc.fileio import atomic_dir
 from imcc.frontend import import_model
 from imcc.ir import Graph, verify
 from imcc.ir.onnx_export import serialize
+from imcc.ir.records import LowRankDecision, LowRankRecord
 from imcc.passes.base import Pass
 from imcc.passes.fold_bn import FoldBatchNorm
 from imcc.passes.lowrank import LowRankPass
@@ -106,8 +107,8 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str,
     report = build_report(program, opts.target, energy, mapping=mapper.strategy,
                           tech=opts.tech,
                           calibration=None if quant is None else quant.calibration,
-                          lowrank=lowrank)
-    report["passes"] = [p.name for p in pipeline]
+                          lowrank=None if lowrank is None else lowrank_record(lowrank),
+                          passes=[p.name for p in pipeline]).to_json()
     return CompileResult(graph, float_bytes, program, report)
 
 
@@ -135,3 +136,9 @@ def default_outdir(model: str) -> Path:
 
 def lowrank_active(p: LowRankPass) -> bool:
     return p.rank != "none" or any(r != "none" for r in p.layer_ranks.values())
+
+
+def lowrank_record(p: LowRankPass) -> LowRankRecord:
+    """What the report reads about a lowrank pass run (its decisions carry the same fields)."""
+    return LowRankRecord(p.rank, p.groups, tuple(LowRankDecision(**asdict(d))
+                                                 for d in p.decisions))
