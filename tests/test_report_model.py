@@ -134,13 +134,15 @@ def _set(path: str, value: Any) -> dict[str, Any]:
     (_set("layers", {}), "key layers must be a list"),
     (_set("layers.0.pw", [1, 2, 3]), "key layers[0].pw must be [rows, cols]"),
     (_set("layers.0", "conv"), "layers[0] must be an object"),
-    (_set("layers.0.energy_breakdown", {"adc": "lots"}), "layers[0].energy_breakdown.adc"),
+    (_set("layers.0.energy_breakdown.adc", "lots"), "layers[0].energy_breakdown.adc must"),
+    (_set("energy_breakdown", {"adc": 1.0}), "energy_breakdown must have the keys cells,"),
     (_set("quantized", 1), "key quantized must be true or false"),
     (_set("lowrank", {"rank": "m/2", "groups": 4, "factorized_layers": 1, "skipped": [],
                       "notes": {}}), "lowrank.skipped must be an object"),
     (_set("passes", [1]), "passes must be a list of pass names"),
 ], ids=["list", "format", "total", "target", "layer", "string", "bool", "speedup",
-        "layers-dict", "pw", "layer-string", "breakdown", "quantized", "skipped", "passes"])
+        "layers-dict", "pw", "layer-string", "breakdown", "breakdown-keys", "quantized",
+        "skipped", "passes"])
 def test_malformed_report_is_a_one_line_data_error(raw: Any, needle: str) -> None:
     with pytest.raises(DataError) as exc:
         Report.from_json(copy.deepcopy(raw))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from imcc.errors import DataError
+from imcc.report.units import BREAKDOWN_KEYS
 
 FORMAT = "imcc-report/1"
 
@@ -83,9 +84,14 @@ class _Reader:
             sub.string(k)
         return dict(sub.raw)
 
-    def float_map(self, key: str) -> dict[str, float]:
+    def breakdown(self, key: str) -> dict[str, float]:
+        """An energy breakdown: a number (pJ) for each of BREAKDOWN_KEYS, in file order."""
         sub = self.obj(key)
         assert sub is not None
+        if set(sub.raw) != set(BREAKDOWN_KEYS):
+            raise DataError(f"report: key {sub.where} must have the keys "
+                            f"{', '.join(BREAKDOWN_KEYS)}, got {', '.join(sub.raw) or 'none'}"
+                            [:200])
         return {k: sub.number(k) for k in sub.raw}
 
 
@@ -133,7 +139,7 @@ class TargetInfo(Precision):
 @dataclass(frozen=True)
 class LayerEnergy:
     """Energy (pJ) and serial latency (ns) of one crossbar layer, with the energy per
-    component (keys of `imcc.report.units.BREAKDOWN_KEYS`, in pJ)."""
+    component (every key of `imcc.report.units.BREAKDOWN_KEYS`, in pJ)."""
 
     energy_pj: float
     latency_ns: float
@@ -142,8 +148,8 @@ class LayerEnergy:
 
 @dataclass(frozen=True)
 class EnergySummary:
-    """Whole-program energy (pJ), latency (ns), energy per component and the ADC width the
-    energy was computed for."""
+    """Whole-program energy (pJ), latency (ns), energy per component (every key of
+    BREAKDOWN_KEYS) and the ADC width the energy was computed for."""
 
     total_energy_pj: float
     total_latency_ns: float
@@ -243,7 +249,7 @@ class LayerReport:
         if "energy_pj" in r.raw:
             energy = LayerEnergy(energy_pj=r.number("energy_pj"),
                                  latency_ns=r.number("latency_ns"),
-                                 breakdown=r.float_map("energy_breakdown"))
+                                 breakdown=r.breakdown("energy_breakdown"))
         return cls(
             name=r.string("name"), op=r.string("op"), shape=r.string("shape"),
             mapping=r.string("mapping"), pw=pw, n_parallel=r.integer("n_parallel"),
@@ -322,7 +328,7 @@ class Report:
         """Read a report.json dictionary; DataError (one line, naming the key) when it is
         not a well-formed imcc-report/1 report."""
         r = _Reader(raw, "")
-        fmt = raw.get("format")
+        fmt = r.raw.get("format")
         if fmt != FORMAT:
             raise DataError(f"not an {FORMAT} report (format {fmt!r})"[:200])
         layers_raw = r.array("layers")
@@ -336,7 +342,7 @@ class Report:
         if "total_energy_pj" in raw:
             energy = EnergySummary(total_energy_pj=r.number("total_energy_pj"),
                                    total_latency_ns=r.number("total_latency_ns"),
-                                   breakdown=r.float_map("energy_breakdown"),
+                                   breakdown=r.breakdown("energy_breakdown"),
                                    adc_bits=r.integer("adc_bits"))
         passes = r.array("passes", optional=True)
         if passes is not None and not all(isinstance(p, str) for p in passes):

@@ -164,7 +164,7 @@ def _csv_cell(la: LayerReport, col: str) -> str:
     if col in ("energy_pj", "latency_ns"):
         return "" if e is None else csv_value(getattr(e, col))
     if col.startswith("energy_") and col.endswith("_pj"):
-        return "" if e is None else csv_value(e.breakdown.get(col[len("energy_"):-len("_pj")]))
+        return "" if e is None else csv_value(e.breakdown[col[len("energy_"):-len("_pj")]])
     return csv_value(getattr(la, col))
 
 
@@ -346,10 +346,9 @@ def to_html(report: Report) -> str:
         summary.append(("Energy", unit.text(total_e)))
         if total_e:
             for k in BREAKDOWN_KEYS:
-                v = energy.breakdown.get(k)
-                if v is not None:
-                    summary.append((f"\u2003{BREAKDOWN_LABELS[k]}",
-                                    f"{unit.text(v)} ({pct_text(v / total_e)})"))
+                v = energy.breakdown[k]
+                summary.append((f"\u2003{BREAKDOWN_LABELS[k]}",
+                                f"{unit.text(v)} ({pct_text(v / total_e)})"))
         summary.append(("Latency (serial)", time_text(energy.total_latency_ns)))
     parts.append("<h2>Summary</h2>")
     parts.append('<table class="summary">' + "".join(
@@ -364,12 +363,9 @@ def to_html(report: Report) -> str:
 
     if energy is not None:
         parts.append(f"<h2>Energy per layer ({_E(unit.name)})</h2>")
-        if any(la.energy is not None for la in layers):
-            e_series = [_Series(BREAKDOWN_LABELS[k], _BREAKDOWN_COLORS[k],
-                                [None if la.energy is None else la.energy.breakdown.get(k)
-                                 for la in layers]) for k in BREAKDOWN_KEYS]
-        else:
-            e_series = [_Series("energy", _CHOSEN, [None for _ in layers])]
+        e_series = [_Series(BREAKDOWN_LABELS[k], _BREAKDOWN_COLORS[k],
+                            [None if la.energy is None else la.energy.breakdown[k]
+                             for la in layers]) for k in BREAKDOWN_KEYS]
         # Values are handed over in pJ; format ticks in the page's unit.
         parts.append('<div class="chart">' + _svg_bars(
             "Energy per layer", names, e_series, stacked=True,
