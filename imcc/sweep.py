@@ -26,6 +26,9 @@ construction (checked by `imcc simulate` and its tests).
 
 Deduplication: rank ``none`` leaves every layer uncompressed, so the groups setting has no
 effect; it yields one row per (target, mapping) with groups 1.
+
+The rows and every output made of them (CSV, terminal table, the Pareto plot page) are in
+`imcc.report.sweep`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Any
 from imcc.analysis.tech import check_number, read_toml
 from imcc.errors import DataError
 from imcc.report.model import LayerEnergy, LayerReport, Report
-from imcc.report.units import MS, UJ, Unit, plain_number
+from imcc.report.units import MS, UJ, Unit, pct_text, plain_number
 
 # metric -> (kind, unit, report key, unit of the budget; the report counts in pJ and ns)
 _CYCLES = Unit("cycles", 1.0)
@@ -210,16 +210,16 @@ def to_junit_xml(result: CheckResult, suite_name: str = "imcc-check") -> str:
     for item in result.items:
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": item.name,
                                                  "time": "0"})
-        margin = (f"over by {item.over_by_fraction:.2%}" if item.over_by_fraction > 0
-                  else f"headroom {-item.over_by_fraction:.2%}")
+        margin = (f"over by {pct_text(item.over_by_fraction, 2)}" if item.over_by_fraction > 0
+                  else f"headroom {pct_text(-item.over_by_fraction, 2)}")
         detail = (f"{item.name}: actual {plain_number(item.actual)} {item.unit}, limit "
                   f"{plain_number(item.limit)} {item.unit}, {margin} "
-                  f"(tolerance {result.tolerance:.2%})")
+                  f"(tolerance {pct_text(result.tolerance, 2)})")
         if item.passed:
             ET.SubElement(case, "system-out").text = detail
         else:
             fail = ET.SubElement(case, "failure", {
-                "message": f"{item.name} over budget by {item.over_by_fraction:.2%}",
+                "message": f"{item.name} over budget by {pct_text(item.over_by_fraction, 2)}",
                 "type": "BudgetExceeded"})
             fail.text = detail
     ET.indent(suites)

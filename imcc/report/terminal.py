@@ -16,6 +16,7 @@ from imcc.report.units import (
     energy_text,
     pct_text,
     ratio_text,
+    sig_text,
     time_text,
 )
 
@@ -134,7 +135,7 @@ def sim_table(result: dict[str, Any]) -> Table:
     table.add_column("value", justify="right")
     for key, val in result.items():
         if isinstance(val, float):
-            text = f"{val:.4%}" if key.endswith(("top1", "agreement")) else f"{val:.3g}"
+            text = pct_text(val, 4) if key.endswith(("top1", "agreement")) else sig_text(val)
         else:
             text = str(val)
         table.add_row(key, text)
