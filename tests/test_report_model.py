@@ -184,3 +184,17 @@ def test_model_without_crossbar_layers(tmp_path: Path, ops: list[str]) -> None:
     proc = imcc(tmp_path, "check", "out", "--budget", "b.toml", "--junit", "j.xml")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "within budget" in proc.stdout
+
+
+def test_report_and_analysis_do_not_import_passes_driver_or_sweep() -> None:
+    # Dependencies run upward only: the report reads typed records, never pass objects.
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "imcc"
+    banned = ("imcc.passes", "imcc.compiler", "imcc.sweep")
+    for path in sorted([*(root / "report").glob("*.py"), *(root / "analysis").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(banned), f"{path.name} imports {name}"

@@ -14,7 +14,7 @@ a dictionary.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from imcc.errors import DataError
@@ -295,12 +295,6 @@ class Report:
     @property
     def has_lowrank_layers(self) -> bool:
         return any(layer.rank is not None for layer in self.layers)
-
-    def layer(self, name: str) -> LayerReport | None:
-        return next((la for la in self.layers if la.name == name), None)
-
-    def with_passes(self, passes: tuple[str, ...] | list[str]) -> Report:
-        return replace(self, passes=tuple(passes))
 
     def to_json(self) -> dict[str, Any]:
         """The report.json dictionary."""
