@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from imcc import __version__
 from imcc.errors import DataError, ImccError, Interrupted, UsageError
+from imcc.report.model import Report
 
 if TYPE_CHECKING:  # the CLI imports the library lazily, for a fast --help
     from imcc.compiler import CompileOptions
@@ -137,7 +138,7 @@ def _compile_options(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _compile(model: str, opts_kw: dict[str, Any], outdir: Path | None, quiet: bool
-             ) -> tuple[dict[str, Any], Path]:
+             ) -> tuple[Report, Path]:
     from imcc.compiler import compile_graph, default_outdir, resolve_model, write_outputs
     from imcc.frontend import import_model
     from imcc.ir import Graph
@@ -160,7 +161,7 @@ def _compile(model: str, opts_kw: dict[str, Any], outdir: Path | None, quiet: bo
                             progress=lambda s: prog.update(task, description=f"pass {s}"))
     inputs = [path] + [opts_kw[k] for k in ("calib", "policy") if opts_kw.get(k) is not None]
     dest = write_outputs(res, outdir or default_outdir(model), protect=inputs)
-    return res.report, dest
+    return Report.from_json(res.report), dest
 
 
 # ---------------------------------------------------------------------------- commands
@@ -201,7 +202,7 @@ def compile_cmd(
     program.json and arrays.npz into the output directory and prints the per-layer table."""
     report, dest = _compile(model, _compile_options(locals()), output, json_)
     if json_:
-        out.print_json(json.dumps(report))
+        out.print_json(json.dumps(report.to_json()))
         return
     from imcc.report.terminal import print_report
 
@@ -210,18 +211,20 @@ def compile_cmd(
               "arrays.npz)")
 
 
-def _load_report(outdir: Path) -> dict[str, Any]:
+def _read_report(outdir: Path) -> tuple[Report, dict[str, Any]]:
+    """The report of a compiled directory, and report.json's dictionary as written."""
     p = outdir / "report.json"
     if not p.is_file():
         raise DataError(f"{outdir}: no report.json here", hint="run `imcc compile MODEL -o "
                                                                "DIR` first")
     try:
-        rep = json.loads(p.read_text())
+        raw = json.loads(p.read_text())
     except (ValueError, OSError) as exc:
         raise DataError(f"{p}: not valid JSON ({exc})") from exc
-    if not isinstance(rep, dict) or rep.get("format") != "imcc-report/1":
-        raise DataError(f"{p}: not an imcc-report/1 file")
-    return rep
+    try:
+        return Report.from_json(raw), raw
+    except DataError as exc:
+        raise DataError(f"{p}: {exc}") from exc
 
 
 @app.command("report")
@@ -238,12 +241,12 @@ def report_cmd(
     from imcc.fileio import atomic_write_bytes
     from imcc.report import render
 
-    rep = _load_report(outdir)
+    rep, raw = _read_report(outdir)
     if html is not None:
         atomic_write_bytes(html, render.to_html(rep).encode())
         err.print(f"wrote {escape(str(html))}")
     if json_:
-        out.print_json(json.dumps(rep))
+        out.print_json(json.dumps(raw))  # report.json exactly as written
     elif markdown:
         sys.stdout.write(render.to_markdown(rep))
     elif csv:
@@ -335,7 +338,7 @@ def check_cmd(
         b = load_budget(budget)
         p = Path(target_or_model)
         if p.is_dir():
-            rep = _load_report(p)
+            rep = _read_report(p)[0]
         else:
             rep, _ = _compile(target_or_model, _compile_options(locals()), output, True)
         result = check_budget(rep, b)
@@ -343,17 +346,14 @@ def check_cmd(
         exc.exit_code = 2
         raise
     if junit is not None:
-        atomic_write_bytes(junit, to_junit_xml(result, f"imcc-check {rep['model']}").encode())
+        atomic_write_bytes(junit, to_junit_xml(result, f"imcc-check {rep.model}").encode())
     if json_:
         out.print_json(json.dumps(result.to_dict()))
     else:
-        for item in result.items:
-            mark = "[green]ok  [/]" if item.passed else "[red]OVER[/]"
-            extra = "" if item.passed else f" (over by {item.over_by_fraction:.1%})"
-            out.print(f"{mark} {escape(item.name)}: {item.actual:,.6g} {item.unit} "
-                      f"<= {item.limit:,.6g}{extra}")
-        out.print("within budget" if result.passed else
-                  f"[red]budget exceeded: {len(result.failures)} item(s)[/]")
+        from imcc.report.terminal import check_lines
+
+        for line in check_lines(result):
+            out.print(line)
     raise typer.Exit(0 if result.passed else 1)
 
 
@@ -401,7 +401,8 @@ def sweep_cmd(
     one CSV row per configuration (cycles, energy, latency, error, accuracy with --data).
     Every other compile option of `imcc compile` applies to all rows."""
     from imcc.fileio import atomic_write_bytes
-    from imcc.sweep import SweepSpec, plan_sweep, rows_as_dicts, run_sweep, split_list, to_csv
+    from imcc.report.sweep import rows_as_dicts, to_csv
+    from imcc.sweep import SweepSpec, plan_sweep, run_sweep, split_list
 
     def listed(text: str | None, option: str) -> tuple[str, ...] | None:
         return None if text is None else split_list(text, option)
@@ -427,28 +428,15 @@ def sweep_cmd(
     dest = output or Path.cwd() / f"{resolve_model(model).stem}.sweep.csv"
     atomic_write_bytes(dest, to_csv(result).encode())
     if plot is not None:
-        from imcc.sweep import to_html
+        from imcc.report.sweep import to_html
 
         atomic_write_bytes(plot, to_html(result).encode())
     if json_:
         out.print_json(json.dumps(rows_as_dicts(result)))
     else:
-        from rich.table import Table
+        from imcc.report.terminal import print_sweep
 
-        from imcc.sweep import terminal_table
-
-        headers, cells = terminal_table(result)
-        n = len(result.rows)
-        table = Table(title=f"imcc sweep: {result.model} ({n} configuration"
-                            f"{'' if n == 1 else 's'})")
-        for h in headers:
-            table.add_column(h, justify="left" if h in ("target", "rank", "mapping") else
-                             "right")
-        for line in cells:
-            table.add_row(*line)
-        out.print(table)
-        if result.float_top1 is not None:
-            out.print(f"float model top-1 on the same data: {result.float_top1:.2%}")
+        print_sweep(result, out)
     err.print(escape(f"wrote {dest}" + (f" and {plot}" if plot is not None else "")))
 
 

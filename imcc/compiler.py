@@ -212,9 +212,8 @@ def finish(graph: Graph, passes: Sequence[Pass], records: Sequence[Record],
     lowrank = first_record(records, LowRankRecord)
     report = build_report(program, target, energy, mapping=mapped.strategy, tech=tech,
                           calibration=None if calibration is None else calibration.source,
-                          lowrank=lowrank)
-    report["passes"] = [p.name for p in passes]
-    report["pipeline"] = pipeline_spec(passes)
+                          lowrank=lowrank, passes=[p.name for p in passes],
+                          pipeline=pipeline_spec(passes)).to_json()
     return program, report
 
 

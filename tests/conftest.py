@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -39,6 +40,45 @@ def ort_run(model: onnx.ModelProto | bytes | Path, feeds: dict[str, np.ndarray]
     from imcc.sim.evaluate import ort_session
 
     return ort_session(src).run(None, feeds)
+
+
+def report_layer(name: str, **kw: Any) -> dict[str, Any]:
+    """One layer of a report.json dict (every key of imcc-report/1), overridden by `kw`."""
+    base: dict[str, Any] = {
+        "name": name, "op": "Conv", "shape": "16x32x32 -> 16x32x32, k3x3 s1",
+        "mapping": "vw-sdk", "pw": [2, 3], "n_parallel": 6, "group_pack": 1, "conv_groups": 1,
+        "row_tiles": 2, "col_tiles": 1, "tiles": 2, "windows": 176, "cycles": 352,
+        "im2col_cycles": 1024, "utilization": 0.42, "mapping_note": None, "rank": None,
+        "groups": None, "rel_error": None, "pair": None, "role": None, "params_before": None,
+        "params_after": None, "weight_params": 2304, "slices": 4, "input_bits": 4,
+        "energy_pj": 1.5e6, "latency_ns": 2.0e5,
+        "energy_breakdown": {"cells": 1e5, "row_drivers": 2e5, "adc": 1e6, "shift_add": 5e4,
+                             "buffer": 1.5e5},
+    }
+    base.update(kw)
+    return base
+
+
+def report_dict() -> dict[str, Any]:
+    """A complete two-layer report.json dict with energy and a low-rank half."""
+    return {
+        "format": "imcc-report/1", "imcc_version": "0.1.0", "model": "resnet20",
+        "target": {"rows": 128, "cols": 128, "weight_bits": 4, "cell_bits": 1, "act_bits": 4,
+                   "dac_bits": 1, "adc_bits": 8, "tech": "isaac"},
+        "quantized": True, "calibration": "synthetic", "mapping": "auto",
+        "total_cycles": 1376, "im2col_cycles": 2048, "speedup": 2048 / 1376, "n_arrays": 3,
+        "n_crossbar_layers": 2, "weight_params": 4608,
+        "total_energy_pj": 3.0e6, "total_latency_ns": 4.0e5,
+        "energy_breakdown": {"cells": 2e5, "row_drivers": 4e5, "adc": 2e6, "shift_add": 1e5,
+                             "buffer": 3e5},
+        "adc_bits": 8,
+        "layers": [
+            report_layer("/conv1/Conv", mapping="im2col", pw=None, n_parallel=1, row_tiles=1,
+                  tiles=1, windows=1024, cycles=1024),
+            report_layer("/l<b>&|x", rank=8, groups=4, rel_error=0.125, pair="/l", role="R"),
+        ],
+        "passes": ["fold-bn", "lowrank", "quantize", "map"],
+    }
 
 
 @pytest.fixture(scope="session")

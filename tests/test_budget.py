@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import report_dict, report_layer
 
 from imcc.analysis.budget import CheckResult, check_budget, load_budget, to_junit_xml
 from imcc.errors import DataError
+from imcc.report.model import Report
 
 
-def report(energy: bool = True) -> dict[str, Any]:
-    rep: dict[str, Any] = {
-        "format": "imcc-report/1", "model": "tiny", "total_cycles": 10_000,
-        "im2col_cycles": 20_000, "speedup": 2.0,
-        "layers": [
-            {"name": "/conv1/Conv", "cycles": 4_000},
-            {"name": "/fc/Gemm", "cycles": 6_000},
-        ],
-    }
-    if energy:
-        rep.update(total_energy_pj=2.0e6, total_latency_ns=3.0e6)  # 2 uJ, 3 ms
-        rep["layers"][0].update(energy_pj=0.5e6, latency_ns=1.0e6)
-        rep["layers"][1].update(energy_pj=1.5e6, latency_ns=2.0e6)
-    return rep
+def report(energy: bool = True) -> Report:
+    rep = report_dict()
+    rep.update(model="tiny", total_cycles=10_000, im2col_cycles=20_000, speedup=2.0,
+               total_energy_pj=2.0e6, total_latency_ns=3.0e6,  # 2 uJ, 3 ms
+               layers=[report_layer("/conv1/Conv", cycles=4_000, energy_pj=0.5e6,
+                                    latency_ns=1.0e6),
+                       report_layer("/fc/Gemm", cycles=6_000, energy_pj=1.5e6,
+                                    latency_ns=2.0e6)])
+    if not energy:
+        for k in ("total_energy_pj", "total_latency_ns", "energy_breakdown", "adc_bits"):
+            del rep[k]
+        for la in rep["layers"]:
+            for k in ("energy_pj", "latency_ns", "energy_breakdown"):
+                del la[k]
+    return Report.from_json(rep)
 
 
 def budget_file(tmp_path: Path, text: str) -> Path:
@@ -34,7 +36,7 @@ def budget_file(tmp_path: Path, text: str) -> Path:
     return p
 
 
-def check(tmp_path: Path, text: str, rep: dict[str, Any] | None = None) -> CheckResult:
+def check(tmp_path: Path, text: str, rep: Report | None = None) -> CheckResult:
     return check_budget(report() if rep is None else rep,
                         load_budget(budget_file(tmp_path, text)))
 

@@ -207,3 +207,13 @@ def test_readme_ci_snippet_runs_as_written(tmp_path: Path) -> None:
     junit = ET.parse(tmp_path / "imcc-check.xml").getroot()
     assert junit.get("failures") == "0"
     assert len(junit.findall(".//testcase")) == 4  # cycles, energy, latency, one layer
+
+
+def test_report_json_round_trips_through_the_typed_report(
+        compiled: tuple[Path, dict[str, Any]]) -> None:
+    from imcc.report.model import Report
+
+    outdir, rep = compiled
+    typed = Report.from_json(rep)
+    assert typed.to_json() == rep
+    assert json.dumps(typed.to_json(), indent=1) + "\n" == (outdir / "report.json").read_text()

@@ -1,52 +1,40 @@
-"""Markdown / CSV / HTML renderers over the report.json dict."""
+"""Markdown / CSV / HTML renderers of a Report (built here from report.json dicts)."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import re
 from typing import Any
 
-import pytest
+from conftest import report_dict
 
-from imcc.analysis.energy import BREAKDOWN_KEYS as ENERGY_KEYS
-from imcc.report.render import BREAKDOWN_KEYS, CSV_COLUMNS, to_csv, to_html, to_markdown
-
-
-def layer(name: str, **kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "name": name, "op": "Conv", "shape": "16x32x32 -> 16x32x32, k3x3 s1",
-        "mapping": "vw-sdk", "pw": [2, 3], "n_parallel": 6, "row_tiles": 2, "col_tiles": 1,
-        "tiles": 2, "windows": 176, "cycles": 352, "im2col_cycles": 1024,
-        "utilization": 0.42, "rank": None, "groups": None, "rel_error": None, "pair": None,
-        "energy_pj": 1.5e6, "latency_ns": 2.0e5,
-        "energy_breakdown": {"cells": 1e5, "row_drivers": 2e5, "adc": 1e6, "shift_add": 5e4,
-                             "buffer": 1.5e5},
-    }
-    base.update(kw)
-    return base
+from imcc.report.model import Report
+from imcc.report.render import CSV_COLUMNS
+from imcc.report.render import to_csv as _to_csv
+from imcc.report.render import to_html as _to_html
+from imcc.report.render import to_markdown as _to_markdown
+from imcc.report.units import BREAKDOWN_KEYS
 
 
-def sample() -> dict[str, Any]:
-    return {
-        "format": "imcc-report/1", "model": "resnet20",
-        "target": {"rows": 128, "cols": 128, "weight_bits": 4, "cell_bits": 1, "act_bits": 4,
-                   "dac_bits": 1, "adc_bits": 8, "tech": "isaac"},
-        "quantized": True, "mapping": "auto", "total_cycles": 1376, "im2col_cycles": 2048,
-        "speedup": 2048 / 1376, "total_energy_pj": 3.0e6, "total_latency_ns": 4.0e5,
-        "n_arrays": 3,
-        "layers": [
-            layer("/conv1/Conv", mapping="im2col", pw=None, n_parallel=1, row_tiles=1,
-                  tiles=1, windows=1024, cycles=1024),
-            layer("/l<b>&|x", rank=8, groups=4, rel_error=0.125, pair="/l", role="R"),
-        ],
-    }
+def to_markdown(raw: dict[str, Any]) -> str:
+    return _to_markdown(Report.from_json(raw))
+
+
+def to_csv(raw: dict[str, Any]) -> str:
+    return _to_csv(Report.from_json(raw))
+
+
+def to_html(raw: dict[str, Any]) -> str:
+    return _to_html(Report.from_json(raw))
+
+
+sample = report_dict
 
 
 def no_energy() -> dict[str, Any]:
     rep = sample()
-    for k in ("total_energy_pj", "total_latency_ns"):
+    for k in ("total_energy_pj", "total_latency_ns", "energy_breakdown", "adc_bits"):
         del rep[k]
     for la in rep["layers"]:
         for k in ("energy_pj", "latency_ns", "energy_breakdown"):
@@ -58,8 +46,13 @@ def table_rows(md: str) -> list[str]:
     return [line for line in md.splitlines() if line.startswith("|")]
 
 
-def test_breakdown_keys_agree_with_energy_analysis() -> None:
-    assert BREAKDOWN_KEYS == ENERGY_KEYS
+def test_breakdown_keys_are_defined_once() -> None:
+    # The energy analysis, the renderers and the CSV columns share one definition.
+    from imcc.analysis import energy
+    from imcc.report import render
+
+    assert energy.BREAKDOWN_KEYS is BREAKDOWN_KEYS is render.BREAKDOWN_KEYS
+    assert CSV_COLUMNS[-len(BREAKDOWN_KEYS):] == tuple(f"energy_{k}_pj" for k in BREAKDOWN_KEYS)
 
 
 def test_markdown_table() -> None:
@@ -114,22 +107,32 @@ def test_html_is_self_contained_and_escaped() -> None:
     assert to_html(sample()) == page  # deterministic
 
 
+def empty() -> dict[str, Any]:
+    """A model with no crossbar layer (e.g. only Relu): zero cycles, no speedup."""
+    rep = sample()
+    rep.update(layers=[], total_cycles=0, im2col_cycles=0, speedup=None, n_arrays=0,
+               n_crossbar_layers=0, weight_params=0, total_energy_pj=0.0,
+               total_latency_ns=0.0,
+               energy_breakdown=dict.fromkeys(BREAKDOWN_KEYS, 0.0))
+    return rep
+
+
 def test_html_without_energy_and_empty_layers() -> None:
     page = to_html(no_energy())
     assert page.count("<svg") == 2 and "Energy" not in page
-    empty = {"model": "m", "layers": []}
-    assert "No crossbar layers" in to_html(empty)
-    assert table_rows(to_markdown(empty))[2].startswith("| **Total** |")
-    assert to_csv(empty).count("\n") == 1
+    assert "No crossbar layers" in to_html(empty())
+    assert table_rows(to_markdown(empty()))[2].startswith("| **Total** |")
+    assert to_csv(empty()).count("\n") == 1
 
 
-@pytest.mark.parametrize("drop", ["speedup", "target", "n_arrays", "quantized", "im2col_cycles"])
-def test_renderers_tolerate_missing_optional_keys(drop: str) -> None:
-    rep = copy.deepcopy(sample())
-    del rep[drop]
-    for la in rep["layers"]:
-        la.pop("energy_breakdown", None)
-        la.pop("utilization", None)
-    assert to_markdown(rep) and to_csv(rep) and "<svg" in to_html(rep)
-    if drop == "speedup":
-        assert "1.49x" in to_markdown(rep)  # recomputed from the cycle counts
+def test_no_speedup_renders_a_dash() -> None:
+    md = to_markdown(empty())
+    assert "speedup **-**" in md and "**Cycles:** 0 (im2col 0," in md
+    assert "<td class=\"n\">-</td>" in to_html(empty())
+
+
+def test_report_without_lowrank_has_no_lowrank_column() -> None:
+    rep = sample()
+    rep["layers"][1].update(rank=None, groups=None, rel_error=None, pair=None, role=None)
+    assert "Low-rank" not in to_markdown(rep) and "Low-rank" not in to_html(rep)
+    assert "Low-rank" in to_markdown(sample()) and "Low-rank" in to_html(sample())

@@ -18,15 +18,9 @@ import pytest
 
 from imcc.dataset import bundled_example_data
 from imcc.errors import UsageError
-from imcc.sweep import (
-    BASE_COLUMNS,
-    TOP1_COLUMN,
-    SweepSpec,
-    _log_axis,
-    pareto_front,
-    plan_sweep,
-    split_list,
-)
+from imcc.report.sweep import BASE_COLUMNS, TOP1_COLUMN, pareto_front
+from imcc.report.units import log_axis
+from imcc.sweep import SweepSpec, plan_sweep, split_list
 
 # One BLAS thread per process (the sweep's own workers get this anyway): the in-process
 # -j 1 run would otherwise be slowed several times by OpenBLAS's spinning threads.
@@ -146,6 +140,15 @@ def test_sweep_with_passes_equals_imcc_compile(tmp_path: Path) -> None:
     assert_row_equals_report(rows[1], rep)
     proc = imcc(tmp_path, "sweep", "resnet20", "-p", PIPELINE, "--ranks", "m/2", "-o", "x.csv")
     assert proc.returncode == 2 and "--ranks cannot be combined" in proc.stderr
+
+
+def test_lowrank_report_json_round_trips(compiled: Path) -> None:
+    from imcc.report.model import Report
+
+    text = (compiled / "report.json").read_text()
+    typed = Report.from_json(json.loads(text))
+    assert typed.lowrank is not None and typed.lowrank.factorized_layers > 0
+    assert json.dumps(typed.to_json(), indent=1) + "\n" == text
 
 
 def test_same_csv_in_process_and_with_workers(swept: Path, tmp_path: Path) -> None:
@@ -306,7 +309,7 @@ def test_pareto_front() -> None:
 @pytest.mark.parametrize(("lo", "hi"), [(11_745, 57_857), (10_321, 165_380), (1, 1e9),
                                         (14_593, 14_593), (14_000, 15_000)])
 def test_log_axis_covers_the_data_with_few_ticks(lo: float, hi: float) -> None:
-    ticks, a, b = _log_axis(lo, hi)
+    ticks, a, b = log_axis(lo, hi)
     assert a <= lo and hi <= b
     assert 2 <= len(ticks) <= 8
     assert ticks == sorted(ticks) and all(a <= t <= b for t in ticks)

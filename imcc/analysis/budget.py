@@ -12,8 +12,8 @@ Budget file (TOML):
     cycles = 4096            # any of cycles / energy_uj / latency_ms, per layer
 
 At least one limit must be given. A limit is met when `actual <= limit * (1 + tolerance)`.
-The check reads the report.json dict, so it can run on a saved report as well as on a
-fresh compile.
+The check reads a `Report` (imcc.report.model), so it can run on a saved report.json as
+well as on a fresh compile.
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ from typing import Any
 
 from imcc.analysis.tech import check_number, read_toml
 from imcc.errors import DataError
+from imcc.report.model import LayerEnergy, LayerReport, Report
+from imcc.report.units import MS, UJ, Unit, pct_text, plain_number
 
-# metric -> (kind, unit, report key, factor from the report's unit to the budget's unit)
-_METRICS: dict[str, tuple[str, str, str, float]] = {
-    "cycles": ("int", "cycles", "cycles", 1.0),
-    "energy_uj": ("float", "uJ", "energy_pj", 1e-6),
-    "latency_ms": ("float", "ms", "latency_ns", 1e-6),
+# metric -> (kind, unit, report key, unit of the budget; the report counts in pJ and ns)
+_CYCLES = Unit("cycles", 1.0)
+_METRICS: dict[str, tuple[str, str, str, Unit]] = {
+    "cycles": ("int", "cycles", "cycles", _CYCLES),
+    "energy_uj": ("float", "uJ", "energy_pj", UJ),
+    "latency_ms": ("float", "ms", "latency_ns", MS),
 }
 _TOTAL_KEYS = {"cycles": "total_cycles", "energy_pj": "total_energy_pj",
                "latency_ns": "total_latency_ns"}
@@ -99,7 +102,7 @@ def _limits(raw: Any, label: str, allowed_extra: set[str]) -> Limits:
                         f"{', '.join(unknown)} (allowed: "
                         f"{', '.join([*_METRICS, *sorted(allowed_extra)])})")
     values: dict[str, Any] = {}
-    for metric, (kind, _unit, _key, _factor) in _METRICS.items():
+    for metric, (kind, _unit, _key, _per) in _METRICS.items():
         if metric in raw:
             # A zero limit cannot be met by any layer and makes over-fractions infinite.
             values[metric] = check_number(raw[metric], kind, True, f"{label}: key {metric}")
@@ -141,14 +144,19 @@ def load_budget(path: str | Path) -> Budget:
     return budget_from_dict(read_toml(p, "budget file"), f"budget file {p}")
 
 
-def _actual(scope: dict[str, Any], key: str, metric: str, where: str) -> float:
-    v = scope.get(key)
+def _value(cycles: int, energy: LayerEnergy | None, key: str) -> float | None:
+    if key == "cycles":
+        return float(cycles)
+    if energy is None:
+        return None
+    return energy.energy_pj if key == "energy_pj" else energy.latency_ns
+
+
+def _actual(v: float | None, key: str, metric: str, where: str) -> float:
     if v is None:
         what = "energy" if metric == "energy_uj" else "latency"
         raise DataError(f"the budget limits {where}{metric} but the report has no {what} "
                         f"analysis ({key} missing); compile with an energy analysis")
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise DataError(f"report key {key} must be a number, got {v!r}")
     return float(v)
 
 
@@ -161,32 +169,32 @@ def _item(name: str, limit: float, actual: float, unit: str, tolerance: float) -
                      over_by_fraction=(actual - limit) / limit)
 
 
-def check_budget(report: dict[str, Any], budget: Budget) -> CheckResult:
-    """Compare a report.json dict with a budget: program totals first, then each budgeted
-    layer in budget-file order. A budgeted layer missing from the report is an error, not a
-    pass, so a renamed layer cannot silently escape its limit."""
+def check_budget(report: Report, budget: Budget) -> CheckResult:
+    """Compare a report with a budget: program totals first, then each budgeted layer in
+    budget-file order. A budgeted layer missing from the report is an error, not a pass, so
+    a renamed layer cannot silently escape its limit."""
     items: list[CheckItem] = []
+    e = report.energy
+    totals = None if e is None else LayerEnergy(e.total_energy_pj, e.total_latency_ns, {})
     for metric, limit in budget.total.items():
-        _kind, unit, key, factor = _METRICS[metric]
-        total_key = _TOTAL_KEYS[key]
-        actual = _actual(report, total_key, metric, "total ") * factor
+        _kind, unit, key, per = _METRICS[metric]
+        actual = per.per_base * _actual(_value(report.total_cycles, totals, key),
+                                        _TOTAL_KEYS[key], metric, "total ")
         items.append(_item(f"total.{metric}", limit, actual, unit, budget.tolerance))
-    by_name = {str(layer.get("name")): layer for layer in report.get("layers", [])}
+    by_name: dict[str, LayerReport] = {layer.name: layer for layer in report.layers}
     missing = [name for name in budget.layers if name not in by_name]
     if missing:
         raise DataError(f"budgeted layer{'s' if len(missing) > 1 else ''} not in the report: "
                         f"{', '.join(missing)} (layers: {', '.join(by_name) or 'none'})")
     for name, limits in budget.layers.items():
+        layer = by_name[name]
         for metric, limit in limits.items():
-            _kind, unit, key, factor = _METRICS[metric]
-            actual = _actual(by_name[name], key, metric, f"layer {name} ") * factor
+            _kind, unit, key, per = _METRICS[metric]
+            actual = per.per_base * _actual(_value(layer.cycles, layer.energy, key), key,
+                                            metric, f"layer {name} ")
             items.append(_item(f"layer.{name}.{metric}", limit, actual, unit,
                                budget.tolerance))
     return CheckResult(items=items, tolerance=budget.tolerance)
-
-
-def _fmt(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.6g}"
 
 
 def to_junit_xml(result: CheckResult, suite_name: str = "imcc-check") -> str:
@@ -202,16 +210,16 @@ def to_junit_xml(result: CheckResult, suite_name: str = "imcc-check") -> str:
     for item in result.items:
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": item.name,
                                                  "time": "0"})
-        margin = (f"over by {item.over_by_fraction:.2%}" if item.over_by_fraction > 0
-                  else f"headroom {-item.over_by_fraction:.2%}")
-        detail = (f"{item.name}: actual {_fmt(item.actual)} {item.unit}, limit "
-                  f"{_fmt(item.limit)} {item.unit}, {margin} "
-                  f"(tolerance {result.tolerance:.2%})")
+        margin = (f"over by {pct_text(item.over_by_fraction, 2)}" if item.over_by_fraction > 0
+                  else f"headroom {pct_text(-item.over_by_fraction, 2)}")
+        detail = (f"{item.name}: actual {plain_number(item.actual)} {item.unit}, limit "
+                  f"{plain_number(item.limit)} {item.unit}, {margin} "
+                  f"(tolerance {pct_text(result.tolerance, 2)})")
         if item.passed:
             ET.SubElement(case, "system-out").text = detail
         else:
             fail = ET.SubElement(case, "failure", {
-                "message": f"{item.name} over budget by {item.over_by_fraction:.2%}",
+                "message": f"{item.name} over budget by {pct_text(item.over_by_fraction, 2)}",
                 "type": "BudgetExceeded"})
             fail.text = detail
     ET.indent(suites)

@@ -38,10 +38,9 @@ import numpy as np
 
 from imcc.analysis.tech import TechProfile
 from imcc.errors import UsageError
+from imcc.report.units import BREAKDOWN_KEYS
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, Program
-
-BREAKDOWN_KEYS: tuple[str, ...] = ("cells", "row_drivers", "adc", "shift_add", "buffer")
 
 
 @dataclass(frozen=True)
@@ -121,6 +120,7 @@ def analyze_layer(layer: CrossbarLayer, target: CrossbarTarget, tech: TechProfil
     conv_ns = np.ceil(c / tech.n_adc_per_array) / tech.f_adc_ghz
     latency = scale * float(np.sum(np.maximum(tech.t_read_ns, conv_ns)))
 
+    # In the order (and with the keys) of BREAKDOWN_KEYS.
     breakdown = {"cells": cells, "row_drivers": rows, "adc": adc, "shift_add": shift_add,
                  "buffer": float(buffer)}
     return LayerEnergy(name=layer.name, energy_pj=float(sum(breakdown.values())),

@@ -1,4 +1,4 @@
-"""Build the `imcc-report/1` dictionary (report.json) from a compiled program.
+"""Build the typed `imcc-report/1` report (report.json) from a compiled program.
 
 Every cycle figure is read off the emitted program (`CrossbarLayer.cycles`: windows x tiles);
 the im2col baseline is the DESIGN.md formula for the same layer and target.
@@ -6,17 +6,24 @@ the im2col baseline is the DESIGN.md formula for the same layer and target.
 
 from __future__ import annotations
 
-from typing import Any
-
 from imcc import __version__
 from imcc.analysis.energy import EnergyReport
 from imcc.ir import Strategy
 from imcc.ir.records import LowRankRecord
+from imcc.report.model import (
+    FORMAT,
+    EnergySummary,
+    LayerEnergy,
+    LayerReport,
+    LowRankSummary,
+    Report,
+    TargetInfo,
+)
 from imcc.targets.cost import LayerGeom, im2col_cost
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, Program
 
-FORMAT = "imcc-report/1"
+__all__ = ["FORMAT", "build_report", "layer_entry", "layer_geom"]
 
 
 def layer_geom(layer: CrossbarLayer) -> LayerGeom:
@@ -48,7 +55,8 @@ def _shape_text(layer: CrossbarLayer) -> str:
     return text
 
 
-def layer_entry(layer: CrossbarLayer, target: CrossbarTarget) -> dict[str, Any]:
+def layer_entry(layer: CrossbarLayer, target: CrossbarTarget,
+                energy: LayerEnergy | None = None) -> LayerReport:
     tiles = layer.tiles
     per_group = [t for t in tiles if t.group == 0]
     row_tiles = 1 + max((t.row_tile for t in per_group), default=-1)
@@ -57,61 +65,64 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget) -> dict[str, Any]:
     base = im2col_cost(layer_geom(layer), target.rows, target.cols,
                        len(layer.slice_weights)).cycles
     lr = layer.lowrank
-    pw = None if layer.mapping.strategy is Strategy.IM2COL else list(layer.mapping.pw)
-    return {
-        "name": layer.name, "op": layer.op, "shape": _shape_text(layer),
-        "mapping": layer.mapping.strategy.value, "pw": pw,
-        "n_parallel": layer.mapping.n_parallel,
-        "group_pack": layer.mapping.group_pack,
-        "conv_groups": layer.groups,
-        "row_tiles": row_tiles, "col_tiles": col_tiles, "tiles": len(tiles),
-        "windows": layer.n_windows, "cycles": layer.cycles, "im2col_cycles": base,
-        "utilization": taps / (len(tiles) * target.rows * target.cols) if tiles else 0.0,
-        "mapping_note": layer.mapping.reason or None,
-        "rank": lr.rank if lr else None, "groups": lr.groups if lr else None,
-        "rel_error": lr.rel_error if lr else None,
-        "pair": lr.source if lr else None, "role": lr.role.value if lr else None,
-        "params_before": lr.params_before if lr else None,   # of the original layer
-        "params_after": lr.params_after if lr else None,     # of the pair (both halves)
-        "weight_params": layer.weight_params,
-        "slices": len(layer.slice_weights),
-        "input_bits": layer.in_quant[1] if layer.in_quant else None,
-    }
+    pw = None if layer.mapping.strategy is Strategy.IM2COL else layer.mapping.pw
+    return LayerReport(
+        name=layer.name, op=layer.op, shape=_shape_text(layer),
+        mapping=layer.mapping.strategy.value, pw=None if pw is None else (pw[0], pw[1]),
+        n_parallel=layer.mapping.n_parallel, group_pack=layer.mapping.group_pack,
+        conv_groups=layer.groups, row_tiles=row_tiles, col_tiles=col_tiles, tiles=len(tiles),
+        windows=layer.n_windows, cycles=layer.cycles, im2col_cycles=base,
+        utilization=taps / (len(tiles) * target.rows * target.cols) if tiles else 0.0,
+        mapping_note=layer.mapping.reason or None,
+        rank=lr.rank if lr else None, groups=lr.groups if lr else None,
+        rel_error=lr.rel_error if lr else None,
+        pair=lr.source if lr else None, role=lr.role.value if lr else None,
+        params_before=lr.params_before if lr else None,   # of the original layer
+        params_after=lr.params_after if lr else None,     # of the pair (both halves)
+        weight_params=layer.weight_params, slices=len(layer.slice_weights),
+        input_bits=layer.in_quant[1] if layer.in_quant else None, energy=energy)
+
+
+def _lowrank_summary(record: LowRankRecord, pairs: int) -> LowRankSummary:
+    return LowRankSummary(
+        rank=record.rank, groups=record.groups, factorized_layers=pairs,
+        skipped={d.layer: "; ".join(d.notes) for d in record.decisions if not d.factorized},
+        notes={d.layer: "; ".join(d.notes) for d in record.decisions
+               if d.factorized and d.notes})
 
 
 def build_report(program: Program, target: CrossbarTarget,
                  energy: EnergyReport | None, mapping: str, tech: str,
-                 calibration: str | None, lowrank: LowRankRecord | None) -> dict[str, Any]:
-    layers = [layer_entry(layer, target) for layer in program.crossbar_layers()]
-    if energy is not None:
-        for entry in layers:
-            entry.update(energy.layer(entry["name"]).to_dict())
+                 calibration: str | None, lowrank: LowRankRecord | None,
+                 passes: tuple[str, ...] | list[str] | None = None,
+                 pipeline: str | None = None) -> Report:
+    """The report of `program`; `lowrank` is the low-rank pass's record when it ran,
+    `passes` the names of the passes run (recorded as report.json's ``passes``)."""
+    layers = tuple(
+        layer_entry(layer, target, None if energy is None else _layer_energy(energy, layer))
+        for layer in program.crossbar_layers())
     total = program.total_cycles
-    base = sum(entry["im2col_cycles"] for entry in layers)
+    base = sum(entry.im2col_cycles for entry in layers)
     # Each pair is counted once: both halves carry the pair's totals.
-    pairs = {entry["pair"]: entry for entry in layers if entry["pair"]}
-    report: dict[str, Any] = {
-        "format": FORMAT, "imcc_version": __version__, "model": program.model,
-        "target": {**program.target, "tech": tech},
-        "quantized": program.quantized, "calibration": calibration, "mapping": mapping,
-        "total_cycles": total, "im2col_cycles": base,
-        "speedup": base / total if total else None,
-        "n_arrays": program.n_arrays, "n_crossbar_layers": len(layers),
-        "weight_params": sum(entry["weight_params"] for entry in layers),
-    }
-    if lowrank is not None:
-        report["lowrank"] = {
-            "rank": lowrank.rank, "groups": lowrank.groups,
-            "factorized_layers": len(pairs),
-            "skipped": {d.layer: "; ".join(d.notes) for d in lowrank.decisions
-                        if not d.factorized},
-            "notes": {d.layer: "; ".join(d.notes) for d in lowrank.decisions
-                      if d.factorized and d.notes},
-        }
-    if energy is not None:
-        report["total_energy_pj"] = energy.total_energy_pj
-        report["total_latency_ns"] = energy.total_latency_ns
-        report["energy_breakdown"] = energy.breakdown
-        report["adc_bits"] = energy.adc_bits
-    report["layers"] = layers
-    return report
+    pairs = {entry.pair for entry in layers if entry.pair}
+    t = program.target
+    return Report(
+        imcc_version=__version__, model=program.model,
+        target=TargetInfo(rows=t["rows"], cols=t["cols"], weight_bits=t["weight_bits"],
+                          cell_bits=t["cell_bits"], act_bits=t["act_bits"],
+                          dac_bits=t["dac_bits"], adc_bits=t["adc_bits"], tech=tech),
+        quantized=program.quantized, calibration=calibration, mapping=mapping,
+        total_cycles=total, im2col_cycles=base, speedup=base / total if total else None,
+        n_arrays=program.n_arrays, n_crossbar_layers=len(layers),
+        weight_params=sum(entry.weight_params for entry in layers), layers=layers,
+        lowrank=None if lowrank is None else _lowrank_summary(lowrank, len(pairs)),
+        energy=None if energy is None else EnergySummary(
+            total_energy_pj=energy.total_energy_pj, total_latency_ns=energy.total_latency_ns,
+            breakdown=energy.breakdown, adc_bits=energy.adc_bits),
+        passes=None if passes is None else tuple(passes), pipeline=pipeline)
+
+
+def _layer_energy(energy: EnergyReport, layer: CrossbarLayer) -> LayerEnergy:
+    e = energy.layer(layer.name)
+    return LayerEnergy(energy_pj=e.energy_pj, latency_ns=e.latency_ns,
+                       breakdown=dict(e.breakdown))

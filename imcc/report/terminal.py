@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
+from imcc.report.model import Report
+from imcc.report.sweep import SweepResult, terminal_table
+from imcc.report.units import (
+    NONE_TEXT,
+    count_text,
+    decimal_text,
+    energy_text,
+    pct_text,
+    ratio_text,
+    sig_text,
+    time_text,
+)
 
-def time_text(ns: float | None) -> str:
-    if ns is None:
-        return "-"
-    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
-        if ns >= scale:
-            return f"{ns / scale:.2f} {unit}"
-    return f"{ns:.1f} ns"
+if TYPE_CHECKING:
+    from imcc.analysis.budget import CheckResult
 
 
 def short_name(name: str) -> str:
@@ -27,78 +34,99 @@ def short_name(name: str) -> str:
     return "/".join(parts) or name
 
 
-def energy_text(pj: float | None) -> str:
-    if pj is None:
-        return "-"
-    for scale, unit in ((1e6, "uJ"), (1e3, "nJ")):
-        if pj >= scale:
-            return f"{pj / scale:.2f} {unit}"
-    return f"{pj:.1f} pJ"
-
-
-def report_table(report: dict[str, Any]) -> Table:
-    t = report["target"]
-    lowrank = any(layer.get("rank") is not None for layer in report["layers"])
-    energy = "total_energy_pj" in report
-    title = (f"{report['model']} on {t['rows']}x{t['cols']} arrays, W{t['weight_bits']}"
-             f"/cell {t['cell_bits']} bit, "
-             f"{'A' + str(t['act_bits']) if report['quantized'] else 'float (--no-quantize)'}, "
-             f"mapping {report['mapping']}")
+def report_table(report: Report) -> Table:
+    t = report.target
+    lowrank = report.has_lowrank_layers
+    energy = report.energy
+    title = (f"{report.model} on {t.rows}x{t.cols} arrays, W{t.weight_bits}"
+             f"/cell {t.cell_bits} bit, "
+             f"{'A' + str(t.act_bits) if report.quantized else 'float (--no-quantize)'}, "
+             f"mapping {report.mapping}")
     table = Table(title=title, show_footer=True, header_style="bold")
     table.add_column("layer", footer="total")
     table.add_column("op / shape")
     table.add_column("mapping")
-    table.add_column("tiles (r x c)", justify="right", footer=str(report["n_arrays"]))
+    table.add_column("tiles (r x c)", justify="right", footer=str(report.n_arrays))
     table.add_column("windows", justify="right")
-    table.add_column("cycles", justify="right", footer=f"{report['total_cycles']:,}")
-    table.add_column("im2col", justify="right", footer=f"{report['im2col_cycles']:,}")
+    table.add_column("cycles", justify="right", footer=count_text(report.total_cycles))
+    table.add_column("im2col", justify="right", footer=count_text(report.im2col_cycles))
     table.add_column("util", justify="right")
     if lowrank:
         table.add_column("rank/g", justify="right")
         table.add_column("rel err", justify="right")
-    if energy:
+    if energy is not None:
         table.add_column("energy", justify="right",
-                         footer=energy_text(report["total_energy_pj"]))
-    for layer in report["layers"]:
-        m = layer["mapping"] + (f" {layer['pw'][0]}x{layer['pw'][1]}" if layer["pw"] else "")
-        if layer.get("group_pack", 1) > 1:
-            m += f" {layer['group_pack']}g/array"
-        row = [short_name(layer["name"]), f"{layer['op']} {layer['shape']}", m,
-               f"{layer['tiles']} ({layer['row_tiles']}x{layer['col_tiles']})",
-               f"{layer['windows']:,}", f"{layer['cycles']:,}", f"{layer['im2col_cycles']:,}",
-               f"{layer['utilization']:.0%}"]
+                         footer=energy_text(energy.total_energy_pj))
+    for layer in report.layers:
+        m = layer.mapping + (f" {layer.pw[0]}x{layer.pw[1]}" if layer.pw else "")
+        if (layer.group_pack or 1) > 1:
+            m += f" {layer.group_pack}g/array"
+        row = [short_name(layer.name), f"{layer.op} {layer.shape}", m,
+               f"{layer.tiles} ({layer.row_tiles}x{layer.col_tiles})",
+               count_text(layer.windows), count_text(layer.cycles),
+               count_text(layer.im2col_cycles), pct_text(layer.utilization, 0)]
         if lowrank:
-            row.append(f"{layer['rank']}/{layer['groups']}" if layer["rank"] else "-")
-            row.append(f"{layer['rel_error']:.3f}" if layer.get("rel_error") is not None
-                       else "-")
-        if energy:
-            row.append(energy_text(layer.get("energy_pj")))
+            row.append(f"{layer.rank}/{layer.groups}" if layer.rank else NONE_TEXT)
+            row.append(decimal_text(layer.rel_error, 3))
+        if energy is not None:
+            row.append(energy_text(None if layer.energy is None else layer.energy.energy_pj))
         table.add_row(*row)
     return table
 
 
-def summary_lines(report: dict[str, Any]) -> list[str]:
-    lines = [f"total: {report['total_cycles']:,} cycles on {report['n_arrays']} arrays; "
-             f"im2col baseline {report['im2col_cycles']:,} "
-             f"(speedup {report['speedup']:.2f}x)"]
-    if "total_energy_pj" in report:
-        lines.append(f"energy {energy_text(report['total_energy_pj'])}, latency "
-                     f"{time_text(report['total_latency_ns'])} per image "
-                     f"(tech {report['target'].get('tech')}, ADC {report.get('adc_bits')} bit)")
-    if report.get("calibration"):
-        lines.append(f"activation calibration: {report['calibration']}")
-    lr = report.get("lowrank")
+def summary_lines(report: Report) -> list[str]:
+    lines = [f"total: {count_text(report.total_cycles)} cycles on {report.n_arrays} arrays; "
+             f"im2col baseline {count_text(report.im2col_cycles)} "
+             f"(speedup {ratio_text(report.speedup)})"]
+    if report.energy is not None:
+        lines.append(f"energy {energy_text(report.energy.total_energy_pj)}, latency "
+                     f"{time_text(report.energy.total_latency_ns)} per image "
+                     f"(tech {report.target.tech}, ADC {report.energy.adc_bits} bit)")
+    if report.calibration:
+        lines.append(f"activation calibration: {report.calibration}")
+    lr = report.lowrank
     if lr:
-        lines.append(f"low-rank: rank {lr['rank']}, groups {lr['groups']}, "
-                     f"{lr['factorized_layers']} layers factorized; left as is: "
-                     + (", ".join(f"{k} ({v})" for k, v in lr["skipped"].items()) or "none"))
+        lines.append(f"low-rank: rank {lr.rank}, groups {lr.groups}, "
+                     f"{lr.factorized_layers} layers factorized; left as is: "
+                     + (", ".join(f"{k} ({v})" for k, v in lr.skipped.items()) or "none"))
     return lines
 
 
-def print_report(report: dict[str, Any], console: Console) -> None:
+def print_report(report: Report, console: Console) -> None:
     console.print(report_table(report))
     for line in summary_lines(report):
         console.print(line)
+
+
+def check_lines(result: CheckResult) -> list[str]:
+    """`imcc check`'s lines (rich markup): each budget item ok or OVER with its actual value
+    and limit, then the verdict."""
+    from rich.markup import escape
+
+    lines = []
+    for item in result.items:
+        mark = "[green]ok  [/]" if item.passed else "[red]OVER[/]"
+        extra = "" if item.passed else f" (over by {pct_text(item.over_by_fraction)})"
+        lines.append(f"{mark} {escape(item.name)}: {item.actual:,.6g} {item.unit} "
+                     f"<= {item.limit:,.6g}{extra}")
+    lines.append("within budget" if result.passed else
+                 f"[red]budget exceeded: {len(result.failures)} item(s)[/]")
+    return lines
+
+
+def print_sweep(result: SweepResult, console: Console) -> None:
+    """The sweep's rows as a table, and the float model's accuracy when it was measured."""
+    headers, cells = terminal_table(result)
+    n = len(result.rows)
+    table = Table(title=f"imcc sweep: {result.model} ({n} configuration"
+                        f"{'' if n == 1 else 's'})")
+    for h in headers:
+        table.add_column(h, justify="left" if h in ("target", "rank", "mapping") else "right")
+    for line in cells:
+        table.add_row(*line)
+    console.print(table)
+    if result.float_top1 is not None:
+        console.print(f"float model top-1 on the same data: {pct_text(result.float_top1, 2)}")
 
 
 def sim_table(result: dict[str, Any]) -> Table:
@@ -107,7 +135,7 @@ def sim_table(result: dict[str, Any]) -> Table:
     table.add_column("value", justify="right")
     for key, val in result.items():
         if isinstance(val, float):
-            text = f"{val:.4%}" if key.endswith(("top1", "agreement")) else f"{val:.3g}"
+            text = pct_text(val, 4) if key.endswith(("top1", "agreement")) else sig_text(val)
         else:
             text = str(val)
         table.add_row(key, text)

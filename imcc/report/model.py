@@ -1,0 +1,361 @@
+"""The typed compile report (format ``imcc-report/1``, written as report.json).
+
+`Report.to_json()` returns exactly the dictionary report.json holds (same keys, same order),
+and `Report.from_json()` reads any imcc-report/1 dictionary written so far: keys that later
+versions added (``group_pack``, ``slices``, ``input_bits``, ``params_before``,
+``params_after``, ``passes``) may be missing from an old file. A malformed report raises
+`DataError` with a one-line reason naming the key.
+
+Optional parts are Optional fields: `Report.energy` / `LayerReport.energy` exist only with an
+energy analysis, `Report.lowrank` only when the low-rank pass ran, so renderers never probe
+a dictionary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from imcc.errors import DataError
+from imcc.report.units import BREAKDOWN_KEYS
+
+FORMAT = "imcc-report/1"
+
+_MISSING = object()
+
+
+class _Reader:
+    """Typed access to one JSON object; every problem is a DataError naming the key."""
+
+    def __init__(self, raw: Any, where: str) -> None:
+        if not isinstance(raw, dict):
+            raise DataError(f"report: {where or 'the report'} must be an object, got "
+                            f"{type(raw).__name__}")
+        self.raw: dict[str, Any] = raw
+        self.where = where
+
+    def _key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def _get(self, key: str, optional: bool) -> Any:
+        v = self.raw.get(key, _MISSING)
+        if v is _MISSING:
+            if optional:
+                return None
+            raise DataError(f"report: missing key {self._key(key)}")
+        return v
+
+    def _typed(self, key: str, types: tuple[type, ...], what: str, nullable: bool,
+               optional: bool = False) -> Any:
+        v = self._get(key, optional)
+        if v is None and (nullable or optional):
+            return None
+        if isinstance(v, bool) and bool not in types or not isinstance(v, types):
+            raise DataError(f"report: key {self._key(key)} must be {what}"
+                            f"{' or null' if nullable else ''}, got {v!r}"[:200])
+        return v
+
+    def integer(self, key: str, nullable: bool = False, optional: bool = False) -> Any:
+        return self._typed(key, (int,), "an integer", nullable, optional)
+
+    def number(self, key: str, nullable: bool = False, optional: bool = False) -> Any:
+        v = self._typed(key, (int, float), "a number", nullable, optional)
+        return None if v is None else float(v)
+
+    def string(self, key: str, nullable: bool = False, optional: bool = False) -> Any:
+        return self._typed(key, (str,), "a string", nullable, optional)
+
+    def flag(self, key: str) -> bool:
+        return bool(self._typed(key, (bool,), "true or false", False))
+
+    def obj(self, key: str, optional: bool = False) -> _Reader | None:
+        v = self._get(key, optional)
+        return None if v is None and optional else _Reader(v, self._key(key))
+
+    def array(self, key: str, optional: bool = False) -> list[Any] | None:
+        v = self._typed(key, (list,), "a list", False, optional)
+        return None if v is None else list(v)
+
+    def str_map(self, key: str) -> dict[str, str]:
+        sub = self.obj(key)
+        assert sub is not None
+        for k in sub.raw:
+            sub.string(k)
+        return dict(sub.raw)
+
+    def breakdown(self, key: str) -> dict[str, float]:
+        """An energy breakdown: a number (pJ) for each of BREAKDOWN_KEYS, in file order."""
+        sub = self.obj(key)
+        assert sub is not None
+        if set(sub.raw) != set(BREAKDOWN_KEYS):
+            raise DataError(f"report: key {sub.where} must have the keys "
+                            f"{', '.join(BREAKDOWN_KEYS)}, got {', '.join(sub.raw) or 'none'}"
+                            [:200])
+        return {k: sub.number(k) for k in sub.raw}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bit widths (weights, bits per cell, activations, DAC and ADC resolution) and the
+    tech profile of the energy model."""
+
+    weight_bits: int
+    cell_bits: int
+    act_bits: int
+    dac_bits: int
+    adc_bits: int
+    tech: str
+
+    def phrases(self) -> list[str]:
+        """How a page states them, e.g. ``["4-bit weights on 1-bit cells", ...]``."""
+        return [f"{self.weight_bits}-bit weights on {self.cell_bits}-bit cells",
+                f"{self.act_bits}-bit activations ({self.dac_bits}-bit DAC)",
+                f"{self.adc_bits}-bit ADC"] + ([f"tech {self.tech}"] if self.tech else [])
+
+
+@dataclass(frozen=True)
+class TargetInfo(Precision):
+    """The crossbar target (array rows x columns and its precision) and the tech profile
+    the report was computed for."""
+
+    rows: int
+    cols: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "cols": self.cols, "weight_bits": self.weight_bits,
+                "cell_bits": self.cell_bits, "act_bits": self.act_bits,
+                "dac_bits": self.dac_bits, "adc_bits": self.adc_bits, "tech": self.tech}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> TargetInfo:
+        return cls(rows=r.integer("rows"), cols=r.integer("cols"),
+                   weight_bits=r.integer("weight_bits"),
+                   cell_bits=r.integer("cell_bits"), act_bits=r.integer("act_bits"),
+                   dac_bits=r.integer("dac_bits"), adc_bits=r.integer("adc_bits"),
+                   tech=r.string("tech"))
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """Energy (pJ) and serial latency (ns) of one crossbar layer, with the energy per
+    component (every key of `imcc.report.units.BREAKDOWN_KEYS`, in pJ)."""
+
+    energy_pj: float
+    latency_ns: float
+    breakdown: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class EnergySummary:
+    """Whole-program energy (pJ), latency (ns), energy per component (every key of
+    BREAKDOWN_KEYS) and the ADC width the energy was computed for."""
+
+    total_energy_pj: float
+    total_latency_ns: float
+    breakdown: Mapping[str, float]
+    adc_bits: int
+
+
+@dataclass(frozen=True)
+class LowRankSummary:
+    """The low-rank pass's settings, how many pairs it made, and why layers were left as
+    they are (`skipped`) or adjusted (`notes`), by layer name."""
+
+    rank: str
+    groups: int
+    factorized_layers: int
+    skipped: Mapping[str, str]
+    notes: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rank": self.rank, "groups": self.groups,
+                "factorized_layers": self.factorized_layers, "skipped": dict(self.skipped),
+                "notes": dict(self.notes)}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> LowRankSummary:
+        return cls(rank=r.string("rank"), groups=r.integer("groups"),
+                   factorized_layers=r.integer("factorized_layers"),
+                   skipped=r.str_map("skipped"), notes=r.str_map("notes"))
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One crossbar layer: its mapping, tiles, cycles beside the im2col baseline, low-rank
+    provenance (when it is half of a factorized pair) and energy (with an analysis)."""
+
+    name: str
+    op: str                          # "Conv" or a linear op ("Gemm", "MatMul")
+    shape: str                       # e.g. "16x32x32 -> 16x32x32, k3x3 s1 p1"
+    mapping: str                     # im2col, sdk, vw-sdk, lowrank-sdk
+    pw: tuple[int, int] | None       # parallel window; None for im2col
+    n_parallel: int
+    group_pack: int | None           # conv groups per array (None: a report before 0.1)
+    conv_groups: int
+    row_tiles: int
+    col_tiles: int
+    tiles: int
+    windows: int
+    cycles: int
+    im2col_cycles: int
+    utilization: float               # used cells / cells of the layer's arrays
+    mapping_note: str | None         # why the mapping differs from the request
+    rank: int | None
+    groups: int | None
+    rel_error: float | None
+    pair: str | None                 # the original layer of a factorized pair
+    role: str | None                 # "R" (grouped KxK half) or "L" (1x1 half)
+    params_before: int | None
+    params_after: int | None
+    weight_params: int
+    slices: int | None
+    input_bits: int | None
+    energy: LayerEnergy | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name, "op": self.op, "shape": self.shape, "mapping": self.mapping,
+            "pw": None if self.pw is None else list(self.pw), "n_parallel": self.n_parallel}
+        if self.group_pack is not None:
+            d["group_pack"] = self.group_pack
+        d.update({
+            "conv_groups": self.conv_groups, "row_tiles": self.row_tiles,
+            "col_tiles": self.col_tiles, "tiles": self.tiles, "windows": self.windows,
+            "cycles": self.cycles, "im2col_cycles": self.im2col_cycles,
+            "utilization": self.utilization, "mapping_note": self.mapping_note,
+            "rank": self.rank, "groups": self.groups, "rel_error": self.rel_error,
+            "pair": self.pair, "role": self.role, "params_before": self.params_before,
+            "params_after": self.params_after, "weight_params": self.weight_params})
+        if self.slices is not None:
+            d["slices"] = self.slices
+        d["input_bits"] = self.input_bits
+        if self.energy is not None:
+            d.update({"energy_pj": self.energy.energy_pj, "latency_ns": self.energy.latency_ns,
+                      "energy_breakdown": dict(self.energy.breakdown)})
+        return d
+
+    @classmethod
+    def _read(cls, r: _Reader) -> LayerReport:
+        pw_raw = r.array("pw", optional=True)
+        pw: tuple[int, int] | None = None
+        if pw_raw is not None:
+            if len(pw_raw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                           for v in pw_raw):
+                raise DataError(f"report: key {r.where}.pw must be [rows, cols] or null, "
+                                f"got {pw_raw!r}"[:200])
+            pw = (pw_raw[0], pw_raw[1])
+        energy = None
+        if "energy_pj" in r.raw:
+            energy = LayerEnergy(energy_pj=r.number("energy_pj"),
+                                 latency_ns=r.number("latency_ns"),
+                                 breakdown=r.breakdown("energy_breakdown"))
+        return cls(
+            name=r.string("name"), op=r.string("op"), shape=r.string("shape"),
+            mapping=r.string("mapping"), pw=pw, n_parallel=r.integer("n_parallel"),
+            group_pack=r.integer("group_pack", optional=True),
+            conv_groups=r.integer("conv_groups"), row_tiles=r.integer("row_tiles"),
+            col_tiles=r.integer("col_tiles"), tiles=r.integer("tiles"),
+            windows=r.integer("windows"), cycles=r.integer("cycles"),
+            im2col_cycles=r.integer("im2col_cycles"), utilization=r.number("utilization"),
+            mapping_note=r.string("mapping_note", nullable=True),
+            rank=r.integer("rank", nullable=True), groups=r.integer("groups", nullable=True),
+            rel_error=r.number("rel_error", nullable=True),
+            pair=r.string("pair", nullable=True), role=r.string("role", nullable=True),
+            params_before=r.integer("params_before", optional=True),
+            params_after=r.integer("params_after", optional=True),
+            weight_params=r.integer("weight_params"), slices=r.integer("slices", optional=True),
+            input_bits=r.integer("input_bits", optional=True), energy=energy)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A compiled model's report: totals over its crossbar layers and one `LayerReport`
+    each. Cycles are counted from the emitted program; `speedup` is im2col / chosen cycles
+    (None when the model has no crossbar layer, so no cycle)."""
+
+    imcc_version: str
+    model: str
+    target: TargetInfo
+    quantized: bool
+    calibration: str | None
+    mapping: str
+    total_cycles: int
+    im2col_cycles: int
+    speedup: float | None
+    n_arrays: int
+    n_crossbar_layers: int
+    weight_params: int
+    layers: tuple[LayerReport, ...]
+    lowrank: LowRankSummary | None = None
+    energy: EnergySummary | None = None
+    passes: tuple[str, ...] | None = None   # the pass pipeline run (None: not recorded)
+    pipeline: str | None = None  # its spec, which `-p` parses back (None: not recorded)
+    format: str = FORMAT
+
+    @property
+    def has_lowrank_layers(self) -> bool:
+        return any(layer.rank is not None for layer in self.layers)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report.json dictionary."""
+        d: dict[str, Any] = {
+            "format": self.format, "imcc_version": self.imcc_version, "model": self.model,
+            "target": self.target.to_json(), "quantized": self.quantized,
+            "calibration": self.calibration, "mapping": self.mapping,
+            "total_cycles": self.total_cycles, "im2col_cycles": self.im2col_cycles,
+            "speedup": self.speedup, "n_arrays": self.n_arrays,
+            "n_crossbar_layers": self.n_crossbar_layers, "weight_params": self.weight_params}
+        if self.lowrank is not None:
+            d["lowrank"] = self.lowrank.to_json()
+        if self.energy is not None:
+            d.update({"total_energy_pj": self.energy.total_energy_pj,
+                      "total_latency_ns": self.energy.total_latency_ns,
+                      "energy_breakdown": dict(self.energy.breakdown),
+                      "adc_bits": self.energy.adc_bits})
+        d["layers"] = [layer.to_json() for layer in self.layers]
+        if self.passes is not None:
+            d["passes"] = list(self.passes)
+        if self.pipeline is not None:
+            d["pipeline"] = self.pipeline
+        return d
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Report:
+        """Read a report.json dictionary; DataError (one line, naming the key) when it is
+        not a well-formed imcc-report/1 report."""
+        r = _Reader(raw, "")
+        fmt = r.raw.get("format")
+        if fmt != FORMAT:
+            raise DataError(f"not an {FORMAT} report (format {fmt!r})"[:200])
+        layers_raw = r.array("layers")
+        assert layers_raw is not None
+        layers = tuple(LayerReport._read(_Reader(la, f"layers[{i}]"))
+                       for i, la in enumerate(layers_raw))
+        target = r.obj("target")
+        assert target is not None
+        lowrank = r.obj("lowrank", optional=True)
+        energy = None
+        if "total_energy_pj" in raw:
+            energy = EnergySummary(total_energy_pj=r.number("total_energy_pj"),
+                                   total_latency_ns=r.number("total_latency_ns"),
+                                   breakdown=r.breakdown("energy_breakdown"),
+                                   adc_bits=r.integer("adc_bits"))
+        passes = r.array("passes", optional=True)
+        if passes is not None and not all(isinstance(p, str) for p in passes):
+            raise DataError("report: key passes must be a list of pass names")
+        return cls(
+            format=fmt, imcc_version=r.string("imcc_version"), model=r.string("model"),
+            target=TargetInfo._read(target), quantized=r.flag("quantized"),
+            calibration=r.string("calibration", nullable=True), mapping=r.string("mapping"),
+            total_cycles=r.integer("total_cycles"), im2col_cycles=r.integer("im2col_cycles"),
+            speedup=r.number("speedup", nullable=True), n_arrays=r.integer("n_arrays"),
+            n_crossbar_layers=r.integer("n_crossbar_layers"),
+            weight_params=r.integer("weight_params"), layers=layers,
+            lowrank=None if lowrank is None else LowRankSummary._read(lowrank),
+            energy=energy, passes=None if passes is None else tuple(passes),
+            pipeline=r.string("pipeline", nullable=True, optional=True))
+
+
+__all__ = ["FORMAT", "EnergySummary", "LayerEnergy", "LayerReport", "LowRankSummary",
+           "Precision", "Report", "TargetInfo"]
