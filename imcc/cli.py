@@ -6,6 +6,7 @@ model; 4 bad data/budget/tech/program file; 5 cannot write output; 70 internal e
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import sys
@@ -126,10 +127,32 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
     return opts
 
 
-# The compile options `compile` and `check` share (the parameters of `_options`).
-_COMPILE_KEYS = ("target", "weight_bits", "cell_bits", "act_bits", "dac_bits", "adc_bits",
-                 "mapping", "rank", "groups", "layer_rank", "policy", "include_first_last",
-                 "no_quantize", "first_last_bits", "calib", "calib_limit", "tech", "passes")
+def _compile_option_spec(
+    target: TargetOpt = "128x128", weight_bits: WBitsOpt = 4, cell_bits: CBitsOpt = 1,
+    act_bits: ABitsOpt = 4, dac_bits: DacOpt = 1, adc_bits: AdcOpt = 8,
+    mapping: MappingOpt = "auto", rank: RankOpt = "none", groups: GroupsOpt = 1,
+    layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
+    include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
+    first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
+    tech: TechOpt = "isaac", passes: PassesOpt = None,
+) -> None:
+    """The compile options `compile` and `check` share (the parameters of `_options`),
+    declared once: `_with_compile_options` adds them to a command."""
+
+
+_COMPILE_KEYS = tuple(inspect.signature(_compile_option_spec).parameters)
+
+
+def _with_compile_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command whose signature ends in `**opts` the shared compile options, for
+    typer to parse (it reads `__signature__` and the annotations); `opts` then holds them."""
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shared = list(inspect.signature(_compile_option_spec, eval_str=True).parameters.values())
+    params = own + shared
+    fn.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    fn.__annotations__ = {p.name: p.annotation for p in params}
+    return fn
 
 
 def _compile_options(params: dict[str, Any]) -> dict[str, Any]:
@@ -184,23 +207,17 @@ def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors, 
 
 
 @app.command("compile")
+@_with_compile_options
 def compile_cmd(
     model: Annotated[str, typer.Argument(help="ONNX model path, or 'resnet20' for the bundled "
                                               "pretrained CIFAR-10 ResNet-20.")] = "resnet20",
-    target: TargetOpt = "128x128", weight_bits: WBitsOpt = 4, cell_bits: CBitsOpt = 1,
-    act_bits: ABitsOpt = 4, dac_bits: DacOpt = 1, adc_bits: AdcOpt = 8,
-    mapping: MappingOpt = "auto", rank: RankOpt = "none", groups: GroupsOpt = 1,
-    layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
-    include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
-    first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
-    tech: TechOpt = "isaac", passes: PassesOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output directory "
                                                 "(default: ./<model>.imcc).")] = None,
-    json_: JsonOpt = False,
+    json_: JsonOpt = False, **opts: Any,
 ) -> None:
     """Compile MODEL for a crossbar target: writes report.json, compiled.onnx, float.onnx,
     program.json and arrays.npz into the output directory and prints the per-layer table."""
-    report, dest = _compile(model, _compile_options(locals()), output, json_)
+    report, dest = _compile(model, _compile_options(opts), output, json_)
     if json_:
         out.print_json(json.dumps(report.to_json()))
         return
@@ -308,6 +325,7 @@ def simulate_cmd(
 
 
 @app.command("check")
+@_with_compile_options
 def check_cmd(
     target_or_model: Annotated[str, typer.Argument(
         metavar="OUTDIR|MODEL", help="A compiled output directory, or a model to compile first "
@@ -316,16 +334,9 @@ def check_cmd(
                                               "latency_ms, tolerance, per-layer limits.")],
     junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML file (one test case "
                                                     "per budget item).")] = None,
-    target: TargetOpt = "128x128", weight_bits: WBitsOpt = 4, cell_bits: CBitsOpt = 1,
-    act_bits: ABitsOpt = 4, dac_bits: DacOpt = 1, adc_bits: AdcOpt = 8,
-    mapping: MappingOpt = "auto", rank: RankOpt = "none", groups: GroupsOpt = 1,
-    layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
-    include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
-    first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
-    tech: TechOpt = "isaac", passes: PassesOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the "
                                                 "compiled result when compiling a model.")] = None,
-    json_: JsonOpt = False,
+    json_: JsonOpt = False, **opts: Any,
 ) -> None:
     """CI gate: exit 0 when the model is within budget, 1 when a budget is exceeded, 2 on any
     usage or input error (bad budget file, bad model, bad options)."""
@@ -340,7 +351,7 @@ def check_cmd(
         if p.is_dir():
             rep = _read_report(p)[0]
         else:
-            rep, _ = _compile(target_or_model, _compile_options(locals()), output, True)
+            rep, _ = _compile(target_or_model, _compile_options(opts), output, True)
         result = check_budget(rep, b)
     except ImccError as exc:
         exc.exit_code = 2

@@ -249,40 +249,39 @@ def _broadcast(a: Shape, b: Shape) -> Shape:
 
 
 class Binary(Op):
+    """An elementwise ONNX binary op with numpy broadcasting; `ufunc` is its numpy form."""
+
+    ufunc: ClassVar[np.ufunc]
+
     def infer(self, ins: list[TensorType]) -> list[TensorType]:
         return [TensorType(_broadcast(ins[0].shape, ins[1].shape), ins[0].dtype)]
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        return self.ufunc(xs[0], xs[1]).astype(xs[0].dtype)
 
 
 @dataclass(frozen=True)
 class Add(Binary):
     kind: ClassVar[str] = "Add"
-
-    def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.add(xs[0], xs[1]).astype(xs[0].dtype)
+    ufunc: ClassVar[np.ufunc] = np.add
 
 
 @dataclass(frozen=True)
 class Sub(Binary):
     kind: ClassVar[str] = "Sub"
-
-    def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.subtract(xs[0], xs[1]).astype(xs[0].dtype)
+    ufunc: ClassVar[np.ufunc] = np.subtract
 
 
 @dataclass(frozen=True)
 class Mul(Binary):
     kind: ClassVar[str] = "Mul"
-
-    def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.multiply(xs[0], xs[1]).astype(xs[0].dtype)
+    ufunc: ClassVar[np.ufunc] = np.multiply
 
 
 @dataclass(frozen=True)
 class Div(Binary):
     kind: ClassVar[str] = "Div"
-
-    def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.divide(xs[0], xs[1]).astype(xs[0].dtype)
+    ufunc: ClassVar[np.ufunc] = np.divide
 
 
 @dataclass(frozen=True)
