@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _escape_markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imcc import __version__
 from imcc.errors import DataError, ImccError, Interrupted, UsageError
 from imcc.report.model import Report
+from imcc.report.units import safe_text
 
 if TYPE_CHECKING:  # the CLI imports the library lazily, for a fast --help
     from imcc.compiler import CompileOptions
@@ -81,6 +82,12 @@ PassesOpt = Annotated[str | None, typer.Option(
     "per-layer tables as layer_ranks={NAME=SPEC,...}. report.json's 'pipeline' holds the "
     "pipeline a compile ran in this form. Cannot be combined with --rank/--groups/"
     "--layer-rank/--policy/--no-quantize/--first-last-bits/--mapping/--include-first-last.")]
+
+
+def escape(text: object) -> str:
+    """User-controlled text (paths, names) for a line of rich markup: never parsed as
+    markup, control characters shown as escapes."""
+    return _escape_markup(safe_text(text))
 
 
 def _progress() -> Progress:
@@ -433,7 +440,7 @@ def sweep_cmd(
     with _progress() as prog:
         task = prog.add_task("sweep", total=len(configs))
         result = run_sweep(spec, jobs, progress=lambda done, _total, note: prog.update(
-            task, completed=done, description=note))
+            task, completed=done, description=escape(note)))
     from imcc.compiler import resolve_model
 
     dest = output or Path.cwd() / f"{resolve_model(model).stem}.sweep.csv"
