@@ -53,7 +53,8 @@ def test_safe_text_escapes_controls_visibly() -> None:
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def hostile(tmp_path_factory: pytest.TempPathFactory
+            ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("hostile")
     model = hostile_model(root / "b[red]x.onnx")
     return root, run(root, "compile", str(model), "--no-quantize", "-o", "out")
