@@ -99,9 +99,9 @@ def verify_output(d: str | Path, names: Sequence[str]) -> None:
     now = _digests(d)
     changed = [n for n in names if n in recorded and now.get(n) != recorded[n]]
     if changed:
-        raise DataError(f"{d}: {', '.join(changed)} changed since imcc wrote "
-                        f"{'it' if len(changed) == 1 else 'them'} (sha256 differs from "
-                        f"{OUTPUT_STAMP})", "recompile with `imcc compile` instead of "
+        raise DataError(f"{d}: {', '.join(changed)} of the compiled output changed since "
+                        f"imcc wrote {'it' if len(changed) == 1 else 'them'} (sha256 differs "
+                        f"from {OUTPUT_STAMP})", "recompile with `imcc compile` instead of "
                         "editing or swapping outputs")
 
 
