@@ -36,7 +36,7 @@ from imcc.errors import DataError, OutputError
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 OUTPUT_STAMP = ".imcc-output"  # written into every output directory imcc creates
-STAMP_TEXT = "imcc-output/1\n"
+STAMP_FORMAT = "imcc-output/1"
 
 
 def _fresh(parent: Path, prefix: str, directory: bool) -> Path:
@@ -60,6 +60,49 @@ def _replaceable(d: Path) -> bool:
         return not any(d.iterdir()) or (d / OUTPUT_STAMP).is_file()
     except OSError:
         return False
+
+
+def _digests(d: Path) -> dict[str, str]:
+    """sha256 of every regular file of an output directory but the stamp, by name."""
+    out = {}
+    for p in sorted(d.iterdir()):
+        if p.is_file() and p.name != OUTPUT_STAMP:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[p.name] = h.hexdigest()
+    return out
+
+
+def _write_stamp(d: Path) -> None:
+    """The stamp marks the directory as imcc's and records what it wrote."""
+    doc = {"format": STAMP_FORMAT, "sha256": _digests(d)}
+    (d / OUTPUT_STAMP).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def verify_output(d: str | Path, names: Sequence[str]) -> None:
+    """Refuse (DataError) an output directory whose files `names` differ from what imcc
+    wrote into it (a swapped compiled.onnx, an edited program). A directory without a
+    stamp (written before stamps existed) is not checked."""
+    d = Path(d)
+    stamp = d / OUTPUT_STAMP
+    if not stamp.is_file():
+        return
+    try:
+        doc = parse_json(stamp.read_text(), str(stamp))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{stamp}: unreadable ({exc})") from exc
+    recorded = doc.get("sha256") if isinstance(doc, dict) else None
+    if not isinstance(recorded, dict):
+        raise DataError(f"{stamp}: not an {STAMP_FORMAT} stamp", "recompile with `imcc compile`")
+    now = _digests(d)
+    changed = [n for n in names if n in recorded and now.get(n) != recorded[n]]
+    if changed:
+        raise DataError(f"{d}: {', '.join(changed)} of the compiled output changed since "
+                        f"imcc wrote {'it' if len(changed) == 1 else 'them'} (sha256 differs "
+                        f"from {OUTPUT_STAMP})", "recompile with `imcc compile` instead of "
+                        "editing or swapping outputs")
 
 
 def _stem(name: str) -> str:
@@ -152,7 +195,7 @@ def atomic_dir(path: str | Path, protect: Sequence[str | Path] = ()) -> Iterator
         try:
             try:
                 yield tmp
-                (tmp / OUTPUT_STAMP).write_text(STAMP_TEXT)
+                _write_stamp(tmp)
             except OSError as exc:  # writing the outputs failed (disk full, permissions, ...)
                 raise OutputError(f"{dest}: cannot write the outputs ({exc.strerror or exc})"
                                   ) from exc

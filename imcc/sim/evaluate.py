@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 
 from imcc.dataset import Dataset
 from imcc.errors import DataError
+from imcc.fileio import verify_output
 from imcc.sim.simulator import SimResult, Simulator
 from imcc.targets.program_io import read_program
 
@@ -78,6 +79,7 @@ def ort_run(sess: ort.InferenceSession, x: np.ndarray, batch: int = 100) -> np.n
 def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = None,
              progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], SimResult]:
     d = Path(outdir)
+    verify_output(d, ("program.json", "arrays.npz", "compiled.onnx", "float.onnx"))
     program = read_program(d)
     if len(program.inputs) != 1 or len(program.outputs) != 1:
         raise DataError("simulate supports models with one input and one output")

@@ -18,11 +18,16 @@ from dataclasses import replace
 
 import numpy as np
 
+from imcc.errors import ModelError
 from imcc.ir import Graph, Node, VerifyError
 from imcc.ir import ops as O
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile, bit_slice
 from imcc.targets.tiling import TilePlan, node_plan, node_slices
+
+# No trained network has weights near this; float32 column sums times scales of weights
+# beyond it (for inputs up to imcc.dataset.MAX_INPUT_MAGNITUDE) can reach infinity.
+MAX_WEIGHT_MAGNITUDE = 1e15
 
 
 def _conv_view(node: Node) -> tuple[np.ndarray, O.Conv]:
@@ -54,6 +59,11 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
     prescribes: one tile per (group set, row tile, column tile)."""
     plan = node_plan(node, target)
     w, conv = _conv_view(node)
+    big = float(np.abs(w).max(initial=0.0))
+    if not big <= MAX_WEIGHT_MAGNITUDE:
+        raise ModelError(f"layer {node.name!r}: weights up to {big:g} in magnitude; beyond "
+                         f"{MAX_WEIGHT_MAGNITUDE:g} the float32 sums of the crossbar's "
+                         "products and scales overflow", "check the model's weights")
     oc, icg, kh, kw = w.shape
     g = conv.group
     ocg = oc // g
