@@ -290,21 +290,34 @@ def simulate_cmd(
     limit: Annotated[int | None, typer.Option(help="Simulate only the first N inputs.")] = None,
     skip: Annotated[int, typer.Option(help="Skip the first N inputs (e.g. those used for "
                                            "calibration).")] = 0,
-    adc_bits: Annotated[int | None, typer.Option(help="Model an ADC of this many bits per "
-                                                      "input phase (default: ideal).")] = None,
-    save_outputs: Annotated[Path | None, typer.Option(help="Save simulated and onnxruntime "
-                                                           "outputs to this .npz.")] = None,
+    adc_bits: Annotated[int | None, typer.Option(
+        help="Model an ADC of this many bits per input phase (default: the width the "
+             "program was compiled for, report.json's target.adc_bits; another width is an "
+             "override and is shown as one).")] = None,
+    ideal_adc: Annotated[bool, typer.Option("--ideal-adc", help="Read exact column sums "
+                                            "(no ADC model).")] = False,
+    allow_mismatch: Annotated[bool, typer.Option(
+        "--allow-mismatch", help="Exit 0 even when an exact comparison (ideal or lossless "
+        "ADC) finds the program differing from onnxruntime on compiled.onnx.")] = False,
+    save_outputs: Annotated[Path | None, typer.Option(help="Save the simulated outputs to "
+                                                           "this .npz.")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Execute the crossbar program on data, compare with onnxruntime on compiled.onnx, and
-    report accuracy and the executed cycles per image."""
+    report accuracy and the executed cycles per image. With an ideal ADC, or one lossless
+    for the program (the default 8 bits on 128-row arrays), the program must equal
+    onnxruntime: exit 1 when it does not (agreement below 100% or outputs differing beyond
+    float rounding), unless --allow-mismatch. A lossy ADC differs by design: reported, not
+    judged. Non-finite outputs are an error (exit 4)."""
     from imcc.dataset import bundled_example_data, load_npz
     from imcc.fileio import atomic_write_bytes, npz_bytes
-    from imcc.sim.evaluate import evaluate
+    from imcc.sim.evaluate import ADC_COMPILED, evaluate
     from imcc.targets.program_io import read_program
 
     if adc_bits is not None and not 1 <= adc_bits <= 24:
         raise UsageError(f"--adc-bits must be in [1, 24], got {adc_bits}")
+    if adc_bits is not None and ideal_adc:
+        raise UsageError("--adc-bits and --ideal-adc exclude each other")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
     if skip < 0:
@@ -318,17 +331,24 @@ def simulate_cmd(
         ds = ds.split(skip)[1]
     if limit is not None:
         ds = ds.take(limit)
+    adc = None if ideal_adc else ADC_COMPILED if adc_bits is None else adc_bits
     with _progress() as p:
         task = p.add_task("simulating", total=len(ds))
-        res, sim = evaluate(outdir, ds, adc_bits, progress=lambda n: p.advance(task, n))
+        res, sim = evaluate(outdir, ds, adc, progress=lambda n: p.advance(task, n))
     if save_outputs is not None:
         atomic_write_bytes(save_outputs, npz_bytes({k: v for k, v in sim.outputs.items()}))
     if json_:
-        out.print_json(json.dumps(res))
+        out.print_json(json.dumps(res, allow_nan=False))
     else:
-        from imcc.report.terminal import sim_table
+        from imcc.report.terminal import adc_line, sim_table
 
         out.print(sim_table(res))
+        out.print(adc_line(res), highlight=False)
+    if res["mismatch"] and not allow_mismatch:
+        err.print(f"[red]imcc: simulate: the program differs from onnxruntime:[/] "
+                  f"{escape(res['mismatch'])} (--allow-mismatch accepts it)", highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command("check")

@@ -144,11 +144,32 @@ def print_sweep(result: SweepResult, console: Console) -> None:
         console.print(f"float model top-1 on the same data: {pct_text(result.float_top1, 2)}")
 
 
+def adc_line(result: dict[str, Any]) -> str:
+    """How `imcc simulate` read the column sums, and whether it compared exactly."""
+    bits, compiled = result["adc_bits"], result["adc_bits_compiled"]
+    what = "ideal ADC" if bits is None else f"{bits}-bit ADC"
+    source = (f"override; compiled for {compiled} bits" if result["adc_override"]
+              else "as compiled")
+    if result["compared_exactly"]:
+        lossy = "" if bits is None else ", lossless for this program"
+        verdict = ("equals onnxruntime" if result["matches_onnxruntime"]
+                   else "DIFFERS from onnxruntime")
+        return f"{what} ({source}{lossy}): compared exactly, the program {verdict}"
+    return (f"{what} ({source}): lossy, so the program differs from compiled.onnx by design; "
+            "the difference is reported, not judged")
+
+
+_SIM_SKIP = ("adc_bits", "adc_bits_compiled", "adc_override", "adc_lossless",
+             "compared_exactly", "matches_onnxruntime", "mismatch", "float_rounding_tolerance")
+
+
 def sim_table(result: dict[str, Any]) -> Table:
     table = Table(title="functional simulation", header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, val in result.items():
+        if key in _SIM_SKIP:
+            continue  # stated by adc_line
         if isinstance(val, float):
             text = pct_text(val, 4) if key.endswith(("top1", "agreement")) else sig_text(val)
         else:
