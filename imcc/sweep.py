@@ -360,7 +360,7 @@ def row_from_report(report: Report, cfg: Config, top1: float | None) -> SweepRow
         latency_ns=None if energy is None else energy.total_latency_ns,
         n_arrays=report.n_arrays, params=report.weight_params, factorized_layers=len(errors),
         mean_rel_error=sum(errors) / len(errors) if errors else None,
-        top1_compiled_ort=top1)
+        top1_compiled_ort=top1, speedup_vs_im2col=report.headline_speedup)
 
 
 # ---------------------------------------------------------------------------- the driver

@@ -127,7 +127,7 @@ def test_html_without_energy_and_empty_layers() -> None:
 
 def test_no_speedup_renders_a_dash() -> None:
     md = to_markdown(empty())
-    assert "speedup **-**" in md and "**Cycles:** 0 (im2col 0," in md
+    assert "speedup **-**" in md and "**Cycles:** 0 (im2col of the uncompressed network 0," in md
     assert "<td class=\"n\">-</td>" in to_html(empty())
 
 

@@ -23,7 +23,7 @@ from imcc.targets.cost import LayerGeom, im2col_cost
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, Program
 
-__all__ = ["FORMAT", "build_report", "layer_entry", "layer_geom"]
+__all__ = ["FORMAT", "build_report", "layer_entry", "layer_geom", "uncompressed_im2col_cycles"]
 
 
 def layer_geom(layer: CrossbarLayer) -> LayerGeom:
@@ -83,6 +83,46 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget,
         input_bits=layer.in_quant[1] if layer.in_quant else None, energy=energy)
 
 
+def _original_geom(r: CrossbarLayer, l_half: CrossbarLayer) -> LayerGeom:
+    """The geometry of the layer a low-rank pair replaced: R's input, kernel, stride and
+    dilation, L's outputs (its grouping recovered from the parameters it had)."""
+    oc = int(l_half.out_scale.shape[0])
+    if r.op != "Conv":
+        return LayerGeom.from_linear(r.in_shape[-1], oc, layer_geom(r).ho)
+    ic = r.in_shape[0]
+    lr = r.lowrank
+    dense = ic * oc * r.kernel[0] * r.kernel[1]
+    groups = 1
+    if lr is not None and lr.params_before > 0 and dense % lr.params_before == 0:
+        g = dense // lr.params_before
+        groups = g if ic % g == 0 and oc % g == 0 else 1
+    return LayerGeom.from_conv(ic, oc, groups, r.kernel, r.stride, r.dilation,
+                               (l_half.out_shape[1], l_half.out_shape[2]))
+
+
+def uncompressed_im2col_cycles(program: Program, target: CrossbarTarget) -> int:
+    """im2col cycles of the network before low-rank factorization, on the same target and
+    with the same bit slices: each pair counts as the layer it replaced. This is the
+    baseline of `speedup_vs_im2col` (the paper's: im2col of the original network)."""
+    total = 0
+    pairs: dict[str, dict[str, CrossbarLayer]] = {}
+    for layer in program.crossbar_layers():
+        if layer.lowrank is None:
+            total += im2col_cost(layer_geom(layer), target.rows, target.cols,
+                                 len(layer.slice_weights)).cycles
+        else:
+            pairs.setdefault(layer.lowrank.source, {})[layer.lowrank.role.value] = layer
+    for halves in pairs.values():
+        r, l_half = halves.get("R"), halves.get("L")
+        if r is None or l_half is None:  # an incomplete pair: count the halves as they are
+            total += sum(im2col_cost(layer_geom(h), target.rows, target.cols,
+                                     len(h.slice_weights)).cycles for h in halves.values())
+            continue
+        total += im2col_cost(_original_geom(r, l_half), target.rows, target.cols,
+                             len(r.slice_weights)).cycles
+    return total
+
+
 def _lowrank_summary(record: LowRankRecord, pairs: int) -> LowRankSummary:
     return LowRankSummary(
         rank=record.rank, groups=record.groups, factorized_layers=pairs,
@@ -103,6 +143,7 @@ def build_report(program: Program, target: CrossbarTarget,
         for layer in program.crossbar_layers())
     total = program.total_cycles
     base = sum(entry.im2col_cycles for entry in layers)
+    original = uncompressed_im2col_cycles(program, target)
     # Each pair is counted once: both halves carry the pair's totals.
     pairs = {entry.pair for entry in layers if entry.pair}
     t = program.target
@@ -113,6 +154,8 @@ def build_report(program: Program, target: CrossbarTarget,
                           dac_bits=t["dac_bits"], adc_bits=t["adc_bits"], tech=tech),
         quantized=program.quantized, calibration=calibration, mapping=mapping,
         total_cycles=total, im2col_cycles=base, speedup=base / total if total else None,
+        uncompressed_im2col_cycles=original,
+        speedup_vs_im2col=original / total if total else None,
         n_arrays=program.n_arrays, n_crossbar_layers=len(layers),
         weight_params=sum(entry.weight_params for entry in layers), layers=layers,
         lowrank=None if lowrank is None else _lowrank_summary(lowrank, len(pairs)),
