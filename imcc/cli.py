@@ -230,16 +230,18 @@ def compile_cmd(
 
 def _read_report(outdir: Path) -> tuple[Report, dict[str, Any]]:
     """The report of a compiled directory, and report.json's dictionary as written."""
+    from imcc.fileio import parse_json
+
     p = outdir / "report.json"
     if not p.is_file():
         raise DataError(f"{outdir}: no report.json here", hint="run `imcc compile MODEL -o "
                                                                "DIR` first")
     try:
-        raw = json.loads(p.read_text())
+        raw = parse_json(p.read_text(), str(p))
     except (ValueError, OSError) as exc:
         raise DataError(f"{p}: not valid JSON ({exc})") from exc
     try:
-        return Report.from_json(raw), raw
+        return Report.from_json(raw), raw  # type: ignore[return-value]
     except DataError as exc:
         raise DataError(f"{p}: {exc}") from exc
 

@@ -24,13 +24,20 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the package depends on tomli below 3.11
+    import tomli as tomllib
 
 from imcc.errors import DataError, OutputError
 
@@ -285,3 +292,18 @@ def parse_json(text: str, label: str) -> object:
         raise DataError(f"{label}: invalid JSON ({exc})") from exc
     check_structure(obj, label)
     return obj
+
+
+def parse_toml(data: bytes | str, label: str) -> dict[str, Any]:
+    """tomllib.loads with one-line DataErrors (encoding, syntax, nesting, huge numbers)."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        raw = tomllib.loads(text)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{label}: not UTF-8 text") from e
+    except tomllib.TOMLDecodeError as e:
+        raise DataError(f"{label}: malformed TOML: {' '.join(str(e).split())}") from e
+    except RecursionError:
+        raise DataError(f"{label}: nested too deeply") from None
+    check_structure(raw, label)
+    return raw

@@ -14,11 +14,12 @@ crossbar layers is fused into them as the layer's input quantization.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
 
-from imcc.errors import ModelError
+from imcc.errors import ModelError, UsageError
 from imcc.ir import Graph, Node, VerifyError
 from imcc.ir import ops as O
 from imcc.targets.crossbar import CrossbarTarget
@@ -155,7 +156,42 @@ def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh:
     return np.where(ok, vals, 0).astype(levels.dtype), int(ok.sum())
 
 
+def _limit(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"{name}={raw!r} must be a positive integer")
+    return int(raw)
+
+
+def check_program_size(graph: Graph, target: CrossbarTarget) -> None:
+    """Refuse, before any array is allocated, a program that would not fit in memory or on
+    disk: more than IMCC_MAX_TILES tiles (default 2^20; `--target 1x1` on ResNet-20 asks for
+    a million single-cell arrays) or a tile of more than IMCC_MAX_TILE_CELLS cells (default
+    2^26; the emitter needs about 50 bytes per cell while it fills one, and a 65536x65536
+    target lets a single window cover a whole feature map)."""
+    max_tiles = _limit("IMCC_MAX_TILES", 1 << 20)
+    max_cells = _limit("IMCC_MAX_TILE_CELLS", 1 << 26)
+    tiles = 0
+    for node in graph.crossbar_nodes():
+        plan = node_plan(node, target)
+        tiles += plan.tiles
+        gp = plan.group_pack
+        cells = (max(map(len, plan.row_maps())) * gp) * (max(map(len, plan.col_maps())) * gp)
+        if cells > max_cells:
+            raise UsageError(f"layer {node.name!r}: one array of its {target.name} layout "
+                             f"holds {cells:,} cells, more than imcc materializes per array "
+                             f"({max_cells:,})", "choose a smaller --target (or raise "
+                             "IMCC_MAX_TILE_CELLS)")
+    if tiles > max_tiles:
+        raise UsageError(f"the program needs {tiles:,} arrays of {target.name}, more than "
+                         f"imcc writes ({max_tiles:,})", "choose a larger --target (or "
+                         "raise IMCC_MAX_TILES)")
+
+
 def emit_program(graph: Graph, target: CrossbarTarget, model: str = "") -> Program:
+    check_program_size(graph, target)
     quantized = any(n.wquant is not None for n in graph.crossbar_nodes())
     steps: list[CrossbarLayer | DigitalStep] = []
     fused: set[str] = set()
