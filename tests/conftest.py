@@ -1,4 +1,5 @@
-"""Shared fixtures: small ONNX graphs built in the test, the bundled data, ORT runners."""
+"""Shared fixtures: small ONNX graphs built in the test, the bundled data, ORT runners, and
+the ResNet-20 compiles several test modules need (session-scoped: each is compiled once)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import imcc
+from imcc.compiler import CompileOptions, CompileResult, compile_model, write_outputs
 from imcc.dataset import load_npz
 
 EXAMPLES = Path(imcc.__file__).parent / "examples"
@@ -46,3 +48,25 @@ def cifar() -> tuple[np.ndarray, np.ndarray]:
     ds = load_npz(CIFAR, "input", (None, 3, 32, 32))
     assert ds.labels is not None
     return ds.x, ds.labels
+
+
+@pytest.fixture(scope="session")
+def calib(cifar: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Calibration images for the ResNet-20 compiles: the first 32 CIFAR-10 test images
+    (the e2e tests evaluate on others)."""
+    return cifar[0][:32]
+
+
+@pytest.fixture(scope="session")
+def resnet20_w4a4_im2col(calib: np.ndarray) -> CompileResult:
+    """ResNet-20, W4A4 on 128x128 arrays, im2col, calibrated on `calib`. Read-only."""
+    return compile_model("resnet20", CompileOptions(mapping="im2col", calib=calib))
+
+
+@pytest.fixture(scope="session")
+def resnet20_float_auto(tmp_path_factory: pytest.TempPathFactory
+                        ) -> tuple[Path, CompileResult]:
+    """ResNet-20 unquantized, `auto` on 128x128 arrays (what `imcc compile resnet20
+    --no-quantize -o DIR` writes), with its output directory. Read-only."""
+    res = compile_model("resnet20", CompileOptions(quantize=False))
+    return write_outputs(res, tmp_path_factory.mktemp("r20-float-auto") / "r20"), res

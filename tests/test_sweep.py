@@ -64,6 +64,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "c"
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_rows_order_and_dedup(swept: Path) -> None:
     rows = read_rows(swept / "sweep.csv")
     # Rank none ignores groups: one groups=1 row per (target, mapping), not two.
@@ -74,6 +75,7 @@ def test_rows_order_and_dedup(swept: Path) -> None:
     assert len(rows) == 12
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_csv_columns_and_values(swept: Path) -> None:
     text = (swept / "sweep.csv").read_text()
     header, *_ = text.splitlines()
@@ -88,6 +90,7 @@ def test_csv_columns_and_values(swept: Path) -> None:
             assert int(r["factorized_layers"]) > 0 and 0 < float(r["mean_rel_error"]) < 1
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_auto_never_needs_more_cycles_than_im2col(swept: Path) -> None:
     rows = read_rows(swept / "sweep.csv")
     by_key: dict[tuple[str, str, str], dict[str, int]] = {}
@@ -104,6 +107,7 @@ def test_auto_never_needs_more_cycles_than_im2col(swept: Path) -> None:
                if t == "128x128")
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_rows_equal_imcc_compile(swept: Path, compiled: Path) -> None:
     rep = json.loads((compiled / "report.json").read_text())
     (row,) = [r for r in read_rows(swept / "sweep.csv") if (r["target"], r["rank"],
@@ -120,6 +124,7 @@ def test_rows_equal_imcc_compile(swept: Path, compiled: Path) -> None:
     assert float(row["mean_rel_error"]) == pytest.approx(sum(errors) / len(errors), rel=1e-15)
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_same_csv_in_process_and_with_workers(swept: Path, tmp_path: Path) -> None:
     proc = imcc(tmp_path, *SWEEP, "-j", "1", "-o", "one.csv", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -130,6 +135,7 @@ def test_same_csv_in_process_and_with_workers(swept: Path, tmp_path: Path) -> No
     assert set(rows[0]) == set(BASE_COLUMNS)
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_plot_is_self_contained_svg(swept: Path) -> None:
     page = (swept / "pareto.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
@@ -146,6 +152,7 @@ def test_plot_is_self_contained_svg(swept: Path) -> None:
     assert page.count('<tr class="front">') >= 2
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_top1_with_data_matches_imcc_simulate(compiled: Path, tmp_path: Path) -> None:
     data = str(bundled_example_data())
     proc = imcc(tmp_path, "sweep", "resnet20", "--targets", "128x128", "--ranks", "m/2",
