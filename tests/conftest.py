@@ -3,16 +3,30 @@ the ResNet-20 compiles several test modules need (session-scoped: each is compil
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import numpy as np
-import onnx
-import pytest
-from onnx import TensorProto, helper, numpy_helper
+# One BLAS thread per process, set before numpy is first imported (the CLI subprocesses the
+# tests start inherit it; setdefault keeps a value the caller chose). The compiles are many
+# small matrix products, and on a small busy machine OpenBLAS's spinning worker threads
+# cost more CPU than they save.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import imcc
-from imcc.compiler import CompileOptions, CompileResult, compile_model, write_outputs
-from imcc.dataset import load_npz
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import pytest  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import imcc  # noqa: E402
+from imcc.compiler import (  # noqa: E402
+    CompileOptions,
+    CompileResult,
+    compile_model,
+    write_outputs,
+)
+from imcc.dataset import load_npz  # noqa: E402
 
 EXAMPLES = Path(imcc.__file__).parent / "examples"
 ASSETS = Path(__file__).parent / "assets"
