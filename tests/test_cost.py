@@ -3,7 +3,6 @@ the searches against exhaustive enumeration."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
@@ -417,15 +416,20 @@ def test_pair_geometry_checked() -> None:
         best_pair_mapping(r, conv(5, 8, 8, 8, k=1), "auto", 128, 128, 4)
 
 
-# ------------------------------------------------------------------------------- speed
+# ------------------------------------------------------------------ ResNet-sized layers
 
 
-def test_search_is_fast() -> None:
+def test_search_on_resnet_sized_layers() -> None:
+    """The searches handle 32x32 maps with up to 64 channels (their speed is measured by
+    benchmarks/bench_compile.py, not asserted here): each request returns a cost no worse
+    than im2col, and the wider the search, the fewer the cycles."""
     layers = [conv(c, c, 32, 32, p=1) for c in (16, 32, 64)] + [conv(16, 32, 32, 32, p=1, s=2)]
-    t0 = time.perf_counter()
     for g in layers:
-        for req in ("sdk", "vw-sdk", "auto"):
-            best_mapping(g, req, 128, 128, 4)
-        best_pair_mapping(g, LayerGeom.from_conv(g.oc, 64, 1, (1, 1), (1, 1), (1, 1),
-                                                 (g.ho, g.wo)), "auto", 128, 128, 4)
-    assert (time.perf_counter() - t0) / len(layers) < 0.1
+        im = im2col_cost(g, 128, 128, 4).cycles
+        got = {req: best_mapping(g, req, 128, 128, 4)[1].cycles
+               for req in ("sdk", "vw-sdk", "auto")}
+        assert got["auto"] <= got["vw-sdk"] <= got["sdk"] <= im
+        lg = LayerGeom.from_conv(g.oc, 64, 1, (1, 1), (1, 1), (1, 1), (g.ho, g.wo))
+        _, cr, _, cl = best_pair_mapping(g, lg, "auto", 128, 128, 4)
+        assert cr.pw == cl.pw
+        assert cr.cycles + cl.cycles <= im + im2col_cost(lg, 128, 128, 4).cycles
