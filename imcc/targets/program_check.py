@@ -26,6 +26,7 @@ from imcc.targets.tiling import cdiv, window_extent
 
 MAX_ELEMENTS = 1 << 28  # per-sample elements of any tensor the simulator allocates
 MAX_BITS = 16
+MAX_SCALE = 1e30  # scales and biases: far beyond any real layer, far below float32's max
 
 
 def _pos_int(v: Any, what: str, hi: int = MAX_ELEMENTS) -> int:
@@ -62,6 +63,9 @@ def _vector(a: Any, n: int, what: str) -> None:
         raise DataError(f"{what} must be a float vector of {n} values, got {got}")
     if not np.all(np.isfinite(a)):
         raise DataError(f"{what} holds NaN or infinity")
+    if a.size and float(np.abs(a).max()) > MAX_SCALE:
+        raise DataError(f"{what} reaches {float(np.abs(a).max()):g}; beyond {MAX_SCALE:g} the "
+                        "float32 post-processing overflows")
 
 
 def check_program(p: Program) -> None:
@@ -159,8 +163,10 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
         _vector(s.bias, oc, "bias")
     if s.in_quant is not None:
         scale, bits, signed = s.in_quant
-        if not (isinstance(scale, float | int) and np.isfinite(scale) and scale > 0):
-            raise DataError(f"in_quant scale must be a positive finite number, got {scale!r}")
+        if not (isinstance(scale, float | int) and np.isfinite(scale)
+                and float(np.finfo(np.float32).tiny) <= scale <= MAX_SCALE):
+            raise DataError(f"in_quant scale must be a positive number in float32's normal "
+                            f"range up to {MAX_SCALE:g}, got {scale!r}")
         _pos_int(bits, "in_quant bits", MAX_BITS)
         if not isinstance(signed, bool):
             raise DataError(f"in_quant signed must be true or false, got {signed!r}")
