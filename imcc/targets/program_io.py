@@ -85,11 +85,11 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
 
 
 def write_program(p: Program, outdir: Path) -> None:
-    from imcc.fileio import npz_bytes
+    from imcc.fileio import write_npz
 
     doc, arrays = program_to_files(p)
     (outdir / "program.json").write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
-    (outdir / "arrays.npz").write_bytes(npz_bytes(arrays))
+    write_npz(outdir / "arrays.npz", arrays)
 
 
 def read_program(outdir: str | Path) -> Program:
