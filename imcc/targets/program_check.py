@@ -142,6 +142,10 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
     i, j = _pair(m.pw, "mapping pw")
     if not 1 <= m.group_pack <= groups:
         raise DataError(f"group_pack {m.group_pack} outside [1, groups={groups}]")
+    if isinstance(m.pieces, bool) or not isinstance(m.pieces, int) or \
+            not 0 <= m.pieces <= min(rows, cols) or (m.pieces and m.group_pack != 1):
+        raise DataError(f"pieces {m.pieces!r} must be 0 or a number of pieces per array in "
+                        f"[1, {min(rows, cols)}] (with group_pack 1)")
     if tuple(s.windows) != (cdiv(ho, i), cdiv(wo, j)):
         raise DataError(f"window loop {list(s.windows)} is not the one a {i}x{j} window over "
                         f"a {ho}x{wo} output takes ({[cdiv(ho, i), cdiv(wo, j)]})")
