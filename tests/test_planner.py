@@ -5,6 +5,8 @@ tile fits) and simulated against onnxruntime."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from conftest import make_model, ort_run
 from cycle_oracle import check_counted_cycles, check_pieces, tap_products
@@ -217,3 +219,30 @@ def test_l_on_its_own_is_cheaper_and_exact():
     assert by_name["L"].mapping.reason.startswith(L_ALONE)
     assert by_name["L"].mapping.strategy is Strategy.IM2COL
     assert res.report["total_cycles"] == pr.cycles + pl.cycles
+
+
+def test_program_records_and_checks_the_bound():
+    """Each emitted layer records its bound; a program read from disk whose bound is not the
+    layer's, or whose tiles fall below it (products nobody computes), is refused."""
+    import pytest
+
+    from imcc.errors import DataError
+    from imcc.targets.program_check import check_program
+
+    m = conv_model(16, 8, 3, 3, 8, 1, 1, 1, 2)
+    tgt = CrossbarTarget(rows=32, cols=32, weight_bits=4, cell_bits=1)
+    graph = MapPass(target=tgt).run(import_proto(m, "t"))
+    prog = emit_program(graph, tgt)
+    (layer,) = prog.crossbar_layers()
+    g = LayerGeom.from_conv(16, 8, 2, (3, 3), (1, 1), (1, 1), (8, 8))
+    assert layer.lower_bound_cycles == lower_bound_cycles(g, 4, 32, 32) <= layer.cycles
+    check_program(prog)
+    layer.lower_bound_cycles += 1
+    with pytest.raises(DataError, match="not the layer's bound"):
+        check_program(prog)
+    layer.lower_bound_cycles -= 1
+    layer.tiles = layer.tiles[:1]
+    layer.mapping = replace(layer.mapping, cycles=None)
+    prog.n_arrays = 1
+    with pytest.raises(DataError, match="below the layer's lower bound"):
+        check_program(prog)

@@ -22,7 +22,7 @@ from imcc.ir import Graph, Node, VerifyError
 from imcc.ir import ops as O
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile, bit_slice
-from imcc.targets.tiling import node_plan, node_slices
+from imcc.targets.tiling import lower_bound_cycles, node_plan, node_slices
 
 
 def _conv_view(node: Node) -> tuple[np.ndarray, O.Conv]:
@@ -102,7 +102,8 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
         groups=g, mapping=mapping, windows=plan.windows_hw, tiles=tiles,
         slice_weights=target.slice_weights(node.wquant.bits if node.wquant else None),
         out_scale=out_scale, bias=bias,
-        in_quant=in_quant, lowrank=node.lowrank, weight_params=int(w.size))
+        in_quant=in_quant, lowrank=node.lowrank, weight_params=int(w.size),
+        lower_bound_cycles=lower_bound_cycles(plan.geom, plan.slices, target.rows, target.cols))
 
 
 def _block_diagonal(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], array: int,

@@ -77,7 +77,8 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
             "in_quant": None if s.in_quant is None else
             {"scale": s.in_quant[0], "bits": s.in_quant[1], "signed": s.in_quant[2]},
             "lowrank": None if lr is None else {**asdict(lr), "role": lr.role.value},
-            "weight_params": s.weight_params, "cycles": s.cycles, "tiles": tiles})
+            "weight_params": s.weight_params, "cycles": s.cycles,
+            "lower_bound_cycles": s.lower_bound_cycles, "tiles": tiles})
     doc = {"format": FORMAT, "model": p.model, "target": p.target, "quantized": p.quantized,
            "inputs": [{"name": n, "shape": list(shp)} for n, shp in p.inputs],
            "outputs": p.outputs, "n_arrays": p.n_arrays, "total_cycles": p.total_cycles,
@@ -148,7 +149,8 @@ def _program_from(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Program
             bias=arrays[post["bias"]] if post["bias"] else None,
             in_quant=None if iq is None else (iq["scale"], iq["bits"], iq["signed"]),
             lowrank=None if lr is None else LowRank(**{**lr, "role": PairRole(lr["role"])}),
-            weight_params=s["weight_params"]))
+            weight_params=s["weight_params"],
+            lower_bound_cycles=int(s.get("lower_bound_cycles", 0))))
     return Program(model=doc["model"], target=doc["target"], quantized=doc["quantized"],
                    inputs=[(i["name"], tuple(i["shape"])) for i in doc["inputs"]],
                    outputs=doc["outputs"], steps=steps, n_arrays=doc["n_arrays"])
