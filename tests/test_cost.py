@@ -295,6 +295,27 @@ def pieces_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int) ->
              k) for k in range(1, min(rows, cols) + 1))
 
 
+def strip_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int, axis: str) -> int:
+    """The planner's strips restated by brute force: a group's rows (c, dy, dx), ordered by
+    the strip-axis offset first, cut into chunks of `rows`; a chunk takes the columns of
+    every window pixel (all pixels across the other axis) whose taps read an offset of it,
+    cut into chunks of `cols`."""
+    taps = [(py, px, py * g.sh + ky * g.dh, px * g.sw + kx * g.dw) for py in range(i)
+            for px in range(j) for ky in range(g.kh) for kx in range(g.kw)]
+    reads = sorted({(dy, dx) for _, _, dy, dx in taps},
+                   key=lambda p: (p[1], p[0]) if axis == "x" else p)
+    order = sorted([(c, dy, dx) for c in range(g.ic_g) for dy, dx in reads],
+                   key=lambda r: (r[2], r[0], r[1]) if axis == "x" else (r[1], r[0], r[2]))
+    tiles = 0
+    for a in range(0, len(order), rows):
+        offs = {r[2] if axis == "x" else r[1] for r in order[a:a + rows]}
+        pix = {(px if axis == "x" else py) for py, px, dy, dx in taps
+               if (dx if axis == "x" else dy) in offs}
+        n_cols = g.oc_g * (i if axis == "x" else j) * len(pix) * s
+        tiles += cdiv(n_cols, cols)
+    return cdiv(g.ho, i) * cdiv(g.wo, j) * g.groups * tiles
+
+
 def today_auto(g: LayerGeom, rows: int, cols: int, s: int) -> int:
     """`auto` before the planner: im2col or any window, with group packing."""
     im = packed(g, None, 1, rows, cols, s, im2col_cost(g, rows, cols, s).cycles)
@@ -318,6 +339,9 @@ def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: in
                 classic = None if c is None else packed(g, None if (i, j) == (1, 1) else i, j,
                                                         rows, cols, s, c.cycles)
                 p = pieces_cycles(g, i, j, rows, cols, s)
+                if g.dh == 1 and g.dw == 1:  # strips: undilated layers
+                    p = min([p] + [strip_cycles(g, i, j, rows, cols, s, ax)
+                                   for ax, n in (("x", j), ("y", i)) if n > 1])
                 total += p if classic is None else min(p, classic)
             best = total if best is None else min(best, total)
     assert best is not None

@@ -31,6 +31,7 @@ from imcc.targets.tiling import (
     packed_plan,
     planned_plan,
     pw_plan,
+    strip_plan,
 )
 
 # ------------------------------------------------------------------------ the lower bound
@@ -76,6 +77,8 @@ def test_no_plan_is_below_the_lower_bound(g, arr, m):
             plans += [p for pack in (False, True) if (p := pw_plan(g, i, j, rows, cols, s, pack))]
             plans += [packed_plan(g, i, j, rows, cols, s, k) for k in (1, 2, 3)
                       if k <= min(rows, cols)]
+            if g.dh == g.dw == 1:
+                plans += [strip_plan(g, i, j, rows, cols, s, ax) for ax in ("x", "y")]
             plans.append(planned_plan(g, i, j, rows, cols, s))
     plans += [best_mapping(g, req, rows, cols, s)[1] for req in ("im2col", "sdk", "vw-sdk",
                                                                   "auto")]
@@ -106,11 +109,12 @@ def conv_model(ic, oc, kh, kw, hw, stride, pad, dil, group, seed=0):
 @given(icg=st.integers(1, 4), ocg=st.integers(1, 4), g=st.integers(1, 4),
        kh=st.integers(1, 3), kw=st.integers(1, 3), hw=st.integers(3, 8),
        stride=st.integers(1, 2), pad=st.integers(0, 1), dil=st.integers(1, 2),
-       i=st.integers(1, 3), j=st.integers(1, 3), k=st.integers(1, 4),
+       i=st.integers(1, 3), j=st.integers(1, 4), k=st.integers(-1, 4),
        rows=st.sampled_from([8, 16, 24, 32]), cols=st.sampled_from([8, 16, 32]))
 def test_pieces_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, stride, pad, dil,
                                                  i, j, k, rows, cols):
-    """Any pieces layout (window i x j, k pieces per array) as emitted: every tile fits, every
+    """Any pieces layout (window i x j, k pieces per array; k = 0 / -1: strips along x / y
+    when the layer is undilated) as emitted: every tile fits, every
     (input, output, slice) product lies on exactly one tap cell, every other cell is 0, the
     program computes the conv, and it executes exactly the cycles the plan costs."""
     if hw + 2 * pad < (max(kh, kw) - 1) * dil + 1:
@@ -119,7 +123,13 @@ def test_pieces_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, stride
     tgt = CrossbarTarget(rows=rows, cols=cols, weight_bits=4, cell_bits=1)
     graph = MapPass(target=tgt).run(import_proto(m, "t"))
     (node,) = graph.crossbar_nodes()
-    plan = packed_plan(node_geometry(node), i, j, rows, cols, tgt.slices_for(4), k)
+    geom = node_geometry(node)
+    if k <= 0:
+        if dil > 1:
+            return
+        plan = strip_plan(geom, i, j, rows, cols, tgt.slices_for(4), "x" if k == 0 else "y")
+    else:
+        plan = packed_plan(geom, i, j, rows, cols, tgt.slices_for(4), k)
     node.mapping = plan.choice()
     prog = emit_program(graph, tgt)
     (layer,) = prog.crossbar_layers()

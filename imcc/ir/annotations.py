@@ -31,6 +31,8 @@ class MappingChoice:
     # The planner's element-granular layout (auto only): pieces per array, 0 = the
     # channel-granular layout (imcc.targets.tiling, "Pieces and bins").
     pieces: int = 0
+    # "x" / "y": the planner's strips along the window's width / height ("" otherwise).
+    strip: str = ""
 
     @property
     def n_parallel(self) -> int:

@@ -61,13 +61,13 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
     sh, sw = conv.stride
     dh, dw = conv.dilation
     levels = _levels(node, target, quantized)
-    row_maps, col_maps = plan.row_maps(), plan.col_maps()
+    maps = plan.piece_maps()
 
     tiles: list[Tile] = []
     for pieces in plan.bins():
         parts = []
         for gi, rt, ct in pieces:
-            rows, cols = row_maps[rt], col_maps[ct]
+            rows, cols = maps[(rt, ct)]
             cells, taps = _cells(levels, gi * ocg, rows, cols, sh, sw, dh, dw, kh, kw)
             r_abs = rows.copy()
             r_abs[:, 0] += gi * icg

@@ -147,6 +147,8 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
             not 0 <= m.pieces <= min(rows, cols) or (m.pieces and m.group_pack != 1):
         raise DataError(f"pieces {m.pieces!r} must be 0 or a number of pieces per array in "
                         f"[1, {min(rows, cols)}] (with group_pack 1)")
+    if m.strip not in ("", "x", "y") or (m.strip and m.pieces != 1):
+        raise DataError(f"strip {m.strip!r} must be x or y, with one piece per array")
     if tuple(s.windows) != (cdiv(ho, i), cdiv(wo, j)):
         raise DataError(f"window loop {list(s.windows)} is not the one a {i}x{j} window over "
                         f"a {ho}x{wo} output takes ({[cdiv(ho, i), cdiv(wo, j)]})")

@@ -36,6 +36,16 @@ make any `k` pieces fit. Pieces are taken in (group, row chunk, column chunk) or
 per array: `tiles = ceil(groups * row_tiles * col_tiles / k)`. `k = 1` is element-granular
 tiling without sharing; `pw = 1x1` is element-granular im2col.
 
+**Strips** (`strip = "x"` or `"y"`, one piece per array, undilated layers): the rows of a
+group are ordered by their offset along the strip axis first (`dx` for "x"), then channel,
+then the other offset, and cut into chunks of `rows` elements. A chunk then spans a short
+range of offsets along that axis, and only the window pixels whose taps read one of them
+(a range `[lo, hi]` along the axis, every pixel across it) get columns in its tiles:
+`(oc, py, px, s)` for those pixels, cut into chunks of `cols`. Each (row, column) product
+lies in exactly one tile (the row is in one chunk, and that chunk has every column that
+reads it), so a wide window no longer costs every column one activation per row chunk of
+the whole window: `tiles = groups * sum over chunks of ceil(columns(chunk) / cols)`.
+
 **Lower bound** (`lower_bound_cycles`). Dense weights, no data-dependent skipping. Each
 output column of the layer, one (output pixel, output channel, bit slice) of the
 `Ho*Wo*OC*S` there are, is a sum of its fan-in `F = Kh*Kw*IC_g` products (a group only
@@ -157,6 +167,9 @@ class TilePlan:
     # 0: the channel-granular layout above; k >= 1: the planner's element-granular pieces,
     # k per array (module docstring, "Pieces and bins").
     pieces: int = 0
+    # "" (pieces cut channel-major) or "x" / "y": strips, pieces cut along the window's
+    # width / height, each with only the columns of the pixels it feeds ("Strips").
+    strip: str = ""
 
     @property
     def is_im2col(self) -> bool:
@@ -211,6 +224,8 @@ class TilePlan:
     @property
     def tiles(self) -> int:
         """Array tiles of the whole layer (all groups)."""
+        if self.strip:
+            return self.groups * sum(cdiv(n, self.oct) for n in self._strip_cols())
         if self.pieces:
             return cdiv(self.groups * self.row_tiles * self.col_tiles, self.pieces)
         return cdiv(self.groups, self.group_pack) * self.row_tiles * self.col_tiles
@@ -224,7 +239,7 @@ class TilePlan:
         """The IR annotation recording this plan (and its expected cycles)."""
         return MappingChoice(strategy or self.strategy, self.pw, reason=reason,
                              group_pack=self.group_pack, cycles=self.cycles,
-                             pieces=self.pieces)
+                             pieces=self.pieces, strip=self.strip)
 
     # -- the maps the emitter writes (group-relative channels)
 
@@ -247,6 +262,9 @@ class TilePlan:
         """Per row tile, its rows `(c, dy, dx)` (input channel within the group, offset
         from the window origin), `row_tiles` of them."""
         pos = self.positions()
+        if self.strip:
+            rows_all = self._strip_rows()
+            return [rows_all[a:a + self.ict] for a in range(0, len(rows_all), self.ict)]
         if self.is_im2col or self.pieces:
             c = np.repeat(np.arange(self.geom.ic_g), len(pos))
             rows_all = np.column_stack([c, np.tile(pos, (self.geom.ic_g, 1))])
@@ -285,9 +303,75 @@ class TilePlan:
         gp = self.group_pack
         return [range(a, min(a + gp, self.groups)) for a in range(0, self.groups, gp)]
 
+    # -- strips ("Strips" in the module docstring)
+
+    def _strip_axes(self) -> tuple[list[int], list[int]]:
+        """The read offsets along the strip axis and along the other axis, sorted."""
+        g = self.geom
+        ys = sorted({py * g.sh + ky * g.dh for py in range(self.pw[0]) for ky in range(g.kh)})
+        xs = sorted({px * g.sw + kx * g.dw for px in range(self.pw[1]) for kx in range(g.kw)})
+        return (xs, ys) if self.strip == "x" else (ys, xs)
+
+    def _strip_rows(self) -> np.ndarray:
+        """All of a group's rows `(c, dy, dx)`, strip-axis offset major, then channel."""
+        along, other = self._strip_axes()
+        grid = np.meshgrid(along, np.arange(self.geom.ic_g), other, indexing="ij")
+        a, c, o = (v.ravel() for v in grid)
+        return np.stack([c, o, a] if self.strip == "x" else [c, a, o], 1)
+
+    def _strip_pixels(self) -> list[tuple[int, int]]:
+        """Per row tile, the range [lo, hi] of window pixels along the strip axis that some
+        of its rows feed (its strip-axis offsets run from along[first] to along[last])."""
+        g = self.geom
+        along, other = self._strip_axes()
+        n_pix, stride, k, d = (self.pw[1], g.sw, g.kw, g.dw) if self.strip == "x" else \
+            (self.pw[0], g.sh, g.kh, g.dh)
+        block = g.ic_g * len(other)
+        out = []
+        for start in range(0, block * len(along), self.ict):
+            end = min(start + self.ict, block * len(along)) - 1
+            lo_off, hi_off = along[start // block], along[end // block]
+            # pixel p reads offsets p*stride + [0, (k-1)*d]; no dilation (see planned_plan)
+            lo = max(0, cdiv(lo_off - (k - 1) * d, stride))
+            hi = min(n_pix - 1, hi_off // stride)
+            out.append((lo, hi))
+        return out
+
+    def _strip_cols(self) -> list[int]:
+        """Per row tile, how many columns its pixels take (before column chunks)."""
+        other = self.pw[0] if self.strip == "x" else self.pw[1]
+        per_pixel = self.geom.oc_g * other * self.slices
+        return [(hi - lo + 1) * per_pixel for lo, hi in self._strip_pixels()]
+
+    def _strip_col_map(self, lo: int, hi: int) -> np.ndarray:
+        i, j = self.pw
+        py, px = (np.arange(i), np.arange(lo, hi + 1)) if self.strip == "x" else \
+            (np.arange(lo, hi + 1), np.arange(j))
+        grid = np.meshgrid(np.arange(self.geom.oc_g), py, px, np.arange(self.slices),
+                           indexing="ij")
+        return np.stack([a.ravel() for a in grid], 1)
+
+    def piece_maps(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+        """(row tile, column tile) -> its (rows, columns), group-relative: the blocks the
+        emitter places. For strips a column tile is a chunk of its row tile's columns."""
+        rmaps = self.row_maps()
+        if self.strip:
+            out = {}
+            for rt, (lo, hi) in enumerate(self._strip_pixels()):
+                cols_all = self._strip_col_map(lo, hi)
+                for ct, a in enumerate(range(0, len(cols_all), self.oct)):
+                    out[(rt, ct)] = (rmaps[rt], cols_all[a:a + self.oct])
+            return out
+        cmaps = self.col_maps()
+        return {(rt, ct): (r, c) for rt, r in enumerate(rmaps) for ct, c in enumerate(cmaps)}
+
     def bins(self) -> list[list[tuple[int, int, int]]]:
         """The arrays of the layer, in emission order: for each, its pieces `(group, row
         tile, column tile)`, placed on its block diagonal in this order."""
+        if self.strip:
+            chunks = [cdiv(n, self.oct) for n in self._strip_cols()]
+            return [[(gi, rt, ct)] for gi in range(self.groups)
+                    for rt, n in enumerate(chunks) for ct in range(n)]
         if self.pieces:
             all_pieces = [(gi, rt, ct) for gi in range(self.groups)
                           for rt in range(self.row_tiles) for ct in range(self.col_tiles)]
@@ -358,6 +442,23 @@ def pw_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int,
     return _packed(p, g.ic_g * pwh * pww, g.oc_g * i * j * S, rows, cols) if pack else p
 
 
+def strip_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, axis: str,
+               strategy: Strategy | None = None) -> TilePlan:
+    """The planner's strips for window `i x j` along `axis` ("x": width, "y": height): rows
+    ordered strip-axis offset major and cut into chunks of `rows` elements, each chunk with
+    only the columns of the window pixels it feeds, cut into chunks of `cols`. Undilated
+    layers only."""
+    _check_array(rows, cols, S)
+    if axis not in ("x", "y") or g.dh != 1 or g.dw != 1:
+        raise VerifyError(f"strips along {axis!r} need an undilated layer and axis x or y")
+    n_rows = g.ic_g * position_count(g, (i, j))
+    if strategy is None:
+        strategy = Strategy.IM2COL if (i, j) == (1, 1) else \
+            Strategy.SDK if i == j else Strategy.VW_SDK
+    return TilePlan(g, strategy, (i, j), S, ict=min(n_rows, rows), oct=cols, pieces=1,
+                    strip=axis)
+
+
 def packed_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, k: int,
                 strategy: Strategy | None = None) -> TilePlan:
     """The planner's layout for window `i x j` (`1 x 1`: im2col) with `k` pieces per array:
@@ -395,7 +496,14 @@ def planned_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> 
             break  # every piece already shares one array
         k += 1
     assert best is not None
-    return packed_plan(g, i, j, rows, cols, S, best[1])
+    plan = packed_plan(g, i, j, rows, cols, S, best[1])
+    if g.dh == 1 and g.dw == 1:
+        for axis in ("x", "y"):
+            if (j if axis == "x" else i) > 1:
+                sp = strip_plan(g, i, j, rows, cols, S, axis)
+                if sp.tiles < plan.tiles:
+                    plan = sp
+    return plan
 
 
 def plan_for(g: LayerGeom, choice: MappingChoice, rows: int, cols: int, S: int) -> TilePlan:
@@ -405,6 +513,10 @@ def plan_for(g: LayerGeom, choice: MappingChoice, rows: int, cols: int, S: int) 
     if choice.pieces:
         if choice.group_pack != 1:
             raise VerifyError("a planner layout (pieces per array) has no group packing")
+        if choice.strip:
+            if choice.pieces != 1:
+                raise VerifyError("strips take one piece per array")
+            return strip_plan(g, *choice.pw, rows, cols, S, choice.strip, choice.strategy)
         return packed_plan(g, *choice.pw, rows, cols, S, choice.pieces, choice.strategy)
     if choice.strategy is Strategy.IM2COL:
         plan: TilePlan | None = im2col_plan(g, rows, cols, S, pack=choice.group_pack > 1)
@@ -475,5 +587,6 @@ def node_plan(node: Node, target: CrossbarTarget) -> TilePlan:
 
 
 __all__ = ["LayerGeom", "TilePlan", "cdiv", "window_extent", "im2col_plan", "pw_plan",
-           "packed_plan", "planned_plan", "position_count", "lower_bound_cycles", "plan_for",
+           "packed_plan", "strip_plan", "planned_plan", "position_count", "lower_bound_cycles",
+           "plan_for",
            "node_geometry", "node_slices", "node_plan"]
