@@ -256,3 +256,22 @@ def test_program_records_and_checks_the_bound():
     prog.n_arrays = 1
     with pytest.raises(DataError, match="below the layer's lower bound"):
         check_program(prog)
+
+
+def test_auto_strips_program_is_exact():
+    """ResNet-20's g2 m/16 stage-1 R half on 64x64 arrays (2 groups of 8 -> 1 channels on
+    32x32): auto takes strips along the width of a 4x32 window; the quantized program read
+    back from disk equals onnxruntime on compiled.onnx and executes the cycles it reports."""
+    m = conv_model(16, 2, 3, 3, 32, 1, 1, 1, 2)
+    x = np.random.default_rng(4).normal(size=(2, 16, 32, 32)).astype(np.float32)
+    tgt = CrossbarTarget(rows=64, cols=64, weight_bits=4, cell_bits=1)
+    res = compile_graph(import_proto(m, "t"), CompileOptions(target=tgt, mapping="auto",
+                                                             calib=x, verify_each=True), "t")
+    prog = check_bit_exact(res, x)
+    (layer,) = prog.crossbar_layers()
+    assert layer.mapping.strip and layer.mapping.pieces == 1
+    g = LayerGeom.from_conv(16, 2, 2, (3, 3), (1, 1), (1, 1), (32, 32))
+    today = min(p.cycles for p in [im2col_plan(g, 64, 64, 4, True)] + [
+        pw_plan(g, i, j, 64, 64, 4, True) or im2col_plan(g, 64, 64, 4, True)
+        for i in range(1, 9) for j in range(1, 33)])
+    assert layer.lower_bound_cycles <= layer.cycles < today
