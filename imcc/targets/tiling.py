@@ -65,6 +65,7 @@ pixels it computes past the output only add activations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -221,11 +222,11 @@ class TilePlan:
     def arrays_per_group_set(self) -> int:
         return self.row_tiles * self.col_tiles
 
-    @property
+    @cached_property
     def tiles(self) -> int:
         """Array tiles of the whole layer (all groups)."""
         if self.strip:
-            return self.groups * sum(cdiv(n, self.oct) for n in self._strip_cols())
+            return self.groups * int((-(-self._strip_cols() // self.oct)).sum())
         if self.pieces:
             return cdiv(self.groups * self.row_tiles * self.col_tiles, self.pieces)
         return cdiv(self.groups, self.group_pack) * self.row_tiles * self.col_tiles
@@ -305,11 +306,11 @@ class TilePlan:
 
     # -- strips ("Strips" in the module docstring)
 
-    def _strip_axes(self) -> tuple[list[int], list[int]]:
+    def _strip_axes(self) -> tuple[np.ndarray, np.ndarray]:
         """The read offsets along the strip axis and along the other axis, sorted."""
         g = self.geom
-        ys = sorted({py * g.sh + ky * g.dh for py in range(self.pw[0]) for ky in range(g.kh)})
-        xs = sorted({px * g.sw + kx * g.dw for px in range(self.pw[1]) for kx in range(g.kw)})
+        ys = np.asarray(_offsets(self.pw[0], g.sh, g.kh, g.dh))
+        xs = np.asarray(_offsets(self.pw[1], g.sw, g.kw, g.dw))
         return (xs, ys) if self.strip == "x" else (ys, xs)
 
     def _strip_rows(self) -> np.ndarray:
@@ -319,7 +320,8 @@ class TilePlan:
         a, c, o = (v.ravel() for v in grid)
         return np.stack([c, o, a] if self.strip == "x" else [c, a, o], 1)
 
-    def _strip_pixels(self) -> list[tuple[int, int]]:
+    @cached_property
+    def _strip_pixels(self) -> tuple[np.ndarray, np.ndarray]:
         """Per row tile, the range [lo, hi] of window pixels along the strip axis that some
         of its rows feed (its strip-axis offsets run from along[first] to along[last])."""
         g = self.geom
@@ -327,21 +329,20 @@ class TilePlan:
         n_pix, stride, k, d = (self.pw[1], g.sw, g.kw, g.dw) if self.strip == "x" else \
             (self.pw[0], g.sh, g.kh, g.dh)
         block = g.ic_g * len(other)
-        out = []
-        for start in range(0, block * len(along), self.ict):
-            end = min(start + self.ict, block * len(along)) - 1
-            lo_off, hi_off = along[start // block], along[end // block]
-            # pixel p reads offsets p*stride + [0, (k-1)*d]; no dilation (see planned_plan)
-            lo = max(0, cdiv(lo_off - (k - 1) * d, stride))
-            hi = min(n_pix - 1, hi_off // stride)
-            out.append((lo, hi))
-        return out
+        n = block * len(along)
+        starts = np.arange(0, n, self.ict)
+        ends = np.minimum(starts + self.ict, n) - 1
+        lo_off, hi_off = along[starts // block], along[ends // block]
+        # pixel p reads offsets p*stride + [0, (k-1)*d]; no dilation (see strip_plan)
+        lo = np.maximum(0, -((-(lo_off - (k - 1) * d)) // stride))
+        hi = np.minimum(n_pix - 1, hi_off // stride)
+        return lo, hi
 
-    def _strip_cols(self) -> list[int]:
+    def _strip_cols(self) -> np.ndarray:
         """Per row tile, how many columns its pixels take (before column chunks)."""
         other = self.pw[0] if self.strip == "x" else self.pw[1]
-        per_pixel = self.geom.oc_g * other * self.slices
-        return [(hi - lo + 1) * per_pixel for lo, hi in self._strip_pixels()]
+        lo, hi = self._strip_pixels
+        return (hi - lo + 1) * (self.geom.oc_g * other * self.slices)
 
     def _strip_col_map(self, lo: int, hi: int) -> np.ndarray:
         i, j = self.pw
@@ -357,8 +358,8 @@ class TilePlan:
         rmaps = self.row_maps()
         if self.strip:
             out = {}
-            for rt, (lo, hi) in enumerate(self._strip_pixels()):
-                cols_all = self._strip_col_map(lo, hi)
+            for rt, (lo, hi) in enumerate(zip(*self._strip_pixels, strict=True)):
+                cols_all = self._strip_col_map(int(lo), int(hi))
                 for ct, a in enumerate(range(0, len(cols_all), self.oct)):
                     out[(rt, ct)] = (rmaps[rt], cols_all[a:a + self.oct])
             return out
@@ -369,7 +370,7 @@ class TilePlan:
         """The arrays of the layer, in emission order: for each, its pieces `(group, row
         tile, column tile)`, placed on its block diagonal in this order."""
         if self.strip:
-            chunks = [cdiv(n, self.oct) for n in self._strip_cols()]
+            chunks = [cdiv(int(n), self.oct) for n in self._strip_cols()]
             return [[(gi, rt, ct)] for gi in range(self.groups)
                     for rt, n in enumerate(chunks) for ct in range(n)]
         if self.pieces:
@@ -381,12 +382,17 @@ class TilePlan:
                 for rt in range(self.row_tiles) for ct in range(self.col_tiles)]
 
 
+@lru_cache(maxsize=4096)
+def _offsets(n: int, stride: int, k: int, d: int) -> tuple[int, ...]:
+    """The offsets `p*stride + t*d` (`p < n`, `t < k`) some tap of an n-pixel window reads
+    along one axis, sorted."""
+    return tuple(sorted({p * stride + t * d for p in range(n) for t in range(k)}))
+
+
 def position_count(g: LayerGeom, pw: tuple[int, int]) -> int:
     """How many window positions (dy, dx) some tap of some pixel of an `i x j` window reads
     (`len(TilePlan.positions())`): the read set is a product of one set per axis."""
-    def axis(n: int, stride: int, k: int, d: int) -> int:
-        return len({p * stride + t * d for p in range(n) for t in range(k)})
-    return axis(pw[0], g.sh, g.kh, g.dh) * axis(pw[1], g.sw, g.kw, g.dw)
+    return len(_offsets(pw[0], g.sh, g.kh, g.dh)) * len(_offsets(pw[1], g.sw, g.kw, g.dw))
 
 
 def lower_bound_cycles(g: LayerGeom, S: int, rows: int, cols: int) -> int:
@@ -476,6 +482,7 @@ def packed_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, k: i
                     oct=min(n_cols, cols // k), pieces=k)
 
 
+@lru_cache(maxsize=8192)
 def planned_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> TilePlan:
     """The cheapest `packed_plan` for window `i x j` over the pieces per array `k` (ties:
     the smaller k). Only the distinct chunk sizes `(rows // k, cols // k)` are tried, the
