@@ -104,6 +104,9 @@ class CrossbarLayer:
     in_quant: tuple[float, int, bool] | None = None  # (scale, bits, signed) of the input
     lowrank: LowRank | None = None
     weight_params: int = 0
+    # Activations no layout of this layer can go below on the target's arrays
+    # (imcc.targets.tiling.lower_bound_cycles); 0 when unknown.
+    lower_bound_cycles: int = 0
 
     @property
     def pw(self) -> tuple[int, int]:

@@ -9,7 +9,8 @@ the array; row maps name input channels and window positions inside the window, 
 maps name output channels, window pixels and slices that exist; cell levels are finite and
 within what the cells store (two's complement slices: `[-(2^(b-1) - 1), 2^b - 1]` for
 b-bit cells in a quantized program); scales and biases are finite vectors of the output
-channels; the declared cycles equal windows x tiles; and sizes stay under `MAX_ELEMENTS`
+channels; the declared cycles equal windows x tiles and are not below the layer's lower
+bound (`imcc.targets.tiling.lower_bound_cycles`); and sizes stay under `MAX_ELEMENTS`
 per sample, so that a tampered file cannot ask for terabytes.
 """
 
@@ -146,6 +147,12 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
     i, j = _pair(m.pw, "mapping pw")
     if not 1 <= m.group_pack <= groups:
         raise DataError(f"group_pack {m.group_pack} outside [1, groups={groups}]")
+    if isinstance(m.pieces, bool) or not isinstance(m.pieces, int) or \
+            not 0 <= m.pieces <= min(rows, cols) or (m.pieces and m.group_pack != 1):
+        raise DataError(f"pieces {m.pieces!r} must be 0 or a number of pieces per array in "
+                        f"[1, {min(rows, cols)}] (with group_pack 1)")
+    if m.strip not in ("", "x", "y") or (m.strip and m.pieces != 1):
+        raise DataError(f"strip {m.strip!r} must be x or y, with one piece per array")
     if tuple(s.windows) != (cdiv(ho, i), cdiv(wo, j)):
         raise DataError(f"window loop {list(s.windows)} is not the one a {i}x{j} window over "
                         f"a {ho}x{wo} output takes ({[cdiv(ho, i), cdiv(wo, j)]})")
@@ -180,6 +187,15 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
                         (lo, hi) if quantized else None)
         except DataError as exc:
             raise DataError(f"tile {k}: {exc.message}") from None
+    n_windows = cdiv(ho, i) * cdiv(wo, j)
+    bound = cdiv(ho * wo * oc * n_slices * cdiv(kernel[0] * kernel[1] * (ic // groups), rows),
+                 cols)
+    lb = s.lower_bound_cycles
+    if isinstance(lb, bool) or not isinstance(lb, int) or lb not in (0, bound):
+        raise DataError(f"lower_bound_cycles {lb!r} is not the layer's bound {bound}")
+    if n_windows * len(s.tiles) < bound:
+        raise DataError(f"{n_windows * len(s.tiles)} cycles are below the layer's lower bound "
+                        f"{bound}: some products are computed by no activation")
     if m.cycles is not None and m.cycles != s.cycles:
         raise DataError(f"declares {m.cycles} cycles, its window loop and tiles make "
                         f"{s.cycles}")
