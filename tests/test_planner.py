@@ -17,6 +17,7 @@ from onnx import helper
 from imcc.compiler import CompileOptions, compile_graph, write_outputs
 from imcc.frontend import import_proto
 from imcc.ir.annotations import Strategy
+from imcc.passes.base import CompileContext
 from imcc.passes.map import MapPass
 from imcc.sim.simulator import simulate
 from imcc.targets.cost import L_ALONE, best_mapping, best_pair_mapping
@@ -121,7 +122,7 @@ def test_pieces_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, stride
         return
     m = conv_model(icg * g, ocg * g, kh, kw, hw, stride, pad, dil, g)
     tgt = CrossbarTarget(rows=rows, cols=cols, weight_bits=4, cell_bits=1)
-    graph = MapPass(target=tgt).run(import_proto(m, "t"))
+    graph = MapPass().run(import_proto(m, "t"), CompileContext(target=tgt)).graph
     (node,) = graph.crossbar_nodes()
     geom = node_geometry(node)
     if k <= 0:
@@ -241,7 +242,7 @@ def test_program_records_and_checks_the_bound():
 
     m = conv_model(16, 8, 3, 3, 8, 1, 1, 1, 2)
     tgt = CrossbarTarget(rows=32, cols=32, weight_bits=4, cell_bits=1)
-    graph = MapPass(target=tgt).run(import_proto(m, "t"))
+    graph = MapPass().run(import_proto(m, "t"), CompileContext(target=tgt)).graph
     prog = emit_program(graph, tgt)
     (layer,) = prog.crossbar_layers()
     g = LayerGeom.from_conv(16, 8, 2, (3, 3), (1, 1), (1, 1), (8, 8))

@@ -38,6 +38,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import make_model
+from cycle_oracle import oracle_cycles
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import helper
@@ -296,7 +297,11 @@ def check(case: Case, mapping: str, array: tuple[int, int], wbits: int, abits: i
             assert strategy == "im2col"
         elif mapping in ("sdk", "vw-sdk"):
             assert strategy in ("im2col", mapping)
-        if strategy == "im2col":
+        if choice.pieces or choice.strip:
+            # A planner layout (auto only) is beyond the closed forms: brute-force coverage.
+            assert mapping == "auto"
+            expected = (oracle_cycles(layer, rows, cols), choice.group_pack)
+        elif strategy == "im2col":
             expected = im2col_oracle(g, rows, cols, s, pack)
         else:
             i, j = choice.pw
@@ -312,13 +317,16 @@ def check(case: Case, mapping: str, array: tuple[int, int], wbits: int, abits: i
     groups_of_layers = [case.geoms] if case.pair else [[g] for g in case.geoms]
     if case.pair:
         a, b = layers
-        assert (a.mapping.strategy, a.mapping.pw) == (b.mapping.strategy, b.mapping.pw)
+        if mapping != "auto":  # auto may map L on its own or plan each half (issue 14)
+            assert (a.mapping.strategy, a.mapping.pw) == (b.mapping.strategy, b.mapping.pw)
     start = 0
     for geoms in groups_of_layers:
         names = [layer.name for layer in layers[start:start + len(geoms)]]
         start += len(geoms)
         chosen = sum(sim.cycles[n] for n in names)
-        assert chosen == best_oracle(geoms, mapping, rows, cols, s), names
+        best = best_oracle(geoms, mapping, rows, cols, s)
+        # auto's planner may beat the closed-form layouts, never lose to them.
+        assert chosen <= best if mapping == "auto" else chosen == best, names
 
 
 # ------------------------------------------------------------------------ the properties
