@@ -239,16 +239,18 @@ def compile_cmd(
 
 def _read_report(outdir: Path) -> tuple[Report, dict[str, Any]]:
     """The report of a compiled directory, and report.json's dictionary as written."""
+    from imcc.fileio import parse_json
+
     p = outdir / "report.json"
     if not p.is_file():
         raise DataError(f"{outdir}: no report.json here", hint="run `imcc compile MODEL -o "
                                                                "DIR` first")
     try:
-        raw = json.loads(p.read_text())
+        raw = parse_json(p.read_text(), str(p))
     except (ValueError, OSError) as exc:
         raise DataError(f"{p}: not valid JSON ({exc})") from exc
     try:
-        return Report.from_json(raw), raw
+        return Report.from_json(raw), raw  # type: ignore[return-value]
     except DataError as exc:
         raise DataError(f"{p}: {exc}") from exc
 
@@ -296,6 +298,16 @@ def simulate_cmd(
                                                       "input phase (default: ideal).")] = None,
     save_outputs: Annotated[Path | None, typer.Option(help="Save simulated and onnxruntime "
                                                            "outputs to this .npz.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads for numpy's BLAS and "
+                                                     "onnxruntime (0: one per core). Default: "
+                                                     "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS if "
+                                                     "set, else 1.")] = None,
+    max_memory: Annotated[int | None, typer.Option(
+        "--max-memory", metavar="MIB", help="Memory budget in MiB (2^20 bytes) for one "
+                                            "layer's working set (padded input, unrolled "
+                                            "windows, outputs); the images are simulated in "
+                                            "chunks that fit it. Default: a quarter of the "
+                                            "machine's RAM.")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Execute the crossbar program on data, compare with onnxruntime on compiled.onnx, and
@@ -311,6 +323,10 @@ def simulate_cmd(
         raise UsageError(f"--limit must be >= 1, got {limit}")
     if skip < 0:
         raise UsageError(f"--skip must be >= 0, got {skip}")
+    if threads is not None and threads < 0:
+        raise UsageError(f"--threads must be >= 0, got {threads}")
+    if max_memory is not None and max_memory < 1:
+        raise UsageError(f"--max-memory must be >= 1 (MiB), got {max_memory}")
     prog = read_program(outdir)
     name, shape = prog.inputs[0]
     ds = load_npz(data or bundled_example_data(), name, shape)
@@ -320,9 +336,13 @@ def simulate_cmd(
         ds = ds.split(skip)[1]
     if limit is not None:
         ds = ds.take(limit)
-    with _progress() as p:
+    from imcc.threads import limit_threads
+
+    budget = None if max_memory is None else max_memory << 20
+    with limit_threads(threads), _progress() as p:
         task = p.add_task("simulating", total=len(ds))
-        res, sim = evaluate(outdir, ds, adc_bits, progress=lambda n: p.advance(task, n))
+        res, sim = evaluate(outdir, ds, adc_bits, progress=lambda n: p.advance(task, n),
+                            max_memory=budget)
     if save_outputs is not None:
         atomic_write_bytes(save_outputs, npz_bytes({k: v for k, v in sim.outputs.items()}))
     if json_:
@@ -486,6 +506,9 @@ def main() -> None:
     termination signal into clean-up (no temporary output left behind), one line and exit
     128 + signal."""
     debug = "--debug" in sys.argv
+    from imcc.threads import pin_default_threads
+
+    pin_default_threads()  # before numpy loads: BLAS threads wait on busy cores otherwise
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     try:

@@ -73,6 +73,9 @@ METHODS: tuple[str, ...] = ("mse", "max")
 MIN_BITS, MAX_BITS = 2, 16
 MAX_CALIB_VALUES = 1 << 18   # values per tensor used by the scale search
 SYNTHETIC_SAMPLES = 32
+# A float32 scale below the smallest normal number loses its precision (and x / scale
+# overflows): such activations have vanished, e.g. through thousands of damping layers.
+SMALLEST_SCALE = float(np.finfo(np.float32).tiny)
 SEED = 0
 
 # Ops whose output is non-negative whenever their (first) input is.
@@ -377,9 +380,21 @@ def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
         if id(node) in pending:
             op = node.op
             assert isinstance(op, ops.FakeQuant)
-            scale = calibrate_scale(ins[0], op.bits, op.signed, method)
+            x = np.asarray(ins[0])
+            where = f"calibrating %{node.inputs[0].name} (input of the crossbar layers after it)"
+            if not np.all(np.isfinite(x)):
+                raise DataError(f"{where}: the activations hold NaN or infinity",
+                                "the network overflows on the calibration data")
+            scale = calibrate_scale(x, op.bits, op.signed, method)
+            if not (np.isfinite(scale) and float(np.float32(scale)) >= SMALLEST_SCALE) \
+                    and np.any(x != 0):
+                raise DataError(f"{where}: the activation scale comes out as {scale:g}: the "
+                                f"activations (max |x| = {float(np.abs(x).max()):g}) vanish "
+                                "below what float32 levels resolve", "check the model's "
+                                "weights and the calibration data's scale")
             node.op = ops.FakeQuant(scale, op.bits, op.signed)
-        env[id(node.output)] = node.op.compute(*ins)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite: refused above
+            env[id(node.output)] = node.op.compute(*ins)
         for v in node.inputs:
             remaining[id(v)] -= 1
             if remaining[id(v)] == 0:

@@ -18,8 +18,10 @@ from google.protobuf.message import DecodeError
 
 from imcc.dataset import Dataset
 from imcc.errors import DataError
+from imcc.fileio import verify_output
 from imcc.sim.simulator import SimResult, Simulator
 from imcc.targets.program_io import read_program
+from imcc.threads import session_threads
 
 
 class OnnxRuntimeRejected(RuntimeError):
@@ -27,9 +29,11 @@ class OnnxRuntimeRejected(RuntimeError):
     input, so it is not an ImccError and the CLI reports an internal error (exit 70)."""
 
 
-def ort_session(path: Path | str | bytes, name: str | None = None) -> ort.InferenceSession:
+def ort_session(path: Path | str | bytes, name: str | None = None,
+                threads: int | None = None) -> ort.InferenceSession:
     """An onnxruntime session that runs the model as written (`name`: how messages call
-    it when `path` is the model's bytes)."""
+    it when `path` is the model's bytes), on `threads` intra-op threads (default
+    `imcc.threads.session_threads()`: what BLAS is told to use)."""
     opts = ort.SessionOptions()
     # compiled.onnx states its arithmetic exactly: integer-level convs, then Mul(scale) and
     # Add(bias). onnxruntime's graph optimizers would rewrite it (QDQ transformers
@@ -37,7 +41,7 @@ def ort_session(path: Path | str | bytes, name: str | None = None) -> ort.Infere
     # weights), which moves 4-bit activations across rounding ties. Run it as written.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.add_session_config_entry("session.disable_quant_qdq", "1")
-    opts.intra_op_num_threads = 0
+    opts.intra_op_num_threads = session_threads() if threads is None else threads
     try:
         src = path if isinstance(path, bytes) else str(path)
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
@@ -76,14 +80,19 @@ def ort_run(sess: ort.InferenceSession, x: np.ndarray, batch: int = 100) -> np.n
 
 
 def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = None,
-             progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], SimResult]:
+             progress: Callable[[int], None] | None = None, max_memory: int | None = None
+             ) -> tuple[dict[str, Any], SimResult]:
+    """Simulate `data` (in chunks within `max_memory` bytes, see `Simulator`) and compare
+    with onnxruntime on compiled.onnx (and float.onnx for the float accuracy)."""
     d = Path(outdir)
+    verify_output(d, ("program.json", "arrays.npz", "compiled.onnx", "float.onnx"))
     program = read_program(d)
     if len(program.inputs) != 1 or len(program.outputs) != 1:
         raise DataError("simulate supports models with one input and one output")
     in_name = program.inputs[0][0]
     dac = int(program.target.get("dac_bits", 1))
-    sim = Simulator(program, adc_bits=adc_bits, dac_bits=dac).run({in_name: data.x}, progress)
+    sim = Simulator(program, adc_bits=adc_bits, dac_bits=dac,
+                    max_memory=max_memory).run({in_name: data.x}, progress)
     y = sim.outputs[program.outputs[0]]
     y_ort, y_float = (ort_run(ort_session(_output_model(d / f), str(d / f)), data.x)
                       for f in ("compiled.onnx", "float.onnx"))
