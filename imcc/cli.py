@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _escape_markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imcc import __version__
 from imcc.errors import DataError, ImccError, Interrupted, UsageError
 from imcc.report.model import Report
+from imcc.report.units import safe_text
 
 if TYPE_CHECKING:  # the CLI imports the library lazily, for a fast --help
     from imcc.compiler import CompileOptions
@@ -88,6 +89,12 @@ PassesOpt = Annotated[str | None, typer.Option(
     "per-layer tables as layer_ranks={NAME=SPEC,...}. report.json's 'pipeline' holds the "
     "pipeline a compile ran in this form. Cannot be combined with --rank/--groups/"
     "--layer-rank/--policy/--no-quantize/--first-last-bits/--mapping/--include-first-last.")]
+
+
+def escape(text: object) -> str:
+    """User-controlled text (paths, names) for a line of rich markup: never parsed as
+    markup, control characters shown as escapes."""
+    return _escape_markup(safe_text(text))
 
 
 def _progress() -> Progress:
@@ -294,10 +301,17 @@ def simulate_cmd(
     limit: Annotated[int | None, typer.Option(help="Simulate only the first N inputs.")] = None,
     skip: Annotated[int, typer.Option(help="Skip the first N inputs (e.g. those used for "
                                            "calibration).")] = 0,
-    adc_bits: Annotated[int | None, typer.Option(help="Model an ADC of this many bits per "
-                                                      "input phase (default: ideal).")] = None,
-    save_outputs: Annotated[Path | None, typer.Option(help="Save simulated and onnxruntime "
-                                                           "outputs to this .npz.")] = None,
+    adc_bits: Annotated[int | None, typer.Option(
+        help="Model an ADC of this many bits per input phase (default: the width the "
+             "program was compiled for, report.json's target.adc_bits; another width is an "
+             "override and is shown as one).")] = None,
+    ideal_adc: Annotated[bool, typer.Option("--ideal-adc", help="Read exact column sums "
+                                            "(no ADC model).")] = False,
+    allow_mismatch: Annotated[bool, typer.Option(
+        "--allow-mismatch", help="Exit 0 even when an exact comparison (ideal or lossless "
+        "ADC) finds the program differing from onnxruntime on compiled.onnx.")] = False,
+    save_outputs: Annotated[Path | None, typer.Option(help="Save the simulated outputs to "
+                                                           "this .npz.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads for numpy's BLAS and "
                                                      "onnxruntime (0: one per core). Default: "
                                                      "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS if "
@@ -311,14 +325,20 @@ def simulate_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Execute the crossbar program on data, compare with onnxruntime on compiled.onnx, and
-    report accuracy and the executed cycles per image."""
+    report accuracy and the executed cycles per image. With an ideal ADC, or one lossless
+    for the program (the default 8 bits on 128-row arrays), the program must equal
+    onnxruntime: exit 1 when it does not (agreement below 100% or outputs differing beyond
+    float rounding), unless --allow-mismatch. A lossy ADC differs by design: reported, not
+    judged. Non-finite outputs are an error (exit 4)."""
     from imcc.dataset import bundled_example_data, load_npz
     from imcc.fileio import atomic_write_bytes, npz_bytes
-    from imcc.sim.evaluate import evaluate
+    from imcc.sim.evaluate import ADC_COMPILED, evaluate
     from imcc.targets.program_io import read_program
 
     if adc_bits is not None and not 1 <= adc_bits <= 24:
         raise UsageError(f"--adc-bits must be in [1, 24], got {adc_bits}")
+    if adc_bits is not None and ideal_adc:
+        raise UsageError("--adc-bits and --ideal-adc exclude each other")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
     if skip < 0:
@@ -336,21 +356,28 @@ def simulate_cmd(
         ds = ds.split(skip)[1]
     if limit is not None:
         ds = ds.take(limit)
+    adc = None if ideal_adc else ADC_COMPILED if adc_bits is None else adc_bits
     from imcc.threads import limit_threads
 
     budget = None if max_memory is None else max_memory << 20
     with limit_threads(threads), _progress() as p:
         task = p.add_task("simulating", total=len(ds))
-        res, sim = evaluate(outdir, ds, adc_bits, progress=lambda n: p.advance(task, n),
+        res, sim = evaluate(outdir, ds, adc, progress=lambda n: p.advance(task, n),
                             max_memory=budget)
     if save_outputs is not None:
         atomic_write_bytes(save_outputs, npz_bytes({k: v for k, v in sim.outputs.items()}))
     if json_:
-        out.print_json(json.dumps(res))
+        out.print_json(json.dumps(res, allow_nan=False))
     else:
-        from imcc.report.terminal import sim_table
+        from imcc.report.terminal import adc_line, sim_table
 
         out.print(sim_table(res))
+        out.print(adc_line(res), highlight=False)
+    if res["mismatch"] and not allow_mismatch:
+        err.print(f"[red]imcc: simulate: the program differs from onnxruntime:[/] "
+                  f"{escape(res['mismatch'])} (--allow-mismatch accepts it)", highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command("check")
@@ -462,7 +489,7 @@ def sweep_cmd(
     with _progress() as prog:
         task = prog.add_task("sweep", total=len(configs))
         result = run_sweep(spec, jobs, progress=lambda done, _total, note: prog.update(
-            task, completed=done, description=note))
+            task, completed=done, description=escape(note)))
     from imcc.compiler import resolve_model
 
     dest = output or Path.cwd() / f"{resolve_model(model).stem}.sweep.csv"

@@ -34,7 +34,7 @@ from imcc.passes.base import CompileContext, Pass
 from imcc.passes.fold_bn import FoldBatchNorm
 from imcc.passes.lowrank import LowRankPass
 from imcc.passes.map import MapPass
-from imcc.passes.pipeline import parse_pipeline, pipeline_spec
+from imcc.passes.pipeline import check_order, parse_pipeline, pipeline_spec
 from imcc.passes.quantize import QuantizePass
 from imcc.report.build import build_report
 from imcc.targets.crossbar import CrossbarTarget
@@ -171,11 +171,13 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
 
 
 def check_pipeline(passes: Sequence[Pass]) -> None:
-    """A pipeline must map the network: it needs the map pass."""
+    """A pipeline must map the network (it needs the map pass) and respect every pass's
+    contract (`imcc.passes.pipeline.check_order`)."""
     if not any(p.name == MapPass.name for p in passes):
         raise UsageError(f"the pipeline {pipeline_spec(passes) or '(empty)'!r} has no "
                          f"{MapPass.name!r} pass, so nothing would be laid out on crossbars",
                          hint="end it with map, e.g. fold-bn,quantize,map")
+    check_order(passes)
 
 
 def split_at_map(passes: Sequence[Pass]) -> tuple[list[Pass], list[Pass]]:

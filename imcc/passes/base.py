@@ -82,8 +82,22 @@ def format_text(text: str, where: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Contract:
+    """What a pass needs of the graph and what it leaves, as named properties
+    (``bn-folded``, ``factorized``, ``quantized``, ``mapped``): `requires` must hold before
+    it runs, `forbids` must not hold yet (e.g. lowrank factorizes float weights, so it
+    forbids ``quantized``), `ensures` holds after it. `why` explains the order to a user."""
+
+    requires: frozenset[str] = frozenset()
+    forbids: frozenset[str] = frozenset()
+    ensures: frozenset[str] = frozenset()
+    why: str = ""
+
+
 class Pass(ABC):
     name: ClassVar[str]
+    contract: ClassVar[Contract] = Contract()
 
     @abstractmethod
     def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
@@ -97,4 +111,4 @@ class Pass(ABC):
         return self.name + ("{" + ",".join(items) + "}" if items else "")
 
 
-__all__ = ["Pass", "PassResult", "CompileContext", "format_value"]
+__all__ = ["CompileContext", "Contract", "Pass", "PassResult", "format_value"]

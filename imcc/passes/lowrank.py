@@ -66,7 +66,7 @@ from imcc.ir import Graph, LowRank, Node, PairRole
 from imcc.ir.ops import Conv, Linear
 from imcc.ir.records import LowRankDecision, LowRankRecord
 from imcc.ir.topology import first_last_crossbar
-from imcc.passes.base import CompileContext, Pass, PassResult
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,9 @@ class LowRankPass(Pass):
     """
 
     name: ClassVar[str] = "lowrank"
+    contract: ClassVar[Contract] = Contract(
+        forbids=frozenset({"factorized", "quantized", "mapped"}), ensures=frozenset({"factorized"}),
+        why="it factorizes float weights, before they are quantized and mapped")
     rank: str = "none"
     groups: int = 1
     layer_ranks: dict[str, str] = field(default_factory=dict)

@@ -67,7 +67,7 @@ from imcc.errors import DataError, ModelError, UsageError
 from imcc.ir import Graph, Node, Value, WeightQuant, ops
 from imcc.ir.records import CalibrationRecord
 from imcc.ir.topology import first_last_crossbar
-from imcc.passes.base import CompileContext, Pass, PassResult
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult
 
 METHODS: tuple[str, ...] = ("mse", "max")
 MIN_BITS, MAX_BITS = 2, 16
@@ -253,6 +253,9 @@ class QuantizePass(Pass):
     """
 
     name: ClassVar[str] = "quantize"
+    contract: ClassVar[Contract] = Contract(
+        forbids=frozenset({"quantized", "mapped"}), ensures=frozenset({"quantized"}),
+        why="it quantizes the final weights: after fold-bn and lowrank, before map")
     weight_bits: int = 4
     act_bits: int = 4
     first_last_bits: int | None = None
