@@ -129,7 +129,10 @@ def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = ADC_COMPI
     in_name = program.inputs[0][0]
     dac = int(program.target.get("dac_bits", 1))
     compiled_adc = int(program.target.get("adc_bits", 8))
-    bits = compiled_adc if adc_bits == ADC_COMPILED else adc_bits
+    # An unquantized (--no-quantize) program has no integer inputs for an ADC to convert:
+    # by default it reads exact sums; an explicit width still models an analog ADC.
+    default = compiled_adc if program.quantized else None
+    bits = default if adc_bits == ADC_COMPILED else adc_bits
     lossless = bits is None or adc_lossless(program, bits, dac)
     sim = Simulator(program, adc_bits=None if lossless else bits, dac_bits=dac,
                     max_memory=max_memory).run(
