@@ -24,13 +24,20 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the package depends on tomli below 3.11
+    import tomli as tomllib
 
 from imcc.errors import DataError, OutputError
 
@@ -238,17 +245,35 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise OutputError(f"{p}: cannot write ({exc.strerror})") from exc
 
 
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+NPZ_LEVEL = 1  # deflate level of .npz members (level 6, zlib's default, is ~6x slower)
+
+
+def _write_npz_to(fileobj: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key in sorted(arrays):
             info = zipfile.ZipInfo(key + ".npy", date_time=_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
+            # zf.open takes the level from the entry (3.13 renamed the attribute)
+            setattr(info, "compress_level" if hasattr(info, "compress_level")
+                    else "_compresslevel", NPZ_LEVEL)
             info.external_attr = 0o644 << 16
-            arr = io.BytesIO()
-            np.lib.format.write_array(arr, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-            zf.writestr(info, arr.getvalue())
+            # Streamed into the member: no serialized copy of the array is kept.
+            with zf.open(info, "w") as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(arrays[key]),
+                                          allow_pickle=False)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz (zip of .npy members, sorted, fixed timestamps) as bytes."""
+    buf = io.BytesIO()
+    _write_npz_to(buf, arrays)
     return buf.getvalue()
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """The same bytes as `npz_bytes`, written straight to `path` (for large programs)."""
+    with open(path, "wb") as f:
+        _write_npz_to(f, arrays)
 
 
 # ------------------------------------------------------------------ structured input files
@@ -285,3 +310,18 @@ def parse_json(text: str, label: str) -> object:
         raise DataError(f"{label}: invalid JSON ({exc})") from exc
     check_structure(obj, label)
     return obj
+
+
+def parse_toml(data: bytes | str, label: str) -> dict[str, Any]:
+    """tomllib.loads with one-line DataErrors (encoding, syntax, nesting, huge numbers)."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        raw = tomllib.loads(text)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{label}: not UTF-8 text") from e
+    except tomllib.TOMLDecodeError as e:
+        raise DataError(f"{label}: malformed TOML: {' '.join(str(e).split())}") from e
+    except RecursionError:
+        raise DataError(f"{label}: nested too deeply") from None
+    check_structure(raw, label)
+    return raw

@@ -342,6 +342,10 @@ CASES: list[BadInput] = [
        lambda d: ["compile", _external(d, "/etc/passwd")], 3, ("relative",)),
     _c("external_symlink", "external data via a symlink that leads out", _symlink_out, 3,
        ("outside",)),
+    _c("external_nul", "external data location with a NUL byte",
+       lambda d: ["compile", _external(d, "w\0.bin")], 3, ("NUL",)),
+    _c("external_long", "external data location of 5000 characters",
+       lambda d: ["compile", _external(d, "w" * 5000)], 3, ("4096",)),
     _c("external_missing", "external data file missing",
        lambda d: ["compile", _external(d, "w.bin")], 3, ("not found",)),
     # --- option values

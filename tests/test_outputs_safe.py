@@ -134,4 +134,5 @@ def test_a_swapped_compiled_onnx_is_refused(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     (a / "compiled.onnx").write_bytes((b / "compiled.onnx").read_bytes())
     r = run("simulate", str(a), "--data", str(tmp_path / "d.npz"), cwd=tmp_path)
-    assert r.returncode == 4 and "compiled.onnx of the compiled output changed since imcc wrote it" in r.stderr, r.stderr
+    assert r.returncode == 4, r.stderr
+    assert "compiled.onnx of the compiled output changed since imcc wrote it" in r.stderr

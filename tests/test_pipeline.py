@@ -62,6 +62,7 @@ def test_bad_pipelines(spec, match):
         parse_pipeline(spec)
 
 
+@pytest.mark.slow  # compiles ResNet-20 twice
 def test_pipeline_equals_flags():
     spec = "fold-bn,lowrank{rank=m/2,groups=4},map{strategy=vw-sdk}"
     a = compile_model("resnet20", CompileOptions(target=T, pipeline=parse_pipeline(spec)))

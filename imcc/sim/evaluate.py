@@ -24,6 +24,7 @@ from imcc.fileio import verify_output
 from imcc.sim.simulator import SimResult, Simulator
 from imcc.targets.program import Program
 from imcc.targets.program_io import read_program
+from imcc.threads import session_threads
 
 
 class OnnxRuntimeRejected(RuntimeError):
@@ -31,9 +32,11 @@ class OnnxRuntimeRejected(RuntimeError):
     input, so it is not an ImccError and the CLI reports an internal error (exit 70)."""
 
 
-def ort_session(path: Path | str | bytes, name: str | None = None) -> ort.InferenceSession:
+def ort_session(path: Path | str | bytes, name: str | None = None,
+                threads: int | None = None) -> ort.InferenceSession:
     """An onnxruntime session that runs the model as written (`name`: how messages call
-    it when `path` is the model's bytes)."""
+    it when `path` is the model's bytes), on `threads` intra-op threads (default
+    `imcc.threads.session_threads()`: what BLAS is told to use)."""
     opts = ort.SessionOptions()
     # compiled.onnx states its arithmetic exactly: integer-level convs, then Mul(scale) and
     # Add(bias). onnxruntime's graph optimizers would rewrite it (QDQ transformers
@@ -41,7 +44,7 @@ def ort_session(path: Path | str | bytes, name: str | None = None) -> ort.Infere
     # weights), which moves 4-bit activations across rounding ties. Run it as written.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.add_session_config_entry("session.disable_quant_qdq", "1")
-    opts.intra_op_num_threads = 0
+    opts.intra_op_num_threads = session_threads() if threads is None else threads
     try:
         src = path if isinstance(path, bytes) else str(path)
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
@@ -107,7 +110,8 @@ def _nonfinite(name: str, y: np.ndarray) -> str | None:
 
 
 def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = ADC_COMPILED,
-             progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], SimResult]:
+             progress: Callable[[int], None] | None = None, max_memory: int | None = None
+             ) -> tuple[dict[str, Any], SimResult]:
     """Simulate `outdir`'s program on `data` and compare it with onnxruntime on
     compiled.onnx. `adc_bits`: `ADC_COMPILED` (default) models the ADC width the program was
     compiled for, an integer another width (an override), None an ideal ADC. An ADC that is
@@ -115,7 +119,8 @@ def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = ADC_COMPI
     lossless ADC), ``matches_onnxruntime`` says whether the program agreed on every input
     and its outputs differ by float rounding at most; with a lossy ADC the program differs
     from compiled.onnx by design and the difference is reported, not judged. Non-finite
-    outputs raise `DataError`, so a result never holds NaN or inf."""
+    outputs raise `DataError`, so a result never holds NaN or inf. The batch runs in
+    chunks within `max_memory` bytes (see `Simulator`)."""
     d = Path(outdir)
     verify_output(d, ("program.json", "arrays.npz", "compiled.onnx", "float.onnx"))
     program = read_program(d)
@@ -124,9 +129,13 @@ def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = ADC_COMPI
     in_name = program.inputs[0][0]
     dac = int(program.target.get("dac_bits", 1))
     compiled_adc = int(program.target.get("adc_bits", 8))
-    bits = compiled_adc if adc_bits == ADC_COMPILED else adc_bits
+    # An unquantized (--no-quantize) program has no integer inputs for an ADC to convert:
+    # by default it reads exact sums; an explicit width still models an analog ADC.
+    default = compiled_adc if program.quantized else None
+    bits = default if adc_bits == ADC_COMPILED else adc_bits
     lossless = bits is None or adc_lossless(program, bits, dac)
-    sim = Simulator(program, adc_bits=None if lossless else bits, dac_bits=dac).run(
+    sim = Simulator(program, adc_bits=None if lossless else bits, dac_bits=dac,
+                    max_memory=max_memory).run(
         {in_name: data.x}, progress)
     y = sim.outputs[program.outputs[0]]
     y_ort, y_float = (ort_run(ort_session(_output_model(d / f), str(d / f)), data.x)
