@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _escape_markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imcc import __version__
 from imcc.errors import DataError, ImccError, Interrupted, UsageError
 from imcc.report.model import Report
+from imcc.report.units import safe_text
 
 if TYPE_CHECKING:  # the CLI imports the library lazily, for a fast --help
     from imcc.compiler import CompileOptions
@@ -74,6 +75,13 @@ CalibLimitOpt = Annotated[int, typer.Option(help="Use at most this many calibrat
                                                  "samples (the first ones).")]
 TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim, or a TOML "
                                            "file path.")]
+ChipOpt = Annotated[str | None, typer.Option(
+    "--chip", help="Place the program on a chip: a preset (isaac, pimcomp-arch-a) or a chip "
+    "TOML file. Adds arrays used/available, segments, pipelined throughput (inferences/s), "
+    "latency (ns), weight-write energy (pJ per inference) and area (mm2) to the report.")]
+ChipArraysOpt = Annotated[int | None, typer.Option(
+    "--chip-arrays", help="Number of crossbar arrays of the --chip (overrides the preset's "
+    "cores x arrays per core; the area counts the cores they fill).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 PassesOpt = Annotated[str | None, typer.Option(
     "--passes", "-p", help="An explicit pass pipeline replacing the default, e.g. "
@@ -81,6 +89,12 @@ PassesOpt = Annotated[str | None, typer.Option(
     "per-layer tables as layer_ranks={NAME=SPEC,...}. report.json's 'pipeline' holds the "
     "pipeline a compile ran in this form. Cannot be combined with --rank/--groups/"
     "--layer-rank/--policy/--no-quantize/--first-last-bits/--mapping/--include-first-last.")]
+
+
+def escape(text: object) -> str:
+    """User-controlled text (paths, names) for a line of rich markup: never parsed as
+    markup, control characters shown as escapes."""
+    return _escape_markup(safe_text(text))
 
 
 def _progress() -> Progress:
@@ -93,7 +107,8 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
              adc_bits: int, mapping: str, rank: str, groups: int, layer_rank: list[str] | None,
              policy: Path | None, include_first_last: bool, no_quantize: bool,
              first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
-             passes: str | None = None,
+             passes: str | None = None, chip: str | None = None,
+             chip_arrays: int | None = None,
              model_input: Callable[[], tuple[str, tuple[int | None, ...]]] | None = None
              ) -> CompileOptions:
     from imcc.compiler import options_from_flags, parse_layer_ranks
@@ -114,7 +129,7 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
         policy=None if policy is None else LowRankPass.policy_from_file(policy),
         include_first_last=include_first_last, quantize=not no_quantize,
         first_last_bits=first_last_bits, tech=tech, passes=passes,
-        verify_each=_STATE["debug"])
+        verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays)
     opts = options_from_flags(**kw)  # every option is checked before --calib reads the model
     if calib is not None and not no_quantize:
         import dataclasses
@@ -134,7 +149,8 @@ def _compile_option_spec(
     layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
     include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
-    tech: TechOpt = "isaac", passes: PassesOpt = None,
+    tech: TechOpt = "isaac", passes: PassesOpt = None, chip: ChipOpt = None,
+    chip_arrays: ChipArraysOpt = None,
 ) -> None:
     """The compile options `compile` and `check` share (the parameters of `_options`),
     declared once: `_with_compile_options` adds them to a command."""
@@ -230,16 +246,18 @@ def compile_cmd(
 
 def _read_report(outdir: Path) -> tuple[Report, dict[str, Any]]:
     """The report of a compiled directory, and report.json's dictionary as written."""
+    from imcc.fileio import parse_json
+
     p = outdir / "report.json"
     if not p.is_file():
         raise DataError(f"{outdir}: no report.json here", hint="run `imcc compile MODEL -o "
                                                                "DIR` first")
     try:
-        raw = json.loads(p.read_text())
+        raw = parse_json(p.read_text(), str(p))
     except (ValueError, OSError) as exc:
         raise DataError(f"{p}: not valid JSON ({exc})") from exc
     try:
-        return Report.from_json(raw), raw
+        return Report.from_json(raw), raw  # type: ignore[return-value]
     except DataError as exc:
         raise DataError(f"{p}: {exc}") from exc
 
@@ -283,25 +301,52 @@ def simulate_cmd(
     limit: Annotated[int | None, typer.Option(help="Simulate only the first N inputs.")] = None,
     skip: Annotated[int, typer.Option(help="Skip the first N inputs (e.g. those used for "
                                            "calibration).")] = 0,
-    adc_bits: Annotated[int | None, typer.Option(help="Model an ADC of this many bits per "
-                                                      "input phase (default: ideal).")] = None,
-    save_outputs: Annotated[Path | None, typer.Option(help="Save simulated and onnxruntime "
-                                                           "outputs to this .npz.")] = None,
+    adc_bits: Annotated[int | None, typer.Option(
+        help="Model an ADC of this many bits per input phase (default: the width the "
+             "program was compiled for, report.json's target.adc_bits; another width is an "
+             "override and is shown as one).")] = None,
+    ideal_adc: Annotated[bool, typer.Option("--ideal-adc", help="Read exact column sums "
+                                            "(no ADC model).")] = False,
+    allow_mismatch: Annotated[bool, typer.Option(
+        "--allow-mismatch", help="Exit 0 even when an exact comparison (ideal or lossless "
+        "ADC) finds the program differing from onnxruntime on compiled.onnx.")] = False,
+    save_outputs: Annotated[Path | None, typer.Option(help="Save the simulated outputs to "
+                                                           "this .npz.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads for numpy's BLAS and "
+                                                     "onnxruntime (0: one per core). Default: "
+                                                     "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS if "
+                                                     "set, else 1.")] = None,
+    max_memory: Annotated[int | None, typer.Option(
+        "--max-memory", metavar="MIB", help="Memory budget in MiB (2^20 bytes) for one "
+                                            "layer's working set (padded input, unrolled "
+                                            "windows, outputs); the images are simulated in "
+                                            "chunks that fit it. Default: a quarter of the "
+                                            "machine's RAM.")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Execute the crossbar program on data, compare with onnxruntime on compiled.onnx, and
-    report accuracy and the executed cycles per image."""
+    report accuracy and the executed cycles per image. With an ideal ADC, or one lossless
+    for the program (the default 8 bits on 128-row arrays), the program must equal
+    onnxruntime: exit 1 when it does not (agreement below 100% or outputs differing beyond
+    float rounding), unless --allow-mismatch. A lossy ADC differs by design: reported, not
+    judged. Non-finite outputs are an error (exit 4)."""
     from imcc.dataset import bundled_example_data, load_npz
     from imcc.fileio import atomic_write_bytes, npz_bytes
-    from imcc.sim.evaluate import evaluate
+    from imcc.sim.evaluate import ADC_COMPILED, evaluate
     from imcc.targets.program_io import read_program
 
     if adc_bits is not None and not 1 <= adc_bits <= 24:
         raise UsageError(f"--adc-bits must be in [1, 24], got {adc_bits}")
+    if adc_bits is not None and ideal_adc:
+        raise UsageError("--adc-bits and --ideal-adc exclude each other")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
     if skip < 0:
         raise UsageError(f"--skip must be >= 0, got {skip}")
+    if threads is not None and threads < 0:
+        raise UsageError(f"--threads must be >= 0, got {threads}")
+    if max_memory is not None and max_memory < 1:
+        raise UsageError(f"--max-memory must be >= 1 (MiB), got {max_memory}")
     prog = read_program(outdir)
     name, shape = prog.inputs[0]
     ds = load_npz(data or bundled_example_data(), name, shape)
@@ -311,17 +356,28 @@ def simulate_cmd(
         ds = ds.split(skip)[1]
     if limit is not None:
         ds = ds.take(limit)
-    with _progress() as p:
+    adc = None if ideal_adc else ADC_COMPILED if adc_bits is None else adc_bits
+    from imcc.threads import limit_threads
+
+    budget = None if max_memory is None else max_memory << 20
+    with limit_threads(threads), _progress() as p:
         task = p.add_task("simulating", total=len(ds))
-        res, sim = evaluate(outdir, ds, adc_bits, progress=lambda n: p.advance(task, n))
+        res, sim = evaluate(outdir, ds, adc, progress=lambda n: p.advance(task, n),
+                            max_memory=budget)
     if save_outputs is not None:
         atomic_write_bytes(save_outputs, npz_bytes({k: v for k, v in sim.outputs.items()}))
     if json_:
-        out.print_json(json.dumps(res))
+        out.print_json(json.dumps(res, allow_nan=False))
     else:
-        from imcc.report.terminal import sim_table
+        from imcc.report.terminal import adc_line, sim_table
 
         out.print(sim_table(res))
+        out.print(adc_line(res), highlight=False)
+    if res["mismatch"] and not allow_mismatch:
+        err.print(f"[red]imcc: simulate: the program differs from onnxruntime:[/] "
+                  f"{escape(res['mismatch'])} (--allow-mismatch accepts it)", highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command("check")
@@ -433,7 +489,7 @@ def sweep_cmd(
     with _progress() as prog:
         task = prog.add_task("sweep", total=len(configs))
         result = run_sweep(spec, jobs, progress=lambda done, _total, note: prog.update(
-            task, completed=done, description=note))
+            task, completed=done, description=escape(note)))
     from imcc.compiler import resolve_model
 
     dest = output or Path.cwd() / f"{resolve_model(model).stem}.sweep.csv"
@@ -477,6 +533,9 @@ def main() -> None:
     termination signal into clean-up (no temporary output left behind), one line and exit
     128 + signal."""
     debug = "--debug" in sys.argv
+    from imcc.threads import pin_default_threads
+
+    pin_default_threads()  # before numpy loads: BLAS threads wait on busy cores otherwise
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     try:

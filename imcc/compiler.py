@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from imcc.analysis.chip import Chip, load_chip
 from imcc.analysis.energy import analyze_energy
+from imcc.analysis.place import place
 from imcc.analysis.tech import TechProfile, load_tech
 from imcc.errors import UsageError
 from imcc.fileio import atomic_dir
@@ -32,7 +34,7 @@ from imcc.passes.base import CompileContext, Pass
 from imcc.passes.fold_bn import FoldBatchNorm
 from imcc.passes.lowrank import LowRankPass
 from imcc.passes.map import MapPass
-from imcc.passes.pipeline import parse_pipeline, pipeline_spec
+from imcc.passes.pipeline import check_order, parse_pipeline, pipeline_spec
 from imcc.passes.quantize import QuantizePass
 from imcc.report.build import build_report
 from imcc.targets.crossbar import CrossbarTarget
@@ -63,6 +65,7 @@ class CompileOptions:
     # An explicit pass list (`-p`); None runs `default_pipeline`.
     pipeline: Sequence[Pass] | None = None
     verify_each: bool = False  # run the IR verifier after every pass (tests, --debug)
+    chip: Chip | None = None   # place the program on this chip (--chip); None: no placement
 
     def context(self) -> CompileContext:
         """What the passes read from outside their options."""
@@ -113,11 +116,14 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
                        quantize: bool = True, first_last_bits: int | None = None,
                        calib: np.ndarray | None = None, tech: str = "isaac",
                        passes: str | None = None, verify_each: bool = False,
+                       chip: str | None = None, chip_arrays: int | None = None,
                        ) -> CompileOptions:
     """The compile options of `imcc compile`, `check` and (per row) `sweep`, from their
     flags. The low-rank settings start from ``policy`` (a loaded policy file) and the flags
     given override it: a rank other than ``none``, groups other than 1, ``--layer-rank``
     entries (added to the policy's, replacing a layer's rank), ``--include-first-last``.
+    ``chip`` (a preset name or TOML path) places the program on that chip, with
+    ``chip_arrays`` overriding its number of arrays.
     ``passes`` (``-p``) replaces the default pipeline and cannot be combined with the flags
     that shape it. Every value is checked here, before any work."""
     base = policy if policy is not None else LowRankPass()
@@ -147,9 +153,16 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
                              "cannot be combined with it", hint="set them as pass options, "
                              "e.g. lowrank{rank=m/2,groups=4}")
         pipeline = parse_pipeline(passes)
+    chip_desc = None
+    if chip is not None:
+        chip_desc = load_chip(chip, chip_arrays)
+        chip_desc.check_target(target.rows, target.cols)
+    elif chip_arrays is not None:
+        raise UsageError("--chip-arrays needs --chip", hint="e.g. --chip isaac --chip-arrays 64")
     opts = CompileOptions(target=target, mapping=mapping, quantize=quantize,
                           first_last_bits=first_last_bits, calib=calib, lowrank=lowrank,
-                          tech=tech, pipeline=pipeline, verify_each=verify_each)
+                          tech=tech, pipeline=pipeline, verify_each=verify_each,
+                          chip=chip_desc)
     check_pipeline(opts.passes())
     return opts
 
@@ -158,11 +171,13 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
 
 
 def check_pipeline(passes: Sequence[Pass]) -> None:
-    """A pipeline must map the network: it needs the map pass."""
+    """A pipeline must map the network (it needs the map pass) and respect every pass's
+    contract (`imcc.passes.pipeline.check_order`)."""
     if not any(p.name == MapPass.name for p in passes):
         raise UsageError(f"the pipeline {pipeline_spec(passes) or '(empty)'!r} has no "
                          f"{MapPass.name!r} pass, so nothing would be laid out on crossbars",
                          hint="end it with map, e.g. fold-bn,quantize,map")
+    check_order(passes)
 
 
 def split_at_map(passes: Sequence[Pass]) -> tuple[list[Pass], list[Pass]]:
@@ -198,22 +213,26 @@ def first_record(records: Sequence[Record], kind: type[R]) -> R | None:
 
 def finish(graph: Graph, passes: Sequence[Pass], records: Sequence[Record],
            target: CrossbarTarget, tech: str, model_name: str,
-           tech_profile: TechProfile | None = None) -> tuple[Program, dict[str, Any]]:
-    """After the passes: verify the graph, emit the program, analyse its energy and build
-    the report. ``tech_profile`` is ``load_tech(tech)`` when the caller already has it."""
+           tech_profile: TechProfile | None = None, chip: Chip | None = None,
+           ) -> tuple[Program, dict[str, Any]]:
+    """After the passes: verify the graph, emit the program, analyse its energy, place it on
+    ``chip`` (when given) and build the report. ``tech_profile`` is ``load_tech(tech)`` when
+    the caller already has it."""
     mapped = first_record(records, MappingRecord)
     if mapped is None:
         check_pipeline(passes)  # a UsageError when there is no map pass at all
         raise UsageError("the map pass left no record; was the pipeline run?")
     verify(graph)
     program = emit_program(graph, target, model_name)
-    energy = analyze_energy(program, target, tech_profile or load_tech(tech))
+    profile = tech_profile or load_tech(tech)
+    energy = analyze_energy(program, target, profile)
+    plan = None if chip is None else place(program, target, profile, energy, chip)
     calibration = first_record(records, CalibrationRecord)
     lowrank = first_record(records, LowRankRecord)
     report = build_report(program, target, energy, mapping=mapped.strategy, tech=tech,
                           calibration=None if calibration is None else calibration.source,
                           lowrank=lowrank, passes=[p.name for p in passes],
-                          pipeline=pipeline_spec(passes)).to_json()
+                          pipeline=pipeline_spec(passes), chip=plan).to_json()
     return program, report
 
 
@@ -226,7 +245,8 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str,
     graph, records = run_passes(graph, pipeline, opts.context(), opts.verify_each, progress)
     if progress:
         progress("emit")
-    program, report = finish(graph, pipeline, records, opts.target, opts.tech, model_name)
+    program, report = finish(graph, pipeline, records, opts.target, opts.tech, model_name,
+                             chip=opts.chip)
     return CompileResult(graph, float_bytes, program, report)
 
 

@@ -24,19 +24,26 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the package depends on tomli below 3.11
+    import tomli as tomllib
 
 from imcc.errors import DataError, OutputError
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 OUTPUT_STAMP = ".imcc-output"  # written into every output directory imcc creates
-STAMP_TEXT = "imcc-output/1\n"
+STAMP_FORMAT = "imcc-output/1"
 
 
 def _fresh(parent: Path, prefix: str, directory: bool) -> Path:
@@ -60,6 +67,49 @@ def _replaceable(d: Path) -> bool:
         return not any(d.iterdir()) or (d / OUTPUT_STAMP).is_file()
     except OSError:
         return False
+
+
+def _digests(d: Path) -> dict[str, str]:
+    """sha256 of every regular file of an output directory but the stamp, by name."""
+    out = {}
+    for p in sorted(d.iterdir()):
+        if p.is_file() and p.name != OUTPUT_STAMP:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[p.name] = h.hexdigest()
+    return out
+
+
+def _write_stamp(d: Path) -> None:
+    """The stamp marks the directory as imcc's and records what it wrote."""
+    doc = {"format": STAMP_FORMAT, "sha256": _digests(d)}
+    (d / OUTPUT_STAMP).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def verify_output(d: str | Path, names: Sequence[str]) -> None:
+    """Refuse (DataError) an output directory whose files `names` differ from what imcc
+    wrote into it (a swapped compiled.onnx, an edited program). A directory without a
+    stamp (written before stamps existed) is not checked."""
+    d = Path(d)
+    stamp = d / OUTPUT_STAMP
+    if not stamp.is_file():
+        return
+    try:
+        doc = parse_json(stamp.read_text(), str(stamp))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{stamp}: unreadable ({exc})") from exc
+    recorded = doc.get("sha256") if isinstance(doc, dict) else None
+    if not isinstance(recorded, dict):
+        raise DataError(f"{stamp}: not an {STAMP_FORMAT} stamp", "recompile with `imcc compile`")
+    now = _digests(d)
+    changed = [n for n in names if n in recorded and now.get(n) != recorded[n]]
+    if changed:
+        raise DataError(f"{d}: {', '.join(changed)} of the compiled output changed since "
+                        f"imcc wrote {'it' if len(changed) == 1 else 'them'} (sha256 differs "
+                        f"from {OUTPUT_STAMP})", "recompile with `imcc compile` instead of "
+                        "editing or swapping outputs")
 
 
 def _stem(name: str) -> str:
@@ -152,7 +202,7 @@ def atomic_dir(path: str | Path, protect: Sequence[str | Path] = ()) -> Iterator
         try:
             try:
                 yield tmp
-                (tmp / OUTPUT_STAMP).write_text(STAMP_TEXT)
+                _write_stamp(tmp)
             except OSError as exc:  # writing the outputs failed (disk full, permissions, ...)
                 raise OutputError(f"{dest}: cannot write the outputs ({exc.strerror or exc})"
                                   ) from exc
@@ -195,17 +245,35 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise OutputError(f"{p}: cannot write ({exc.strerror})") from exc
 
 
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+NPZ_LEVEL = 1  # deflate level of .npz members (level 6, zlib's default, is ~6x slower)
+
+
+def _write_npz_to(fileobj: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key in sorted(arrays):
             info = zipfile.ZipInfo(key + ".npy", date_time=_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
+            # zf.open takes the level from the entry (3.13 renamed the attribute)
+            setattr(info, "compress_level" if hasattr(info, "compress_level")
+                    else "_compresslevel", NPZ_LEVEL)
             info.external_attr = 0o644 << 16
-            arr = io.BytesIO()
-            np.lib.format.write_array(arr, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-            zf.writestr(info, arr.getvalue())
+            # Streamed into the member: no serialized copy of the array is kept.
+            with zf.open(info, "w") as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(arrays[key]),
+                                          allow_pickle=False)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz (zip of .npy members, sorted, fixed timestamps) as bytes."""
+    buf = io.BytesIO()
+    _write_npz_to(buf, arrays)
     return buf.getvalue()
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """The same bytes as `npz_bytes`, written straight to `path` (for large programs)."""
+    with open(path, "wb") as f:
+        _write_npz_to(f, arrays)
 
 
 # ------------------------------------------------------------------ structured input files
@@ -242,3 +310,18 @@ def parse_json(text: str, label: str) -> object:
         raise DataError(f"{label}: invalid JSON ({exc})") from exc
     check_structure(obj, label)
     return obj
+
+
+def parse_toml(data: bytes | str, label: str) -> dict[str, Any]:
+    """tomllib.loads with one-line DataErrors (encoding, syntax, nesting, huge numbers)."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        raw = tomllib.loads(text)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{label}: not UTF-8 text") from e
+    except tomllib.TOMLDecodeError as e:
+        raise DataError(f"{label}: malformed TOML: {' '.join(str(e).split())}") from e
+    except RecursionError:
+        raise DataError(f"{label}: nested too deeply") from None
+    check_structure(raw, label)
+    return raw

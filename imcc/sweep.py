@@ -493,8 +493,14 @@ def _run_pool(front_jobs: list[_FrontJob], backs: Callable[[_Front], list[_BackJ
                     else:
                         float_top1 = result
         except BaseException:
-            # A failed configuration (or Ctrl-C) stops the sweep: drop what has not started.
+            # A failed configuration, Ctrl-C or a termination signal stops the sweep: drop
+            # what has not started and end the workers now, so none outlives the sweep.
+            procs = list(getattr(pool, "_processes", {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.join(timeout=10)
             raise
     return float_top1
 

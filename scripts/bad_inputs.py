@@ -224,6 +224,51 @@ def _user_dir_as_output(d: Path) -> list[str]:
     return ["compile", _tiny(d), "-o", "thesis"]
 
 
+def _report_json_dir(d: Path) -> list[str]:
+    (d / "thesis" / "chapters").mkdir(parents=True)
+    _text(d, "thesis/report.json", "{}\n")
+    _text(d, "thesis/chapters/ch1.tex", "keep\n")
+    return ["compile", _tiny(d), "-o", "thesis"]
+
+
+def _model_inside_output(d: Path) -> list[str]:
+    out = _compiled(d)
+    (d / out / "mymodel.onnx").write_bytes(tiny_model().SerializeToString())
+    return ["compile", f"{out}/mymodel.onnx", "-o", out]
+
+
+def _swapped_compiled_onnx(d: Path) -> list[str]:
+    out = _compiled(d)
+    m = tiny_model()
+    for t in m.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(t), t.name))
+    (d / out / "compiled.onnx").write_bytes(m.SerializeToString())
+    return ["simulate", out, "--data", _npz(d, "d.npz", x=np.zeros((2, 3, 8, 8), np.float32))]
+
+
+def _malformed(d: Path, edit: Callable[[onnx.ModelProto], None]) -> list[str]:
+    m = tiny_model()
+    edit(m)
+    return ["compile", _save(d, "bad.onnx", m)]
+
+
+def _two_producers(m: onnx.ModelProto) -> None:
+    m.graph.node.append(helper.make_node("Relu", [m.graph.node[0].input[0]],
+                                         [m.graph.node[0].output[0]], name="twin"))
+
+
+def _dup_initializer(m: onnx.ModelProto) -> None:
+    m.graph.initializer.append(m.graph.initializer[0])
+
+
+def _opset99(m: onnx.ModelProto) -> None:
+    m.opset_import[0].version = 99
+
+
+def _batch0(m: onnx.ModelProto) -> None:
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 0
+
+
 def _existing_out(d: Path, extra: list[str]) -> list[str]:
     (d / "out").mkdir()
     (d / "out" / "report.json").write_text('{"keep": "me"}\n')
@@ -297,6 +342,10 @@ CASES: list[BadInput] = [
        lambda d: ["compile", _external(d, "/etc/passwd")], 3, ("relative",)),
     _c("external_symlink", "external data via a symlink that leads out", _symlink_out, 3,
        ("outside",)),
+    _c("external_nul", "external data location with a NUL byte",
+       lambda d: ["compile", _external(d, "w\0.bin")], 3, ("NUL",)),
+    _c("external_long", "external data location of 5000 characters",
+       lambda d: ["compile", _external(d, "w" * 5000)], 3, ("4096",)),
     _c("external_missing", "external data file missing",
        lambda d: ["compile", _external(d, "w.bin")], 3, ("not found",)),
     # --- option values
@@ -377,7 +426,54 @@ CASES: list[BadInput] = [
        lambda d: _existing_out(d, [_bytes(d, "m.onnx", b"\x00garbage")]), 3),
     _c("existing_out_bad_option", "failing compile (bad option) into an existing `-o out`",
        lambda d: _existing_out(d, [_tiny(d), "--weight-bits", "0"]), 2),
+    _c("output_has_report_json", "`-o thesis` where thesis/ holds a report.json and a "
+       "chapters/ folder", _report_json_dir, 5, ("not written by imcc",)),
+    _c("model_inside_output", "`compile out/mymodel.onnx -o out` (out/ an earlier output)",
+       _model_inside_output, 5, ("would delete it",)),
+    _c("output_name_too_long", "`-o` a 300-character name",
+       lambda d: ["compile", _tiny(d), "-o", "o" * 300], 5, ("unusable output path",)),
+    _c("compiled_onnx_swapped", "`simulate` after compiled.onnx was replaced by another "
+       "model's", _swapped_compiled_onnx, 4, ("changed since imcc wrote",)),
+    # --- malformed models onnxruntime refuses
+    _c("two_producers", "two nodes write the same value",
+       lambda d: _malformed(d, _two_producers), 3, ("written by 2 nodes",)),
+    _c("duplicate_initializer", "an initializer defined twice",
+       lambda d: _malformed(d, _dup_initializer), 3, ("defined 2 times",)),
+    _c("opset_99", "opset 99", lambda d: _malformed(d, _opset99), 3, ("newer",)),
+    _c("batch_0", "a batch dimension of 0", lambda d: _malformed(d, _batch0), 3,
+       ("dimension 0 = 0",)),
+    # --- numbers that would come out NaN
+    _c("data_std_tiny", "`--data` images with std = 1e-45",
+       lambda d: ["simulate", _compiled(d), "--data",
+                  _npz(d, "d.npz", images=np.full((2, 3, 8, 8), 128, np.uint8),
+                       mean=np.zeros(3, np.float32), std=np.full(3, 1e-45, np.float32))],
+       4, ("not finite",)),
+    _c("data_header_2e40", "`--data` whose .npy header declares 2^40 samples",
+       lambda d: ["simulate", _compiled(d), "--data", _bytes(d, "d.npz", _liar_npz())], 4,
+       ("declares shape",)),
+    _c("tech_1e308", "`--tech` with e_adc_8b_pj = 1e308",
+       lambda d: ["compile", _tiny(d), "--tech",
+                  _text(d, "t.toml", _GOOD_TECH.replace("n_adc_per_array = 0",
+                                                        "n_adc_per_array = 1")
+                        .replace("e_adc_8b_pj = 1.0", "e_adc_8b_pj = 1e308"))], 4,
+       ("at most",)),
+    _c("budget_nested", "`--budget` nested 5000 levels deep",
+       lambda d: ["check", _compiled(d), "--budget",
+                  _text(d, "b.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n")], 2),
 ]
+
+
+def _liar_npz() -> bytes:
+    import io
+    import zipfile
+
+    hdr = io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": "<f4", "fortran_order": False,
+                                               "shape": (1 << 40, 3, 8, 8)})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("x.npy", b"\x93NUMPY\x01\x00" + hdr.getvalue()[8:] + b"\0" * 64)
+    return buf.getvalue()
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:

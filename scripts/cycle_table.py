@@ -20,6 +20,10 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imcc.targets.program import CrossbarLayer
 
 ARRAY_SIZES: tuple[int, ...] = (32, 64, 128)
 RANKS: tuple[str, ...] = ("m/2", "m/4", "m/8", "m/16")
@@ -48,29 +52,40 @@ class Outcome:
     total_cycles: int
     im2col_cycles: int          # the report's own im2col baseline of the same network
     mix: tuple[str, ...]        # one label per crossbar layer, e.g. "sdk 2x2"
+    lower_bound: int = 0        # sum of the layers' lower_bound_cycles
+    l_alone: int = 0            # low-rank pairs whose L got its own window
 
 
-def _layer_label(layer: dict[str, object]) -> str:
-    pw = layer["pw"]
-    if pw is None:
-        return str(layer["mapping"])
-    assert isinstance(pw, list)
-    return f"{layer['mapping']} {pw[0]}x{pw[1]}"
+# Table I values quoted in issue 14 (thousands of cycles, rounded to 1k there); the other
+# cells are not given there and are left blank rather than guessed.
+PAPER: dict[tuple[int, str, int], str] = {(32, "m/8", 8): "72k", (64, "m/16", 2): "18k"}
+
+
+def _layer_label(layer: CrossbarLayer) -> str:
+    m = layer.mapping
+    base = m.strategy.value if m.strategy.value == "im2col" else \
+        f"{m.strategy.value} {m.pw[0]}x{m.pw[1]}"
+    return base + (" pieces" if m.pieces else "")
 
 
 def run_job(job: Job) -> Outcome:
     # Imported here so spawned workers pick up the BLAS thread settings of `main`.
     from imcc.compiler import CompileOptions, compile_model
     from imcc.passes.lowrank import LowRankPass
+    from imcc.targets.cost import L_ALONE
     from imcc.targets.crossbar import CrossbarTarget
 
     target = CrossbarTarget(rows=job.size, cols=job.size, weight_bits=WEIGHT_BITS,
                             cell_bits=CELL_BITS)
     opts = CompileOptions(target=target, mapping=job.mapping, quantize=job.quantize,
                           lowrank=LowRankPass(rank=job.rank, groups=job.groups))
-    rep = compile_model("resnet20", opts).report
-    mix = tuple(_layer_label(layer) for layer in rep["layers"])
-    return Outcome(job, int(rep["total_cycles"]), int(rep["im2col_cycles"]), mix)
+    res = compile_model("resnet20", opts)
+    rep = res.report
+    layers = res.program.crossbar_layers()
+    mix = tuple(_layer_label(layer) for layer in layers)
+    bound = sum(layer.lower_bound_cycles for layer in layers)
+    alone = sum(layer.mapping.reason.startswith(L_ALONE) for layer in layers)
+    return Outcome(job, int(rep["total_cycles"]), int(rep["im2col_cycles"]), mix, bound, alone)
 
 
 def jobs() -> list[Job]:
@@ -119,7 +134,17 @@ def render(results: dict[Job, Outcome]) -> str:
         "per layer, low-rank pairs mapped jointly with one window (Theorem 2); `auto` also "
         "packs several groups of a grouped conv onto one array's block diagonal when a "
         "whole group fits (an extension of DESIGN.md's per-group formula, which `im2col` "
-        "keeps);",
+        "keeps), and uses the planner: element-granular pieces (`pieces` in the mix: "
+        "rows and columns cut inside a channel's window, shared between groups and "
+        "chunks) where they are strictly cheaper, and a pair's `L` on its own window "
+        "where that is strictly cheaper than R's (`L alone`: how many pairs);",
+        "- bound: the sum over crossbar layers of `lower_bound_cycles`, "
+        "`ceil(Ho*Wo*OC * S * ceil(Kh*Kw*IC_g / rows) / cols)`, which no correct layout "
+        "of dense weights goes below (derivation in `imcc/targets/tiling.py`); "
+        "auto / bound is how far `auto` is above it;",
+        "- paper: the Table I values quoted in issue 14 (ResNet-20, SDK + group rows); the "
+        "other cells are blank, not guessed. Where the paper is below the bound, no "
+        "correct program reaches it.",
         "- speedups are against the uncompressed im2col network on the same array "
         "(rank `none`, first row of each table);",
         "- mapping mix: how many crossbar layers (each half of a pair counts as one) the "
@@ -137,18 +162,20 @@ def render(results: dict[Job, Outcome]) -> str:
             "",
             f"## {size}x{size} arrays",
             "",
-            "| rank | groups | im2col cycles | auto cycles | im2col speedup | auto speedup "
-            "| auto mapping mix |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| rank | groups | im2col cycles | auto cycles | bound | auto / bound | paper "
+            "| im2col speedup | auto speedup | L alone | auto mapping mix |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for rank, groups in [("none", 1)] + [(r, g) for r in RANKS for g in GROUPS]:
             im = results[Job(size, rank, groups, "im2col")]
             au = results[Job(size, rank, groups, "auto")]
             shown_groups = "–" if rank == "none" else str(groups)
+            paper = PAPER.get((size, rank, groups), "")
             lines.append(
                 f"| {rank} | {shown_groups} | {im.total_cycles:,} | {au.total_cycles:,} "
+                f"| {au.lower_bound:,} | {au.total_cycles / au.lower_bound:.2f} | {paper} "
                 f"| {base / im.total_cycles:.2f}× | {base / au.total_cycles:.2f}× "
-                f"| {format_mix(au.mix)} |")
+                f"| {au.l_alone} | {format_mix(au.mix)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -162,6 +189,7 @@ def check(results: dict[Job, Outcome]) -> None:
             im = results[Job(job.size, job.rank, job.groups, "im2col", job.quantize)]
             assert res.im2col_cycles == im.total_cycles, f"{job}: baselines disagree"
             assert res.total_cycles <= im.total_cycles, f"{job}: auto worse than im2col"
+        assert res.total_cycles >= res.lower_bound > 0, f"{job}: below the lower bound"
     size, rank, groups = QUANT_CHECK
     for mapping in MAPPINGS:
         q = results[Job(size, rank, groups, mapping, quantize=True)]

@@ -35,13 +35,13 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> 
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """ResNet-20 compiled once for the module. Unquantized: cycles, energy and latency
-    depend on the layout only, which is that of 4-bit weights either way."""
-    root = tmp_path_factory.mktemp("check")
-    proc = imcc(root, "compile", "resnet20", "--no-quantize", "-o", "r20")
-    assert proc.returncode == 0, proc.stderr
-    return root / "r20", json.loads((root / "r20" / "report.json").read_text())
+def compiled(resnet20_float_auto: tuple[Path, Any]) -> tuple[Path, dict[str, Any]]:
+    """ResNet-20 compiled once for the session (`imcc compile resnet20 --no-quantize`, in
+    process; test_check_compiles_a_model_first checks the CLI's compile agrees).
+    Unquantized: cycles, energy and latency depend on the layout only, which is that of
+    4-bit weights either way."""
+    outdir, _ = resnet20_float_auto
+    return outdir, json.loads((outdir / "report.json").read_text())
 
 
 def write(path: Path, text: str) -> Path:
@@ -147,6 +147,7 @@ def test_json_output(compiled: tuple[Path, dict[str, Any]], tmp_path: Path) -> N
     assert item["over_by_fraction"] == pytest.approx(1 / (rep["total_cycles"] - 1))
 
 
+@pytest.mark.slow  # compiles ResNet-20 in a subprocess
 def test_check_compiles_a_model_first(compiled: tuple[Path, dict[str, Any]],
                                       tmp_path: Path) -> None:
     _, rep = compiled
@@ -192,6 +193,7 @@ def readme_snippet() -> tuple[str, list[str]]:
     return blocks["toml"], runs
 
 
+@pytest.mark.slow  # compiles ResNet-20 in a subprocess, as the README's CI workflow does
 def test_readme_ci_snippet_runs_as_written(tmp_path: Path) -> None:
     toml_text, runs = readme_snippet()
     (tmp_path / "budget.toml").write_text(toml_text)

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def split(cifar):
+def split(cifar, calib):
     x, labels = cifar
-    # Calibrate on the first images, evaluate on others.
-    return x[:32], Dataset(x[100:164], labels[100:164], "cifar[100:164]")
+    # Calibrate on the first images (conftest's `calib`), evaluate on others.
+    return calib, Dataset(x[100:164], labels[100:164], "cifar[100:164]")
 
 
 CONFIGS = [
@@ -32,12 +32,15 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("mapping,rank,groups,fl_bits", CONFIGS)
-def test_quantized_program_matches_onnxruntime(tmp_path, split, mapping, rank, groups,
+def test_quantized_program_matches_onnxruntime(request, tmp_path, split, mapping, rank, groups,
                                                fl_bits):
     calib, ev = split
-    lr = LowRankPass(rank=rank or "none", groups=groups)
-    res = compile_model("resnet20", CompileOptions(mapping=mapping, calib=calib, lowrank=lr,
-                                                   first_last_bits=fl_bits))
+    if (mapping, rank, fl_bits) == ("im2col", None, None):
+        res = request.getfixturevalue("resnet20_w4a4_im2col")  # the same compile, shared
+    else:
+        lr = LowRankPass(rank=rank or "none", groups=groups)
+        res = compile_model("resnet20", CompileOptions(mapping=mapping, calib=calib,
+                                                       lowrank=lr, first_last_bits=fl_bits))
     out = write_outputs(res, tmp_path / "out")
     metrics, sim = evaluate(out, ev)
     check_counted_cycles(res.program, sim.cycles)
@@ -55,10 +58,13 @@ def test_quantized_program_matches_onnxruntime(tmp_path, split, mapping, rank, g
 
 
 @pytest.mark.parametrize("mapping", ["im2col", "auto"])
-def test_float_program_matches_original_model(tmp_path, split, mapping):
+def test_float_program_matches_original_model(request, tmp_path, split, mapping):
     _, ev = split
-    res = compile_model("resnet20", CompileOptions(mapping=mapping, quantize=False))
-    out = write_outputs(res, tmp_path / "out")
+    if mapping == "auto":
+        out, res = request.getfixturevalue("resnet20_float_auto")  # shared with check tests
+    else:
+        res = compile_model("resnet20", CompileOptions(mapping=mapping, quantize=False))
+        out = write_outputs(res, tmp_path / "out")
     metrics, sim = evaluate(out, ev)
     ref = ort_run(RESNET20, {"input": ev.x})[0]
     assert np.abs(sim.outputs["logits"] - ref).max() <= 1e-4
@@ -66,9 +72,9 @@ def test_float_program_matches_original_model(tmp_path, split, mapping):
     assert metrics["cycles_per_image"] == res.report["total_cycles"]
 
 
-def test_eight_bit_first_last_layers_are_sliced_at_eight_bits(split):
+def test_eight_bit_first_last_layers_are_sliced_at_eight_bits(split, resnet20_w4a4_im2col):
     calib, _ = split
-    r4 = compile_model("resnet20", CompileOptions(mapping="im2col", calib=calib)).report
+    r4 = resnet20_w4a4_im2col.report
     r8 = compile_model("resnet20", CompileOptions(mapping="im2col", calib=calib,
                                                   first_last_bits=8)).report
     first, last = r8["layers"][0], r8["layers"][-1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -191,14 +190,13 @@ def test_neurosim_is_cheaper_than_isaac() -> None:
     assert neuro.tech == "neurosim" and isaac.tech == "isaac"
 
 
-def test_resnet_sized_program_is_fast() -> None:
-    # ~ResNet-20 scale: 21 layers, up to 36 full tiles each, 1024 windows.
+def test_resnet_sized_program() -> None:
+    # ~ResNet-20 scale: 21 layers, up to 36 full tiles each, 1024 windows. (Its speed is
+    # part of `imcc compile`, measured by benchmarks/bench_compile.py, not asserted here.)
     layers = [make_layer([make_tile(patch(3, 3, c=c % 14) * 14, 128, array=t)
                           for t in range(36)], windows=(32, 32), out_shape=(64, 32, 32),
                          name=f"l{i}") for i, c in enumerate(range(21))]
-    start = time.perf_counter()
     rep = analyze_energy(program(*layers), TARGET, ISAAC)
-    assert time.perf_counter() - start < 0.5
     assert len(rep.layers) == 21 and math.isfinite(rep.total_energy_pj)
 
 

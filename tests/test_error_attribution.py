@@ -17,6 +17,7 @@ import imcc.cli
 from imcc.compiler import CompileOptions, compile_graph, write_outputs
 from imcc.dataset import Dataset
 from imcc.errors import DataError, ImccError, ModelError, UnsupportedError
+from imcc.fileio import OUTPUT_STAMP, _write_stamp
 from imcc.frontend import import_proto, onnx_import
 from imcc.sim.evaluate import OnnxRuntimeRejected, evaluate
 from imcc.targets.crossbar import CrossbarTarget
@@ -89,6 +90,9 @@ def test_a_corrupt_compiled_onnx_is_blamed_on_the_compiled_output(tmp_path, monk
     evaluate(out, data)  # intact: runs
     good = (out / "compiled.onnx").read_bytes()
     (out / "compiled.onnx").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match="compiled.onnx of the compiled output changed"):
+        evaluate(out, data)  # the stamp's digest catches it first
+    (out / OUTPUT_STAMP).unlink()  # an output written before stamps: decoding catches it
     with pytest.raises(DataError, match=r"compiled\.onnx: the compiled output is corrupt"):
         evaluate(out, data)
     assert _cli(monkeypatch, "simulate", str(out), "--data", str(tmp_path / "data.npz")) == 4
@@ -105,6 +109,7 @@ def test_onnxruntime_refusing_imccs_own_model_is_an_internal_error(tmp_path, mon
     model = onnx.load(out / "compiled.onnx")
     model.graph.node[0].op_type = "NoSuchOp"  # what an exporter bug would look like
     (out / "compiled.onnx").write_bytes(model.SerializeToString())
+    _write_stamp(out)  # as if imcc itself had written it
     with pytest.raises(OnnxRuntimeRejected) as exc:
         evaluate(out, data)
     assert not isinstance(exc.value, ImccError)
@@ -115,6 +120,7 @@ def test_onnxruntime_refusing_imccs_own_model_is_an_internal_error(tmp_path, mon
 def test_a_foreign_onnx_file_in_an_output_is_a_data_error(tmp_path):
     out, data = _output(tmp_path)
     (out / "float.onnx").write_bytes(_model().SerializeToString())  # not written by imcc
+    (out / OUTPUT_STAMP).unlink()
     with pytest.raises(DataError, match="not an ONNX model written by imcc"):
         evaluate(out, data)
 

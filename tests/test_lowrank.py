@@ -552,7 +552,7 @@ def test_policy_toml(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name,text,match", [
     ("a.json", "{rank: m/2}", "invalid JSON"),
-    ("a.toml", "rank = ", "invalid TOML"),
+    ("a.toml", "rank = ", "malformed TOML"),
     ("a.json", '["m/2"]', "top level"),
     ("a.json", '{"rnak": "m/2"}', "rnak"),
     ("a.json", '{"rank": "m/0"}', "rank"),

@@ -52,7 +52,12 @@ def dup_attr(m: onnx.ModelProto) -> None:
     m.graph.node[0].attribute.append(helper.make_attribute("pads", [1] * 4))
 
 
+def dup_name(m: onnx.ModelProto) -> None:
+    m.graph.node[1].name = m.graph.node[0].name
+
+
 CASES = {"two producers": (dup_producer, "written by 2 nodes"),
+         "duplicate node name": (dup_name, "used by more than one node"),
          "duplicate initializer": (dup_init, "defined 2 times"),
          "opset 99": (opset(99), "opset 99 is newer"),
          "no opset": (no_opset, "no opset_import"),

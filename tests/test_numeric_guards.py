@@ -45,3 +45,19 @@ def test_ordinary_chains_still_compile() -> None:
     g = import_proto(chain(0.5), "ok")
     res = compile_graph(g, CompileOptions(), "ok")
     assert res.report["total_cycles"] > 0
+
+
+@pytest.mark.parametrize("target,needle", [((8192, 8192), "cells"), ((1, 1), "arrays")])
+def test_impossible_program_sizes_are_refused_before_allocation(monkeypatch, target,
+                                                                 needle) -> None:
+    from imcc.errors import UsageError
+    from imcc.targets.crossbar import CrossbarTarget
+
+    monkeypatch.setenv("IMCC_MAX_TILE_CELLS", str(1 << 12))
+    monkeypatch.setenv("IMCC_MAX_TILES", "64")
+    w = np.random.default_rng(0).normal(size=(16, 8, 3, 3)).astype(np.float32)
+    m = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1] * 4)],
+                   [("x", ["N", 8, 16, 16])], ["y"], {"w": w})
+    g = import_proto(m, "big")
+    with pytest.raises(UsageError, match=needle):
+        compile_graph(g, CompileOptions(target=CrossbarTarget(*target)), "big")

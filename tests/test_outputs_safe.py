@@ -115,3 +115,24 @@ def test_long_output_names(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="unusable output path"):
         with atomic_dir(tmp_path / ("b" * 300)):
             pass
+
+
+def test_a_swapped_compiled_onnx_is_refused(tmp_path: Path) -> None:
+    """A compiled.onnx with other weights used to pass with agreement 0.0 and exit 0."""
+    import numpy as np
+
+    m = tiny_model(tmp_path / "m.onnx")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run("compile", str(m), "-o", str(a), cwd=tmp_path).returncode == 0
+    w = np.full((2, 2, 1, 1), -3.0, np.float32)
+    save(make_model([helper.make_node("Conv", ["x", "w"], ["y"])], [("x", ["N", 2, 3, 3])],
+                    ["y"], {"w": w}), str(tmp_path / "m2.onnx"))
+    assert run("compile", str(tmp_path / "m2.onnx"), "-o", str(b), cwd=tmp_path).returncode == 0
+    x = np.random.default_rng(0).normal(size=(4, 2, 3, 3)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    ok = run("simulate", str(a), "--data", str(tmp_path / "d.npz"), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    (a / "compiled.onnx").write_bytes((b / "compiled.onnx").read_bytes())
+    r = run("simulate", str(a), "--data", str(tmp_path / "d.npz"), cwd=tmp_path)
+    assert r.returncode == 4, r.stderr
+    assert "compiled.onnx of the compiled output changed since imcc wrote it" in r.stderr

@@ -93,6 +93,7 @@ def test_hand_layer_list_matches_known_uncompressed_total() -> None:
     assert sum(expected_cycles(128, 128, None, 1)) == 21249
 
 
+@pytest.mark.slow  # compiles ResNet-20
 @pytest.mark.parametrize("size", [128, 64])
 @pytest.mark.parametrize(("rank", "rank_div", "groups"), [
     ("none", None, 1),

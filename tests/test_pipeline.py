@@ -62,6 +62,7 @@ def test_bad_pipelines(spec, match):
         parse_pipeline(spec)
 
 
+@pytest.mark.slow  # compiles ResNet-20 twice
 def test_pipeline_equals_flags():
     spec = "fold-bn,lowrank{rank=m/2,groups=4},map{strategy=vw-sdk}"
     a = compile_model("resnet20", CompileOptions(target=T, pipeline=parse_pipeline(spec)))
@@ -197,3 +198,40 @@ def test_context_is_what_passes_read():
     ctx = CompileOptions(target=T, calib=x).context()
     assert ctx == CompileContext(target=T) and ctx.calib is x
 
+
+
+@pytest.mark.parametrize(("spec", "problem", "reordered"), [
+    ("fold-bn,quantize,lowrank{rank=m/2},map", "lowrank cannot run after quantize",
+     "fold-bn,lowrank{rank=m/2},quantize,map"),
+    ("fold-bn,map,quantize", "quantize cannot run after map", "fold-bn,quantize,map"),
+    ("quantize,fold-bn,map", "fold-bn cannot run after quantize", "fold-bn,quantize,map"),
+    ("fold-bn,fold-bn,map", "fold-bn is given twice", None),
+    ("lowrank{rank=m/2},lowrank{rank=m/4},map", "lowrank is given twice", None),
+])
+def test_an_illegal_pass_order_is_refused_with_the_legal_order(
+        spec: str, problem: str, reordered: str | None) -> None:
+    with pytest.raises(UsageError) as exc:
+        parse_pipeline(spec)
+    text = str(exc.value)
+    assert problem in text and "fold-bn, lowrank, quantize, map" in text
+    if reordered:
+        assert f"reordered: {reordered}" in text
+        parse_pipeline(reordered)  # the suggestion is legal
+
+
+def test_illegal_pipeline_on_the_command_line_exits_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "imcc.cli", "compile", "resnet20", "-p",
+                           "fold-bn,quantize,lowrank{rank=m/2},map", "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "lowrank cannot run after quantize" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_pass_contracts_are_declared_per_pass() -> None:
+    from imcc.passes import REGISTRY
+
+    for cls in REGISTRY.values():
+        assert cls.contract.ensures and cls.contract.why, cls.name

@@ -14,13 +14,19 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from conftest import make_model
+from onnx import helper
 
+from imcc.compiler import CompileOptions, compile_model
 from imcc.dataset import bundled_example_data
 from imcc.errors import UsageError
+from imcc.passes.lowrank import LowRankPass
 from imcc.report.sweep import BASE_COLUMNS, TOP1_COLUMN, pareto_front
 from imcc.report.units import log_axis
 from imcc.sweep import SweepSpec, plan_sweep, split_list
+from imcc.targets.crossbar import CrossbarTarget
 
 # One BLAS thread per process (the sweep's own workers get this anyway): the in-process
 # -j 1 run would otherwise be slowed several times by OpenBLAS's spinning threads.
@@ -58,6 +64,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "c"
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_rows_order_and_dedup(swept: Path) -> None:
     rows = read_rows(swept / "sweep.csv")
     # Rank none ignores groups: one groups=1 row per (target, mapping), not two.
@@ -68,6 +75,7 @@ def test_rows_order_and_dedup(swept: Path) -> None:
     assert len(rows) == 12
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_csv_columns_and_values(swept: Path) -> None:
     text = (swept / "sweep.csv").read_text()
     header, *_ = text.splitlines()
@@ -82,6 +90,7 @@ def test_csv_columns_and_values(swept: Path) -> None:
             assert int(r["factorized_layers"]) > 0 and 0 < float(r["mean_rel_error"]) < 1
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_auto_never_needs_more_cycles_than_im2col(swept: Path) -> None:
     rows = read_rows(swept / "sweep.csv")
     by_key: dict[tuple[str, str, str], dict[str, int]] = {}
@@ -111,6 +120,7 @@ def assert_row_equals_report(row: dict[str, str], rep: dict[str, Any]) -> None:
     assert float(row["mean_rel_error"]) == pytest.approx(sum(errors) / len(errors), rel=1e-15)
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_rows_equal_imcc_compile(swept: Path, compiled: Path) -> None:
     rep = json.loads((compiled / "report.json").read_text())
     (row,) = [r for r in read_rows(swept / "sweep.csv") if (r["target"], r["rank"],
@@ -123,6 +133,7 @@ PIPELINE = ("fold-bn,lowrank{rank=m/4,groups=2,layer_ranks={/layer3/layer3.2/con
             "quantize{first_last_bits=8,method=max},map{strategy=vw-sdk}")
 
 
+@pytest.mark.slow  # ResNet-20 sweeps
 def test_sweep_with_passes_equals_imcc_compile(tmp_path: Path) -> None:
     """-p: every row runs the given pipeline; only the targets vary."""
     proc = imcc(tmp_path, "sweep", "resnet20", "--targets", "32x32,64x64", "-p", PIPELINE,
@@ -161,6 +172,7 @@ def test_same_csv_in_process_and_with_workers(swept: Path, tmp_path: Path) -> No
     assert set(rows[0]) == set(BASE_COLUMNS)
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_plot_is_self_contained_svg(swept: Path) -> None:
     page = (swept / "pareto.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
@@ -177,6 +189,7 @@ def test_plot_is_self_contained_svg(swept: Path) -> None:
     assert page.count('<tr class="front">') >= 2
 
 
+@pytest.mark.slow  # a ResNet-20 sweep
 def test_top1_with_data_matches_imcc_simulate(compiled: Path, tmp_path: Path) -> None:
     data = str(bundled_example_data())
     proc = imcc(tmp_path, "sweep", "resnet20", "--targets", "128x128", "--ranks", "m/2",
@@ -190,6 +203,54 @@ def test_top1_with_data_matches_imcc_simulate(compiled: Path, tmp_path: Path) ->
     sim = json.loads(proc.stdout)
     assert float(row[TOP1_COLUMN]) == sim["ort_compiled_top1"] == sim["compiled_top1"]
     assert "float model" in (tmp_path / "acc.html").read_text()
+
+
+def tiny_model(path: Path) -> Path:
+    """conv 3x3 -> relu -> conv 3x3 -> relu -> global pool -> flatten -> gemm, on 4x8x8."""
+    rng = np.random.default_rng(0)
+
+    def w(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    m = make_model(
+        [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1] * 4),
+         helper.make_node("Relu", ["c1"], ["r1"]),
+         helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1] * 4),
+         helper.make_node("Relu", ["c2"], ["r2"]),
+         helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)],
+        [("x", ["N", 4, 8, 8])], ["y"],
+        {"w1": w(8, 4, 3, 3), "b1": w(8), "w2": w(8, 8, 3, 3), "b2": w(8), "fw": w(10, 8),
+         "fb": w(10)})
+    path.write_bytes(m.SerializeToString())
+    return path
+
+
+def test_small_model_sweep_rows_equal_compile(tmp_path: Path) -> None:
+    """The sweep end to end on a tiny network (fast; the ResNet-20 sweeps above are slow):
+    rows in order, each equal to compiling that configuration."""
+    model = tiny_model(tmp_path / "tiny.onnx")
+    proc = imcc(tmp_path, "sweep", str(model), "--targets", "16x16,32x32", "--ranks",
+                "none,2", "--groups", "1,2", "--mappings", "im2col,auto", "-j", "1",
+                "-o", "s.csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(tmp_path / "s.csv")
+    assert [(r["target"], r["rank"], r["groups"], r["mapping"]) for r in rows] == [
+        (t, r, g, m) for t in ("16x16", "32x32") for r, g in
+        (("none", "1"), ("2", "1"), ("2", "2")) for m in ("im2col", "auto")]
+    for row in rows:
+        size = CrossbarTarget.parse_shape(row["target"])
+        rep = compile_model(str(model), CompileOptions(
+            target=CrossbarTarget(*size), mapping=row["mapping"],
+            lowrank=LowRankPass(rank=row["rank"], groups=int(row["groups"])))).report
+        assert int(row["cycles"]) == rep["total_cycles"], row
+        assert int(row["im2col_cycles"]) == rep["im2col_cycles"], row
+        assert int(row["n_arrays"]) == rep["n_arrays"], row
+        assert int(row["params"]) == rep["weight_params"], row
+        assert float(row["energy_pj"]) == rep["total_energy_pj"], row
+        assert float(row["latency_ns"]) == rep["total_latency_ns"], row
+        assert int(row["factorized_layers"]) == (0 if row["rank"] == "none" else 1), row
 
 
 @pytest.mark.parametrize(("args", "needle"), [

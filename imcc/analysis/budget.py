@@ -26,7 +26,7 @@ from typing import Any
 from imcc.analysis.tech import check_number, read_toml
 from imcc.errors import DataError
 from imcc.report.model import LayerEnergy, LayerReport, Report
-from imcc.report.units import MS, UJ, Unit, pct_text, plain_number
+from imcc.report.units import MS, UJ, Unit, pct_text, plain_number, safe_text
 
 # metric -> (kind, unit, report key, unit of the budget; the report counts in pJ and ns)
 _CYCLES = Unit("cycles", 1.0)
@@ -201,6 +201,7 @@ def to_junit_xml(result: CheckResult, suite_name: str = "imcc-check") -> str:
     """JUnit XML with one <testcase> per budget item and a <failure> for each exceeded limit.
     Deterministic: no timestamps or host names."""
     failures = result.failures
+    suite_name = safe_text(suite_name)  # user-controlled text: XML 1.0 cannot hold controls
     suites = ET.Element("testsuites", {"name": suite_name, "tests": str(len(result.items)),
                                        "failures": str(len(failures)), "errors": "0",
                                        "time": "0"})
@@ -208,18 +209,19 @@ def to_junit_xml(result: CheckResult, suite_name: str = "imcc-check") -> str:
         "name": suite_name, "tests": str(len(result.items)), "failures": str(len(failures)),
         "errors": "0", "skipped": "0", "time": "0"})
     for item in result.items:
-        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": item.name,
+        name = safe_text(item.name)
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": name,
                                                  "time": "0"})
         margin = (f"over by {pct_text(item.over_by_fraction, 2)}" if item.over_by_fraction > 0
                   else f"headroom {pct_text(-item.over_by_fraction, 2)}")
-        detail = (f"{item.name}: actual {plain_number(item.actual)} {item.unit}, limit "
+        detail = (f"{name}: actual {plain_number(item.actual)} {item.unit}, limit "
                   f"{plain_number(item.limit)} {item.unit}, {margin} "
                   f"(tolerance {pct_text(result.tolerance, 2)})")
         if item.passed:
             ET.SubElement(case, "system-out").text = detail
         else:
             fail = ET.SubElement(case, "failure", {
-                "message": f"{item.name} over budget by {pct_text(item.over_by_fraction, 2)}",
+                "message": f"{name} over budget by {pct_text(item.over_by_fraction, 2)}",
                 "type": "BudgetExceeded"})
             fail.text = detail
     ET.indent(suites)

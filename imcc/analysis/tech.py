@@ -10,19 +10,16 @@ with the provenance of every value in a comment next to it; any other name passe
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from imcc.errors import DataError
-from imcc.fileio import check_structure
+from imcc.fileio import parse_toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on Python 3.10
-    import tomli as tomllib
+__all__ = ["TechProfile", "load_tech", "read_toml", "parse_toml", "check_number",
+           "tech_from_dict", "BUILTIN_TECHS", "DEFAULT_TECH"]
 
 BUILTIN_TECHS: tuple[str, ...] = ("isaac", "neurosim")
 DEFAULT_TECH = "isaac"
@@ -80,20 +77,6 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     except OSError as e:
         raise DataError(f"{what} {path}: cannot read: {e.strerror or e}") from e
     return parse_toml(data, f"{what} {path}")
-
-
-def parse_toml(data: bytes | str, label: str) -> dict[str, Any]:
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        raw = tomllib.loads(text)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{label}: not UTF-8 text") from e
-    except tomllib.TOMLDecodeError as e:
-        raise DataError(f"{label}: malformed TOML: {' '.join(str(e).split())}") from e
-    except RecursionError:
-        raise DataError(f"{label}: nested too deeply") from None
-    check_structure(raw, label)
-    return raw
 
 
 def check_number(value: Any, kind: str, positive: bool, where: str,

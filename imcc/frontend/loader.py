@@ -2,7 +2,7 @@
 data loaded only from inside the model's own directory (no `../`, absolute paths or links
 that lead out of it), and validation (`validate_model`) of what onnxruntime would refuse
 but a permissive reader would silently accept: two producers of one value, duplicate
-initializers or attributes, a missing or unknown opset, zero or negative dimensions, and
+node names, initializers or attributes, a missing or unknown opset, zero or negative dimensions, and
 whatever `onnx.checker`'s full check (with shape inference) rejects."""
 
 from __future__ import annotations
@@ -71,14 +71,22 @@ def _load_external(model: onnx.ModelProto, base: Path) -> None:
             continue
         info = {e.key: e.value for e in t.external_data}
         loc = info.get("location", "")
+        if "\0" in loc or len(loc) > 4096:
+            raise ModelError(f"tensor {t.name!r}: external data location {loc[:60]!r}... is "
+                             "not a usable file name (a NUL byte, or over 4096 characters)")
         if not loc or os.path.isabs(loc) or Path(loc).drive:
             raise ModelError(f"tensor {t.name!r}: external data location {loc!r} must be a "
                              "relative path inside the model's directory")
-        target = (base / loc).resolve()
+        try:
+            target = (base / loc).resolve()
+            found = target.is_file()
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"tensor {t.name!r}: external data location {loc[:60]!r} is "
+                             f"unusable ({exc})") from None
         if base not in target.parents:
             raise ModelError(f"tensor {t.name!r}: external data {loc!r} lies outside the "
                              "model's directory; refused")
-        if not target.is_file():
+        if not found:
             raise ModelError(f"tensor {t.name!r}: external data file {loc!r} not found")
         try:
             external_data_helper.load_external_data_for_tensor(t, str(base))
@@ -122,6 +130,13 @@ def validate_model(model: onnx.ModelProto) -> None:
         if name in inits or name in graph_inputs:
             problems.append(f"value {name!r} is both a node output and a graph "
                             f"{'initializer' if name in inits else 'input'}")
+    names = Counter(n.name for n in g.node if n.name)
+    twice = sorted(n for n, c in names.items() if c > 1)
+    if twice:
+        shown = ", ".join(map(repr, twice[:5])) + (f" and {len(twice) - 5} more"
+                                                   if len(twice) > 5 else "")
+        problems.append(f"node name{'s' if len(twice) > 1 else ''} {shown} used by more than "
+                        "one node")
     for n in g.node:
         dup = [a for a, c in Counter(a.name for a in n.attribute).items() if c > 1]
         if dup:

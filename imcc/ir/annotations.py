@@ -28,6 +28,11 @@ class MappingChoice:
     # Groups placed block-diagonally in one array (auto only; 1 = one group per array).
     group_pack: int = 1
     cycles: int | None = field(default=None, compare=False)
+    # The planner's element-granular layout (auto only): pieces per array, 0 = the
+    # channel-granular layout (imcc.targets.tiling, "Pieces and bins").
+    pieces: int = 0
+    # "x" / "y": the planner's strips along the window's width / height ("" otherwise).
+    strip: str = ""
 
     @property
     def n_parallel(self) -> int:

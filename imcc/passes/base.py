@@ -82,11 +82,25 @@ def format_text(text: str, where: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Contract:
+    """What a pass needs of the graph and what it leaves, as named properties
+    (``bn-folded``, ``factorized``, ``quantized``, ``mapped``): `requires` must hold before
+    it runs, `forbids` must not hold yet (e.g. lowrank factorizes float weights, so it
+    forbids ``quantized``), `ensures` holds after it. `why` explains the order to a user."""
+
+    requires: frozenset[str] = frozenset()
+    forbids: frozenset[str] = frozenset()
+    ensures: frozenset[str] = frozenset()
+    why: str = ""
+
+
 class Pass(ABC):
     name: ClassVar[str]
     # Options added after a pass's first release: written by ``spec()`` only when they differ
     # from their default, so the pipelines (and reports) of earlier releases read the same.
     spec_omit_default: ClassVar[frozenset[str]] = frozenset()
+    contract: ClassVar[Contract] = Contract()
 
     @abstractmethod
     def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
@@ -101,4 +115,4 @@ class Pass(ABC):
         return self.name + ("{" + ",".join(items) + "}" if items else "")
 
 
-__all__ = ["Pass", "PassResult", "CompileContext", "format_value"]
+__all__ = ["CompileContext", "Contract", "Pass", "PassResult", "format_value"]

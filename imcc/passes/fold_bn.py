@@ -16,12 +16,15 @@ import numpy as np
 
 from imcc.ir import Graph
 from imcc.ir import ops as O
-from imcc.passes.base import CompileContext, Pass, PassResult
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult
 
 
 @dataclass(frozen=True)
 class FoldBatchNorm(Pass):
     name: ClassVar[str] = "fold-bn"
+    contract: ClassVar[Contract] = Contract(
+        forbids=frozenset({"bn-folded", "quantized", "mapped"}), ensures=frozenset({"bn-folded"}),
+        why="it folds batch norms into float weights, before they are quantized and mapped")
 
     def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
         folded = 0

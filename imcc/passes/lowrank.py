@@ -50,11 +50,9 @@ Decisions (also recorded per layer in the ``LowRankRecord`` the pass returns):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -63,16 +61,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from imcc.errors import DataError, UsageError
+from imcc.fileio import parse_json, parse_toml
 from imcc.ir import Graph, LowRank, Node, PairRole
 from imcc.ir.ops import Conv, Linear
 from imcc.ir.records import LowRankDecision, LowRankRecord
 from imcc.ir.topology import first_last_crossbar
-from imcc.passes.base import CompileContext, Pass, PassResult
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - the package depends on tomli below 3.11
-    import tomli as tomllib
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +204,9 @@ class LowRankPass(Pass):
     """
 
     name: ClassVar[str] = "lowrank"
+    contract: ClassVar[Contract] = Contract(
+        forbids=frozenset({"factorized", "quantized", "mapped"}), ensures=frozenset({"factorized"}),
+        why="it factorizes float weights, before they are quantized and mapped")
     rank: str = "none"
     groups: int = 1
     layer_ranks: dict[str, str] = field(default_factory=dict)
@@ -425,17 +422,12 @@ def _load_policy(p: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read lowrank policy {p}: {exc}") from exc
     suffix = p.suffix.lower()
-    try:
-        if suffix == ".json":
-            raw = json.loads(text)
-        elif suffix == ".toml":
-            raw = tomllib.loads(text)
-        else:
-            raise DataError(f"{p}: a lowrank policy must be a .json or .toml file")
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise DataError(f"{p}: invalid TOML: {exc}") from exc
+    if suffix == ".json":
+        raw = parse_json(text, str(p))
+    elif suffix == ".toml":
+        raw = parse_toml(text, str(p))
+    else:
+        raise DataError(f"{p}: a lowrank policy must be a .json or .toml file")
     if not isinstance(raw, dict):
         raise DataError(f"{p}: the top level must be a table/object, got {type(raw).__name__}")
     return raw

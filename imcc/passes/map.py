@@ -28,7 +28,7 @@ from typing import ClassVar
 from imcc.ir import Graph, Node, PairRole, VerifyError
 from imcc.ir.ops import Conv, FakeQuant
 from imcc.ir.records import MappingRecord
-from imcc.passes.base import CompileContext, Pass, PassResult
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult
 from imcc.targets.cost import MappingRequest, best_mapping, best_pair_mapping
 from imcc.targets.tiling import node_geometry, node_slices
 
@@ -91,6 +91,9 @@ class MapPass(Pass):
     module docstring). Returns a `MappingRecord` naming the strategy."""
 
     name: ClassVar[str] = "map"
+    contract: ClassVar[Contract] = Contract(
+        forbids=frozenset({"mapped"}), ensures=frozenset({"mapped"}),
+        why="it maps the final layers onto arrays, so it runs last")
     strategy: str = "auto"
 
     def __post_init__(self) -> None:

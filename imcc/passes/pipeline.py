@@ -8,6 +8,9 @@ per-layer table (``layer_ranks``, ``layer_groups``) is written in braces,
 ``=`` and cannot contain ``{``, ``}`` or ``,``. The crossbar target and the calibration
 data are not pass options: passes read them from the compile context.
 
+The order must respect every pass's contract (`check_order`): fold-bn, lowrank, quantize,
+map, each at most once (any may be left out but map), map last.
+
 `pipeline_spec` writes a pass list back as this text (every option, in field order), and
 ``parse_pipeline(pipeline_spec(ps)) == ps``; the report records it as ``pipeline``.
 """
@@ -95,11 +98,54 @@ def pipeline_spec(passes: Sequence[Pass]) -> str:
     return ",".join(p.spec() for p in passes)
 
 
+def check_order(passes: Sequence[Pass], items: Sequence[str] | None = None) -> None:
+    """Refuse (UsageError, exit 2) a pass order that breaks a pass's contract
+    (`imcc.passes.base.Contract`): a pass whose requirement does not hold yet, one that runs
+    after a pass it must precede, a pass given twice, or a pipeline that does not end mapped.
+    The message names the legal order and, when the passes only need reordering, the
+    pipeline reordered (`items`: the passes as the user wrote them)."""
+    from imcc.passes import REGISTRY
+
+    order = list(REGISTRY)
+    texts = list(items) if items is not None else [p.spec() for p in passes]
+    legal = ", ".join(order) + ", each at most once, map last"
+
+    def refuse(problem: str) -> UsageError:
+        names = [p.name for p in passes]
+        hint = f"the legal order is {legal}"
+        if len(set(names)) == len(names):
+            fixed = [t for _, t in sorted(zip(passes, texts, strict=True),
+                                          key=lambda pt: order.index(pt[0].name))]
+            if "map" not in names:
+                fixed.append("map")
+            hint += f"; reordered: {','.join(fixed)}"
+        return UsageError(f"pipeline {','.join(texts)!r}: {problem}", hint=hint)
+
+    held: set[str] = set()
+    ran: list[Pass] = []
+    for p in passes:
+        c = p.contract
+        if any(q.name == p.name for q in ran):
+            raise refuse(f"{p.name} is given twice")
+        missing = sorted(c.requires - held)
+        if missing:
+            raise refuse(f"{p.name} needs {', '.join(missing)} first")
+        clash = sorted(c.forbids & held)
+        if clash:
+            after = next(q.name for q in ran if q.contract.ensures & set(clash))
+            raise refuse(f"{p.name} cannot run after {after} ({c.why})")
+        held |= c.ensures
+        ran.append(p)
+    if "mapped" not in held:
+        raise refuse("it must end with the map pass")
+
+
 def parse_pipeline(spec: str) -> list[Pass]:
     from imcc.passes import REGISTRY
 
     passes: list[Pass] = []
-    for item in _split_top(spec):
+    items = _split_top(spec)
+    for item in items:
         if not item:
             raise UsageError(f"pipeline {spec!r}: empty pass name")
         name, _, rest = item.partition("{")
@@ -125,7 +171,5 @@ def parse_pipeline(spec: str) -> list[Pass]:
                     raise UsageError(f"pass {name!r}: option {key!r} is given twice")
                 kwargs[key] = _convert(cls, key, settable[key].type, val.strip())
         passes.append(cls(**kwargs))
-    if not passes or passes[-1].name != "map":
-        raise UsageError(f"pipeline {spec!r} must end with the map pass",
-                         hint="e.g. fold-bn,lowrank{rank=m/2},quantize,map")
+    check_order(passes, items)
     return passes

@@ -79,7 +79,7 @@ from imcc.ir import Graph, Node, PairRole, Value, WeightQuant, ops
 from imcc.ir.records import CalibrationRecord
 from imcc.ir.topology import first_last_crossbar
 from imcc.passes import datafit
-from imcc.passes.base import CompileContext, Pass, PassResult
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult
 
 METHODS: tuple[str, ...] = ("mse", "max")
 WEIGHT_METHODS: tuple[str, ...] = ("auto", "rtn", "gptq")
@@ -266,6 +266,9 @@ class QuantizePass(Pass):
     """
 
     name: ClassVar[str] = "quantize"
+    contract: ClassVar[Contract] = Contract(
+        forbids=frozenset({"quantized", "mapped"}), ensures=frozenset({"quantized"}),
+        why="it quantizes the final weights: after fold-bn and lowrank, before map")
     weight_bits: int = 4
     act_bits: int = 4
     first_last_bits: int | None = None

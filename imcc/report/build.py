@@ -6,13 +6,18 @@ the im2col baseline is the DESIGN.md formula for the same layer and target.
 
 from __future__ import annotations
 
+import dataclasses
+
 from imcc import __version__
 from imcc.analysis.energy import EnergyReport
+from imcc.analysis.place import ChipPlan
 from imcc.ir import Strategy
 from imcc.ir.records import LowRankRecord
 from imcc.report.model import (
     FORMAT,
+    ChipSummary,
     EnergySummary,
+    LayerChip,
     LayerEnergy,
     LayerReport,
     LowRankSummary,
@@ -95,12 +100,18 @@ def build_report(program: Program, target: CrossbarTarget,
                  energy: EnergyReport | None, mapping: str, tech: str,
                  calibration: str | None, lowrank: LowRankRecord | None,
                  passes: tuple[str, ...] | list[str] | None = None,
-                 pipeline: str | None = None) -> Report:
+                 pipeline: str | None = None, chip: ChipPlan | None = None) -> Report:
     """The report of `program`; `lowrank` is the low-rank pass's record when it ran,
-    `passes` the names of the passes run (recorded as report.json's ``passes``)."""
+    `passes` the names of the passes run (recorded as report.json's ``passes``), `chip` the
+    placement on a chip (``--chip``)."""
     layers = tuple(
         layer_entry(layer, target, None if energy is None else _layer_energy(energy, layer))
         for layer in program.crossbar_layers())
+    if chip is not None:
+        placed = {p.name: p for p in chip.layers}
+        layers = tuple(dataclasses.replace(entry, chip=LayerChip(
+            segment=placed[entry.name].segment, replicas=placed[entry.name].replicas,
+            stage_ns=placed[entry.name].stage_ns)) for entry in layers)
     total = program.total_cycles
     base = sum(entry.im2col_cycles for entry in layers)
     # Each pair is counted once: both halves carry the pair's totals.
@@ -119,7 +130,17 @@ def build_report(program: Program, target: CrossbarTarget,
         energy=None if energy is None else EnergySummary(
             total_energy_pj=energy.total_energy_pj, total_latency_ns=energy.total_latency_ns,
             breakdown=energy.breakdown, adc_bits=energy.adc_bits),
-        passes=None if passes is None else tuple(passes), pipeline=pipeline)
+        passes=None if passes is None else tuple(passes), pipeline=pipeline,
+        chip=None if chip is None else _chip_summary(chip))
+
+
+def _chip_summary(plan: ChipPlan) -> ChipSummary:
+    return ChipSummary(
+        chip=plan.chip.name, arrays_used=plan.arrays_used, arrays_available=plan.chip.arrays,
+        segments=len(plan.segments), throughput_ips=plan.throughput_ips,
+        latency_ns=plan.latency_ns, write_energy_pj=plan.write_energy_pj,
+        area_mm2=plan.chip.area_mm2, batch=plan.chip.batch,
+        replication_search=plan.search, writes_per_cell=plan.writes_per_cell)
 
 
 def _layer_energy(energy: EnergyReport, layer: CrossbarLayer) -> LayerEnergy:

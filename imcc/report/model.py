@@ -181,6 +181,55 @@ class LowRankSummary:
 
 
 @dataclass(frozen=True)
+class LayerChip:
+    """A crossbar layer on the chip (with ``--chip``): the segment it runs in, its replicas
+    (each serves at most ``ceil(windows / replicas)`` windows) and its stage time (ns)."""
+
+    segment: int
+    replicas: int
+    stage_ns: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"segment": self.segment, "replicas": self.replicas, "stage_ns": self.stage_ns}
+
+
+@dataclass(frozen=True)
+class ChipSummary:
+    """Chip-level figures (with ``--chip``; docs/reports.md defines each one)."""
+
+    chip: str
+    arrays_used: int
+    arrays_available: int
+    segments: int
+    throughput_ips: float | None
+    latency_ns: float
+    write_energy_pj: float
+    area_mm2: float
+    batch: int
+    replication_search: str
+    writes_per_cell: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chip": self.chip, "arrays_used": self.arrays_used,
+                "arrays_available": self.arrays_available, "segments": self.segments,
+                "throughput_ips": self.throughput_ips, "latency_ns": self.latency_ns,
+                "write_energy_pj": self.write_energy_pj, "area_mm2": self.area_mm2,
+                "batch": self.batch, "replication_search": self.replication_search,
+                "writes_per_cell": self.writes_per_cell}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> ChipSummary:
+        return cls(chip=r.string("chip"), arrays_used=r.integer("arrays_used"),
+                   arrays_available=r.integer("arrays_available"),
+                   segments=r.integer("segments"),
+                   throughput_ips=r.number("throughput_ips", nullable=True),
+                   latency_ns=r.number("latency_ns"),
+                   write_energy_pj=r.number("write_energy_pj"), area_mm2=r.number("area_mm2"),
+                   batch=r.integer("batch"), replication_search=r.string("replication_search"),
+                   writes_per_cell=r.number("writes_per_cell"))
+
+
+@dataclass(frozen=True)
 class LayerReport:
     """One crossbar layer: its mapping, tiles, cycles beside the im2col baseline, low-rank
     provenance (when it is half of a factorized pair) and energy (with an analysis)."""
@@ -212,6 +261,7 @@ class LayerReport:
     slices: int | None
     input_bits: int | None
     energy: LayerEnergy | None = None
+    chip: LayerChip | None = None    # with --chip
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -233,6 +283,8 @@ class LayerReport:
         if self.energy is not None:
             d.update({"energy_pj": self.energy.energy_pj, "latency_ns": self.energy.latency_ns,
                       "energy_breakdown": dict(self.energy.breakdown)})
+        if self.chip is not None:
+            d["chip"] = self.chip.to_json()
         return d
 
     @classmethod
@@ -250,6 +302,11 @@ class LayerReport:
             energy = LayerEnergy(energy_pj=r.number("energy_pj"),
                                  latency_ns=r.number("latency_ns"),
                                  breakdown=r.breakdown("energy_breakdown"))
+        chip = None
+        c = r.obj("chip", optional=True)
+        if c is not None:
+            chip = LayerChip(segment=c.integer("segment"), replicas=c.integer("replicas"),
+                             stage_ns=c.number("stage_ns"))
         return cls(
             name=r.string("name"), op=r.string("op"), shape=r.string("shape"),
             mapping=r.string("mapping"), pw=pw, n_parallel=r.integer("n_parallel"),
@@ -265,7 +322,7 @@ class LayerReport:
             params_before=r.integer("params_before", optional=True),
             params_after=r.integer("params_after", optional=True),
             weight_params=r.integer("weight_params"), slices=r.integer("slices", optional=True),
-            input_bits=r.integer("input_bits", optional=True), energy=energy)
+            input_bits=r.integer("input_bits", optional=True), energy=energy, chip=chip)
 
 
 @dataclass(frozen=True)
@@ -291,6 +348,7 @@ class Report:
     energy: EnergySummary | None = None
     passes: tuple[str, ...] | None = None   # the pass pipeline run (None: not recorded)
     pipeline: str | None = None  # its spec, which `-p` parses back (None: not recorded)
+    chip: ChipSummary | None = None  # chip-level figures (only with --chip)
     format: str = FORMAT
 
     @property
@@ -318,6 +376,8 @@ class Report:
             d["passes"] = list(self.passes)
         if self.pipeline is not None:
             d["pipeline"] = self.pipeline
+        if self.chip is not None:
+            d["chip"] = self.chip.to_json()
         return d
 
     @classmethod
@@ -341,6 +401,7 @@ class Report:
                                    total_latency_ns=r.number("total_latency_ns"),
                                    breakdown=r.breakdown("energy_breakdown"),
                                    adc_bits=r.integer("adc_bits"))
+        chip = r.obj("chip", optional=True)
         passes = r.array("passes", optional=True)
         if passes is not None and not all(isinstance(p, str) for p in passes):
             raise DataError("report: key passes must be a list of pass names")
@@ -354,8 +415,9 @@ class Report:
             weight_params=r.integer("weight_params"), layers=layers,
             lowrank=None if lowrank is None else LowRankSummary._read(lowrank),
             energy=energy, passes=None if passes is None else tuple(passes),
-            pipeline=r.string("pipeline", nullable=True, optional=True))
+            pipeline=r.string("pipeline", nullable=True, optional=True),
+            chip=None if chip is None else ChipSummary._read(chip))
 
 
-__all__ = ["FORMAT", "EnergySummary", "LayerEnergy", "LayerReport", "LowRankSummary",
-           "Precision", "Report", "TargetInfo"]
+__all__ = ["FORMAT", "ChipSummary", "EnergySummary", "LayerChip", "LayerEnergy", "LayerReport",
+           "LowRankSummary", "Precision", "Report", "TargetInfo"]

@@ -31,6 +31,7 @@ from imcc.report.units import (
     pct_text,
     ratio,
     ratio_text,
+    safe_text,
     time_text,
 )
 
@@ -95,7 +96,7 @@ def _page_unit(report: Report) -> Unit:
 def _md(text: Any) -> str:
     """Escape for a GitHub table cell: HTML is live in GitHub Markdown, so a name like
     "<b>" would otherwise render; pipes would split the cell."""
-    s = html.escape(str(text), quote=False)
+    s = html.escape(safe_text(text), quote=False)
     s = "".join("\\" + ch if ch in "\\`*_[]|#" else ch for ch in s)
     return s.replace("\n", " ")
 
@@ -103,7 +104,8 @@ def _md(text: Any) -> str:
 def _md_name(name: str) -> str:
     # A code span shows ONNX names verbatim (no HTML, no emphasis); names that a code span
     # cannot hold inside a table (backticks, pipes) fall back to escaped text.
-    return f"`{name}`" if not any(ch in name for ch in "`|\n") else _md(name)
+    name = safe_text(name)
+    return f"`{name}`" if not any(ch in name for ch in "`|") else _md(name)
 
 
 def to_markdown(report: Report) -> str:
@@ -181,7 +183,12 @@ def to_csv(report: Report) -> str:
 
 # ---------------------------------------------------------------- HTML + SVG
 
-_E = html.escape
+
+
+def _E(s: object) -> str:
+    """HTML-escaped text, control characters shown as escapes (XML-safe too)."""
+    return html.escape(safe_text(s))
+
 _CHOSEN, _IM2COL, _UTIL = "#2f6db5", "#b9c3cd", "#6f4e9c"
 _BREAKDOWN_COLORS = {"cells": "#4e79a7", "row_drivers": "#f28e2b", "adc": "#e15759",
                      "shift_add": "#76b7b2", "buffer": "#59a14f"}

@@ -30,10 +30,17 @@ from imcc.report.units import (
     log_axis,
     pct_text,
     ratio_text,
+    safe_text,
     sig_text,
 )
 
 TOP1_COLUMN = "top1_compiled_ort"
+
+
+def _escape(s: object, quote: bool = True) -> str:
+    """HTML-escaped text, control characters shown as escapes."""
+    return html.escape(safe_text(s), quote)
+
 BASE_COLUMNS: tuple[str, ...] = (
     "target", "rank", "groups", "mapping", "cycles", "im2col_cycles", "speedup", "energy_pj",
     "latency_ns", "n_arrays", "params", "factorized_layers", "mean_rel_error")
@@ -234,7 +241,7 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
     def py(v: float) -> float:
         return bottom - (v - y_lo) / (y_hi - y_lo) * (bottom - top)
 
-    e = html.escape
+    e = _escape
     out = [f'<svg role="img" width="{width:.0f}" height="{height:.0f}" '
            f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="system-ui, sans-serif" '
            f'font-size="12">',
@@ -330,7 +337,7 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
 
 
 def _table(result: SweepResult, order: Sequence[int], numbers: dict[int, int]) -> str:
-    e = html.escape
+    e = _escape
     head = ["#", "target", "rank", "groups", "mapping", "cycles", "im2col cycles", "speedup",
             "energy (uJ)", "latency (ms)", "arrays", "params", "mean rel. error"]
     if result.with_top1:
@@ -372,7 +379,7 @@ def to_html(result: SweepResult) -> str:
 
     if not result.rows:
         raise UsageError("the sweep has no rows to plot")
-    e = html.escape
+    e = _escape
     ys, higher, y_title = plot_values(result)
     front = pareto_front([r.cycles for r in result.rows], ys, higher)
     numbers = _front_positions(result, ys, front)

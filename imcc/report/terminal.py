@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from imcc.report.model import Report
 from imcc.report.sweep import SweepResult, terminal_table
@@ -16,12 +18,24 @@ from imcc.report.units import (
     energy_text,
     pct_text,
     ratio_text,
+    safe_text,
     sig_text,
     time_text,
 )
 
 if TYPE_CHECKING:
     from imcc.analysis.budget import CheckResult
+
+
+def plain(s: object) -> Text:
+    """A user-controlled string as a table cell or title: never parsed as rich markup,
+    control characters shown as escapes."""
+    return Text(safe_text(s))
+
+
+def markup_safe(s: object) -> str:
+    """A user-controlled string to embed in a line of rich markup."""
+    return escape(safe_text(s))
 
 
 def short_name(name: str) -> str:
@@ -42,7 +56,7 @@ def report_table(report: Report) -> Table:
              f"/cell {t.cell_bits} bit, "
              f"{'A' + str(t.act_bits) if report.quantized else 'float (--no-quantize)'}, "
              f"mapping {report.mapping}")
-    table = Table(title=title, show_footer=True, header_style="bold")
+    table = Table(title=plain(title), show_footer=True, header_style="bold")
     table.add_column("layer", footer="total")
     table.add_column("op / shape")
     table.add_column("mapping")
@@ -61,7 +75,8 @@ def report_table(report: Report) -> Table:
         m = layer.mapping + (f" {layer.pw[0]}x{layer.pw[1]}" if layer.pw else "")
         if (layer.group_pack or 1) > 1:
             m += f" {layer.group_pack}g/array"
-        row = [short_name(layer.name), f"{layer.op} {layer.shape}", m,
+        row: list[Text | str] = [plain(short_name(layer.name)),
+                                 plain(f"{layer.op} {layer.shape}"), plain(m),
                f"{layer.tiles} ({layer.row_tiles}x{layer.col_tiles})",
                count_text(layer.windows), count_text(layer.cycles),
                count_text(layer.im2col_cycles), pct_text(layer.utilization, 0)]
@@ -75,6 +90,7 @@ def report_table(report: Report) -> Table:
 
 
 def summary_lines(report: Report) -> list[str]:
+    """The lines under the table (rich markup; user-controlled text escaped)."""
     lines = [f"total: {count_text(report.total_cycles)} cycles on {report.n_arrays} arrays; "
              f"im2col baseline {count_text(report.im2col_cycles)} "
              f"(speedup {ratio_text(report.speedup)})"]
@@ -83,12 +99,13 @@ def summary_lines(report: Report) -> list[str]:
                      f"{time_text(report.energy.total_latency_ns)} per image "
                      f"(tech {report.target.tech}, ADC {report.energy.adc_bits} bit)")
     if report.calibration:
-        lines.append(f"activation calibration: {report.calibration}")
+        lines.append(f"activation calibration: {markup_safe(report.calibration)}")
     lr = report.lowrank
     if lr:
-        lines.append(f"low-rank: rank {lr.rank}, groups {lr.groups}, "
+        lines.append(f"low-rank: rank {markup_safe(lr.rank)}, groups {lr.groups}, "
                      f"{lr.factorized_layers} layers factorized; left as is: "
-                     + (", ".join(f"{k} ({v})" for k, v in lr.skipped.items()) or "none"))
+                     + (", ".join(markup_safe(f"{k} ({v})") for k, v in lr.skipped.items())
+                        or "none"))
     return lines
 
 
@@ -101,13 +118,11 @@ def print_report(report: Report, console: Console) -> None:
 def check_lines(result: CheckResult) -> list[str]:
     """`imcc check`'s lines (rich markup): each budget item ok or OVER with its actual value
     and limit, then the verdict."""
-    from rich.markup import escape
-
     lines = []
     for item in result.items:
         mark = "[green]ok  [/]" if item.passed else "[red]OVER[/]"
         extra = "" if item.passed else f" (over by {pct_text(item.over_by_fraction)})"
-        lines.append(f"{mark} {escape(item.name)}: {item.actual:,.6g} {item.unit} "
+        lines.append(f"{mark} {markup_safe(item.name)}: {item.actual:,.6g} {item.unit} "
                      f"<= {item.limit:,.6g}{extra}")
     lines.append("within budget" if result.passed else
                  f"[red]budget exceeded: {len(result.failures)} item(s)[/]")
@@ -118,15 +133,34 @@ def print_sweep(result: SweepResult, console: Console) -> None:
     """The sweep's rows as a table, and the float model's accuracy when it was measured."""
     headers, cells = terminal_table(result)
     n = len(result.rows)
-    table = Table(title=f"imcc sweep: {result.model} ({n} configuration"
-                        f"{'' if n == 1 else 's'})")
+    table = Table(title=plain(f"imcc sweep: {result.model} ({n} configuration"
+                              f"{'' if n == 1 else 's'})"))
     for h in headers:
         table.add_column(h, justify="left" if h in ("target", "rank", "mapping") else "right")
     for line in cells:
-        table.add_row(*line)
+        table.add_row(*map(plain, line))
     console.print(table)
     if result.float_top1 is not None:
         console.print(f"float model top-1 on the same data: {pct_text(result.float_top1, 2)}")
+
+
+def adc_line(result: dict[str, Any]) -> str:
+    """How `imcc simulate` read the column sums, and whether it compared exactly."""
+    bits, compiled = result["adc_bits"], result["adc_bits_compiled"]
+    what = "ideal ADC" if bits is None else f"{bits}-bit ADC"
+    source = (f"override; compiled for {compiled} bits" if result["adc_override"]
+              else "as compiled")
+    if result["compared_exactly"]:
+        lossy = "" if bits is None else ", lossless for this program"
+        verdict = ("equals onnxruntime" if result["matches_onnxruntime"]
+                   else "DIFFERS from onnxruntime")
+        return f"{what} ({source}{lossy}): compared exactly, the program {verdict}"
+    return (f"{what} ({source}): lossy, so the program differs from compiled.onnx by design; "
+            "the difference is reported, not judged")
+
+
+_SIM_SKIP = ("adc_bits", "adc_bits_compiled", "adc_override", "adc_lossless",
+             "compared_exactly", "matches_onnxruntime", "mismatch", "float_rounding_tolerance")
 
 
 def sim_table(result: dict[str, Any]) -> Table:
@@ -134,9 +168,11 @@ def sim_table(result: dict[str, Any]) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, val in result.items():
+        if key in _SIM_SKIP:
+            continue  # stated by adc_line
         if isinstance(val, float):
             text = pct_text(val, 4) if key.endswith(("top1", "agreement")) else sig_text(val)
         else:
             text = str(val)
-        table.add_row(key, text)
+        table.add_row(plain(key), plain(text))
     return table

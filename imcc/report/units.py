@@ -9,6 +9,7 @@ is a pure function of the value (no locale), so rendered reports are byte-stable
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 # The components of the energy model (imcc.analysis.energy), in report order, and how a
@@ -19,6 +20,25 @@ BREAKDOWN_LABELS: dict[str, str] = {"cells": "cells", "row_drivers": "row driver
                                     "buffer": "buffer"}
 
 NONE_TEXT = "-"
+
+# Characters a user-controlled string (a model path, a node or value name, a budget key)
+# must not carry into a terminal, a CSV cell or an XML file: C0/C1 controls (ANSI escapes,
+# NUL, newlines), DEL, line/paragraph separators, bidirectional overrides, and the code
+# points XML 1.0 cannot hold (surrogates, U+FFFE, U+FFFF).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                     "\ud800-\udfff\ufffe\uffff]")
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def safe_text(s: object) -> str:
+    """`s` with every control or otherwise unsafe character written as a visible escape
+    (``"\\x1b"``, ``"\\u202e"``): one printable line, safe in a terminal, a CSV cell and
+    XML. Every renderer passes user-controlled strings through it."""
+    return _UNSAFE.sub(_escape_char, str(s))
 
 
 @dataclass(frozen=True)
@@ -135,7 +155,7 @@ def csv_value(v: object) -> str:
         return "true" if v else "false"
     if isinstance(v, float):
         return repr(float(v))  # float(): a numpy float reprs as np.float64(...)
-    return str(v)
+    return safe_text(v)
 
 
 def coord(v: float) -> str:
@@ -207,4 +227,4 @@ __all__ = ["BREAKDOWN_KEYS", "BREAKDOWN_LABELS", "MJ", "MS", "NJ", "NONE_TEXT", 
            "S", "UJ", "US", "Unit", "compact_count", "coord", "count_text", "csv_value",
            "decimal_text", "energy_text", "energy_unit", "linear_ticks", "log_axis",
            "nice_axis", "nice_step", "pct_text", "plain_number", "ratio", "ratio_text",
-           "sig_text", "time_text", "time_unit"]
+           "safe_text", "sig_text", "time_text", "time_unit"]

@@ -16,12 +16,16 @@ from enum import Enum
 
 from imcc.errors import UsageError
 from imcc.ir.annotations import MappingChoice, Strategy
-from imcc.targets.tiling import LayerGeom, TilePlan, cdiv, im2col_plan, pw_plan
+from imcc.targets.tiling import LayerGeom, TilePlan, cdiv, im2col_plan, planned_plan, pw_plan
 
 # The plan is the cost: `Cost` and the `*_cost` names are kept for the search's callers.
 Cost = TilePlan
 im2col_cost = im2col_plan
 pw_cost = pw_plan
+
+
+# The reason recorded on the L half of a low-rank pair mapped with its own window.
+L_ALONE = "L mapped on its own"
 
 
 class MappingRequest(Enum):
@@ -144,6 +148,37 @@ def _fallback_reason(req: MappingRequest, best: tuple[tuple[TilePlan, ...], int]
             f"needs {best[1]}); using im2col")
 
 
+def _planned(geoms: tuple[LayerGeom, ...], slices: tuple[int, ...], rows: int, cols: int
+             ) -> tuple[tuple[TilePlan, ...], int]:
+    """The planner (auto only): the best window shared by all `geoms`, `1 x 1` (im2col)
+    included, where each layer takes, at that window, the cheaper of its channel-granular
+    plan (with group packing; kept on ties) and the planner's pieces (`planned_plan`).
+    Every window of `_extents(ho) x _extents(wo)` is tried: pieces fit any window."""
+    g0 = geoms[0]
+    best: tuple[tuple[TilePlan, ...], int] | None = None
+    best_key: tuple[int, int, int] | None = None
+    for i in _extents(g0.ho):
+        for j in _extents(g0.wo):
+            plans = []
+            for g, s in zip(geoms, slices, strict=True):
+                classic = im2col_plan(g, rows, cols, s, True) if (i, j) == (1, 1) else \
+                    pw_plan(g, i, j, rows, cols, s, True)
+                pieces = planned_plan(g, i, j, rows, cols, s)
+                plans.append(pieces if classic is None or pieces.cycles < classic.cycles
+                             else classic)
+            total = sum(p.cycles for p in plans)
+            if best_key is None or _key(total, (i, j)) < best_key:
+                best, best_key = (tuple(plans), total), _key(total, (i, j))
+    assert best is not None
+    return best
+
+
+def _auto_label(p: TilePlan) -> TilePlan:
+    if p.is_im2col:
+        return p
+    return replace(p, strategy=_label(MappingRequest.AUTO, p.pw))
+
+
 def _search(geoms: tuple[LayerGeom, ...], slices: tuple[int, ...],
             request: MappingRequest | Strategy | str, rows: int, cols: int
             ) -> list[tuple[MappingChoice, TilePlan]]:
@@ -156,6 +191,12 @@ def _search(geoms: tuple[LayerGeom, ...], slices: tuple[int, ...],
         return [(p.choice(), p) for p in ims]
     im_total = sum(p.cycles for p in ims)
     best = _windows(geoms, slices, rows, cols, square=req is MappingRequest.SDK, pack=pack)
+    if req is MappingRequest.AUTO:
+        # The planner replaces today's auto layout only where it is strictly cheaper.
+        today = best[1] if best is not None and best[1] < im_total else im_total
+        planned, total = _planned(geoms, slices, rows, cols)
+        if total < today:
+            return [(q.choice(), q) for q in map(_auto_label, planned)]
     if best is not None and best[1] < im_total:
         label = _label(req, best[0][0].pw)
         return [(p.choice(strategy=label), replace(p, strategy=label)) for p in best[0]]
@@ -188,7 +229,9 @@ def best_pair_mapping(r: LayerGeom, l: LayerGeom,  # noqa: E741 -- the paper's n
     exactly N copies of L on the block diagonal, so both halves use the SAME window and the
     pair costs `cycles(r) + cycles(l)`, each half tiled with its own `S`; the window
     minimizing that sum wins. "Both im2col" is always a candidate and is kept unless a
-    window is strictly cheaper. Requests and labels as in `best_mapping`.
+    window is strictly cheaper. Requests and labels as in `best_mapping`. Under `auto`, L
+    mapped on its own (R's best plus L's best, each with its own window) replaces the
+    shared window when strictly cheaper; L's `reason` then starts with `L_ALONE`.
     Returns (choice_r, plan_r, choice_l, plan_l).
     """
     if not l.is_pointwise:
@@ -198,9 +241,20 @@ def best_pair_mapping(r: LayerGeom, l: LayerGeom,  # noqa: E741 -- the paper's n
         raise UsageError(f"low-rank pair: the second half ({l.ic} -> {l.oc} channels on "
                          f"{l.ho}x{l.wo}) does not consume the first ({r.oc} channels on "
                          f"{r.ho}x{r.wo})")
-    (cr, pr), (cl, pl) = _search((r, l), (S, S if S_l is None else S_l), request, rows, cols)
+    s_l = S if S_l is None else S_l
+    (cr, pr), (cl, pl) = _search((r, l), (S, s_l), request, rows, cols)
+    if MappingRequest.parse(request) is MappingRequest.AUTO:
+        # L on its own: R's best layout plus L's best layout, each with its own window, when
+        # that is strictly cheaper than the shared window (recorded in L's reason).
+        ((cr1, pr1),) = _search((r,), (S,), request, rows, cols)
+        ((cl1, pl1),) = _search((l,), (s_l,), request, rows, cols)
+        joint, alone = pr.cycles + pl.cycles, pr1.cycles + pl1.cycles
+        if alone < joint:
+            note = (f"{L_ALONE}: the pair takes {alone} cycles, {joint} with R's window "
+                    "(Theorem 2)")
+            return cr1, pr1, replace(cl1, reason=note), pl1
     return cr, pr, cl, pl
 
 
-__all__ = ["LayerGeom", "Cost", "TilePlan", "MappingRequest", "im2col_cost", "pw_cost",
+__all__ = ["LayerGeom", "Cost", "TilePlan", "MappingRequest", "L_ALONE", "im2col_cost", "pw_cost",
            "best_mapping", "best_pair_mapping"]

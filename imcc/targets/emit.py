@@ -14,16 +14,17 @@ crossbar layers is fused into them as the layer's input quantization.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
 
-from imcc.errors import ModelError
+from imcc.errors import ModelError, UsageError
 from imcc.ir import Graph, Node, VerifyError
 from imcc.ir import ops as O
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile, bit_slice
-from imcc.targets.tiling import TilePlan, node_plan, node_slices
+from imcc.targets.tiling import lower_bound_cycles, node_plan, node_slices
 
 # No trained network has weights near this; float32 column sums times scales of weights
 # beyond it (for inputs up to imcc.dataset.MAX_INPUT_MAGNITUDE) can reach infinity.
@@ -56,7 +57,8 @@ def _levels(node: Node, target: CrossbarTarget, quantized: bool) -> np.ndarray:
 def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array: int
                ) -> CrossbarLayer:
     """Lay one mapped crossbar node out as its tile plan (`imcc.targets.tiling.node_plan`)
-    prescribes: one tile per (group set, row tile, column tile)."""
+    prescribes: one tile per array of `plan.bins()`, its pieces (group, row tile, column
+    tile) on the block diagonal."""
     plan = node_plan(node, target)
     w, conv = _conv_view(node)
     big = float(np.abs(w).max(initial=0.0))
@@ -70,21 +72,22 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
     sh, sw = conv.stride
     dh, dw = conv.dilation
     levels = _levels(node, target, quantized)
-    row_maps, col_maps = plan.row_maps(), plan.col_maps()
+    maps = plan.piece_maps()
 
     tiles: list[Tile] = []
-    for gi in range(g):
-        for rt, rows in enumerate(row_maps):
-            for ct, cols in enumerate(col_maps):
-                cells, taps = _cells(levels, gi * ocg, rows, cols, sh, sw, dh, dw, kh, kw)
-                r_abs = rows.copy()
-                r_abs[:, 0] += gi * icg
-                c_abs = cols.copy()
-                c_abs[:, 0] += gi * ocg
-                tiles.append(Tile(first_array + len(tiles), gi, rt, ct,
-                                  r_abs.astype(np.int32), c_abs.astype(np.int32), cells, taps))
-    if plan.group_pack > 1:
-        tiles = _pack_groups(tiles, plan, first_array, target, node.name)
+    for pieces in plan.bins():
+        parts = []
+        for gi, rt, ct in pieces:
+            rows, cols = maps[(rt, ct)]
+            cells, taps = _cells(levels, gi * ocg, rows, cols, sh, sw, dh, dw, kh, kw)
+            r_abs = rows.copy()
+            r_abs[:, 0] += gi * icg
+            c_abs = cols.copy()
+            c_abs[:, 0] += gi * ocg
+            parts.append((r_abs.astype(np.int32), c_abs.astype(np.int32), cells, taps))
+        gi, rt, ct = pieces[0]
+        tiles.append(_block_diagonal(parts, first_array + len(tiles), gi, rt, ct, target,
+                                     node.name))
     if len(tiles) != plan.tiles:
         raise VerifyError(f"layer {node.name!r}: emitted {len(tiles)} tiles, its plan has "
                           f"{plan.tiles}")
@@ -110,32 +113,31 @@ def emit_layer(node: Node, target: CrossbarTarget, quantized: bool, first_array:
         groups=g, mapping=mapping, windows=plan.windows_hw, tiles=tiles,
         slice_weights=target.slice_weights(node.wquant.bits if node.wquant else None),
         out_scale=out_scale, bias=bias,
-        in_quant=in_quant, lowrank=node.lowrank, weight_params=int(w.size))
+        in_quant=in_quant, lowrank=node.lowrank, weight_params=int(w.size),
+        lower_bound_cycles=lower_bound_cycles(plan.geom, plan.slices, target.rows, target.cols))
 
 
-def _pack_groups(tiles: list[Tile], plan: TilePlan, first_array: int,
-                 target: CrossbarTarget, name: str) -> list[Tile]:
-    """Place each of the plan's group sets (one tile per group) on one array's block
-    diagonal: rows and columns are concatenated (they already name absolute channels), cells
-    off the diagonal blocks are zero, so each group still only sees its own inputs."""
-    if len({t.group for t in tiles}) != len(tiles):
-        raise VerifyError(f"layer {name!r}: group packing needs one tile per group")
-    packed: list[Tile] = []
-    for groups in plan.group_sets():
-        part = tiles[groups.start:groups.stop]
-        rows = np.concatenate([t.rows for t in part])
-        cols = np.concatenate([t.cols for t in part])
-        if len(rows) > target.rows or len(cols) > target.cols:
-            raise VerifyError(f"layer {name!r}: {len(part)} groups do not fit one "
-                             f"{target.name} array")
-        cells = np.zeros((len(rows), len(cols)), dtype=part[0].cells.dtype)
-        r0 = c0 = 0
-        for t in part:
-            cells[r0:r0 + len(t.rows), c0:c0 + len(t.cols)] = t.cells
-            r0, c0 = r0 + len(t.rows), c0 + len(t.cols)
-        packed.append(Tile(first_array + len(packed), part[0].group, 0, 0, rows, cols, cells,
-                           sum(t.taps for t in part)))
-    return packed
+def _block_diagonal(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], array: int,
+                    group: int, row_tile: int, col_tile: int, target: CrossbarTarget,
+                    name: str) -> Tile:
+    """One array holding `parts` (rows, cols, cells, taps; rows and columns already name
+    absolute channels) on its block diagonal: rows and columns are concatenated, cells off
+    the diagonal blocks are zero, so each piece only sees its own inputs (group packing, the
+    planner's pieces from any group or chunk)."""
+    if len(parts) == 1:
+        r, c, cells, taps = parts[0]
+        return Tile(array, group, row_tile, col_tile, r, c, cells, taps)
+    rows = np.concatenate([p[0] for p in parts])
+    cols = np.concatenate([p[1] for p in parts])
+    if len(rows) > target.rows or len(cols) > target.cols:
+        raise VerifyError(f"layer {name!r}: {len(parts)} pieces do not fit one "
+                          f"{target.name} array")
+    cells = np.zeros((len(rows), len(cols)), dtype=parts[0][2].dtype)
+    r0 = c0 = 0
+    for r, c, block, _ in parts:
+        cells[r0:r0 + len(r), c0:c0 + len(c)] = block
+        r0, c0 = r0 + len(r), c0 + len(c)
+    return Tile(array, group, row_tile, col_tile, rows, cols, cells, sum(p[3] for p in parts))
 
 
 def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh: int, sw: int,
@@ -155,7 +157,42 @@ def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh:
     return np.where(ok, vals, 0).astype(levels.dtype), int(ok.sum())
 
 
+def _limit(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"{name}={raw!r} must be a positive integer")
+    return int(raw)
+
+
+def check_program_size(graph: Graph, target: CrossbarTarget) -> None:
+    """Refuse, before any array is allocated, a program that would not fit in memory or on
+    disk: more than IMCC_MAX_TILES tiles (default 2^20; `--target 1x1` on ResNet-20 asks for
+    a million single-cell arrays) or a tile of more than IMCC_MAX_TILE_CELLS cells (default
+    2^26; the emitter needs about 50 bytes per cell while it fills one, and a 65536x65536
+    target lets a single window cover a whole feature map)."""
+    max_tiles = _limit("IMCC_MAX_TILES", 1 << 20)
+    max_cells = _limit("IMCC_MAX_TILE_CELLS", 1 << 26)
+    tiles = 0
+    for node in graph.crossbar_nodes():
+        plan = node_plan(node, target)
+        tiles += plan.tiles
+        gp = plan.group_pack
+        cells = (max(map(len, plan.row_maps())) * gp) * (max(map(len, plan.col_maps())) * gp)
+        if cells > max_cells:
+            raise UsageError(f"layer {node.name!r}: one array of its {target.name} layout "
+                             f"holds {cells:,} cells, more than imcc materializes per array "
+                             f"({max_cells:,})", "choose a smaller --target (or raise "
+                             "IMCC_MAX_TILE_CELLS)")
+    if tiles > max_tiles:
+        raise UsageError(f"the program needs {tiles:,} arrays of {target.name}, more than "
+                         f"imcc writes ({max_tiles:,})", "choose a larger --target (or "
+                         "raise IMCC_MAX_TILES)")
+
+
 def emit_program(graph: Graph, target: CrossbarTarget, model: str = "") -> Program:
+    check_program_size(graph, target)
     quantized = any(n.wquant is not None for n in graph.crossbar_nodes())
     steps: list[CrossbarLayer | DigitalStep] = []
     fused: set[str] = set()

@@ -35,16 +35,30 @@ def bit_slice(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
     significant slice first (new leading axis). Two's complement over S * cell_bits bits;
     the top slice stores the negated signed top digit, so with shift-add weights
     `CrossbarTarget.slice_weights()` (top one negative) `sum_k w_k * level_k == q`.
-    For 1-bit cells every level is 0 or 1."""
+    For 1-bit cells every level is 0 or 1.
+
+    Works in the narrowest integer type holding S * cell_bits bits (truncating to it keeps
+    the low bits, which are all that two's complement slicing reads) and writes each slice
+    straight into the int8 result: no int64 temporaries (VGG-11's 133M weights)."""
     s = -(-weight_bits // cell_bits)
     total = s * cell_bits
-    u = np.asarray(q, dtype=np.int64) & ((1 << total) - 1)
-    mask = (1 << cell_bits) - 1
-    levels = np.stack([(u >> (k * cell_bits)) & mask for k in range(s)])
-    top = levels[-1]
-    top_signed = np.where(top >= (1 << (cell_bits - 1)), top - (1 << cell_bits), top)
-    levels[-1] = -top_signed
-    return levels.astype(np.int8)
+    work = np.int16 if total <= 15 else np.int32 if total <= 31 else np.int64
+    a = np.asarray(q)
+    if not np.issubdtype(a.dtype, np.integer):
+        a = a.astype(np.int64)
+    u = a.astype(work) & work((1 << total) - 1)
+    mask = work((1 << cell_bits) - 1)
+    levels = np.empty((s,) + a.shape, np.int8)
+    shifted = np.empty_like(u)
+    for k in range(s):
+        np.right_shift(u, k * cell_bits, out=shifted)
+        np.bitwise_and(shifted, mask, out=levels[k], casting="unsafe")
+    # Top slice: the signed top digit, negated (its shift-add weight is negative).
+    np.bitwise_and(shifted, mask, out=shifted)
+    half, full = 1 << (cell_bits - 1), 1 << cell_bits
+    top = np.where(shifted >= half, shifted - full, shifted)
+    np.negative(top, out=levels[-1], casting="unsafe")
+    return levels
 
 
 @dataclass(eq=False)
@@ -90,6 +104,9 @@ class CrossbarLayer:
     in_quant: tuple[float, int, bool] | None = None  # (scale, bits, signed) of the input
     lowrank: LowRank | None = None
     weight_params: int = 0
+    # Activations no layout of this layer can go below on the target's arrays
+    # (imcc.targets.tiling.lower_bound_cycles); 0 when unknown.
+    lower_bound_cycles: int = 0
 
     @property
     def pw(self) -> tuple[int, int]:

@@ -9,7 +9,8 @@ the array; row maps name input channels and window positions inside the window, 
 maps name output channels, window pixels and slices that exist; cell levels are finite and
 within what the cells store (two's complement slices: `[-(2^(b-1) - 1), 2^b - 1]` for
 b-bit cells in a quantized program); scales and biases are finite vectors of the output
-channels; the declared cycles equal windows x tiles; and sizes stay under `MAX_ELEMENTS`
+channels; the declared cycles equal windows x tiles and are not below the layer's lower
+bound (`imcc.targets.tiling.lower_bound_cycles`); and sizes stay under `MAX_ELEMENTS`
 per sample, so that a tampered file cannot ask for terabytes.
 """
 
@@ -26,6 +27,7 @@ from imcc.targets.tiling import cdiv, window_extent
 
 MAX_ELEMENTS = 1 << 28  # per-sample elements of any tensor the simulator allocates
 MAX_BITS = 16
+MAX_SCALE = 1e30  # scales and biases: far beyond any real layer, far below float32's max
 
 
 def _pos_int(v: Any, what: str, hi: int = MAX_ELEMENTS) -> int:
@@ -62,6 +64,9 @@ def _vector(a: Any, n: int, what: str) -> None:
         raise DataError(f"{what} must be a float vector of {n} values, got {got}")
     if not np.all(np.isfinite(a)):
         raise DataError(f"{what} holds NaN or infinity")
+    if a.size and float(np.abs(a).max()) > MAX_SCALE:
+        raise DataError(f"{what} reaches {float(np.abs(a).max()):g}; beyond {MAX_SCALE:g} the "
+                        "float32 post-processing overflows")
 
 
 def check_program(p: Program) -> None:
@@ -142,6 +147,12 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
     i, j = _pair(m.pw, "mapping pw")
     if not 1 <= m.group_pack <= groups:
         raise DataError(f"group_pack {m.group_pack} outside [1, groups={groups}]")
+    if isinstance(m.pieces, bool) or not isinstance(m.pieces, int) or \
+            not 0 <= m.pieces <= min(rows, cols) or (m.pieces and m.group_pack != 1):
+        raise DataError(f"pieces {m.pieces!r} must be 0 or a number of pieces per array in "
+                        f"[1, {min(rows, cols)}] (with group_pack 1)")
+    if m.strip not in ("", "x", "y") or (m.strip and m.pieces != 1):
+        raise DataError(f"strip {m.strip!r} must be x or y, with one piece per array")
     if tuple(s.windows) != (cdiv(ho, i), cdiv(wo, j)):
         raise DataError(f"window loop {list(s.windows)} is not the one a {i}x{j} window over "
                         f"a {ho}x{wo} output takes ({[cdiv(ho, i), cdiv(wo, j)]})")
@@ -159,8 +170,10 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
         _vector(s.bias, oc, "bias")
     if s.in_quant is not None:
         scale, bits, signed = s.in_quant
-        if not (isinstance(scale, float | int) and np.isfinite(scale) and scale > 0):
-            raise DataError(f"in_quant scale must be a positive finite number, got {scale!r}")
+        if not (isinstance(scale, float | int) and np.isfinite(scale)
+                and float(np.finfo(np.float32).tiny) <= scale <= MAX_SCALE):
+            raise DataError(f"in_quant scale must be a positive number in float32's normal "
+                            f"range up to {MAX_SCALE:g}, got {scale!r}")
         _pos_int(bits, "in_quant bits", MAX_BITS)
         if not isinstance(signed, bool):
             raise DataError(f"in_quant signed must be true or false, got {signed!r}")
@@ -174,6 +187,15 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
                         (lo, hi) if quantized else None)
         except DataError as exc:
             raise DataError(f"tile {k}: {exc.message}") from None
+    n_windows = cdiv(ho, i) * cdiv(wo, j)
+    bound = cdiv(ho * wo * oc * n_slices * cdiv(kernel[0] * kernel[1] * (ic // groups), rows),
+                 cols)
+    lb = s.lower_bound_cycles
+    if isinstance(lb, bool) or not isinstance(lb, int) or lb not in (0, bound):
+        raise DataError(f"lower_bound_cycles {lb!r} is not the layer's bound {bound}")
+    if n_windows * len(s.tiles) < bound:
+        raise DataError(f"{n_windows * len(s.tiles)} cycles are below the layer's lower bound "
+                        f"{bound}: some products are computed by no activation")
     if m.cycles is not None and m.cycles != s.cycles:
         raise DataError(f"declares {m.cycles} cycles, its window loop and tiles make "
                         f"{s.cycles}")

@@ -67,7 +67,9 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
             "kernel": list(s.kernel), "stride": list(s.stride), "dilation": list(s.dilation),
             "pads": list(s.pads), "groups": s.groups,
             "mapping": {"strategy": s.mapping.strategy.value, "pw": list(s.mapping.pw),
-                        "reason": s.mapping.reason, "group_pack": s.mapping.group_pack},
+                        "reason": s.mapping.reason, "group_pack": s.mapping.group_pack,
+                        **({"pieces": s.mapping.pieces} if s.mapping.pieces else {}),
+                        **({"strip": s.mapping.strip} if s.mapping.strip else {})},
             "window_loop": {"windows": list(s.windows),
                             "origin_step": [s.mapping.pw[0] * s.stride[0],
                                             s.mapping.pw[1] * s.stride[1]]},
@@ -76,7 +78,8 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
             "in_quant": None if s.in_quant is None else
             {"scale": s.in_quant[0], "bits": s.in_quant[1], "signed": s.in_quant[2]},
             "lowrank": None if lr is None else {**asdict(lr), "role": lr.role.value},
-            "weight_params": s.weight_params, "cycles": s.cycles, "tiles": tiles})
+            "weight_params": s.weight_params, "cycles": s.cycles,
+            "lower_bound_cycles": s.lower_bound_cycles, "tiles": tiles})
     doc = {"format": FORMAT, "model": p.model, "target": p.target, "quantized": p.quantized,
            "inputs": [{"name": n, "shape": list(shp)} for n, shp in p.inputs],
            "outputs": p.outputs, "n_arrays": p.n_arrays, "total_cycles": p.total_cycles,
@@ -85,11 +88,11 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
 
 
 def write_program(p: Program, outdir: Path) -> None:
-    from imcc.fileio import npz_bytes
+    from imcc.fileio import write_npz
 
     doc, arrays = program_to_files(p)
     (outdir / "program.json").write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
-    (outdir / "arrays.npz").write_bytes(npz_bytes(arrays))
+    write_npz(outdir / "arrays.npz", arrays)
 
 
 def read_program(outdir: str | Path) -> Program:
@@ -140,13 +143,15 @@ def _program_from(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Program
             dilation=tuple(s["dilation"]), pads=tuple(s["pads"]), groups=s["groups"],
             mapping=MappingChoice(Strategy(m["strategy"]), tuple(m["pw"]), m["reason"],
                                   int(m.get("group_pack", 1)),
-                                  None if s.get("cycles") is None else int(s["cycles"])),
+                                  None if s.get("cycles") is None else int(s["cycles"]),
+                                  pieces=m.get("pieces", 0), strip=m.get("strip", "")),
             windows=tuple(s["window_loop"]["windows"]), tiles=tiles,
             slice_weights=post["slice_weights"], out_scale=arrays[post["out_scale"]],
             bias=arrays[post["bias"]] if post["bias"] else None,
             in_quant=None if iq is None else (iq["scale"], iq["bits"], iq["signed"]),
             lowrank=None if lr is None else LowRank(**{**lr, "role": PairRole(lr["role"])}),
-            weight_params=s["weight_params"]))
+            weight_params=s["weight_params"],
+            lower_bound_cycles=int(s.get("lower_bound_cycles", 0))))
     return Program(model=doc["model"], target=doc["target"], quantized=doc["quantized"],
                    inputs=[(i["name"], tuple(i["shape"])) for i in doc["inputs"]],
                    outputs=doc["outputs"], steps=steps, n_arrays=doc["n_arrays"])

@@ -23,11 +23,49 @@ output channels, a `kh x kw` kernel with stride `(sh, sw)` and dilation `(dh, dw
 `tiles = ceil(groups / gp) * row_tiles * col_tiles`, `windows = ceil(ho/i) * ceil(wo/j)`,
 `cycles = windows * tiles`. The closed forms of DESIGN.md are kept, independently, as the
 test oracle (tests/test_cost.py, tests/test_sim_vs_ort_property.py).
+
+**Pieces and bins** (the planner's layout, `pieces = k >= 1`, used by `auto` only, see
+`planned_plan`): a group's rows for window `i x j` are its `IC_g * P` input elements
+`(c, dy, dx)` (channel major, `P` the window positions some tap reads), its columns the
+`OC_g * N * S` output columns `(oc, py, px, s)`. Both are cut at element granularity into
+row chunks of `ict` elements and column chunks of `oct` columns (not whole channels); a
+*piece* is one (group, row chunk, column chunk) block. `k` pieces share one array on its
+block diagonal (rows and columns concatenated, cells outside each piece's own block 0),
+so a piece may come from any group or chunk; `ict <= rows // k` and `oct <= cols // k`
+make any `k` pieces fit. Pieces are taken in (group, row chunk, column chunk) order, `k`
+per array: `tiles = ceil(groups * row_tiles * col_tiles / k)`. `k = 1` is element-granular
+tiling without sharing; `pw = 1x1` is element-granular im2col.
+
+**Strips** (`strip = "x"` or `"y"`, one piece per array, undilated layers): the rows of a
+group are ordered by their offset along the strip axis first (`dx` for "x"), then channel,
+then the other offset, and cut into chunks of `rows` elements. A chunk then spans a short
+range of offsets along that axis, and only the window pixels whose taps read one of them
+(a range `[lo, hi]` along the axis, every pixel across it) get columns in its tiles:
+`(oc, py, px, s)` for those pixels, cut into chunks of `cols`. Each (row, column) product
+lies in exactly one tile (the row is in one chunk, and that chunk has every column that
+reads it), so a wide window no longer costs every column one activation per row chunk of
+the whole window: `tiles = groups * sum over chunks of ceil(columns(chunk) / cols)`.
+
+**Lower bound** (`lower_bound_cycles`). Dense weights, no data-dependent skipping. Each
+output column of the layer, one (output pixel, output channel, bit slice) of the
+`Ho*Wo*OC*S` there are, is a sum of its fan-in `F = Kh*Kw*IC_g` products (a group only
+reads its own `IC_g` channels). In the program format a column of one activation adds into
+exactly one output (its `(oc, py, px, s)` at that window) and sums at most `rows` products
+(one per array row), so every output column needs at least `ceil(F / rows)` column
+activations. One activation reads at most `cols` columns. Hence for any layout
+
+    cycles >= ceil(Ho*Wo*OC * S * ceil(F / rows) / cols).
+
+Rows and columns enter separately, so the bound holds for non-square arrays; groups enter
+only through `F` (packing groups shares arrays, it cannot shorten a column's sum). A
+parallel window does not escape it: its columns still each add into one output, and the
+pixels it computes past the output only add activations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -127,6 +165,12 @@ class TilePlan:
     ict: int
     oct: int
     group_pack: int = 1
+    # 0: the channel-granular layout above; k >= 1: the planner's element-granular pieces,
+    # k per array (module docstring, "Pieces and bins").
+    pieces: int = 0
+    # "" (pieces cut channel-major) or "x" / "y": strips, pieces cut along the window's
+    # width / height, each with only the columns of the pixels it feeds ("Strips").
+    strip: str = ""
 
     @property
     def is_im2col(self) -> bool:
@@ -151,14 +195,19 @@ class TilePlan:
 
     @property
     def row_units(self) -> int:
-        """What a group's rows are cut in: unrolled elements (im2col) or channels."""
+        """What a group's rows are cut in: unrolled elements (im2col, pieces) or channels."""
         g = self.geom
+        if self.pieces:
+            return g.ic_g * position_count(g, self.pw)
         return g.kh * g.kw * g.ic_g if self.is_im2col else g.ic_g
 
     @property
     def col_units(self) -> int:
-        """What a group's columns are cut in: (oc, slice) columns (im2col) or channels."""
+        """What a group's columns are cut in: (oc, [pixel,] slice) columns (im2col, pieces)
+        or output channels."""
         g = self.geom
+        if self.pieces:
+            return g.oc_g * self.pw[0] * self.pw[1] * self.slices
         return g.oc_g * self.slices if self.is_im2col else g.oc_g
 
     @property
@@ -173,9 +222,13 @@ class TilePlan:
     def arrays_per_group_set(self) -> int:
         return self.row_tiles * self.col_tiles
 
-    @property
+    @cached_property
     def tiles(self) -> int:
         """Array tiles of the whole layer (all groups)."""
+        if self.strip:
+            return self.groups * int((-(-self._strip_cols() // self.oct)).sum())
+        if self.pieces:
+            return cdiv(self.groups * self.row_tiles * self.col_tiles, self.pieces)
         return cdiv(self.groups, self.group_pack) * self.row_tiles * self.col_tiles
 
     @property
@@ -186,7 +239,8 @@ class TilePlan:
     def choice(self, reason: str = "", strategy: Strategy | None = None) -> MappingChoice:
         """The IR annotation recording this plan (and its expected cycles)."""
         return MappingChoice(strategy or self.strategy, self.pw, reason=reason,
-                             group_pack=self.group_pack, cycles=self.cycles)
+                             group_pack=self.group_pack, cycles=self.cycles,
+                             pieces=self.pieces, strip=self.strip)
 
     # -- the maps the emitter writes (group-relative channels)
 
@@ -194,7 +248,7 @@ class TilePlan:
         """(P, 2) window offsets (dy, dx) some kernel tap of some window pixel reads, in
         row-major order; the other positions of the PWh x PWw window stay undriven."""
         g = self.geom
-        if self.is_im2col:
+        if self.is_im2col and not self.pieces:
             yy, xx = np.meshgrid(np.arange(g.kh) * g.dh, np.arange(g.kw) * g.dw, indexing="ij")
             return np.stack([yy.ravel(), xx.ravel()], 1)
         pwh, pww = self.extent
@@ -209,7 +263,10 @@ class TilePlan:
         """Per row tile, its rows `(c, dy, dx)` (input channel within the group, offset
         from the window origin), `row_tiles` of them."""
         pos = self.positions()
-        if self.is_im2col:
+        if self.strip:
+            rows_all = self._strip_rows()
+            return [rows_all[a:a + self.ict] for a in range(0, len(rows_all), self.ict)]
+        if self.is_im2col or self.pieces:
             c = np.repeat(np.arange(self.geom.ic_g), len(pos))
             rows_all = np.column_stack([c, np.tile(pos, (self.geom.ic_g, 1))])
             return [rows_all[a:a + self.ict] for a in range(0, len(rows_all), self.ict)]
@@ -223,6 +280,11 @@ class TilePlan:
         """Per column tile, its columns `(oc, py, px, s)` (output channel within the group,
         pixel of the window, bit slice), `col_tiles` of them."""
         g, s = self.geom, self.slices
+        if self.pieces:
+            grid = np.meshgrid(np.arange(g.oc_g), np.arange(self.pw[0]), np.arange(self.pw[1]),
+                               np.arange(s), indexing="ij")
+            cols_all = np.stack([a.ravel() for a in grid], 1)
+            return [cols_all[a:a + self.oct] for a in range(0, len(cols_all), self.oct)]
         if self.is_im2col:
             o, sl = np.meshgrid(np.arange(g.oc_g), np.arange(s), indexing="ij")
             zeros = np.zeros(o.size, np.int64)
@@ -237,9 +299,109 @@ class TilePlan:
         return out
 
     def group_sets(self) -> list[range]:
-        """The groups sharing each array (block-diagonally when more than one)."""
+        """The groups sharing each array (block-diagonally when more than one); channel-
+        granular plans only."""
         gp = self.group_pack
         return [range(a, min(a + gp, self.groups)) for a in range(0, self.groups, gp)]
+
+    # -- strips ("Strips" in the module docstring)
+
+    def _strip_axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The read offsets along the strip axis and along the other axis, sorted."""
+        g = self.geom
+        ys = np.asarray(_offsets(self.pw[0], g.sh, g.kh, g.dh))
+        xs = np.asarray(_offsets(self.pw[1], g.sw, g.kw, g.dw))
+        return (xs, ys) if self.strip == "x" else (ys, xs)
+
+    def _strip_rows(self) -> np.ndarray:
+        """All of a group's rows `(c, dy, dx)`, strip-axis offset major, then channel."""
+        along, other = self._strip_axes()
+        grid = np.meshgrid(along, np.arange(self.geom.ic_g), other, indexing="ij")
+        a, c, o = (v.ravel() for v in grid)
+        return np.stack([c, o, a] if self.strip == "x" else [c, a, o], 1)
+
+    @cached_property
+    def _strip_pixels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row tile, the range [lo, hi] of window pixels along the strip axis that some
+        of its rows feed (its strip-axis offsets run from along[first] to along[last])."""
+        g = self.geom
+        along, other = self._strip_axes()
+        n_pix, stride, k, d = (self.pw[1], g.sw, g.kw, g.dw) if self.strip == "x" else \
+            (self.pw[0], g.sh, g.kh, g.dh)
+        block = g.ic_g * len(other)
+        n = block * len(along)
+        starts = np.arange(0, n, self.ict)
+        ends = np.minimum(starts + self.ict, n) - 1
+        lo_off, hi_off = along[starts // block], along[ends // block]
+        # pixel p reads offsets p*stride + [0, (k-1)*d]; no dilation (see strip_plan)
+        lo = np.maximum(0, -((-(lo_off - (k - 1) * d)) // stride))
+        hi = np.minimum(n_pix - 1, hi_off // stride)
+        return lo, hi
+
+    def _strip_cols(self) -> np.ndarray:
+        """Per row tile, how many columns its pixels take (before column chunks)."""
+        other = self.pw[0] if self.strip == "x" else self.pw[1]
+        lo, hi = self._strip_pixels
+        return (hi - lo + 1) * (self.geom.oc_g * other * self.slices)
+
+    def _strip_col_map(self, lo: int, hi: int) -> np.ndarray:
+        i, j = self.pw
+        py, px = (np.arange(i), np.arange(lo, hi + 1)) if self.strip == "x" else \
+            (np.arange(lo, hi + 1), np.arange(j))
+        grid = np.meshgrid(np.arange(self.geom.oc_g), py, px, np.arange(self.slices),
+                           indexing="ij")
+        return np.stack([a.ravel() for a in grid], 1)
+
+    def piece_maps(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+        """(row tile, column tile) -> its (rows, columns), group-relative: the blocks the
+        emitter places. For strips a column tile is a chunk of its row tile's columns."""
+        rmaps = self.row_maps()
+        if self.strip:
+            out = {}
+            for rt, (lo, hi) in enumerate(zip(*self._strip_pixels, strict=True)):
+                cols_all = self._strip_col_map(int(lo), int(hi))
+                for ct, a in enumerate(range(0, len(cols_all), self.oct)):
+                    out[(rt, ct)] = (rmaps[rt], cols_all[a:a + self.oct])
+            return out
+        cmaps = self.col_maps()
+        return {(rt, ct): (r, c) for rt, r in enumerate(rmaps) for ct, c in enumerate(cmaps)}
+
+    def bins(self) -> list[list[tuple[int, int, int]]]:
+        """The arrays of the layer, in emission order: for each, its pieces `(group, row
+        tile, column tile)`, placed on its block diagonal in this order."""
+        if self.strip:
+            chunks = [cdiv(int(n), self.oct) for n in self._strip_cols()]
+            return [[(gi, rt, ct)] for gi in range(self.groups)
+                    for rt, n in enumerate(chunks) for ct in range(n)]
+        if self.pieces:
+            all_pieces = [(gi, rt, ct) for gi in range(self.groups)
+                          for rt in range(self.row_tiles) for ct in range(self.col_tiles)]
+            k = self.pieces
+            return [all_pieces[a:a + k] for a in range(0, len(all_pieces), k)]
+        return [[(gi, rt, ct) for gi in gs] for gs in self.group_sets()
+                for rt in range(self.row_tiles) for ct in range(self.col_tiles)]
+
+
+@lru_cache(maxsize=4096)
+def _offsets(n: int, stride: int, k: int, d: int) -> tuple[int, ...]:
+    """The offsets `p*stride + t*d` (`p < n`, `t < k`) some tap of an n-pixel window reads
+    along one axis, sorted."""
+    return tuple(sorted({p * stride + t * d for p in range(n) for t in range(k)}))
+
+
+def position_count(g: LayerGeom, pw: tuple[int, int]) -> int:
+    """How many window positions (dy, dx) some tap of some pixel of an `i x j` window reads
+    (`len(TilePlan.positions())`): the read set is a product of one set per axis."""
+    return len(_offsets(pw[0], g.sh, g.kh, g.dh)) * len(_offsets(pw[1], g.sw, g.kw, g.dw))
+
+
+def lower_bound_cycles(g: LayerGeom, S: int, rows: int, cols: int) -> int:
+    """Activations no layout of this layer on `rows x cols` arrays can go below (module
+    docstring, "Lower bound"): `ceil(Ho*Wo*OC * S * ceil(F / rows) / cols)`,
+    `F = Kh*Kw*IC_g`."""
+    _check_array(rows, cols, S)
+    fan_in = g.kh * g.kw * g.ic_g
+    return cdiv(g.ho * g.wo * g.oc * S * cdiv(fan_in, rows), cols)
 
 
 def _check_array(rows: int, cols: int, slices: int) -> None:
@@ -286,10 +448,83 @@ def pw_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int,
     return _packed(p, g.ic_g * pwh * pww, g.oc_g * i * j * S, rows, cols) if pack else p
 
 
+def strip_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, axis: str,
+               strategy: Strategy | None = None) -> TilePlan:
+    """The planner's strips for window `i x j` along `axis` ("x": width, "y": height): rows
+    ordered strip-axis offset major and cut into chunks of `rows` elements, each chunk with
+    only the columns of the window pixels it feeds, cut into chunks of `cols`. Undilated
+    layers only."""
+    _check_array(rows, cols, S)
+    if axis not in ("x", "y") or g.dh != 1 or g.dw != 1:
+        raise VerifyError(f"strips along {axis!r} need an undilated layer and axis x or y")
+    n_rows = g.ic_g * position_count(g, (i, j))
+    if strategy is None:
+        strategy = Strategy.IM2COL if (i, j) == (1, 1) else \
+            Strategy.SDK if i == j else Strategy.VW_SDK
+    return TilePlan(g, strategy, (i, j), S, ict=min(n_rows, rows), oct=cols, pieces=1,
+                    strip=axis)
+
+
+def packed_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, k: int,
+                strategy: Strategy | None = None) -> TilePlan:
+    """The planner's layout for window `i x j` (`1 x 1`: im2col) with `k` pieces per array:
+    row chunks of `min(IC_g*P, rows // k)` elements, column chunks of
+    `min(OC_g*N*S, cols // k)` columns (module docstring, "Pieces and bins")."""
+    _check_array(rows, cols, S)
+    if not (isinstance(k, int) and 1 <= k <= min(rows, cols)):
+        raise VerifyError(f"{k} pieces per array do not fit a {rows}x{cols} array")
+    n_rows = g.ic_g * position_count(g, (i, j))
+    n_cols = g.oc_g * i * j * S
+    if strategy is None:
+        strategy = Strategy.IM2COL if (i, j) == (1, 1) else \
+            Strategy.SDK if i == j else Strategy.VW_SDK
+    return TilePlan(g, strategy, (i, j), S, ict=min(n_rows, rows // k),
+                    oct=min(n_cols, cols // k), pieces=k)
+
+
+@lru_cache(maxsize=8192)
+def planned_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> TilePlan:
+    """The cheapest `packed_plan` for window `i x j` over the pieces per array `k` (ties:
+    the smaller k). Only the distinct chunk sizes `(rows // k, cols // k)` are tried, the
+    largest k of each (more sharing for the same chunks): O(sqrt(rows) + sqrt(cols))."""
+    _check_array(rows, cols, S)
+    n_rows = g.ic_g * position_count(g, (i, j))
+    n_cols = g.oc_g * i * j * S
+    best: tuple[int, int] | None = None
+    k, top = 1, min(rows, cols)
+    while k <= top:
+        k = min(rows // (rows // k), cols // (cols // k), top)  # largest k, same chunks
+        rt = cdiv(n_rows, min(n_rows, rows // k))
+        ct = cdiv(n_cols, min(n_cols, cols // k))
+        tiles = cdiv(g.groups * rt * ct, k)
+        if best is None or tiles < best[0]:
+            best = (tiles, k)
+        if g.groups * rt * ct <= k:
+            break  # every piece already shares one array
+        k += 1
+    assert best is not None
+    plan = packed_plan(g, i, j, rows, cols, S, best[1])
+    if g.dh == 1 and g.dw == 1:
+        for axis in ("x", "y"):
+            if (j if axis == "x" else i) > 1:
+                sp = strip_plan(g, i, j, rows, cols, S, axis)
+                if sp.tiles < plan.tiles:
+                    plan = sp
+    return plan
+
+
 def plan_for(g: LayerGeom, choice: MappingChoice, rows: int, cols: int, S: int) -> TilePlan:
     """The plan a recorded `MappingChoice` stands for (what the emitter lays out). Raises
     VerifyError when the choice does not fit the array or its group packing is not one
     the model allows."""
+    if choice.pieces:
+        if choice.group_pack != 1:
+            raise VerifyError("a planner layout (pieces per array) has no group packing")
+        if choice.strip:
+            if choice.pieces != 1:
+                raise VerifyError("strips take one piece per array")
+            return strip_plan(g, *choice.pw, rows, cols, S, choice.strip, choice.strategy)
+        return packed_plan(g, *choice.pw, rows, cols, S, choice.pieces, choice.strategy)
     if choice.strategy is Strategy.IM2COL:
         plan: TilePlan | None = im2col_plan(g, rows, cols, S, pack=choice.group_pack > 1)
     else:
@@ -359,4 +594,6 @@ def node_plan(node: Node, target: CrossbarTarget) -> TilePlan:
 
 
 __all__ = ["LayerGeom", "TilePlan", "cdiv", "window_extent", "im2col_plan", "pw_plan",
-           "plan_for", "node_geometry", "node_slices", "node_plan"]
+           "packed_plan", "strip_plan", "planned_plan", "position_count", "lower_bound_cycles",
+           "plan_for",
+           "node_geometry", "node_slices", "node_plan"]
