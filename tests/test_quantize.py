@@ -295,7 +295,7 @@ def test_pass_uses_mse_on_calibration_data() -> None:
     for method in ("mse", "max"):
         g, fc = graph()
         res = QuantizePass(act_bits=4, method=method).run(g, CompileContext(calib=data))
-        assert res.records == (CalibrationRecord("data:256 samples"),)
+        assert res.records == (CalibrationRecord("data:256 samples", weight_method="gptq"),)
         results[method] = fakequant_mse(data, fq_of(fc).scale, 4, True)
     assert results["mse"] < 0.5 * results["max"]
 
@@ -349,7 +349,7 @@ def test_with_bundled_data() -> None:
     g.outputs.append(conv.output)
     res = QuantizePass(first_last_bits=8).run(g, CompileContext(calib=d.x))
     verify(g)
-    assert res.records == (CalibrationRecord("data:8 samples"),)
+    assert res.records == (CalibrationRecord("data:8 samples", weight_method="gptq"),)
     assert fq_of(conv).bits == 8 and fq_of(conv).signed
 
 

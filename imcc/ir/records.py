@@ -43,6 +43,8 @@ class CalibrationRecord:
     ``"data:<n> samples"``."""
 
     source: str
+    # how the weight levels were chosen: "rtn" (round to nearest) or "gptq" (imcc.passes.datafit)
+    weight_method: str = "rtn"
 
 
 @dataclass(frozen=True)

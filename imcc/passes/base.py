@@ -97,6 +97,9 @@ class Contract:
 
 class Pass(ABC):
     name: ClassVar[str]
+    # Options added after a pass's first release: written by ``spec()`` only when they differ
+    # from their default, so the pipelines (and reports) of earlier releases read the same.
+    spec_omit_default: ClassVar[frozenset[str]] = frozenset()
     contract: ClassVar[Contract] = Contract()
 
     @abstractmethod
@@ -107,7 +110,8 @@ class Pass(ABC):
         """This pass as pipeline text: ``name`` or ``name{field=value,...}``."""
         items = [f"{f.name}={format_value(getattr(self, f.name), f'{self.name}.{f.name}')}"
                  for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                 if f.init]
+                 if f.init and not (f.name in self.spec_omit_default
+                                    and getattr(self, f.name) == f.default)]
         return self.name + ("{" + ",".join(items) + "}" if items else "")
 
 

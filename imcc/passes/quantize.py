@@ -52,6 +52,17 @@ standard normal noise (seed 0) per graph input, the distribution of a standardiz
 The pass returns a ``CalibrationRecord`` whose ``source`` is ``"synthetic"`` or
 ``"data:<n> samples"``, for the report.
 
+Weights by calibration data (``weight_method``): ``"rtn"`` is the round-to-nearest rule
+above; ``"gptq"`` chooses the per-channel scales by an MSE search on the weights, rounds
+column by column with GPTQ error feedback on the damped Gram matrix of the layer's actual
+inputs (the calibration images through the *already quantized* upstream layers and
+FakeQuants) and corrects the bias by the mean output error; see `imcc.passes.datafit`.
+It is never worse than round-to-nearest on the calibration data (the better one is kept).
+``"auto"`` (default) is ``"gptq"`` when calibration data is given and ``"rtn"`` otherwise
+(the synthetic batch says nothing about the real inputs), so a compile without ``--calib``
+is unchanged. The levels are integers in either case; only their choice differs. The
+method used is in the ``CalibrationRecord`` (``weight_method``).
+
 Exporting the quantized graph to ONNX (QuantizeLinear/DequantizeLinear, integer levels) is
 the exporter's job: see `imcc.ir.onnx_export`.
 """
@@ -64,12 +75,14 @@ from typing import ClassVar
 import numpy as np
 
 from imcc.errors import DataError, ModelError, UsageError
-from imcc.ir import Graph, Node, Value, WeightQuant, ops
+from imcc.ir import Graph, Node, PairRole, Value, WeightQuant, ops
 from imcc.ir.records import CalibrationRecord
 from imcc.ir.topology import first_last_crossbar
+from imcc.passes import datafit
 from imcc.passes.base import CompileContext, Contract, Pass, PassResult
 
 METHODS: tuple[str, ...] = ("mse", "max")
+WEIGHT_METHODS: tuple[str, ...] = ("auto", "rtn", "gptq")
 MIN_BITS, MAX_BITS = 2, 16
 MAX_CALIB_VALUES = 1 << 18   # values per tensor used by the scale search
 SYNTHETIC_SAMPLES = 32
@@ -260,8 +273,13 @@ class QuantizePass(Pass):
     act_bits: int = 4
     first_last_bits: int | None = None
     method: str = "mse"
+    weight_method: str = "auto"
+    spec_omit_default: ClassVar[frozenset[str]] = frozenset({"weight_method"})
 
     def __post_init__(self) -> None:
+        if self.weight_method not in WEIGHT_METHODS:
+            raise UsageError(f"quantize weight_method={self.weight_method!r} is unknown; "
+                             f"choose one of {', '.join(WEIGHT_METHODS)}")
         check_bit_widths(self.weight_bits, self.act_bits, self.first_last_bits)
         if self.method not in METHODS:
             raise UsageError(f"quantize method={self.method!r} is unknown; choose one of "
@@ -278,9 +296,17 @@ class QuantizePass(Pass):
         special = _first_last(graph, xbar) if fl is not None else set()
         nonneg = _nonnegative_values(graph)
 
+        wm = self.weight_method
+        if wm == "auto":
+            wm = "gptq" if ctx.calib is not None else "rtn"
+        fitted: dict[int, int] = {}  # GPTQ: node id -> weight bits, quantized during the run
         for node in xbar:
-            self._quantize_weights(graph, node, fl if fl is not None and id(node) in special
-                                   else wbits)
+            bits = fl if fl is not None and id(node) in special else wbits
+            if wm == "rtn":
+                self._quantize_weights(graph, node, bits)
+            else:
+                self._check_weight(node)
+                fitted[id(node)] = bits
 
         # One FakeQuant per (value, bits), in the order the crossbar layers come.
         groups: dict[tuple[int, int], list[Node]] = {}
@@ -292,8 +318,9 @@ class QuantizePass(Pass):
             x = consumers[0].inputs[0]
             fq = self._insert_fakequant(graph, x, consumers, bits, signed=id(x) not in nonneg)
             pending.add(id(fq))
-        _calibrate(graph, feeds, pending, self.method)
-        return PassResult(graph, modified=bool(xbar), records=(CalibrationRecord(source),))
+        _calibrate(graph, feeds, pending, self.method, fitted, nonneg)
+        return PassResult(graph, modified=bool(xbar),
+                          records=(CalibrationRecord(source, weight_method=wm),))
 
     # -- helpers
     @staticmethod
@@ -328,18 +355,19 @@ class QuantizePass(Pass):
         return {inp.name: x}, f"data:{x.shape[0]} samples"
 
     @staticmethod
-    def _quantize_weights(graph: Graph, node: Node, bits: int) -> None:
+    def _check_weight(node: Node) -> np.ndarray:
         w = node.inputs[1]
         if w.data is None:
             raise ModelError(f"{node.name}: the weight %{w.name} is not a constant")
         if not np.all(np.isfinite(w.data)):
             raise ModelError(f"{node.name}: the weight %{w.name} contains NaN or infinity")
-        wq = quantize_weight(w.data, bits)
-        new = graph.const(w.name + "_q", dequantize_weight(wq))
-        node.inputs[1] = new
-        w.users.remove(node)
-        new.users.append(node)
-        node.wquant = wq
+        return w.data
+
+    @staticmethod
+    def _quantize_weights(graph: Graph, node: Node, bits: int) -> None:
+        wq = quantize_weight(QuantizePass._check_weight(node), bits)
+        _set_weight(graph, node, wq)
+
 
     @staticmethod
     def _insert_fakequant(graph: Graph, x: Value, consumers: list[Node], bits: int,
@@ -356,17 +384,65 @@ class QuantizePass(Pass):
         return fq
 
 
+def _replace_input(node: Node, index: int, new: Value) -> None:
+    old = node.inputs[index]
+    node.inputs[index] = new
+    old.users.remove(node)
+    new.users.append(node)
+
+
+def _set_weight(graph: Graph, node: Node, wq: WeightQuant) -> None:
+    w = node.inputs[1]
+    _replace_input(node, 1, graph.const(w.name + "_q", dequantize_weight(wq)))
+    node.wquant = wq
+
+
+def _fit_weight(graph: Graph, node: Node, x: np.ndarray, bits: int, correct_bias: bool) -> None:
+    """GPTQ-quantize ``node``'s weight on its actual input ``x`` and correct its bias."""
+    w = node.inputs[1].data
+    assert w is not None
+    groups = node.op.group if isinstance(node.op, ops.Conv) else 1
+    stats = datafit.input_stats(node, np.asarray(x, dtype=np.float32))
+    wq, _ = datafit.gptq_quantize(w, bits, stats, groups)
+    _set_weight(graph, node, wq)
+    if not correct_bias:
+        return
+    delta = datafit.bias_delta(w, dequantize_weight(wq), stats, groups)
+    if not np.any(delta):
+        return
+    if len(node.inputs) > 2:
+        b = node.inputs[2]
+        assert b.data is not None
+        new = graph.const(b.name + "_bc", (b.data.astype(np.float64) + delta)
+                          .astype(b.data.dtype))
+        _replace_input(node, 2, new)
+    else:
+        new = graph.const(node.name + ".bias_bc", delta.astype(np.float32))
+        node.inputs.append(new)
+        new.users.append(node)
+
+
 def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
-               method: str) -> None:
+               method: str, fitted: dict[int, int] | None = None,
+               nonneg: set[int] | None = None) -> None:
     """Run the graph on `feeds`; on reaching a pending FakeQuant, choose its scale from its
     actual input, set it, and go on with the quantized value. A streaming version of
     imcc.ir.interp.run (same op semantics): it skips nodes no FakeQuant depends on and
     frees each activation after its last use, so calibrating on hundreds of images does not
-    keep every intermediate tensor alive."""
-    needed: set[int] = set()  # ids of nodes some pending FakeQuant depends on
+    keep every intermediate tensor alive.
+
+    ``fitted`` (node id -> weight bits): crossbar layers whose weights are GPTQ-quantized on
+    their actual input when the run reaches them (so downstream scales and layers see the
+    quantized layer). Their bias is corrected unless the output is provably non-negative
+    (``nonneg``: a corrected bias could break the unsigned FakeQuant downstream), or the
+    layer is the ``R`` half of a low-rank pair without bias (its partner's bias absorbs it)."""
+    fitted = fitted or {}
+    nonneg = nonneg or set()
+    needed: set[int] = set()  # ids of nodes some pending FakeQuant or fitted layer needs
     need_vals: set[int] = set()
     for node in reversed(graph.nodes):
-        if id(node) in pending or any(id(o) in need_vals for o in node.outputs):
+        if id(node) in pending or id(node) in fitted \
+                or any(id(o) in need_vals for o in node.outputs):
             needed.add(id(node))
             need_vals.update(id(v) for v in node.inputs if not v.is_const)
     remaining: dict[int, int] = {}
@@ -379,7 +455,8 @@ def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
     for node in graph.nodes:
         if id(node) not in needed:
             continue
-        ins = [v.data if v.data is not None else env[id(v)] for v in node.inputs]
+        read = list(node.inputs)  # before _fit_weight swaps the constants
+        ins = [v.data if v.data is not None else env[id(v)] for v in read]
         if id(node) in pending:
             op = node.op
             assert isinstance(op, ops.FakeQuant)
@@ -396,13 +473,19 @@ def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
                                 "below what float32 levels resolve", "check the model's "
                                 "weights and the calibration data's scale")
             node.op = ops.FakeQuant(scale, op.bits, op.signed)
+        if id(node) in fitted:
+            correct = id(node.output) not in nonneg and not (
+                node.lowrank is not None and node.lowrank.role is PairRole.R
+                and len(node.inputs) <= 2)
+            _fit_weight(graph, node, ins[0], fitted[id(node)], correct)
+            ins = [v.data if v.data is not None else env[id(v)] for v in node.inputs]
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite: refused above
             env[id(node.output)] = node.op.compute(*ins)
-        for v in node.inputs:
+        for v in read:
             remaining[id(v)] -= 1
             if remaining[id(v)] == 0:
                 env.pop(id(v), None)
 
 
 __all__ = ["QuantizePass", "check_bit_widths", "quantize_weight", "dequantize_weight",
-           "calibrate_scale", "fakequant_mse", "METHODS"]
+           "calibrate_scale", "fakequant_mse", "METHODS", "WEIGHT_METHODS"]
