@@ -4,7 +4,7 @@ OUTDIR layout (all deterministic):
   report.json     the `imcc-report/1` summary (cycles, tiles, utilization, energy, ...)
   compiled.onnx   the network exactly as mapped (factorized, QDQ-quantized) for onnxruntime
   float.onnx      the imported float model, the reference for accuracy comparisons
-  program.json    the crossbar program (`imcc-program/1`, docs/program-format.md)
+  program.json    the crossbar program (`imcc-program/2`, docs/program-format.md)
   arrays.npz      its row/column maps and cell levels
 """
 
@@ -227,6 +227,8 @@ def finish(graph: Graph, passes: Sequence[Pass], records: Sequence[Record],
     profile = tech_profile or load_tech(tech)
     energy = analyze_energy(program, target, profile)
     plan = None if chip is None else place(program, target, profile, energy, chip)
+    if plan is not None:
+        program.placement = plan.to_placement()
     calibration = first_record(records, CalibrationRecord)
     lowrank = first_record(records, LowRankRecord)
     report = build_report(program, target, energy, mapping=mapped.strategy, tech=tech,

@@ -58,7 +58,15 @@ from imcc.analysis.energy import EnergyReport
 from imcc.analysis.tech import TechProfile
 from imcc.errors import UsageError
 from imcc.targets.crossbar import CrossbarTarget
-from imcc.targets.program import CrossbarLayer, Program
+from imcc.targets.program import (
+    CrossbarLayer,
+    LayerPlace,
+    Load,
+    Placement,
+    Program,
+    Replica,
+    SegmentPlace,
+)
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,22 @@ class ChipPlan:
         """Inferences until a cell reaches its endurance (None: cells are written once)."""
         return None if self.writes_per_cell == 0 else (
             self.chip.endurance_writes / self.writes_per_cell)
+
+    def to_placement(self) -> Placement:
+        """The program's placement section: array ids as planned (each segment reuses the
+        arrays from 0), and every segment loading all of its tiles before it runs (the
+        segments overwrite each other's arrays; a model that fits loads once)."""
+        segments = []
+        for seg in self.segments:
+            loads = tuple(Load(a, p.name, t) for p in self.layers if p.segment == seg.index
+                          for rep in p.arrays for t, a in enumerate(rep))
+            segments.append(SegmentPlace(seg.index, seg.layers, loads))
+        layers = tuple(LayerPlace(p.name, p.segment, tuple(
+            Replica(arrays, start, stop)
+            for arrays, (start, stop) in zip(p.arrays, p.window_ranges, strict=True)))
+            for p in self.layers)
+        return Placement(chip=self.chip.name, arrays=self.chip.arrays, batch=self.chip.batch,
+                         segments=tuple(segments), layers=layers)
 
 
 def step_ns(layer: CrossbarLayer, phases: int, tech: TechProfile) -> float:
