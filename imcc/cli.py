@@ -77,11 +77,19 @@ TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim
                                            "file path.")]
 ChipOpt = Annotated[str | None, typer.Option(
     "--chip", help="Place the program on a chip: a preset (isaac, pimcomp-arch-a) or a chip "
-    "TOML file. Adds arrays used/available, segments, pipelined throughput (inferences/s), "
-    "latency (ns), weight-write energy (pJ per inference) and area (mm2) to the report.")]
+    "TOML file. Adds arrays used/available, utilization, segments, per-layer replicas and "
+    "stage time (ns), pipelined throughput (inferences/s), latency (ns, first input to "
+    "last output, with inter-core transfers), energy per inference incl. weight writes "
+    "(pJ), area (mm2), TOPS, TOPS/W and TOPS/mm2 to the report, and the placement to "
+    "program.json.")]
 ChipArraysOpt = Annotated[int | None, typer.Option(
     "--chip-arrays", help="Number of crossbar arrays of the --chip (overrides the preset's "
     "cores x arrays per core; the area counts the cores they fill).")]
+ChipBatchOpt = Annotated[int | None, typer.Option(
+    "--chip-batch", help="Images (inferences) run per weight load on the --chip (default: the "
+    "chip file's batch, 1 for the presets). A model that needs more arrays than the chip "
+    "has is reprogrammed segment by segment for every batch, so its weight-write energy "
+    "(pJ per inference) and time are shared by this many inferences.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 PassesOpt = Annotated[str | None, typer.Option(
     "--passes", "-p", help="An explicit pass pipeline replacing the default, e.g. "
@@ -108,7 +116,7 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
              policy: Path | None, include_first_last: bool, no_quantize: bool,
              first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
              passes: str | None = None, chip: str | None = None,
-             chip_arrays: int | None = None,
+             chip_arrays: int | None = None, chip_batch: int | None = None,
              model_input: Callable[[], tuple[str, tuple[int | None, ...]]] | None = None
              ) -> CompileOptions:
     from imcc.compiler import options_from_flags, parse_layer_ranks
@@ -129,7 +137,8 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
         policy=None if policy is None else LowRankPass.policy_from_file(policy),
         include_first_last=include_first_last, quantize=not no_quantize,
         first_last_bits=first_last_bits, tech=tech, passes=passes,
-        verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays)
+        verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays,
+        chip_batch=chip_batch)
     opts = options_from_flags(**kw)  # every option is checked before --calib reads the model
     if calib is not None and not no_quantize:
         import dataclasses
@@ -150,7 +159,7 @@ def _compile_option_spec(
     include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
     tech: TechOpt = "isaac", passes: PassesOpt = None, chip: ChipOpt = None,
-    chip_arrays: ChipArraysOpt = None,
+    chip_arrays: ChipArraysOpt = None, chip_batch: ChipBatchOpt = None,
 ) -> None:
     """The compile options `compile` and `check` share (the parameters of `_options`),
     declared once: `_with_compile_options` adds them to a command."""

@@ -71,6 +71,12 @@ def report_table(report: Report) -> Table:
     if energy is not None:
         table.add_column("energy", justify="right",
                          footer=energy_text(energy.total_energy_pj))
+    chip = report.chip
+    if chip is not None:
+        table.add_column("seg", justify="right")
+        table.add_column("replicas", justify="right")
+        table.add_column("arrays", justify="right", footer=count_text(chip.arrays_used))
+        table.add_column("stage", justify="right")
     for layer in report.layers:
         m = layer.mapping + (f" {layer.pw[0]}x{layer.pw[1]}" if layer.pw else "")
         if (layer.group_pack or 1) > 1:
@@ -85,6 +91,11 @@ def report_table(report: Report) -> Table:
             row.append(decimal_text(layer.rel_error, 3))
         if energy is not None:
             row.append(energy_text(None if layer.energy is None else layer.energy.energy_pj))
+        if chip is not None:
+            lc = layer.chip
+            row += ([NONE_TEXT] * 4 if lc is None else
+                    [str(lc.segment), count_text(lc.replicas), count_text(lc.arrays),
+                     time_text(lc.stage_ns)])
         table.add_row(*row)
     return table
 
@@ -115,6 +126,10 @@ def summary_lines(report: Report) -> list[str]:
         lines.append(f"energy {energy_text(report.energy.total_energy_pj)}, latency "
                      f"{time_text(report.energy.total_latency_ns)} per image "
                      f"(tech {report.target.tech}, ADC {report.energy.adc_bits} bit)")
+    if report.chip is not None:
+        from imcc.report.chip import terminal_lines
+
+        lines += [markup_safe(line) for line in terminal_lines(report.chip)]
     if report.calibration:
         lines.append(f"activation calibration: {markup_safe(report.calibration)}")
     lr = report.lowrank
