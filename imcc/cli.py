@@ -395,8 +395,12 @@ def check_cmd(
     target_or_model: Annotated[str, typer.Argument(
         metavar="OUTDIR|MODEL", help="A compiled output directory, or a model to compile first "
                                      "(path or 'resnet20').")],
-    budget: Annotated[Path, typer.Option(help="Budget TOML: [budget] cycles, energy_uj, "
-                                              "latency_ms, tolerance, per-layer limits.")],
+    budget: Annotated[Path, typer.Option(help="Budget TOML: [budget] cycles, energy_uj "
+                                              "(microjoules), latency_ms (milliseconds), "
+                                              "tolerance (fraction); chip limits (need a "
+                                              "--chip compile) throughput (minimum "
+                                              "inferences/s), area_mm2 (mm2), arrays (arrays "
+                                              "used); per-layer limits.")],
     junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML file (one test case "
                                                     "per budget item).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the "
@@ -416,6 +420,11 @@ def check_cmd(
         if p.is_dir():
             rep = _read_report(p)[0]
         else:
+            chip_limits = [m for m, _ in b.total.items() if m in ("throughput", "area_mm2",
+                                                                  "arrays")]
+            if chip_limits and opts.get("chip") is None:
+                raise UsageError(f"the budget limits {', '.join(chip_limits)}, which need a "
+                                 "chip placement", hint="add --chip, e.g. --chip isaac")
             rep, _ = _compile(target_or_model, _compile_options(opts), output, True)
         result = check_budget(rep, b)
     except ImccError as exc:

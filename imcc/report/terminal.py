@@ -152,10 +152,12 @@ def check_lines(result: CheckResult) -> list[str]:
     and limit, then the verdict."""
     lines = []
     for item in result.items:
-        mark = "[green]ok  [/]" if item.passed else "[red]OVER[/]"
-        extra = "" if item.passed else f" (over by {pct_text(item.over_by_fraction)})"
+        bad, rel, by = ("UNDER", ">=", "below by") if item.minimum else ("OVER", "<=",
+                                                                          "over by")
+        mark = "[green]ok  [/]" if item.passed else f"[red]{bad}[/]"
+        extra = "" if item.passed else f" ({by} {pct_text(item.over_by_fraction)})"
         lines.append(f"{mark} {markup_safe(item.name)}: {item.actual:,.6g} {item.unit} "
-                     f"<= {item.limit:,.6g}{extra}")
+                     f"{rel} {item.limit:,.6g}{extra}")
     lines.append("within budget" if result.passed else
                  f"[red]budget exceeded: {len(result.failures)} item(s)[/]")
     return lines
