@@ -446,8 +446,9 @@ def check_cmd(
 def sweep_cmd(
     model: Annotated[str, typer.Argument(help="ONNX model path, or 'resnet20' for the bundled "
                                               "pretrained CIFAR-10 ResNet-20.")] = "resnet20",
-    targets: Annotated[str, typer.Option(help="Comma-separated array sizes ROWSxCOLS, e.g. "
-                                              "32x32,64x64,128x128.")] = "64x64,128x128",
+    targets: Annotated[str | None, typer.Option(
+        help="Comma-separated array sizes ROWSxCOLS, e.g. 32x32,64x64,128x128 (default: "
+             "64x64,128x128; with --chips: the chips' array sizes).")] = None,
     ranks: Annotated[str | None, typer.Option(
         help="Comma-separated low-rank ranks: none, m/R or an integer (default: "
              "none,m/2,m/4; with --policy: the policy's rank).")] = None,
@@ -480,11 +481,21 @@ def sweep_cmd(
     plot: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML page "
                                                    "with the Pareto plot (accuracy or "
                                                    "reconstruction error vs cycles).")] = None,
+    chips: Annotated[str | None, typer.Option(
+        help="Comma-separated chips (presets isaac, pimcomp-arch-a, or chip TOML files): "
+             "every configuration is also placed on each, adding the chip columns (arrays "
+             "used/available, segments, inferences/s, latency ns, energy pJ per inference, "
+             "write energy pJ, area mm2, TOPS, TOPS/W, TOPS/mm2).")] = None,
+    chip_arrays: Annotated[str | None, typer.Option(
+        "--chip-arrays", help="Comma-separated numbers of arrays of every --chips chip, e.g. "
+        "100,1000,16128 (default: each chip's own).")] = None,
+    chip_batch: ChipBatchOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Design-space sweep: compile MODEL for every target x rank x groups x mapping, write
-    one CSV row per configuration (cycles, energy, latency, error, accuracy with --data).
-    Every other compile option of `imcc compile` applies to all rows."""
+    """Design-space sweep: compile MODEL for every target x rank x groups x mapping (x chip
+    x chip arrays with --chips), write one CSV row per configuration (cycles, energy,
+    latency, error, accuracy with --data, chip figures with --chips). Every other compile
+    option of `imcc compile` applies to all rows."""
     from imcc.fileio import atomic_write_bytes
     from imcc.report.sweep import rows_as_dicts, to_csv
     from imcc.sweep import SweepSpec, plan_sweep, run_sweep, split_list
@@ -493,14 +504,15 @@ def sweep_cmd(
         return None if text is None else split_list(text, option)
 
     spec = SweepSpec(
-        model=model, targets=split_list(targets, "--targets"),
+        model=model, targets=listed(targets, "--targets"),
         ranks=listed(ranks, "--ranks"), groups=listed(groups, "--groups"),
         mappings=listed(mappings, "--mappings"), weight_bits=weight_bits,
         cell_bits=cell_bits, act_bits=act_bits, dac_bits=dac_bits, adc_bits=adc_bits,
         tech=tech, quantize=not no_quantize, first_last_bits=first_last_bits,
         include_first_last=include_first_last, calib=calib, calib_limit=calib_limit,
         data=data, limit=limit, skip=skip, layer_rank=tuple(layer_rank or ()), policy=policy,
-        passes=passes, verify_each=_STATE["debug"])
+        passes=passes, verify_each=_STATE["debug"], chips=listed(chips, "--chips"),
+        chip_arrays=listed(chip_arrays, "--chip-arrays"), chip_batch=chip_batch)
     configs = plan_sweep(spec)  # every option checked before any compile
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")

@@ -170,7 +170,8 @@ def print_sweep(result: SweepResult, console: Console) -> None:
     table = Table(title=plain(f"imcc sweep: {result.model} ({n} configuration"
                               f"{'' if n == 1 else 's'})"))
     for h in headers:
-        table.add_column(h, justify="left" if h in ("target", "rank", "mapping") else "right")
+        left = h in ("target", "rank", "mapping", "chip")
+        table.add_column(h, justify="left" if left else "right")
     for line in cells:
         table.add_row(*map(plain, line))
     console.print(table)
