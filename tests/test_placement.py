@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_model
+from conftest import chip_text, make_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
@@ -44,23 +44,7 @@ ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 ISAAC = load_tech("isaac")
 STEP = 400.0  # one window step: 4 input-bit phases x 100 ns reads (8 columns, 1 ADC)
 
-CHIP = """name = "hand"
-source = "hand-made"
-rows = 16
-cols = 16
-arrays_per_core = 1000
-cores = 1
-adcs_per_array = 1
-transfer_bits_per_ns = 1.0
-write_energy_pj_per_cell = 2.0
-write_ns_per_row = 50.0
-endurance_writes = 1e6
-area_array_mm2 = 0.001
-area_adc_mm2 = 0.002
-area_buffer_mm2 = 0.1
-area_core_periphery_mm2 = 0.2
-batch = 1
-"""
+CHIP = chip_text(name='"hand"')
 
 
 def imcc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_model
+from conftest import chip_text, make_model
 from onnx import helper
 
 from imcc.compiler import CompileOptions, compile_model
@@ -376,23 +376,8 @@ def test_log_axis_covers_the_data_with_few_ticks(lo: float, hi: float) -> None:
     assert ticks == sorted(ticks) and all(a <= t <= b for t in ticks)
 
 
-SMALL_CHIP = """name = "small"
-source = "hand-made"
-rows = 16
-cols = 16
-arrays_per_core = 8
-cores = 4
-adcs_per_array = 1
-transfer_bits_per_ns = 4.0
-write_energy_pj_per_cell = 2.0
-write_ns_per_row = 50.0
-endurance_writes = 1e6
-area_array_mm2 = 0.001
-area_adc_mm2 = 0.002
-area_buffer_mm2 = 0.1
-area_core_periphery_mm2 = 0.2
-batch = 1
-"""
+SMALL_CHIP = chip_text(name='"small"', arrays_per_core=8, cores=4,
+                       transfer_bits_per_ns=4.0)
 
 
 def test_sweep_over_chips_rows_equal_compile(tmp_path: Path) -> None:
