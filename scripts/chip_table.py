@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "`imcc compile MODEL --chip CHIP [--chip-arrays N] [--chip-batch B]` on 128x128 "
         "arrays with the `auto` mapping and the `isaac` tech profile unless the chip column "
         "says otherwise; the figures are the report's `chip` object (defined in "
-        "[reports.md](reports.md#chip-level-figures-chip); model and search in "
+        "[reports.md](reports.md#chip-level-figures---chip); model and search in "
         "`imcc/analysis/place.py`). ISAAC runs imcc's default 1-bit cells, PIMCOMP-NN Arch-A "
         "its 2-bit cells. ResNet-20 is the bundled pretrained network (quantized W4A4); "
         "VGG-8 (NeuroSim's CIFAR-10 VGG-8, 8-bit as NeuroSim runs it), ResNet-18 and VGG-16 "
@@ -210,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline's bottleneck is an inter-core activation transfer or a layer with a single "
         "window, so a network that fits uses nearly all 16,128 arrays; a network larger than "
         "the chip is cut into segments, and its throughput is then bounded by writing the "
-        "weights (50 ns per row, 2 pJ per cell: the presets' estimates), which batching "
-        "amortizes. The area is the whole chip's (the arrays available), not the part used.",
+        "weights (50 ns per row, 2 pJ per cell: the presets' estimates; all arrays of a "
+        "segment are written in parallel, an optimistic assumption of the chip model), which "
+        "batching amortizes. The area is the whole chip's (the arrays available), not the "
+        "part used.",
         "",
         "## Against NeuroSim V1.4 (VGG-8, CIFAR-10)",
         "",
@@ -234,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{sig_text(isaac['tops_per_w'], 3)} TOPS/W and {sig_text(isaac['tops'], 3)} TOPS. "
         "What differs: NeuroSim runs the layers one after another (its throughput is 1 / "
         "latency) where imcc pipelines them (throughput = 1 / slowest stage) and replicates "
-        "layers into spare arrays; NeuroSim's energy comes from circuit models of every "
+        "layers into spare arrays; NeuroSim's floorplan also duplicates a layer's weights into "
+        "the sub-arrays and PEs its tiles leave free (`SubArrayDup` and `PEDesign` in its "
+        "`Chip.cpp`), so its layers compute several windows at once, which the exact-size imcc "
+        "row (no spare arrays) does not, and imcc's window step is the tech profile's (16 "
+        "ADCs at 125 MHz per array: 64 ns per input bit here), NeuroSim's its circuit timing: "
+        f"hence {NEUROSIM['latency_us']:.1f} us against {time_text(ns['latency_ns'])}. "
+        "NeuroSim's energy comes from circuit models of every "
         "peripheral at 22 nm (its run has `levelOutput` 16, i.e. 4-bit ADCs, which imcc's row "
         "matches, and a 0.18 input toggle rate) and includes leakage, buffers and interconnect,"
         " while imcc's tech profile charges per-event array, ADC, driver and shift-add energies"
