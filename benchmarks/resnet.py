@@ -18,6 +18,7 @@ and its activations stay in a sensible range for calibration; accuracy is meanin
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +71,14 @@ class _Builder:
             name=name, alpha=1.0, beta=1.0, transB=1))
         return y
 
-    def model(self, name: str, chw: tuple[int, int, int], classes: int) -> onnx.ModelProto:
+    def model(self, name: str, chw: Sequence[int], classes: int,
+              out: str = "logits") -> onnx.ModelProto:
         """The checked model of the nodes so far: input ``input`` (N, *chw), output
-        ``logits`` (N, classes), which the last node must produce."""
+        ``out`` (N, classes), which the last node must produce."""
         graph = helper.make_graph(
             self.nodes, name,
             [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *chw])],
-            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+            [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", classes])],
             self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                   producer_name="imcc-benchmarks")

@@ -77,11 +77,19 @@ TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim
                                            "file path.")]
 ChipOpt = Annotated[str | None, typer.Option(
     "--chip", help="Place the program on a chip: a preset (isaac, pimcomp-arch-a) or a chip "
-    "TOML file. Adds arrays used/available, segments, pipelined throughput (inferences/s), "
-    "latency (ns), weight-write energy (pJ per inference) and area (mm2) to the report.")]
+    "TOML file. Adds arrays used/available, utilization, segments, per-layer replicas and "
+    "stage time (ns), pipelined throughput (inferences/s), latency (ns, first input to "
+    "last output, with inter-core transfers), energy per inference incl. weight writes "
+    "(pJ), area (mm2), TOPS, TOPS/W and TOPS/mm2 to the report, and the placement to "
+    "program.json.")]
 ChipArraysOpt = Annotated[int | None, typer.Option(
     "--chip-arrays", help="Number of crossbar arrays of the --chip (overrides the preset's "
     "cores x arrays per core; the area counts the cores they fill).")]
+ChipBatchOpt = Annotated[int | None, typer.Option(
+    "--chip-batch", help="Images (inferences) run per weight load on the --chip (default: the "
+    "chip file's batch, 1 for the presets). A model that needs more arrays than the chip "
+    "has is reprogrammed segment by segment for every batch, so its weight-write energy "
+    "(pJ per inference) and time are shared by this many inferences.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 PassesOpt = Annotated[str | None, typer.Option(
     "--passes", "-p", help="An explicit pass pipeline replacing the default, e.g. "
@@ -108,7 +116,7 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
              policy: Path | None, include_first_last: bool, no_quantize: bool,
              first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
              passes: str | None = None, chip: str | None = None,
-             chip_arrays: int | None = None,
+             chip_arrays: int | None = None, chip_batch: int | None = None,
              model_input: Callable[[], tuple[str, tuple[int | None, ...]]] | None = None
              ) -> CompileOptions:
     from imcc.compiler import options_from_flags, parse_layer_ranks
@@ -129,7 +137,8 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
         policy=None if policy is None else LowRankPass.policy_from_file(policy),
         include_first_last=include_first_last, quantize=not no_quantize,
         first_last_bits=first_last_bits, tech=tech, passes=passes,
-        verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays)
+        verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays,
+        chip_batch=chip_batch)
     opts = options_from_flags(**kw)  # every option is checked before --calib reads the model
     if calib is not None and not no_quantize:
         import dataclasses
@@ -150,7 +159,7 @@ def _compile_option_spec(
     include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
     tech: TechOpt = "isaac", passes: PassesOpt = None, chip: ChipOpt = None,
-    chip_arrays: ChipArraysOpt = None,
+    chip_arrays: ChipArraysOpt = None, chip_batch: ChipBatchOpt = None,
 ) -> None:
     """The compile options `compile` and `check` share (the parameters of `_options`),
     declared once: `_with_compile_options` adds them to a command."""
@@ -386,8 +395,12 @@ def check_cmd(
     target_or_model: Annotated[str, typer.Argument(
         metavar="OUTDIR|MODEL", help="A compiled output directory, or a model to compile first "
                                      "(path or 'resnet20').")],
-    budget: Annotated[Path, typer.Option(help="Budget TOML: [budget] cycles, energy_uj, "
-                                              "latency_ms, tolerance, per-layer limits.")],
+    budget: Annotated[Path, typer.Option(help="Budget TOML: [budget] cycles, energy_uj "
+                                              "(microjoules), latency_ms (milliseconds), "
+                                              "tolerance (fraction); chip limits (need a "
+                                              "--chip compile) throughput (minimum "
+                                              "inferences/s), area_mm2 (mm2), arrays (arrays "
+                                              "used); per-layer limits.")],
     junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML file (one test case "
                                                     "per budget item).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the "
@@ -407,6 +420,11 @@ def check_cmd(
         if p.is_dir():
             rep = _read_report(p)[0]
         else:
+            chip_limits = [m for m, _ in b.total.items() if m in ("throughput", "area_mm2",
+                                                                  "arrays")]
+            if chip_limits and opts.get("chip") is None:
+                raise UsageError(f"the budget limits {', '.join(chip_limits)}, which need a "
+                                 "chip placement", hint="add --chip, e.g. --chip isaac")
             rep, _ = _compile(target_or_model, _compile_options(opts), output, True)
         result = check_budget(rep, b)
     except ImccError as exc:
@@ -428,8 +446,9 @@ def check_cmd(
 def sweep_cmd(
     model: Annotated[str, typer.Argument(help="ONNX model path, or 'resnet20' for the bundled "
                                               "pretrained CIFAR-10 ResNet-20.")] = "resnet20",
-    targets: Annotated[str, typer.Option(help="Comma-separated array sizes ROWSxCOLS, e.g. "
-                                              "32x32,64x64,128x128.")] = "64x64,128x128",
+    targets: Annotated[str | None, typer.Option(
+        help="Comma-separated array sizes ROWSxCOLS, e.g. 32x32,64x64,128x128 (default: "
+             "64x64,128x128; with --chips: the chips' array sizes).")] = None,
     ranks: Annotated[str | None, typer.Option(
         help="Comma-separated low-rank ranks: none, m/R or an integer (default: "
              "none,m/2,m/4; with --policy: the policy's rank).")] = None,
@@ -475,11 +494,21 @@ def sweep_cmd(
     plot: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML page "
                                                    "with the Pareto plot (accuracy or "
                                                    "reconstruction error vs cycles).")] = None,
+    chips: Annotated[str | None, typer.Option(
+        help="Comma-separated chips (presets isaac, pimcomp-arch-a, or chip TOML files): "
+             "every configuration is also placed on each, adding the chip columns (arrays "
+             "used/available, segments, inferences/s, latency ns, energy pJ per inference, "
+             "write energy pJ, area mm2, TOPS, TOPS/W, TOPS/mm2).")] = None,
+    chip_arrays: Annotated[str | None, typer.Option(
+        "--chip-arrays", help="Comma-separated numbers of arrays of every --chips chip, e.g. "
+        "100,1000,16128 (default: each chip's own).")] = None,
+    chip_batch: ChipBatchOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Design-space sweep: compile MODEL for every target x rank x groups x mapping, write
-    one CSV row per configuration (cycles, energy, latency, error, accuracy with --data).
-    Every other compile option of `imcc compile` applies to all rows."""
+    """Design-space sweep: compile MODEL for every target x rank x groups x mapping (x chip
+    x chip arrays with --chips), write one CSV row per configuration (cycles, energy,
+    latency, error, accuracy with --data, chip figures with --chips). Every other compile
+    option of `imcc compile` applies to all rows."""
     from imcc.fileio import atomic_write_bytes
     from imcc.report.sweep import rows_as_dicts
     from imcc.sweep import SweepSpec, check_runner, plan_sweep, split_list, sweep_to_csv
@@ -488,14 +517,15 @@ def sweep_cmd(
         return None if text is None else split_list(text, option)
 
     spec = SweepSpec(
-        model=model, targets=split_list(targets, "--targets"),
+        model=model, targets=listed(targets, "--targets"),
         ranks=listed(ranks, "--ranks"), groups=listed(groups, "--groups"),
         mappings=listed(mappings, "--mappings"), weight_bits=weight_bits,
         cell_bits=cell_bits, act_bits=act_bits, dac_bits=dac_bits, adc_bits=adc_bits,
         tech=tech, quantize=not no_quantize, first_last_bits=first_last_bits,
         include_first_last=include_first_last, calib=calib, calib_limit=calib_limit,
         data=data, limit=limit, skip=skip, layer_rank=tuple(layer_rank or ()), policy=policy,
-        passes=passes, verify_each=_STATE["debug"])
+        passes=passes, verify_each=_STATE["debug"], chips=listed(chips, "--chips"),
+        chip_arrays=listed(chip_arrays, "--chip-arrays"), chip_batch=chip_batch)
     configs = plan_sweep(spec)  # every option checked before any compile
     check_runner(jobs, scheduler)
     from imcc.compiler import resolve_model

@@ -4,7 +4,7 @@ OUTDIR layout (all deterministic):
   report.json     the `imcc-report/1` summary (cycles, tiles, utilization, energy, ...)
   compiled.onnx   the network exactly as mapped (factorized, QDQ-quantized) for onnxruntime
   float.onnx      the imported float model, the reference for accuracy comparisons
-  program.json    the crossbar program (`imcc-program/1`, docs/program-format.md)
+  program.json    the crossbar program (`imcc-program/2`, docs/program-format.md)
   arrays.npz      its row/column maps and cell levels
 """
 
@@ -117,13 +117,14 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
                        calib: np.ndarray | None = None, tech: str = "isaac",
                        passes: str | None = None, verify_each: bool = False,
                        chip: str | None = None, chip_arrays: int | None = None,
-                       ) -> CompileOptions:
+                       chip_batch: int | None = None) -> CompileOptions:
     """The compile options of `imcc compile`, `check` and (per row) `sweep`, from their
     flags. The low-rank settings start from ``policy`` (a loaded policy file) and the flags
     given override it: a rank other than ``none``, groups other than 1, ``--layer-rank``
     entries (added to the policy's, replacing a layer's rank), ``--include-first-last``.
     ``chip`` (a preset name or TOML path) places the program on that chip, with
-    ``chip_arrays`` overriding its number of arrays.
+    ``chip_arrays`` overriding its number of arrays and ``chip_batch`` its images per
+    weight load.
     ``passes`` (``-p``) replaces the default pipeline and cannot be combined with the flags
     that shape it. Every value is checked here, before any work."""
     base = policy if policy is not None else LowRankPass()
@@ -155,10 +156,12 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
         pipeline = parse_pipeline(passes)
     chip_desc = None
     if chip is not None:
-        chip_desc = load_chip(chip, chip_arrays)
+        chip_desc = load_chip(chip, chip_arrays, chip_batch)
         chip_desc.check_target(target.rows, target.cols)
     elif chip_arrays is not None:
         raise UsageError("--chip-arrays needs --chip", hint="e.g. --chip isaac --chip-arrays 64")
+    elif chip_batch is not None:
+        raise UsageError("--chip-batch needs --chip", hint="e.g. --chip isaac --chip-batch 16")
     opts = CompileOptions(target=target, mapping=mapping, quantize=quantize,
                           first_last_bits=first_last_bits, calib=calib, lowrank=lowrank,
                           tech=tech, pipeline=pipeline, verify_each=verify_each,
@@ -227,6 +230,8 @@ def finish(graph: Graph, passes: Sequence[Pass], records: Sequence[Record],
     profile = tech_profile or load_tech(tech)
     energy = analyze_energy(program, target, profile)
     plan = None if chip is None else place(program, target, profile, energy, chip)
+    if plan is not None:
+        program.placement = plan.to_placement()
     calibration = first_record(records, CalibrationRecord)
     lowrank = first_record(records, LowRankRecord)
     report = build_report(program, target, energy, mapping=mapped.strategy, tech=tech,

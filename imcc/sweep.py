@@ -14,6 +14,13 @@ uses the policy's rank and groups. With ``-p/--passes`` the pipeline fixes rank,
 mapping, so ``--ranks``, ``--groups`` and ``--mappings`` cannot be given: the sweep varies
 only the targets.
 
+Chips (``--chips``, ``--chip-arrays``, ``--chip-batch``). With ``--chips`` every
+configuration is also placed on each listed chip (a preset or a chip file), and with
+``--chip-arrays N1,N2,...`` on each of those sizes of it (`imcc compile --chip C
+--chip-arrays N`); the row carries the report's chip figures (`imcc.report.sweep.CHIP_COLUMNS`).
+The chip fixes the array size, so without ``--targets`` the sweep's targets are the chips'
+array sizes, and a listed target that a chip does not have is a usage error.
+
 How it runs. The model is imported once. Each row's pipeline is split in two stages at its
 map pass (`imcc.compiler.split_at_map`):
 
@@ -21,14 +28,15 @@ map pass (`imcc.compiler.split_at_map`):
   it runs once per distinct front (rows are grouped by the front's pipeline text) --
   including the quantize pass's calibration, which must be redone for each factorization
   because the factorized layers and their activations differ;
-* the *back* (map, then `imcc.compiler.finish`: verify, emit, energy, report) runs once per
-  row on a copy of the front's graph.
+* the *back* (map, then `imcc.compiler.finish`: verify, emit, energy, placement, report)
+  runs once per (target, rank, groups, mapping) on a copy of the front's graph: the map
+  pass once, `finish` once per chip variant of it (placement reads the program only).
 
 Both stages are the compiler's own (`imcc.compiler.run_passes` and `finish`), so every row
 equals what `imcc compile` reports for the same options (a test compares them). Front tasks
 run in a process pool, heaviest first; each finished front fans out into its back tasks.
-Rows come back in the order of the option lists (targets, then ranks, groups, mappings),
-whatever the number of processes.
+Rows come back in the order of the option lists (targets, then ranks, groups, mappings,
+chips, chip arrays), whatever the number of processes.
 
 Accuracy (`--data`): the network a row maps is the front's graph; the map pass only
 chooses layouts, so `compiled.onnx` is the same for every target and mapping of one
@@ -95,6 +103,7 @@ Progress = Callable[[int, int, str], None]  # (rows done, rows total, what is ru
 DEFAULT_RANKS = ("none", "m/2", "m/4")
 DEFAULT_GROUPS = ("1", "4")
 DEFAULT_MAPPINGS = ("im2col", "auto")
+DEFAULT_TARGETS = ("64x64", "128x128")
 
 
 @dataclass(frozen=True)
@@ -102,11 +111,13 @@ class SweepSpec:
     """Everything a sweep needs; list options hold the user's spellings (validated by
     `plan_sweep`). ``ranks``, ``groups`` and ``mappings`` are None when not given: the
     defaults above, or with ``policy`` the policy's rank and groups; with ``passes`` they
-    must stay None (see the module docstring). The other fields are the compile options
+    must stay None (see the module docstring). ``targets`` None: the chips' array sizes
+    with ``chips``, else `DEFAULT_TARGETS`. ``chips`` and ``chip_arrays`` (None: no chip;
+    the chip's own size) add the chip dimensions. The other fields are the compile options
     of `imcc compile`, applied to every row."""
 
     model: str
-    targets: tuple[str, ...]
+    targets: tuple[str, ...] | None = None
     ranks: tuple[str, ...] | None = None
     groups: tuple[str, ...] | None = None
     mappings: tuple[str, ...] | None = None
@@ -128,13 +139,17 @@ class SweepSpec:
     policy: Path | None = None         # --policy file
     passes: str | None = None          # -p/--passes pipeline text
     verify_each: bool = False          # run the IR verifier after every pass (--debug)
+    chips: tuple[str, ...] | None = None        # --chips: presets or chip files
+    chip_arrays: tuple[str, ...] | None = None  # --chip-arrays: array counts of each chip
+    chip_batch: int | None = None               # --chip-batch, for every chip
 
 
 @dataclass(frozen=True)
 class Config:
     """One row of the sweep: canonical spellings (e.g. rank ``m/2``, target ``64x64``) of
-    the rank, groups and mapping that take effect, and the row's compile options (without
-    the calibration data, which `run_sweep` loads once)."""
+    the rank, groups and mapping that take effect, the chip as listed and its arrays
+    (None without ``--chips``; the chip's own count without ``--chip-arrays``), and the
+    row's compile options (without the calibration data, which `run_sweep` loads once)."""
 
     index: int
     target: CrossbarTarget
@@ -142,10 +157,24 @@ class Config:
     groups: int
     mapping: str
     options: CompileOptions = field(compare=False, repr=False)
+    chip: str | None = None
+    chip_arrays: int | None = None
 
     @property
-    def label(self) -> tuple[str, str, int, str]:
+    def map_label(self) -> tuple[str, str, int, str]:
+        """(target, rank, groups, mapping): what the map pass sees."""
         return self.target.name, self.rank, self.groups, self.mapping
+
+    @property
+    def label(self) -> Label:
+        """The row's key (a resumed sweep matches CSV rows on it): `map_label` and the
+        chip with its array count (None, None without ``--chips``)."""
+        return (*self.map_label, self.chip, self.chip_arrays)
+
+    @property
+    def back_key(self) -> tuple[str, tuple[str, str, int, str]]:
+        """Rows that differ only in their chip share one map pass."""
+        return self.front_key, self.map_label
 
     @property
     def stages(self) -> tuple[list[Pass], list[Pass]]:
@@ -168,7 +197,8 @@ def split_list(text: str, option: str) -> tuple[str, ...]:
 
 
 _EXAMPLES = {"--targets": "64x64,128x128", "--ranks": "none,m/2,m/4", "--groups": "1,2,4",
-             "--mappings": "im2col,auto"}
+             "--mappings": "im2col,auto", "--chips": "isaac,pimcomp-arch-a",
+             "--chip-arrays": "100,1000,16128"}
 
 
 def _unique(values: Sequence[Any], spellings: Sequence[str], option: str) -> None:
@@ -189,6 +219,42 @@ def _parse_groups(spec: str) -> int:
     if g < 1:
         raise UsageError(f"--groups: {g} must be >= 1", hint="e.g. --groups 1,2,4")
     return g
+
+
+def _parse_arrays(spec: str) -> int:
+    try:
+        n = int(spec)
+    except ValueError:
+        raise UsageError(f"--chip-arrays: {spec!r} is not an integer",
+                         hint=f"e.g. --chip-arrays {_EXAMPLES['--chip-arrays']}") from None
+    if n < 1:
+        raise UsageError(f"--chip-arrays: {n} must be >= 1",
+                         hint=f"e.g. --chip-arrays {_EXAMPLES['--chip-arrays']}")
+    return n
+
+
+def _chip_dims(spec: SweepSpec) -> tuple[list[str | None], list[int | None],
+                                         tuple[str, ...] | None]:
+    """(chips, chip array counts, the chips' array sizes as targets) of the sweep; [None]
+    for a dimension not swept. Chips are loaded here so a bad one fails before any work."""
+    from imcc.analysis.chip import load_chip
+
+    if spec.chips is None:
+        if spec.chip_arrays is not None or spec.chip_batch is not None:
+            flag = "--chip-arrays" if spec.chip_arrays is not None else "--chip-batch"
+            raise UsageError(f"{flag} needs --chips", hint="e.g. --chips isaac")
+        return [None], [None], None
+    _unique(list(spec.chips), spec.chips, "--chips")
+    sizes: list[str] = []
+    for c in spec.chips:
+        chip = load_chip(c, None, spec.chip_batch)
+        if f"{chip.rows}x{chip.cols}" not in sizes:
+            sizes.append(f"{chip.rows}x{chip.cols}")
+    arrays: list[int | None] = [None]
+    if spec.chip_arrays is not None:
+        arrays = [_parse_arrays(a) for a in spec.chip_arrays]
+        _unique(arrays, spec.chip_arrays, "--chip-arrays")
+    return list(spec.chips), arrays, tuple(sizes)
 
 
 def _labels(opts: CompileOptions) -> tuple[str, int, str]:
@@ -220,15 +286,17 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
         (("1",) if with_policy or spec.passes is not None else DEFAULT_GROUPS)
     mapping_list = spec.mappings if spec.mappings is not None else \
         (("auto",) if spec.passes is not None else DEFAULT_MAPPINGS)
-    if not (spec.targets and rank_list and group_list and mapping_list):
+    chips, chip_arrays, chip_sizes = _chip_dims(spec)
+    target_list = spec.targets if spec.targets is not None else (chip_sizes or DEFAULT_TARGETS)
+    if not (target_list and rank_list and group_list and mapping_list):
         raise UsageError("--targets, --ranks, --groups and --mappings each need at least "
                          "one value")
     targets: list[CrossbarTarget] = []
-    for t in spec.targets:
+    for t in target_list:
         rows, cols = CrossbarTarget.parse_shape(t)
         targets.append(CrossbarTarget(rows, cols, spec.weight_bits, spec.cell_bits,
                                       spec.act_bits, spec.dac_bits, spec.adc_bits))
-    _unique([(t.rows, t.cols) for t in targets], spec.targets, "--targets")
+    _unique([(t.rows, t.cols) for t in targets], target_list, "--targets")
     ranks = [str(parse_rank(r)) for r in rank_list]
     _unique(ranks, rank_list, "--ranks")
     groups = [_parse_groups(g) for g in group_list]
@@ -253,12 +321,15 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
         first_last_bits=spec.first_last_bits, tech=spec.tech, passes=spec.passes,
         verify_each=spec.verify_each)
 
-    def options(tgt: CrossbarTarget, rank: str, groups: int, mapping: str) -> CompileOptions:
+    def options(tgt: CrossbarTarget, rank: str, groups: int, mapping: str,
+                chip: str | None = None, arrays: int | None = None) -> CompileOptions:
+        kw = dict(shared, chip=chip, chip_arrays=arrays,
+                  chip_batch=None if chip is None else spec.chip_batch)
         # -p rows take rank, groups and mapping from the pipeline: pass the flag defaults.
         if spec.passes is not None:
-            return options_from_flags(target=tgt, **shared)
+            return options_from_flags(target=tgt, **kw)
         return options_from_flags(target=tgt, rank=rank, groups=groups, mapping=mapping,
-                                  **shared)
+                                  **kw)
 
     configs: list[Config] = []
     seen: dict[tuple[str, str, int, str], tuple[str, int]] = {}
@@ -268,16 +339,21 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
             active = options(tgt, r, 1, mappings[0]).lowrank.active
             for g in (groups if active else [1]):
                 for m in mappings:
-                    opts = options(tgt, r, g, m)
-                    cfg = Config(len(configs), tgt, *_labels(opts), options=opts)
-                    if cfg.label in seen:
+                    label = _labels(options(tgt, r, g, m))
+                    key = (tgt.name, *label)
+                    if key in seen:
                         raise UsageError(
-                            f"--ranks {seen[cfg.label][0]} and {r}, --groups "
-                            f"{seen[cfg.label][1]} and {g} give the same configuration "
-                            f"(rank {cfg.rank}, groups {cfg.groups}; a rank none or groups 1 "
+                            f"--ranks {seen[key][0]} and {r}, --groups "
+                            f"{seen[key][1]} and {g} give the same configuration "
+                            f"(rank {label[0]}, groups {label[1]}; a rank none or groups 1 "
                             "keeps the policy's)", hint="list each configuration once")
-                    seen[cfg.label] = (r, g)
-                    configs.append(cfg)
+                    seen[key] = (r, g)
+                    for c in chips:
+                        for n in chip_arrays:
+                            opts = options(tgt, r, g, m, c, n)
+                            configs.append(Config(
+                                len(configs), tgt, *label, options=opts, chip=c,
+                                chip_arrays=None if opts.chip is None else opts.chip.arrays))
     return configs
 
 
@@ -322,8 +398,10 @@ class _Front:
 
 @dataclass(frozen=True)
 class _BackJob:
+    """Rows that share a map pass (they differ only in their chip)."""
+
     front: _Front
-    config: Config
+    configs: tuple[Config, ...]
     tech: TechProfile
     model_name: str
 
@@ -350,18 +428,22 @@ def _ort_top1(graph: Graph, x: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(y.reshape(len(y), -1).argmax(1) == labels))
 
 
-def _run_back(job: _BackJob) -> SweepRow:
-    # The back half of compile_graph: map, then verify, emit, energy and report -- on a
-    # private copy, because the map pass annotates nodes in place and one front feeds
-    # several backs. The map pass reads only the target from the context.
-    cfg, front = job.config, job.front
-    opts = cfg.options
-    front_passes, back_passes = cfg.stages
+def _run_back(job: _BackJob) -> list[SweepRow]:
+    # The back half of compile_graph: map, then verify, emit, energy, placement and report
+    # -- on a private copy, because the map pass annotates nodes in place and one front
+    # feeds several backs. The map pass reads only the target from the context; `finish`
+    # only reads the mapped graph, so one map serves every chip of the rows.
+    first, front = job.configs[0], job.front
+    front_passes, back_passes = first.stages
     graph, records = run_passes(copy.deepcopy(front.graph), back_passes,
-                                CompileContext(target=cfg.target), opts.verify_each)
-    _, report = finish(graph, [*front_passes, *back_passes], front.records + records,
-                       cfg.target, opts.tech, job.model_name, tech_profile=job.tech)
-    return row_from_report(Report.from_json(report), cfg, front.top1)
+                                CompileContext(target=first.target), first.options.verify_each)
+    rows = []
+    for cfg in job.configs:
+        _, report = finish(graph, [*front_passes, *back_passes], front.records + records,
+                           cfg.target, cfg.options.tech, job.model_name, tech_profile=job.tech,
+                           chip=cfg.options.chip)
+        rows.append(row_from_report(Report.from_json(report), cfg, front.top1))
+    return rows
 
 
 def row_from_report(report: Report, cfg: Config, top1: float | None) -> SweepRow:
@@ -370,6 +452,14 @@ def row_from_report(report: Report, cfg: Config, top1: float | None) -> SweepRow
     errors = [float(la.rel_error) for la in report.layers
               if la.role == "R" and la.rel_error is not None]
     energy = report.energy
+    c = report.chip
+    chip: dict[str, Any] = {}
+    if c is not None:
+        chip = dict(chip=cfg.chip, chip_arrays=c.arrays_available, arrays_used=c.arrays_used,
+                    segments=c.segments, throughput_ips=c.throughput_ips,
+                    chip_latency_ns=c.latency_ns, chip_energy_pj=c.energy_per_inference_pj,
+                    write_energy_pj=c.write_energy_pj, area_mm2=c.area_mm2, tops=c.tops,
+                    tops_per_w=c.tops_per_w, tops_per_mm2=c.tops_per_mm2)
     return SweepRow(
         target=cfg.target.name, rank=cfg.rank, groups=cfg.groups, mapping=cfg.mapping,
         cycles=report.total_cycles, im2col_cycles=report.im2col_cycles,
@@ -377,7 +467,7 @@ def row_from_report(report: Report, cfg: Config, top1: float | None) -> SweepRow
         latency_ns=None if energy is None else energy.total_latency_ns,
         n_arrays=report.n_arrays, params=report.weight_params, factorized_layers=len(errors),
         mean_rel_error=sum(errors) / len(errors) if errors else None,
-        top1_compiled_ort=top1, speedup_vs_im2col=report.headline_speedup)
+        top1_compiled_ort=top1, speedup_vs_im2col=report.headline_speedup, **chip)
 
 
 # ---------------------------------------------------------------------------- the driver
@@ -436,6 +526,9 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
     by_key: dict[str, list[Config]] = {}
     for c in todo:
         by_key.setdefault(c.front_key, []).append(c)
+    by_back: dict[tuple[str, tuple[str, str, int, str]], list[Config]] = {}
+    for c in todo:
+        by_back.setdefault(c.back_key, []).append(c)
     keys = sorted(by_key, key=lambda k: by_key[k][0].rank == "none")
     plans = [_FrontPlan(k, tuple(by_key[k][0].stages[0]), by_key[k][0].target)
              for k in keys]
@@ -456,22 +549,28 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
             on_row(row)
         report(_describe_row(row))
 
+    def backs_of(key: str) -> list[tuple[Config, ...]]:
+        """The rows of front `key`, grouped by the map pass they share."""
+        return [tuple(by_back[c.back_key]) for c in by_key[key]
+                if by_back[c.back_key][0] is c]
+
     def backs(front: _Front) -> list[_BackJob]:
-        return [_BackJob(front, c, tech, path.stem) for c in by_key[front.key]]
+        return [_BackJob(front, cfgs, tech, path.stem) for cfgs in backs_of(front.key)]
 
     report(f"calibrating {len(keys)} low-rank variant(s)" if spec.quantize
            else f"factorizing {len(keys)} low-rank variant(s)")
     float_top1: float | None = None
     want_float = labels is not None
     if scheduler is not None:
-        float_top1 = _run_dask(scheduler, jobs, plans, by_key, graph, calib, eval_x, labels,
+        float_top1 = _run_dask(scheduler, jobs, plans, backs_of, graph, calib, eval_x, labels,
                                spec.verify_each, tech, path.stem, finished, fronts)
     elif jobs == 1 or len(todo) <= 1:
         for fp in plans:
             front = _run_front(fp.job(graph, calib, eval_x, labels, spec.verify_each))
             fronts.append(front)
             for bj in backs(front):
-                finished(_run_back(bj), bj.config.index)
+                for cfg, row in zip(bj.configs, _run_back(bj), strict=True):
+                    finished(row, cfg.index)
         if want_float and eval_x is not None and labels is not None:
             float_top1 = _ort_top1(graph, eval_x, labels)  # the imported float model
     else:
@@ -521,7 +620,7 @@ def sweep_to_csv(spec: SweepSpec, dest: Path, jobs: int | None = None,
 
     configs = plan_sweep(spec)  # every option checked before anything is read or written
     check_runner(jobs, scheduler)
-    log, done = SweepLog.open(dest, csv_columns(spec.data is not None),
+    log, done = SweepLog.open(dest, csv_columns(spec.data is not None, spec.chips is not None),
                               settings_record(spec), [c.label for c in configs], resume)
     try:
         result = run_sweep(spec, jobs, progress, scheduler=scheduler, done=done,
@@ -543,14 +642,17 @@ def settings_record(spec: SweepSpec) -> dict[str, Any]:
         return None if p is None else file_digest(p)
 
     skip = {"model", "targets", "ranks", "groups", "mappings", "calib", "data", "policy",
-            "verify_each"}
+            "verify_each", "chips", "chip_arrays"}
     record: dict[str, Any] = {f.name: getattr(spec, f.name) for f in fields(spec)
                               if f.name not in skip}
     record["layer_rank"] = list(spec.layer_rank)
     record.update(imcc_version=__version__,
                   model_sha256=file_digest(resolve_model(spec.model)),
                   calib_sha256=digest(spec.calib), data_sha256=digest(spec.data),
-                  policy_sha256=digest(spec.policy))
+                  policy_sha256=digest(spec.policy),
+                  # chips are an axis (in each row's key); a chip file's content is not
+                  chip_sha256={c: file_digest(Path(c)) for c in spec.chips or ()
+                               if Path(c).is_file()})
     return record
 
 
@@ -563,30 +665,32 @@ def _run_pool(front_jobs: list[_FrontJob], backs: Callable[[_Front], list[_BackJ
     # process (the progress bar's refresh thread, logging) can be inherited mid-acquire.
     ctx = multiprocessing.get_context("spawn")
     float_top1: float | None = None
-    # future -> ("front", -1) | ("back", config index) | ("float", -1)
-    pending: dict[Future[Any], tuple[str, int]] = {}
+    # future -> ("front", None) | ("back", its configs) | ("float", None)
+    pending: dict[Future[Any], tuple[str, tuple[Config, ...] | None]] = {}
     with _single_threaded_math(), ProcessPoolExecutor(max_workers=workers,
                                                       mp_context=ctx) as pool:
         try:
             for fj in front_jobs:
-                pending[pool.submit(_run_front, fj)] = ("front", -1)
+                pending[pool.submit(_run_front, fj)] = ("front", None)
             if float_graph is not None and data is not None and data.labels is not None:
                 # The imported float model: the reference line of the plot.
                 pending[pool.submit(_ort_top1, float_graph, data.x, data.labels)] = \
-                    ("float", -1)
+                    ("float", None)
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 # Handle completions in submission order so progress notes are stable.
                 order = list(pending)
                 for fut in sorted(done, key=order.index):
-                    kind, index = pending.pop(fut)
+                    kind, cfgs = pending.pop(fut)
                     result = fut.result()
                     if kind == "front":
                         fronts.append(result)
                         for bj in backs(result):
-                            pending[pool.submit(_run_back, bj)] = ("back", bj.config.index)
+                            pending[pool.submit(_run_back, bj)] = ("back", bj.configs)
                     elif kind == "back":
-                        finished(result, index)
+                        assert cfgs is not None
+                        for cfg, row in zip(cfgs, result, strict=True):
+                            finished(row, cfg.index)
                     else:
                         float_top1 = result
         except BaseException:
@@ -612,10 +716,11 @@ def _dask_front(plan: _FrontPlan, graph: Graph, calib: np.ndarray | None,
         return _run_front(plan.job(graph, calib, eval_x, labels, verify_each))
 
 
-def _dask_back(front: _Front, config: Config, tech: TechProfile, model_name: str
-               ) -> tuple[int, SweepRow]:
+def _dask_back(front: _Front, configs: tuple[Config, ...], tech: TechProfile,
+               model_name: str) -> list[tuple[int, SweepRow]]:
     with limit_threads(1):
-        return config.index, _run_back(_BackJob(front, config, tech, model_name))
+        rows = _run_back(_BackJob(front, configs, tech, model_name))
+    return [(cfg.index, row) for cfg, row in zip(configs, rows, strict=True)]
 
 
 def _dask_float(graph: Graph, eval_x: np.ndarray, labels: np.ndarray) -> float:
@@ -624,7 +729,8 @@ def _dask_float(graph: Graph, eval_x: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _run_dask(scheduler: str, jobs: int, plans: list[_FrontPlan],
-              by_key: dict[str, list[Config]], graph: Graph, calib: np.ndarray | None,
+              backs_of: Callable[[str], list[tuple[Config, ...]]], graph: Graph,
+              calib: np.ndarray | None,
               eval_x: np.ndarray | None, labels: np.ndarray | None, verify_each: bool,
               tech: TechProfile, model_name: str,
               finished: Callable[[SweepRow, int], None], fronts: list[_Front]) -> float | None:
@@ -660,15 +766,15 @@ def _run_dask(scheduler: str, jobs: int, plans: list[_FrontPlan],
         front_futs = {p.key: client.submit(_dask_front, p, g, c, x, y, verify_each,
                                            key=f"imcc-front-{n}", pure=False)
                       for n, p in enumerate(plans)}
-        futs = [client.submit(_dask_back, front_futs[p.key], cfg, tech, model_name,
-                              key=f"imcc-row-{cfg.index}", pure=False)
-                for p in plans for cfg in by_key[p.key]]
+        futs = [client.submit(_dask_back, front_futs[p.key], cfgs, tech, model_name,
+                              key=f"imcc-row-{cfgs[0].index}", pure=False)
+                for p in plans for cfgs in backs_of(p.key)]
         float_fut = None if y is None else client.submit(_dask_float, g, x, y,
                                                           key="imcc-float", pure=False)
         try:
             for fut in as_completed(futs):
-                index, row = fut.result()
-                finished(row, index)
+                for index, row in fut.result():
+                    finished(row, index)
             fronts.extend(f.result() for f in front_futs.values())
             return None if float_fut is None else float(float_fut.result())
         except BaseException:
@@ -702,7 +808,8 @@ _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _describe_row(row: SweepRow) -> str:
-    return f"{row.target} rank {row.rank} g{row.groups} {row.mapping}"
+    chip = "" if row.chip is None else f" on {row.chip} ({row.chip_arrays} arrays)"
+    return f"{row.target} rank {row.rank} g{row.groups} {row.mapping}{chip}"
 
 
 def _calibration_text(spec: SweepSpec, calib: np.ndarray | None) -> str:

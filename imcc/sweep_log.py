@@ -40,11 +40,14 @@ from imcc.fileio import atomic_write_bytes, parse_json
 from imcc.report.sweep import SweepRow, csv_line
 from imcc.report.units import safe_text
 
-Label = tuple[str, str, int, str]  # (target, rank, groups, mapping): a configuration's key
+# (target, rank, groups, mapping, chip, chip arrays): a configuration's key; the chip and
+# its arrays are None in a sweep without --chips.
+Label = tuple[str, str, int, str, str | None, int | None]
 
 SETTINGS_FORMAT = "imcc-sweep-settings/1"
-_INT_FIELDS = {"groups", "cycles", "im2col_cycles", "n_arrays", "params", "factorized_layers"}
-_TEXT_FIELDS = {"target", "rank", "mapping"}
+_INT_FIELDS = {"groups", "cycles", "im2col_cycles", "n_arrays", "params", "factorized_layers",
+               "chip_arrays", "arrays_used", "segments"}
+_TEXT_FIELDS = {"target", "rank", "mapping", "chip"}
 
 
 def settings_path(csv_path: Path) -> Path:
@@ -64,7 +67,7 @@ def file_digest(path: Path) -> str:
 
 
 def label_of(row: SweepRow) -> Label:
-    return row.target, row.rank, row.groups, row.mapping
+    return row.target, row.rank, row.groups, row.mapping, row.chip, row.chip_arrays
 
 
 def _cell(name: str, text: str, where: str) -> Any:
@@ -144,8 +147,9 @@ class SweepLog:
             for row in parse_rows(text, columns, str(path)):
                 key = label_of(row)
                 if key not in plan:
+                    name = "/".join(str(k) for k in key if k is not None)
                     raise UsageError(f"--resume: {path} holds configuration "
-                                     f"{'/'.join(map(str, key))}, which this sweep does not "
+                                     f"{name}, which this sweep does not "
                                      "run", hint="list every configuration of the earlier "
                                      "sweep (a resumed sweep may add configurations)")
                 done[key] = row
@@ -191,7 +195,7 @@ class SweepLog:
 
 
 def _cells(row: SweepRow, columns: tuple[str, ...]) -> list[Any]:
-    d = row.to_dict(with_top1=True)
+    d = row.to_dict(with_top1=True, with_chip=True)
     return [d[c] for c in columns]
 
 

@@ -76,6 +76,21 @@ def report_layer(name: str, **kw: Any) -> dict[str, Any]:
     return base
 
 
+def chip_text(**overrides: object) -> str:
+    """A chip TOML file's text: a one-core chip of 16x16 arrays with round numbers (2 pJ
+    per cell write, 50 ns per row, 1 bit per ns between cores); `overrides` replace keys
+    (a value None drops the key)."""
+    values: dict[str, object] = {
+        "name": '"test"', "source": '"hand-made"', "rows": 16, "cols": 16,
+        "arrays_per_core": 1000, "cores": 1, "adcs_per_array": 1,
+        "transfer_bits_per_ns": 1.0, "write_energy_pj_per_cell": 2.0,
+        "write_ns_per_row": 50.0, "endurance_writes": 1e6, "area_array_mm2": 0.001,
+        "area_adc_mm2": 0.002, "area_buffer_mm2": 0.1, "area_core_periphery_mm2": 0.2,
+        "batch": 1}
+    values.update(overrides)
+    return "".join(f"{k} = {v}\n" for k, v in values.items() if v is not None)
+
+
 def report_dict() -> dict[str, Any]:
     """A complete two-layer report.json dict with energy and a low-rank half."""
     return {

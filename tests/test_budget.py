@@ -150,3 +150,46 @@ def test_junit_xml_all_passing(tmp_path: Path) -> None:
     suite = ET.fromstring(to_junit_xml(res, "s")).find("testsuite")
     assert suite is not None and suite.get("failures") == "0" and suite.get("tests") == "1"
     assert suite.find("testcase/failure") is None
+
+
+def chip_report(throughput: float | None = 5_000.0) -> Report:
+    rep = report().to_json()
+    rep["chip"] = {"chip": "isaac", "arrays_used": 120, "arrays_available": 16128,
+                   "segments": 1, "throughput_ips": throughput, "latency_ns": 1e6,
+                   "write_energy_pj": 0.0, "area_mm2": 62.5, "batch": 1,
+                   "replication_search": "min-max", "writes_per_cell": 0.0}
+    return Report.from_json(rep)
+
+
+def test_chip_limits(tmp_path: Path) -> None:
+    res = check(tmp_path, "[budget]\nthroughput = 4000.0\narea_mm2 = 70\narrays = 120\n",
+                chip_report())
+    assert res.passed
+    assert [(i.name, i.actual, i.unit) for i in res.items] == [
+        ("total.throughput", 5000.0, "inferences/s"), ("total.area_mm2", 62.5, "mm2"),
+        ("total.arrays", 120.0, "arrays")]
+    assert res.items[0].minimum and res.items[0].over_by_fraction == pytest.approx(-0.25)
+    # throughput is a minimum: 5000 < 6000 fails (below by 1/6), 10 % tolerance does not save it
+    res = check(tmp_path, "[budget]\nthroughput = 6000.0\narrays = 119\ntolerance = 0.1\n",
+                chip_report())
+    assert [(i.name, i.passed) for i in res.items] == [("total.throughput", False),
+                                                       ("total.arrays", True)]
+    assert res.items[0].over_by_fraction == pytest.approx(1 / 6)
+    assert res.to_dict()["items"][0]["minimum"] is True
+    assert "minimum" not in res.to_dict()["items"][1]
+    # 5 % below the minimum is within a 5 % tolerance
+    assert check(tmp_path, "[budget]\nthroughput = 5250.0\ntolerance = 0.05\n",
+                 chip_report()).passed
+    xml = to_junit_xml(check(tmp_path, "[budget]\nthroughput = 10000.0\n", chip_report()))
+    assert 'message="total.throughput below budget by 50.00%"' in xml
+    # a report without crossbar layers has no throughput limit to miss
+    assert check(tmp_path, "[budget]\nthroughput = 1e12\n", chip_report(None)).passed
+
+
+def test_chip_limits_need_a_chip_report(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="the budget limits arrays but the report has no chip"):
+        check(tmp_path, "[budget]\narrays = 10\n")
+    with pytest.raises(DataError, match="unknown key throughput"):
+        load_budget(budget_file(tmp_path, '[budget.layers."/fc/Gemm"]\nthroughput = 1.0\n'))
+    with pytest.raises(DataError, match="key arrays must be an integer"):
+        load_budget(budget_file(tmp_path, "[budget]\narrays = 1.5\n"))

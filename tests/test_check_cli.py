@@ -167,6 +167,21 @@ def test_check_with_a_bad_compile_option_is_a_usage_error(tmp_path: Path) -> Non
     assert not any(tmp_path.glob("*.imcc"))
 
 
+
+def test_chip_limits_need_a_chip(compiled: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    outdir, _ = compiled
+    budget = write(tmp_path / "b.toml", "[budget]\nthroughput = 1000.0\narrays = 50\n")
+    # compiling first without --chip: refused before any work
+    line = assert_one_line_error(imcc(tmp_path, "check", "resnet20", "--budget", str(budget),
+                                      "-o", "fresh"), 2)
+    assert "throughput, arrays" in line and "--chip" in line
+    assert not (tmp_path / "fresh").exists()
+    # a saved report compiled without --chip: a data error naming the metric
+    line = assert_one_line_error(imcc(tmp_path, "check", str(outdir), "--budget",
+                                      str(budget)), 2)  # check: every error exits 2
+    assert "no chip placement" in line and "--chip" in line
+
+
 # ------------------------------------------------------------------ the README snippet
 
 _START, _END = "<!-- ci-snippet:budget -->", "<!-- /ci-snippet -->"

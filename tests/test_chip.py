@@ -20,26 +20,14 @@ from imcc.errors import DataError, UsageError
 from imcc.frontend import import_model
 from imcc.report.model import Report
 from imcc.targets.crossbar import CrossbarTarget
-from tests.conftest import make_model
+from tests.conftest import chip_text, make_model
 
 ISAAC = load_tech("isaac")
 
 
-def _chip_text(**overrides: object) -> str:
-    values: dict[str, object] = {
-        "name": '"test"', "source": '"hand-made"', "rows": 16, "cols": 16,
-        "arrays_per_core": 1000, "cores": 1, "adcs_per_array": 1,
-        "transfer_bits_per_ns": 1.0, "write_energy_pj_per_cell": 2.0,
-        "write_ns_per_row": 50.0, "endurance_writes": 1e6, "area_array_mm2": 0.001,
-        "area_adc_mm2": 0.002, "area_buffer_mm2": 0.1, "area_core_periphery_mm2": 0.2,
-        "batch": 1}
-    values.update(overrides)
-    return "".join(f"{k} = {v}\n" for k, v in values.items() if v is not None)
-
-
 def _chip(tmp_path: Path, arrays: int, **overrides: object) -> Chip:
     p = tmp_path / "chip.toml"
-    p.write_text(_chip_text(**overrides))
+    p.write_text(chip_text(**overrides))
     return load_chip(str(p), arrays)
 
 
@@ -232,11 +220,11 @@ def test_presets_load_with_sources() -> None:
 
 
 @pytest.mark.parametrize("text,match", [
-    (_chip_text(colour=1), "unknown key colour"),
-    (_chip_text(batch=None), "missing key batch"),
-    (_chip_text(cores=0), "key cores must be > 0"),
-    (_chip_text(area_adc_mm2=-1.0), "key area_adc_mm2 must be >= 0"),
-    (_chip_text(rows=1.5), "key rows must be an integer"),
+    (chip_text(colour=1), "unknown key colour"),
+    (chip_text(batch=None), "missing key batch"),
+    (chip_text(cores=0), "key cores must be > 0"),
+    (chip_text(area_adc_mm2=-1.0), "key area_adc_mm2 must be >= 0"),
+    (chip_text(rows=1.5), "key rows must be an integer"),
     ("rows = [", "malformed TOML"),
 ])
 def test_bad_chip_files(tmp_path: Path, text: str, match: str) -> None:

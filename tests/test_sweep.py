@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_model
+from conftest import chip_text, make_model
 from onnx import helper
 
 from imcc.compiler import CompileOptions, compile_model
@@ -374,3 +374,70 @@ def test_log_axis_covers_the_data_with_few_ticks(lo: float, hi: float) -> None:
     assert a <= lo and hi <= b
     assert 2 <= len(ticks) <= 8
     assert ticks == sorted(ticks) and all(a <= t <= b for t in ticks)
+
+
+SMALL_CHIP = chip_text(name='"small"', arrays_per_core=8, cores=4,
+                       transfer_bits_per_ns=4.0)
+
+
+def test_sweep_over_chips_rows_equal_compile(tmp_path: Path) -> None:
+    """--chips x --chip-arrays: one row per chip size after each configuration, each equal
+    to `imcc compile --chip C --chip-arrays N`; the same CSV with two worker processes."""
+    from imcc.compiler import options_from_flags
+    from imcc.report.sweep import CHIP_COLUMNS
+
+    model = tiny_model(tmp_path / "tiny.onnx")
+    chip = tmp_path / "small.toml"
+    chip.write_text(SMALL_CHIP)
+    args = ["sweep", str(model), "--ranks", "none", "--mappings", "im2col,auto", "--chips",
+            str(chip), "--chip-arrays", "10,20,40", "--chip-batch", "4"]
+    proc = imcc(tmp_path, *args, "-j", "1", "-o", "s.csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(tmp_path / "s.csv")
+    assert list(rows[0]) == [*BASE_COLUMNS, *CHIP_COLUMNS]
+    # the chip's 16x16 arrays are the default target
+    assert [(r["target"], r["mapping"], r["chip_arrays"]) for r in rows] == [
+        ("16x16", m, n) for m in ("im2col", "auto") for n in ("10", "20", "40")]
+    for row in rows:
+        c = compile_model(str(model), options_from_flags(
+            target=CrossbarTarget(16, 16), mapping=row["mapping"], chip=str(chip),
+            chip_arrays=int(row["chip_arrays"]), chip_batch=4)).report["chip"]
+        assert row["chip"] == str(chip)
+        assert int(row["arrays_used"]) == c["arrays_used"] <= int(row["chip_arrays"])
+        assert int(row["segments"]) == c["segments"]
+        assert float(row["throughput_ips"]) == c["throughput_ips"]
+        assert float(row["chip_latency_ns"]) == c["latency_ns"]
+        assert float(row["chip_energy_pj"]) == c["energy_per_inference_pj"]
+        assert float(row["write_energy_pj"]) == c["write_energy_pj"]
+        assert float(row["area_mm2"]) == c["area_mm2"]
+        assert float(row["tops_per_w"]) == c["tops_per_w"]
+    assert int(rows[0]["segments"]) > 1 and float(rows[0]["write_energy_pj"]) > 0
+    assert int(rows[2]["segments"]) == 1 and float(rows[2]["write_energy_pj"]) == 0
+    proc = imcc(tmp_path, *args, "-j", "2", "-o", "s2.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s2.csv").read_bytes() == (tmp_path / "s.csv").read_bytes()
+
+
+def test_plan_chip_dimensions() -> None:
+    configs = plan_sweep(spec(targets=None, chips=("isaac", "pimcomp-arch-a"),
+                              chip_arrays=("100", "200")))
+    assert [(c.target.name, c.chip, c.chip_arrays) for c in configs] == [
+        ("128x128", "isaac", 100), ("128x128", "isaac", 200),
+        ("128x128", "pimcomp-arch-a", 100), ("128x128", "pimcomp-arch-a", 200)]
+    assert len({c.back_key for c in configs}) == 1  # one map pass for all four
+    assert [c.chip_arrays for c in plan_sweep(spec(targets=None, chips=("isaac",)))] == [16128]
+    assert [c.target.name for c in plan_sweep(spec(targets=None))] == ["64x64", "128x128"]
+
+
+@pytest.mark.parametrize(("kw", "needle"), [
+    (dict(chip_arrays=("10",)), "--chip-arrays needs --chips"),
+    (dict(chip_batch=4), "--chip-batch needs --chips"),
+    (dict(chips=("isaac",)), "chip isaac has 128x128 arrays but the target is 64x64"),
+    (dict(targets=None, chips=("isaac", "isaac")), "--chips: 'isaac' repeats"),
+    (dict(targets=None, chips=("isaac",), chip_arrays=("10", "0")), "must be >= 1"),
+    (dict(targets=None, chips=("isaac",), chip_arrays=("10", "010")), "repeats"),
+    (dict(targets=None, chips=("isaac",), chip_batch=0), "--chip-batch must be"),
+])
+def test_plan_rejects_bad_chip_options(kw: dict[str, Any], needle: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        plan_sweep(spec(**kw))

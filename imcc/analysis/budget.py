@@ -8,10 +8,16 @@ Budget file (TOML):
     latency_ms = 15.0        # milliseconds, whole program
     tolerance = 0.05         # optional: allow 5 % over every limit (default 0)
 
+    # chip-level limits (the report must come from a compile with --chip):
+    throughput = 10000.0     # inferences per second, a MINIMUM
+    area_mm2 = 50.0          # chip area in mm2
+    arrays = 2000            # arrays used (the most any segment occupies)
+
     [budget.layers."/layer1/layer1.0/conv1/Conv"]
     cycles = 4096            # any of cycles / energy_uj / latency_ms, per layer
 
-At least one limit must be given. A limit is met when `actual <= limit * (1 + tolerance)`.
+At least one limit must be given. A limit is met when `actual <= limit * (1 + tolerance)`;
+the throughput minimum when `actual >= limit * (1 - tolerance)`.
 The check reads a `Report` (imcc.report.model), so it can run on a saved report.json as
 well as on a fresh compile.
 """
@@ -37,6 +43,12 @@ _METRICS: dict[str, tuple[str, str, str, Unit]] = {
 }
 _TOTAL_KEYS = {"cycles": "total_cycles", "energy_pj": "total_energy_pj",
                "latency_ns": "total_latency_ns"}
+# Chip-level metrics (whole program only): metric -> (kind, unit, minimum?)
+_CHIP_METRICS: dict[str, tuple[str, str, bool]] = {
+    "throughput": ("float", "inferences/s", True),
+    "area_mm2": ("float", "mm2", False),
+    "arrays": ("int", "arrays", False),
+}
 
 
 @dataclass(frozen=True)
@@ -46,9 +58,13 @@ class Limits:
     cycles: int | None = None
     energy_uj: float | None = None
     latency_ms: float | None = None
+    throughput: float | None = None   # chip-level (whole program only): a minimum
+    area_mm2: float | None = None
+    arrays: int | None = None
 
     def items(self) -> list[tuple[str, float]]:
-        return [(m, float(v)) for m in _METRICS if (v := getattr(self, m)) is not None]
+        return [(m, float(v)) for m in (*_METRICS, *_CHIP_METRICS)
+                if (v := getattr(self, m)) is not None]
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,7 @@ class CheckItem:
     unit: str
     passed: bool
     over_by_fraction: float
+    minimum: bool = False  # the limit is a floor (throughput): over means below it
 
 
 @dataclass(frozen=True)
@@ -90,19 +107,24 @@ class CheckResult:
         return {"passed": self.passed, "tolerance": self.tolerance,
                 "items": [{"name": i.name, "limit": i.limit, "actual": i.actual,
                            "unit": i.unit, "passed": i.passed,
-                           "over_by_fraction": i.over_by_fraction} for i in self.items]}
+                           "over_by_fraction": i.over_by_fraction,
+                           **({"minimum": True} if i.minimum else {})}
+                          for i in self.items]}
 
 
-def _limits(raw: Any, label: str, allowed_extra: set[str]) -> Limits:
+def _limits(raw: Any, label: str, allowed_extra: set[str], chip: bool = False) -> Limits:
     if not isinstance(raw, dict):
         raise DataError(f"{label} must be a table, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(_METRICS) - allowed_extra)
+    metrics = {m: k for m, (k, *_rest) in _METRICS.items()}
+    if chip:
+        metrics.update({m: k for m, (k, *_rest) in _CHIP_METRICS.items()})
+    unknown = sorted(set(raw) - set(metrics) - allowed_extra)
     if unknown:
         raise DataError(f"{label}: unknown key{'s' if len(unknown) > 1 else ''} "
                         f"{', '.join(unknown)} (allowed: "
-                        f"{', '.join([*_METRICS, *sorted(allowed_extra)])})")
+                        f"{', '.join([*metrics, *sorted(allowed_extra)])})")
     values: dict[str, Any] = {}
-    for metric, (kind, _unit, _key, _per) in _METRICS.items():
+    for metric, kind in metrics.items():
         if metric in raw:
             # A zero limit cannot be met by any layer and makes over-fractions infinite.
             values[metric] = check_number(raw[metric], kind, True, f"{label}: key {metric}")
@@ -117,7 +139,7 @@ def budget_from_dict(raw: dict[str, Any], label: str) -> Budget:
     if "budget" not in raw:
         raise DataError(f"{label}: missing [budget] table")
     table = raw["budget"]
-    total = _limits(table, f"{label}: [budget]", {"tolerance", "layers"})
+    total = _limits(table, f"{label}: [budget]", {"tolerance", "layers"}, chip=True)
     tolerance = 0.0
     if "tolerance" in table:
         tolerance = float(check_number(table["tolerance"], "float", False,
@@ -133,8 +155,9 @@ def budget_from_dict(raw: dict[str, Any], label: str) -> Budget:
             raise DataError(f"{where} sets no limit (use cycles, energy_uj or latency_ms)")
         layers[name] = lim
     if not total.items() and not layers:
-        raise DataError(f"{label}: the budget sets no limit (use cycles, energy_uj or "
-                        f"latency_ms under [budget] or [budget.layers.\"<name>\"])")
+        raise DataError(f"{label}: the budget sets no limit (use cycles, energy_uj, "
+                        f"latency_ms, throughput, area_mm2 or arrays under [budget], or "
+                        f"cycles, energy_uj or latency_ms under [budget.layers.\"<name>\"])")
     return Budget(total=total, layers=layers, tolerance=tolerance, source=label)
 
 
@@ -160,13 +183,29 @@ def _actual(v: float | None, key: str, metric: str, where: str) -> float:
     return float(v)
 
 
-def _item(name: str, limit: float, actual: float, unit: str, tolerance: float) -> CheckItem:
+def _item(name: str, limit: float, actual: float, unit: str, tolerance: float,
+          minimum: bool = False) -> CheckItem:
     # A relative epsilon keeps a value that equals the limit up to float rounding (e.g. after
     # the pJ -> uJ conversion) on the passing side.
+    if minimum:
+        passed = actual >= limit * (1.0 - tolerance) * (1.0 - 1e-12)
+        return CheckItem(name=name, limit=limit, actual=actual, unit=unit, passed=passed,
+                         over_by_fraction=(limit - actual) / limit, minimum=True)
     allowed = limit * (1.0 + tolerance)
     passed = actual <= allowed * (1.0 + 1e-12)
     return CheckItem(name=name, limit=limit, actual=actual, unit=unit, passed=passed,
                      over_by_fraction=(actual - limit) / limit)
+
+
+def _chip_actual(report: Report, metric: str) -> float:
+    c = report.chip
+    if c is None:
+        raise DataError(f"the budget limits {metric} but the report has no chip placement",
+                        hint="compile with --chip, e.g. --chip isaac")
+    if metric == "throughput":
+        # No crossbar layer: nothing limits the rate (an empty program meets any minimum).
+        return float("inf") if c.throughput_ips is None else c.throughput_ips
+    return float(c.area_mm2 if metric == "area_mm2" else c.arrays_used)
 
 
 def check_budget(report: Report, budget: Budget) -> CheckResult:
@@ -177,6 +216,11 @@ def check_budget(report: Report, budget: Budget) -> CheckResult:
     e = report.energy
     totals = None if e is None else LayerEnergy(e.total_energy_pj, e.total_latency_ns, {})
     for metric, limit in budget.total.items():
+        if metric in _CHIP_METRICS:
+            _kind, unit, minimum = _CHIP_METRICS[metric]
+            items.append(_item(f"total.{metric}", limit, _chip_actual(report, metric), unit,
+                               budget.tolerance, minimum))
+            continue
         _kind, unit, key, per = _METRICS[metric]
         actual = per.per_base * _actual(_value(report.total_cycles, totals, key),
                                         _TOTAL_KEYS[key], metric, "total ")
@@ -212,7 +256,8 @@ def to_junit_xml(result: CheckResult, suite_name: str = "imcc-check") -> str:
         name = safe_text(item.name)
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": name,
                                                  "time": "0"})
-        margin = (f"over by {pct_text(item.over_by_fraction, 2)}" if item.over_by_fraction > 0
+        over = "below by" if item.minimum else "over by"
+        margin = (f"{over} {pct_text(item.over_by_fraction, 2)}" if item.over_by_fraction > 0
                   else f"headroom {pct_text(-item.over_by_fraction, 2)}")
         detail = (f"{name}: actual {plain_number(item.actual)} {item.unit}, limit "
                   f"{plain_number(item.limit)} {item.unit}, {margin} "
@@ -221,7 +266,8 @@ def to_junit_xml(result: CheckResult, suite_name: str = "imcc-check") -> str:
             ET.SubElement(case, "system-out").text = detail
         else:
             fail = ET.SubElement(case, "failure", {
-                "message": f"{name} over budget by {pct_text(item.over_by_fraction, 2)}",
+                "message": f"{name} {'below' if item.minimum else 'over'} budget by "
+                           f"{pct_text(item.over_by_fraction, 2)}",
                 "type": "BudgetExceeded"})
             fail.text = detail
     ET.indent(suites)

@@ -84,6 +84,15 @@ class Chip:
             raise UsageError(f"--chip-arrays must be an integer >= 1, got {n!r}")
         return dataclasses.replace(self, arrays_override=n)
 
+    def with_batch(self, n: int | None) -> Chip:
+        """This chip running `n` images per weight load (`--chip-batch`; None: unchanged)."""
+        if n is None:
+            return self
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHIP_VALUE:
+            raise UsageError(f"--chip-batch must be an integer in [1, {MAX_CHIP_VALUE:.0e}], "
+                             f"got {n!r}")
+        return dataclasses.replace(self, batch=n)
+
     def check_target(self, rows: int, cols: int) -> None:
         """The compile target's arrays must be this chip's."""
         if (rows, cols) != (self.rows, self.cols):
@@ -129,9 +138,10 @@ def chip_from_dict(raw: dict[str, Any], label: str) -> Chip:
     return Chip(**values)
 
 
-def load_chip(name_or_path: str, arrays: int | None = None) -> Chip:
+def load_chip(name_or_path: str, arrays: int | None = None, batch: int | None = None) -> Chip:
     """A built-in preset by name (`isaac`, `pimcomp-arch-a`) or a user TOML file by path,
-    with `arrays` (`--chip-arrays`) overriding its number of arrays."""
+    with `arrays` (`--chip-arrays`) overriding its number of arrays and `batch`
+    (`--chip-batch`) its images per weight load."""
     if name_or_path in BUILTIN_CHIPS:
         res = resources.files("imcc.analysis") / "chips" / f"{name_or_path}.toml"
         label = f"built-in chip file {name_or_path}.toml"
@@ -142,4 +152,4 @@ def load_chip(name_or_path: str, arrays: int | None = None) -> Chip:
             raise DataError(f"unknown chip {name_or_path!r}: not a built-in preset "
                             f"({', '.join(BUILTIN_CHIPS)}) and no such file")
         chip = chip_from_dict(read_toml(path, "chip file"), f"chip file {path}")
-    return chip.with_arrays(arrays)
+    return chip.with_arrays(arrays).with_batch(batch)

@@ -15,13 +15,17 @@ energy analysis's cycle latency, `c` the tile's columns). Replicating the layer 
 cycle count.
 
 Segments. When `sum T_l` exceeds the chip's arrays `A`, the layers (in program order) are
-cut into consecutive segments, each as long as fits (this greedy cut gives the fewest
-segments of any cut into consecutive runs, so the fewest reloads). A layer with
-`T_l > A` cannot be placed: a UsageError names it and the arrays it needs. Segments run in
-turn; with `S > 1` every batch of `B` images (the chip's `batch`) reprograms every segment.
+cut into consecutive segments whose tiles fit, by dynamic programming over the cut points
+minimizing the time of one batch (each candidate segment planned, replicas included, as it
+would run; see the batch time below). Every segment is loaded once per batch whatever the
+cut, so the weights are reloaded the least possible: once per segment per batch of `B`
+images (the chip's `batch`, `--chip-batch`). A layer with `T_l > A` cannot be placed: a
+UsageError names the layer with the most tiles and the arrays it needs.
 
 Replication search (within each segment, with its spare arrays). Two searches; the better
-one is kept (lower slowest stage, then lower sum of stages, then fewer arrays):
+one is kept (lower slowest stage, then lower sum of stages, then fewer arrays; for a
+segmented model, lower `fill + (B - 1) * bottleneck`, with a third candidate, `sum-greedy`,
+spending each array where it saves the most stage time per array):
 - `greedy`: repeatedly give the slowest stage its next useful replica count (the smallest
   `r` that lowers `ceil(W / r)`) while the arrays last;
 - `min-max`: the exact minimum of the slowest stage: for a candidate bottleneck `tau` each
@@ -58,7 +62,15 @@ from imcc.analysis.energy import EnergyReport
 from imcc.analysis.tech import TechProfile
 from imcc.errors import UsageError
 from imcc.targets.crossbar import CrossbarTarget
-from imcc.targets.program import CrossbarLayer, Program
+from imcc.targets.program import (
+    CrossbarLayer,
+    LayerPlace,
+    Load,
+    Placement,
+    Program,
+    Replica,
+    SegmentPlace,
+)
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,22 @@ class ChipPlan:
         """Inferences until a cell reaches its endurance (None: cells are written once)."""
         return None if self.writes_per_cell == 0 else (
             self.chip.endurance_writes / self.writes_per_cell)
+
+    def to_placement(self) -> Placement:
+        """The program's placement section: array ids as planned (each segment reuses the
+        arrays from 0), and every segment loading all of its tiles before it runs (the
+        segments overwrite each other's arrays; a model that fits loads once)."""
+        segments = []
+        for seg in self.segments:
+            loads = tuple(Load(a, p.name, t) for p in self.layers if p.segment == seg.index
+                          for rep in p.arrays for t, a in enumerate(rep))
+            segments.append(SegmentPlace(seg.index, seg.layers, loads))
+        layers = tuple(LayerPlace(p.name, p.segment, tuple(
+            Replica(arrays, start, stop)
+            for arrays, (start, stop) in zip(p.arrays, p.window_ranges, strict=True)))
+            for p in self.layers)
+        return Placement(chip=self.chip.name, arrays=self.chip.arrays, batch=self.chip.batch,
+                         segments=tuple(segments), layers=layers)
 
 
 def step_ns(layer: CrossbarLayer, phases: int, tech: TechProfile) -> float:
@@ -274,11 +302,16 @@ def replicate(tiles: list[int], windows: list[int], step: list[float], spare: in
 
 
 def _check_layers(layers: list[CrossbarLayer], arrays: int) -> None:
-    for layer in layers:
-        n = len(layer.tiles)
-        if n > arrays:
-            raise UsageError(f"layer {layer.name} needs {n} arrays but the chip has {arrays}",
-                             hint=f"use --chip-arrays {n} or more")
+    """Every layer's tiles must fit the chip at once. The error names the layer needing
+    the most arrays (the first such in program order), so that the hinted `--chip-arrays`
+    is enough for the whole model (in segments)."""
+    if not layers:
+        return
+    big = max(layers, key=lambda la: len(la.tiles))  # max keeps the first of equals
+    n = len(big.tiles)
+    if n > arrays:
+        raise UsageError(f"layer {big.name} needs {n} arrays but the chip has {arrays}",
+                         hint=f"use --chip-arrays {n} or more")
 
 
 def _plan_segment(layers: list[CrossbarLayer], s: int, steps: list[float],

@@ -15,6 +15,7 @@ from imcc.ir import Strategy
 from imcc.ir.records import LowRankRecord
 from imcc.report.model import (
     FORMAT,
+    ChipLayer,
     ChipSummary,
     EnergySummary,
     LayerChip,
@@ -29,7 +30,8 @@ from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, Program
 from imcc.targets.tiling import lower_bound_cycles
 
-__all__ = ["FORMAT", "build_report", "layer_entry", "layer_geom", "uncompressed_im2col_cycles"]
+__all__ = ["FORMAT", "build_report", "layer_entry", "layer_geom", "ops_per_inference",
+           "uncompressed_im2col_cycles"]
 
 
 def layer_geom(layer: CrossbarLayer) -> LayerGeom:
@@ -163,7 +165,8 @@ def build_report(program: Program, target: CrossbarTarget,
         placed = {p.name: p for p in chip.layers}
         layers = tuple(dataclasses.replace(entry, chip=LayerChip(
             segment=placed[entry.name].segment, replicas=placed[entry.name].replicas,
-            stage_ns=placed[entry.name].stage_ns)) for entry in layers)
+            stage_ns=placed[entry.name].stage_ns, arrays=placed[entry.name].arrays_used))
+            for entry in layers)
     total = program.total_cycles
     base = sum(entry.im2col_cycles for entry in layers)
     original = uncompressed_im2col_cycles(program, target)
@@ -187,16 +190,43 @@ def build_report(program: Program, target: CrossbarTarget,
             total_energy_pj=energy.total_energy_pj, total_latency_ns=energy.total_latency_ns,
             breakdown=energy.breakdown, adc_bits=energy.adc_bits),
         passes=None if passes is None else tuple(passes), pipeline=pipeline,
-        chip=None if chip is None else _chip_summary(chip))
+        chip=None if chip is None else _chip_summary(chip, program, energy))
 
 
-def _chip_summary(plan: ChipPlan) -> ChipSummary:
+def ops_per_inference(program: Program) -> int:
+    """Operations of one inference on the crossbars: 2 per multiply-accumulate (a multiply
+    and an add, the TOPS convention) of every crossbar layer as compiled (a factorized
+    pair counts both halves)."""
+    macs = 0
+    for layer in program.crossbar_layers():
+        g = layer_geom(layer)
+        macs += g.oc * g.ic_g * g.kh * g.kw * g.ho * g.wo
+    return 2 * macs
+
+
+def _chip_summary(plan: ChipPlan, program: Program, energy: EnergyReport | None
+                  ) -> ChipSummary:
+    """The chip object of report.json. Energy per inference is the energy analysis's
+    compute energy plus the weight writes per inference; TOPS = ops x throughput, TOPS/W =
+    ops per pJ of that energy, TOPS/mm2 = TOPS / area."""
+    ops = ops_per_inference(program)
+    compute = None if energy is None else energy.total_energy_pj
+    per_inf = None if compute is None else compute + plan.write_energy_pj
+    tops = None if plan.throughput_ips is None else ops * plan.throughput_ips / 1e12
+    area = plan.chip.area_mm2
     return ChipSummary(
         chip=plan.chip.name, arrays_used=plan.arrays_used, arrays_available=plan.chip.arrays,
         segments=len(plan.segments), throughput_ips=plan.throughput_ips,
         latency_ns=plan.latency_ns, write_energy_pj=plan.write_energy_pj,
-        area_mm2=plan.chip.area_mm2, batch=plan.chip.batch,
-        replication_search=plan.search, writes_per_cell=plan.writes_per_cell)
+        area_mm2=area, batch=plan.chip.batch,
+        replication_search=plan.search, writes_per_cell=plan.writes_per_cell,
+        utilization=plan.arrays_used / plan.chip.arrays, compute_energy_pj=compute,
+        energy_per_inference_pj=per_inf, ops_per_inference=ops, tops=tops,
+        tops_per_w=None if not per_inf else ops / per_inf,   # ops / pJ == TOPS / W
+        tops_per_mm2=None if tops is None or area <= 0 else tops / area,
+        lifetime_inferences=plan.lifetime_inferences,
+        layers=tuple(ChipLayer(segment=p.segment, replicas=p.replicas, stage_ns=p.stage_ns,
+                               arrays=p.arrays_used, name=p.name) for p in plan.layers))
 
 
 def _layer_energy(energy: EnergyReport, layer: CrossbarLayer) -> LayerEnergy:

@@ -183,19 +183,54 @@ class LowRankSummary:
 @dataclass(frozen=True)
 class LayerChip:
     """A crossbar layer on the chip (with ``--chip``): the segment it runs in, its replicas
-    (each serves at most ``ceil(windows / replicas)`` windows) and its stage time (ns)."""
+    (each serves at most ``ceil(windows / replicas)`` windows), the arrays they occupy
+    (``tiles x replicas``; None in a report written before the key) and its stage time
+    (ns)."""
 
     segment: int
     replicas: int
     stage_ns: float
+    arrays: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"segment": self.segment, "replicas": self.replicas, "stage_ns": self.stage_ns}
+        d: dict[str, Any] = {"segment": self.segment, "replicas": self.replicas}
+        if self.arrays is not None:
+            d["arrays"] = self.arrays
+        d["stage_ns"] = self.stage_ns
+        return d
+
+    @classmethod
+    def _read(cls, c: _Reader) -> LayerChip:
+        return cls(segment=c.integer("segment"), replicas=c.integer("replicas"),
+                   stage_ns=c.number("stage_ns"), arrays=c.integer("arrays", optional=True))
+
+
+@dataclass(frozen=True)
+class ChipLayer(LayerChip):
+    """One entry of the chip object's per-layer list: `LayerChip` with the layer's name."""
+
+    name: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, **super().to_json()}
+
+    @classmethod
+    def _read(cls, c: _Reader) -> ChipLayer:
+        base = LayerChip._read(c)
+        return cls(segment=base.segment, replicas=base.replicas, stage_ns=base.stage_ns,
+                   arrays=base.arrays, name=c.string("name"))
+
+
+# Chip figures a report written before them lacks (read as None).
+_CHIP_LATER = ("utilization", "compute_energy_pj", "energy_per_inference_pj",
+               "ops_per_inference", "tops", "tops_per_w", "tops_per_mm2")
 
 
 @dataclass(frozen=True)
 class ChipSummary:
-    """Chip-level figures (with ``--chip``; docs/reports.md defines each one)."""
+    """Chip-level figures (with ``--chip``; docs/reports.md defines each one). The figures
+    after ``writes_per_cell`` are None in a report written before them (and
+    ``lifetime_inferences`` is None when cells are written only once)."""
 
     chip: str
     arrays_used: int
@@ -208,17 +243,36 @@ class ChipSummary:
     batch: int
     replication_search: str
     writes_per_cell: float
+    utilization: float | None = None            # arrays_used / arrays_available
+    compute_energy_pj: float | None = None      # the energy analysis's, per inference
+    energy_per_inference_pj: float | None = None  # compute + write_energy_pj
+    ops_per_inference: int | None = None        # 2 x multiply-accumulates
+    tops: float | None = None
+    tops_per_w: float | None = None
+    tops_per_mm2: float | None = None
+    lifetime_inferences: float | None = None
+    layers: tuple[ChipLayer, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"chip": self.chip, "arrays_used": self.arrays_used,
-                "arrays_available": self.arrays_available, "segments": self.segments,
-                "throughput_ips": self.throughput_ips, "latency_ns": self.latency_ns,
-                "write_energy_pj": self.write_energy_pj, "area_mm2": self.area_mm2,
-                "batch": self.batch, "replication_search": self.replication_search,
-                "writes_per_cell": self.writes_per_cell}
+        d: dict[str, Any] = {
+            "chip": self.chip, "arrays_used": self.arrays_used,
+            "arrays_available": self.arrays_available, "segments": self.segments,
+            "throughput_ips": self.throughput_ips, "latency_ns": self.latency_ns,
+            "write_energy_pj": self.write_energy_pj, "area_mm2": self.area_mm2,
+            "batch": self.batch, "replication_search": self.replication_search,
+            "writes_per_cell": self.writes_per_cell}
+        if self.utilization is not None:
+            d.update({k: getattr(self, k) for k in _CHIP_LATER})
+            d["lifetime_inferences"] = self.lifetime_inferences
+            d["layers"] = [la.to_json() for la in self.layers]
+        return d
 
     @classmethod
     def _read(cls, r: _Reader) -> ChipSummary:
+        later: dict[str, Any] = {k: r.number(k, nullable=True, optional=True)
+                                 for k in _CHIP_LATER if k != "ops_per_inference"}
+        later["ops_per_inference"] = r.integer("ops_per_inference", optional=True)
+        layers = r.array("layers", optional=True) or []
         return cls(chip=r.string("chip"), arrays_used=r.integer("arrays_used"),
                    arrays_available=r.integer("arrays_available"),
                    segments=r.integer("segments"),
@@ -226,7 +280,11 @@ class ChipSummary:
                    latency_ns=r.number("latency_ns"),
                    write_energy_pj=r.number("write_energy_pj"), area_mm2=r.number("area_mm2"),
                    batch=r.integer("batch"), replication_search=r.string("replication_search"),
-                   writes_per_cell=r.number("writes_per_cell"))
+                   writes_per_cell=r.number("writes_per_cell"),
+                   lifetime_inferences=r.number("lifetime_inferences", nullable=True,
+                                                optional=True),
+                   layers=tuple(ChipLayer._read(_Reader(la, f"{r.where}.layers[{i}]"))
+                                for i, la in enumerate(layers)), **later)
 
 
 @dataclass(frozen=True)
@@ -314,11 +372,8 @@ class LayerReport:
             energy = LayerEnergy(energy_pj=r.number("energy_pj"),
                                  latency_ns=r.number("latency_ns"),
                                  breakdown=r.breakdown("energy_breakdown"))
-        chip = None
         c = r.obj("chip", optional=True)
-        if c is not None:
-            chip = LayerChip(segment=c.integer("segment"), replicas=c.integer("replicas"),
-                             stage_ns=c.number("stage_ns"))
+        chip = None if c is None else LayerChip._read(c)
         return cls(
             name=r.string("name"), op=r.string("op"), shape=r.string("shape"),
             mapping=r.string("mapping"), pw=pw, n_parallel=r.integer("n_parallel"),
@@ -470,5 +525,5 @@ class Report:
             chip=None if chip is None else ChipSummary._read(chip))
 
 
-__all__ = ["FORMAT", "ChipSummary", "EnergySummary", "LayerChip", "LayerEnergy", "LayerReport",
-           "LowRankSummary", "Precision", "Report", "TargetInfo"]
+__all__ = ["FORMAT", "ChipLayer", "ChipSummary", "EnergySummary", "LayerChip", "LayerEnergy",
+           "LayerReport", "LowRankSummary", "Precision", "Report", "TargetInfo"]

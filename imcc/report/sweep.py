@@ -45,6 +45,12 @@ BASE_COLUMNS: tuple[str, ...] = (
     "target", "rank", "groups", "mapping", "cycles", "im2col_cycles", "speedup",
     "speedup_vs_im2col", "energy_pj",
     "latency_ns", "n_arrays", "params", "factorized_layers", "mean_rel_error")
+# With `imcc sweep --chips`: the chip a row is placed on and its chip-level figures (the
+# report's chip object; `chip_arrays` is its arrays_available, `chip_latency_ns` its
+# latency_ns, `chip_energy_pj` its energy_per_inference_pj).
+CHIP_COLUMNS: tuple[str, ...] = (
+    "chip", "chip_arrays", "arrays_used", "segments", "throughput_ips", "chip_latency_ns",
+    "chip_energy_pj", "write_energy_pj", "area_mm2", "tops", "tops_per_w", "tops_per_mm2")
 
 
 @dataclass(frozen=True)
@@ -73,11 +79,27 @@ class SweepRow:
     # im2col cycles of the uncompressed network on the same target / cycles (the honest
     # speedup; `speedup` divides im2col of this row's own, possibly factorized, network)
     speedup_vs_im2col: float | None = None
+    # --chips rows only (None otherwise): see CHIP_COLUMNS
+    chip: str | None = None
+    chip_arrays: int | None = None
+    arrays_used: int | None = None
+    segments: int | None = None
+    throughput_ips: float | None = None
+    chip_latency_ns: float | None = None
+    chip_energy_pj: float | None = None
+    write_energy_pj: float | None = None
+    area_mm2: float | None = None
+    tops: float | None = None
+    tops_per_w: float | None = None
+    tops_per_mm2: float | None = None
 
-    def to_dict(self, with_top1: bool) -> dict[str, Any]:
+    def to_dict(self, with_top1: bool, with_chip: bool = False) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         if not with_top1:
             del d[TOP1_COLUMN]
+        if not with_chip:
+            for c in CHIP_COLUMNS:
+                del d[c]
         return d
 
 
@@ -94,21 +116,27 @@ class SweepResult:
     def with_top1(self) -> bool:
         return self.eval_source is not None
 
+    @property
+    def with_chip(self) -> bool:
+        """The rows were placed on chips (`--chips`)."""
+        return any(r.chip is not None for r in self.rows)
+
 
 
 # ------------------------------------------------------------------------------- outputs
 
 
-def csv_columns(with_top1: bool) -> tuple[str, ...]:
-    return BASE_COLUMNS + ((TOP1_COLUMN,) if with_top1 else ())
+def csv_columns(with_top1: bool, with_chip: bool = False) -> tuple[str, ...]:
+    return (BASE_COLUMNS + ((TOP1_COLUMN,) if with_top1 else ())
+            + (CHIP_COLUMNS if with_chip else ()))
 
 
 def columns(result: SweepResult) -> tuple[str, ...]:
-    return csv_columns(result.with_top1)
+    return csv_columns(result.with_top1, result.with_chip)
 
 
 def rows_as_dicts(result: SweepResult) -> list[dict[str, Any]]:
-    return [row.to_dict(result.with_top1) for row in result.rows]
+    return [row.to_dict(result.with_top1, result.with_chip) for row in result.rows]
 
 
 def csv_line(values: Sequence[Any]) -> str:
@@ -129,16 +157,24 @@ def to_csv(result: SweepResult) -> str:
 # The CSV keeps base units (pJ, ns); a terminal table reads better in uJ and ms.
 _TERMINAL_HEADERS = {"energy_pj": "energy_uJ", "latency_ns": "latency_ms",
                      "factorized_layers": "factorized", "im2col_cycles": "own im2col",
-                     "speedup": "x own im2col", "speedup_vs_im2col": "speedup"}
+                     "speedup": "x own im2col", "speedup_vs_im2col": "speedup",
+                     "chip_arrays": "arrays avail", "arrays_used": "arrays used",
+                     "throughput_ips": "inferences/s", "chip_latency_ns": "chip latency_ms",
+                     "chip_energy_pj": "uJ/inference", "write_energy_pj": "writes_uJ",
+                     "tops_per_w": "TOPS/W", "tops_per_mm2": "TOPS/mm2", "tops": "TOPS"}
 
 
 def _terminal_cell(column: str, value: Any) -> str:
     if value is None:
         return "-"
-    if column == "energy_pj":
+    if column in ("energy_pj", "chip_energy_pj", "write_energy_pj"):
         return UJ.fixed(value, 3)
-    if column == "latency_ns":
+    if column in ("latency_ns", "chip_latency_ns"):
         return MS.fixed(value, 3)
+    if column == "throughput_ips":
+        return count_text(round(value))
+    if column in ("area_mm2", "tops", "tops_per_w", "tops_per_mm2"):
+        return sig_text(value, 4)
     if column in ("speedup", "speedup_vs_im2col"):
         return ratio_text(value)
     if column == "mean_rel_error":
@@ -148,9 +184,17 @@ def _terminal_cell(column: str, value: Any) -> str:
     return count_text(value) if isinstance(value, int) else str(value)
 
 
+# With chip columns the terminal table leaves these out to stay readable (the CSV and
+# --json keep every column).
+_TERMINAL_SKIP_WITH_CHIP = ("im2col_cycles", "speedup", "n_arrays", "params",
+                            "factorized_layers", "write_energy_pj", "tops", "tops_per_mm2")
+
+
 def terminal_table(result: SweepResult) -> tuple[list[str], list[list[str]]]:
     """(headers, formatted cells) for a terminal table of the rows."""
     cols = columns(result)
+    if result.with_chip:
+        cols = tuple(c for c in cols if c not in _TERMINAL_SKIP_WITH_CHIP)
     return ([_TERMINAL_HEADERS.get(c, c) for c in cols],
             [[_terminal_cell(c, d[c]) for c in cols] for d in rows_as_dicts(result)])
 
@@ -207,7 +251,8 @@ def _value_text(v: float, accuracy: bool) -> str:
 
 def _config_text(row: SweepRow) -> str:
     lr = "uncompressed" if row.rank == "none" else f"rank {row.rank}, {row.groups} groups"
-    return f"{row.target}, {lr}, {row.mapping}"
+    chip = "" if row.chip is None else f", chip {row.chip} ({count_text(row.chip_arrays)} arrays)"
+    return f"{row.target}, {lr}, {row.mapping}{chip}"
 
 
 _PLOT_CSS = BASE_CSS + """
@@ -355,6 +400,9 @@ def _table(result: SweepResult, order: Sequence[int], numbers: dict[int, int]) -
             "energy (uJ)", "latency (ms)", "arrays", "params", "mean rel. error"]
     if result.with_top1:
         head.append("top-1 (compiled, ORT)")
+    if result.with_chip:
+        head += ["chip", "chip arrays (used / available)", "segments", "inferences/s",
+                 "chip latency (ms)", "energy per inference (uJ)", "area (mm2)", "TOPS/W"]
     lines = ["<table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"]
     for i in order:
         r = result.rows[i]
@@ -371,6 +419,13 @@ def _table(result: SweepResult, order: Sequence[int], numbers: dict[int, int]) -
                  num(count_text(r.params)), num(decimal_text(r.mean_rel_error, 4))]
         if result.with_top1:
             cells.append(num(pct_text(r.top1_compiled_ort)))
+        if result.with_chip:
+            cells += [f"<td>{e(r.chip or '')}</td>",
+                      num(f"{count_text(r.arrays_used)} / {count_text(r.chip_arrays)}"),
+                      num(count_text(r.segments)),
+                      num(_terminal_cell("throughput_ips", r.throughput_ips)),
+                      num(MS.fixed(r.chip_latency_ns, 3)), num(UJ.fixed(r.chip_energy_pj, 3)),
+                      num(sig_text(r.area_mm2, 4)), num(sig_text(r.tops_per_w, 4))]
         cls = ' class="front"' if i in numbers else ""
         lines.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     lines.append("</table>")
@@ -422,6 +477,6 @@ def to_html(result: SweepResult) -> str:
 
 
 
-__all__ = ["BASE_COLUMNS", "TOP1_COLUMN", "SweepResult", "SweepRow", "SweepSettings",
-           "columns", "pareto_front", "plot_values", "rows_as_dicts", "terminal_table",
-           "to_csv", "to_html"]
+__all__ = ["BASE_COLUMNS", "CHIP_COLUMNS", "TOP1_COLUMN", "SweepResult", "SweepRow",
+           "SweepSettings", "columns", "pareto_front", "plot_values", "rows_as_dicts",
+           "terminal_table", "to_csv", "to_html"]

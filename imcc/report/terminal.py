@@ -71,6 +71,12 @@ def report_table(report: Report) -> Table:
     if energy is not None:
         table.add_column("energy", justify="right",
                          footer=energy_text(energy.total_energy_pj))
+    chip = report.chip
+    if chip is not None:
+        table.add_column("seg", justify="right")
+        table.add_column("replicas", justify="right")
+        table.add_column("arrays", justify="right", footer=count_text(chip.arrays_used))
+        table.add_column("stage", justify="right")
     # Low priority, last so a narrow layout can drop it first: cycles / lower bound.
     table.add_column("/bound", justify="right", footer=ratio_text(report.bound_ratio))
     for layer in report.layers:
@@ -87,6 +93,11 @@ def report_table(report: Report) -> Table:
             row.append(decimal_text(layer.rel_error, 3))
         if energy is not None:
             row.append(energy_text(None if layer.energy is None else layer.energy.energy_pj))
+        if chip is not None:
+            lc = layer.chip
+            row += ([NONE_TEXT] * 4 if lc is None else
+                    [str(lc.segment), count_text(lc.replicas), count_text(lc.arrays),
+                     time_text(lc.stage_ns)])
         row.append(ratio_text(layer.bound_ratio))
         table.add_row(*row)
     return table
@@ -121,6 +132,10 @@ def summary_lines(report: Report) -> list[str]:
         lines.append(f"energy {energy_text(report.energy.total_energy_pj)}, latency "
                      f"{time_text(report.energy.total_latency_ns)} per image "
                      f"(tech {report.target.tech}, ADC {report.energy.adc_bits} bit)")
+    if report.chip is not None:
+        from imcc.report.chip import terminal_lines
+
+        lines += [markup_safe(line) for line in terminal_lines(report.chip)]
     if report.calibration:
         lines.append(f"activation calibration: {markup_safe(report.calibration)}")
     lr = report.lowrank
@@ -143,10 +158,12 @@ def check_lines(result: CheckResult) -> list[str]:
     and limit, then the verdict."""
     lines = []
     for item in result.items:
-        mark = "[green]ok  [/]" if item.passed else "[red]OVER[/]"
-        extra = "" if item.passed else f" (over by {pct_text(item.over_by_fraction)})"
+        bad, rel, by = ("UNDER", ">=", "below by") if item.minimum else ("OVER", "<=",
+                                                                          "over by")
+        mark = "[green]ok  [/]" if item.passed else f"[red]{bad}[/]"
+        extra = "" if item.passed else f" ({by} {pct_text(item.over_by_fraction)})"
         lines.append(f"{mark} {markup_safe(item.name)}: {item.actual:,.6g} {item.unit} "
-                     f"<= {item.limit:,.6g}{extra}")
+                     f"{rel} {item.limit:,.6g}{extra}")
     lines.append("within budget" if result.passed else
                  f"[red]budget exceeded: {len(result.failures)} item(s)[/]")
     return lines
@@ -159,7 +176,8 @@ def print_sweep(result: SweepResult, console: Console) -> None:
     table = Table(title=plain(f"imcc sweep: {result.model} ({n} configuration"
                               f"{'' if n == 1 else 's'})"))
     for h in headers:
-        table.add_column(h, justify="left" if h in ("target", "rank", "mapping") else "right")
+        left = h in ("target", "rank", "mapping", "chip")
+        table.add_column(h, justify="left" if left else "right")
     for line in cells:
         table.add_row(*map(plain, line))
     console.print(table)

@@ -168,6 +168,9 @@ def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = ADC_COMPI
         "cycles_per_image": sim.cycles_per_image,
         "report_cycles": program.total_cycles,
     }
+    if sim.placed_cycles_per_image is not None:
+        # What the replicas of the placed program executed (imcc-program/2 with --chip).
+        res["placed_cycles_per_image"] = sim.placed_cycles_per_image
     if data.labels is not None:
         res["float_top1"] = float(np.mean(y_float.reshape(len(y), -1).argmax(1) == data.labels))
         res["compiled_top1"] = float(np.mean(flat.argmax(1) == data.labels))

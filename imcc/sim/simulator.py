@@ -27,6 +27,16 @@ once by every window row of that group's unrolled input, so a layer executes
 `unrolled windows x tiles` activations per sample (`SimResult.cycles`), counted from the
 matrices actually multiplied, independently of the figure the program declares.
 
+Placed programs (`--chip`, a `Placement`). The simulator executes the placement as well:
+per batch chunk it applies each segment's loads when the segment's first layer runs
+(tracking which layer tile every physical array holds), checks before a layer runs that
+every array each replica uses holds that replica's tile, and counts every replica's
+activations, `(stop - start) x tiles` per sample for the windows `[start, stop)` it serves
+(`SimResult.replica_cycles`). The windows of all replicas are still computed by the
+layer's one GEMM: replicas hold identical copies of the same tiles and their window
+ranges partition the window loop (checked), so every window's column sums are those of the
+replica that serves it and one product over all windows equals the replicas' products.
+
 Memory: the batch is processed in chunks sized so that one layer's padded input, unrolled
 windows and outputs for one chunk fit `max_memory` bytes (default: a quarter of the
 machine's RAM); values are freed after their last use.
@@ -148,6 +158,13 @@ class SimResult:
     outputs: dict[str, np.ndarray]
     cycles: dict[str, int] = field(default_factory=dict)  # per layer, per image
     chunk: int = 0                                         # samples per batch chunk
+    # Placed programs: per layer, the activations of each replica, per image.
+    replica_cycles: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def placed_cycles_per_image(self) -> int | None:
+        """The activations the replicas executed per image (None: not a placed program)."""
+        return sum(map(sum, self.replica_cycles.values())) if self.replica_cycles else None
 
     @property
     def cycles_per_image(self) -> int:
@@ -262,6 +279,11 @@ class Simulator:
         self.batch = batch
         self.max_memory = default_max_memory() if max_memory is None else int(max_memory)
         self.plans = {s.name: _plan(s, program.quantized) for s in program.crossbar_layers()}
+        pl = program.placement
+        # The segment each placed layer opens (its loads run before it) and its replicas.
+        self._opens = {} if pl is None else {seg.layers[0]: seg for seg in pl.segments
+                                             if seg.layers}
+        self._replicas = {} if pl is None else {lp.layer: lp.replicas for lp in pl.layers}
         # Last step reading each value: values are freed after it (outputs are kept).
         self._last_use: dict[str, int] = {}
         for si, step in enumerate(program.steps):
@@ -293,20 +315,23 @@ class Simulator:
         chunk = self.chunk_size(n) if same else max(n, 1)
         outs: dict[str, list[np.ndarray]] = {o: [] for o in self.program.outputs}
         cycles: dict[str, int] = {}
+        replica_cycles: dict[str, list[int]] = {}
         for a in range(0, n, chunk):
             part = {k: v[a:a + chunk] for k, v in feeds.items()} if same else feeds
-            res = self._run_batch(part, cycles)
+            res = self._run_batch(part, cycles, replica_cycles)
             for o in outs:
                 outs[o].append(res[o])
             if progress is not None:
                 progress(min(chunk, n - a))
         nb = max(1, -(-n // chunk))
         return SimResult({k: np.concatenate(v) for k, v in outs.items()},
-                         {k: c // nb for k, c in cycles.items()}, chunk)
+                         {k: c // nb for k, c in cycles.items()}, chunk,
+                         {k: [c // nb for c in v] for k, v in replica_cycles.items()})
 
-    def _run_batch(self, feeds: dict[str, np.ndarray], cycles: dict[str, int]
-                   ) -> dict[str, np.ndarray]:
+    def _run_batch(self, feeds: dict[str, np.ndarray], cycles: dict[str, int],
+                   replica_cycles: dict[str, list[int]]) -> dict[str, np.ndarray]:
         env: dict[str, np.ndarray] = {k: np.asarray(v, np.float32) for k, v in feeds.items()}
+        held: dict[int, tuple[str, int]] = {}  # physical array -> (layer, tile) it holds
         keep = set(self.program.outputs)
         for si, step in enumerate(self.program.steps):
             if isinstance(step, DigitalStep):
@@ -314,12 +339,32 @@ class Simulator:
                 env[step.outputs[0]] = step.op.compute(*ins)
                 names = step.inputs
             else:
+                if self._replicas:
+                    self._run_placed(step, held, replica_cycles)
                 env[step.output] = self._crossbar(self.plans[step.name], env[step.input], cycles)
                 names = [step.input]
             for v in names:
                 if self._last_use.get(v) == si and v not in keep and v in env:
                     del env[v]
         return {o: env[o] for o in self.program.outputs}
+
+    def _run_placed(self, layer: CrossbarLayer, held: dict[int, tuple[str, int]],
+                    replica_cycles: dict[str, list[int]]) -> None:
+        """Apply the loads of the segment `layer` opens, check that every replica's arrays
+        hold its tiles, and add each replica's activations per sample (summed over chunks,
+        like `cycles`)."""
+        seg = self._opens.get(layer.name)
+        if seg is not None:
+            for ld in seg.loads:
+                held[ld.array] = (ld.layer, ld.tile)
+        counts = replica_cycles.setdefault(layer.name, [0] * len(self._replicas[layer.name]))
+        for r, rep in enumerate(self._replicas[layer.name]):
+            for t, a in enumerate(rep.arrays):
+                if held.get(a) != (layer.name, t):
+                    # read_program refuses this; only a program built in memory gets here
+                    raise DataError(f"program: array {a} does not hold tile {t} of "
+                                    f"{layer.name!r} when replica {r} runs")
+            counts[r] += (rep.stop - rep.start) * len(rep.arrays)
 
     def _lossless(self, plan: _LayerPlan) -> bool:
         """Whether the ideal path computes this layer exactly: always with an ideal ADC;

@@ -27,7 +27,9 @@ import numpy as np
 from imcc.ir.annotations import LowRank, MappingChoice
 from imcc.ir.ops import Op
 
-FORMAT = "imcc-program/1"
+FORMAT = "imcc-program/2"
+# Formats read_program accepts: /1 has no placement section (read as placement None).
+READABLE_FORMATS = ("imcc-program/1", FORMAT)
 
 
 def bit_slice(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
@@ -137,6 +139,66 @@ class DigitalStep:
 Step = CrossbarLayer | DigitalStep
 
 
+@dataclass(frozen=True)
+class Replica:
+    """One copy of a crossbar layer's tiles on the chip: tile `t` of the layer sits on
+    physical array `arrays[t]`, and this copy computes the windows `[start, stop)` of the
+    layer's window loop (row-major window order)."""
+
+    arrays: tuple[int, ...]
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class LayerPlace:
+    """Where a crossbar layer runs: its segment and its replicas."""
+
+    layer: str
+    segment: int
+    replicas: tuple[Replica, ...]
+
+
+@dataclass(frozen=True)
+class Load:
+    """Programming array `array` with tile `tile` of crossbar layer `layer`."""
+
+    array: int
+    layer: str
+    tile: int
+
+
+@dataclass(frozen=True)
+class SegmentPlace:
+    """A run of consecutive crossbar layers that sit on the chip together. `loads` are the
+    array writes done before the segment runs (in this order); arrays keep their contents
+    from earlier segments otherwise."""
+
+    index: int
+    layers: tuple[str, ...]
+    loads: tuple[Load, ...]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The program on a chip of `arrays` physical arrays (ids `0 .. arrays - 1`): segments
+    in execution order and every crossbar layer's replicas. Execution: for each segment in
+    order, apply its loads, then run its layers' steps (digital steps run between them as
+    in `Program.steps`); within a segment no array holds two tiles."""
+
+    chip: str
+    arrays: int
+    batch: int                          # images run per weight load when segmented
+    segments: tuple[SegmentPlace, ...]
+    layers: tuple[LayerPlace, ...]
+
+    def layer(self, name: str) -> LayerPlace:
+        for lp in self.layers:
+            if lp.layer == name:
+                return lp
+        raise KeyError(name)
+
+
 @dataclass(eq=False)
 class Program:
     model: str
@@ -146,6 +208,7 @@ class Program:
     outputs: list[str]
     steps: list[Step]
     n_arrays: int = 0
+    placement: Placement | None = None  # with --chip: where every tile runs
 
     def crossbar_layers(self) -> list[CrossbarLayer]:
         return [s for s in self.steps if isinstance(s, CrossbarLayer)]

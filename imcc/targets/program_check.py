@@ -1,4 +1,4 @@
-"""Validation of a crossbar program read from disk (`imcc-program/1`).
+"""Validation of a crossbar program read from disk (`imcc-program/1` and `/2`).
 
 The simulator executes a program as written, so `read_program` refuses, before any work,
 a program that the format does not allow: the first violation found is a `DataError`
@@ -12,6 +12,13 @@ b-bit cells in a quantized program); scales and biases are finite vectors of the
 channels; the declared cycles equal windows x tiles and are not below the layer's lower
 bound (`imcc.targets.tiling.lower_bound_cycles`); and sizes stay under `MAX_ELEMENTS`
 per sample, so that a tampered file cannot ask for terabytes.
+
+A placed program (`imcc-program/2` with a placement, `check_placement`) must also put
+every tile somewhere it can run: segments are consecutive runs of the crossbar layers in
+program order; every replica names one physical array per tile of its layer, inside the
+chip; within a segment no array holds two tiles; executing the segments' loads in order,
+every array a replica uses holds that replica's tile when its segment runs (loaded before
+use); and the replicas' window ranges partition the layer's windows in order.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import numpy as np
 
 from imcc.errors import DataError
 from imcc.ir.ops import conv_out
-from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile
+from imcc.targets.program import CrossbarLayer, DigitalStep, Placement, Program, Tile
 from imcc.targets.tiling import cdiv, window_extent
 
 MAX_ELEMENTS = 1 << 28  # per-sample elements of any tensor the simulator allocates
@@ -108,6 +115,84 @@ def check_program(p: Program) -> None:
         raise DataError(f"program outputs {', '.join(map(repr, undefined))} are never computed")
     if p.n_arrays != arrays:
         raise DataError(f"n_arrays is {p.n_arrays}, the layers hold {arrays} tiles")
+    if p.placement is not None:
+        try:
+            check_placement(p.placement, p.crossbar_layers())
+        except DataError as exc:
+            raise DataError(f"placement: {exc.message}") from None
+
+
+def _nat(v: Any, what: str, hi: int = MAX_ELEMENTS) -> int:
+    """An integer in [0, hi)."""
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 0 <= int(v) < hi:
+        raise DataError(f"{what} must be an integer in [0, {hi}), got {v!r}"[:200])
+    return int(v)
+
+
+def check_placement(pl: Placement, layers: list[CrossbarLayer]) -> None:
+    """Raise DataError naming the first way `pl` cannot run `layers` (see the module
+    docstring): the checks a simulator or a chip controller relies on."""
+    if not isinstance(pl.chip, str) or not pl.chip:
+        raise DataError(f"chip must be a non-empty name, got {pl.chip!r}"[:200])
+    n_arrays = _pos_int(pl.arrays, "arrays")
+    _pos_int(pl.batch, "batch")
+    by_name = {la.name: la for la in layers}
+    order = [name for seg in pl.segments for name in seg.layers]
+    if order != list(by_name):
+        raise DataError("the segments must list every crossbar layer once, in program order")
+    if [lp.layer for lp in pl.layers] != list(by_name):
+        raise DataError("the placed layers must be the crossbar layers, in program order")
+    seg_of = {name: k for k, seg in enumerate(pl.segments) for name in seg.layers}
+    held: dict[int, tuple[str, int]] = {}
+    pos = 0  # the placed layers are in segment order (checked above)
+    for k, seg in enumerate(pl.segments):
+        if seg.index != k:
+            raise DataError(f"segment {k} is numbered {seg.index!r}")
+        for ld in seg.loads:
+            a = _nat(ld.array, f"segment {k}: a load's array", n_arrays)
+            la = by_name.get(ld.layer)
+            if la is None:
+                raise DataError(f"segment {k} loads a tile of {ld.layer!r}, not a crossbar "
+                                "layer"[:200])
+            held[a] = (ld.layer, _nat(ld.tile, f"segment {k}: a load's tile of {ld.layer}",
+                                      len(la.tiles)))
+        used: dict[int, str] = {}
+        seg_layers, pos = pl.layers[pos:pos + len(seg.layers)], pos + len(seg.layers)
+        for lp in seg_layers:
+            la = by_name[lp.layer]
+            where = f"layer {lp.layer}"
+            if lp.segment != seg_of[lp.layer]:
+                raise DataError(f"{where} says segment {lp.segment!r}, it is listed in "
+                                f"segment {seg_of[lp.layer]}")
+            if not lp.replicas:
+                raise DataError(f"{where} has no replica")
+            nxt = 0
+            for r, rep in enumerate(lp.replicas):
+                if not isinstance(rep.arrays, tuple | list) or len(rep.arrays) != len(la.tiles):
+                    raise DataError(f"{where} replica {r} must name {len(la.tiles)} arrays "
+                                    "(one per tile)")
+                start = _nat(rep.start, f"{where} replica {r} window start")
+                stop = _nat(rep.stop, f"{where} replica {r} window stop")
+                if start != nxt or stop <= start:
+                    raise DataError(f"{where} replica {r} serves windows [{start}, {stop}); "
+                                    f"the replicas must partition the windows in order "
+                                    f"(next window {nxt})")
+                nxt = stop
+                for t, a in enumerate(rep.arrays):
+                    a = _nat(a, f"{where} replica {r} array", n_arrays)
+                    if a in used:
+                        raise DataError(f"array {a} holds two tiles in segment {k} "
+                                        f"({used[a]} and {lp.layer} tile {t})")
+                    used[a] = f"{lp.layer} tile {t}"
+                    if held.get(a) != (lp.layer, t):
+                        have = held.get(a)
+                        what = "nothing" if have is None else f"{have[0]} tile {have[1]}"
+                        raise DataError(f"{where} replica {r} uses array {a} for tile {t}, "
+                                        f"which is not loaded there before segment {k} runs "
+                                        f"(it holds {what})")
+            if nxt != la.n_windows:
+                raise DataError(f"{where}: the replicas serve {nxt} of its {la.n_windows} "
+                                "windows")
 
 
 def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
@@ -237,4 +322,4 @@ def _check_tile(t: Tile, rows: int, cols: int, ic: int, oc: int, extent: tuple[i
         raise DataError(f"taps {t.taps} outside [0, {cells.size}]")
 
 
-__all__ = ["check_program", "MAX_ELEMENTS"]
+__all__ = ["check_placement", "check_program", "MAX_ELEMENTS"]

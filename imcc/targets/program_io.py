@@ -1,6 +1,7 @@
-"""On-disk program format `imcc-program/1` (see docs/program-format.md):
-`program.json` (structure, maps' shapes, post-processing) + `arrays.npz` (row maps, column
-maps and cell levels per tile; scales and biases per layer; constants of digital steps)."""
+"""On-disk program format `imcc-program/2` (see docs/program-format.md):
+`program.json` (structure, maps' shapes, post-processing, and with `--chip` the placement)
++ `arrays.npz` (row maps, column maps and cell levels per tile; scales and biases per
+layer; constants of digital steps). `imcc-program/1` files (no placement) are still read."""
 
 from __future__ import annotations
 
@@ -16,7 +17,19 @@ from imcc.errors import DataError
 from imcc.fileio import parse_json
 from imcc.ir import LowRank, MappingChoice, PairRole, Strategy
 from imcc.ir import ops as O
-from imcc.targets.program import FORMAT, CrossbarLayer, DigitalStep, Program, Tile
+from imcc.targets.program import (
+    FORMAT,
+    READABLE_FORMATS,
+    CrossbarLayer,
+    DigitalStep,
+    LayerPlace,
+    Load,
+    Placement,
+    Program,
+    Replica,
+    SegmentPlace,
+    Tile,
+)
 from imcc.targets.program_check import check_program
 
 _DIGITAL_OPS: dict[str, type[O.Op]] = {
@@ -86,8 +99,43 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
     doc = {"format": FORMAT, "model": p.model, "target": p.target, "quantized": p.quantized,
            "inputs": [{"name": n, "shape": list(shp)} for n, shp in p.inputs],
            "outputs": p.outputs, "n_arrays": p.n_arrays, "total_cycles": p.total_cycles,
-           "steps": steps}
+           "steps": steps, "placement": _placement_doc(p)}
     return doc, arrays
+
+
+def _placement_doc(p: Program) -> dict[str, Any] | None:
+    """The placement section; loads name layers by their index among the crossbar layers."""
+    pl = p.placement
+    if pl is None:
+        return None
+    index = {la.name: k for k, la in enumerate(p.crossbar_layers())}
+    return {"chip": pl.chip, "arrays": pl.arrays, "batch": pl.batch,
+            "segments": [{"index": s.index, "layers": list(s.layers),
+                          "loads": [[ld.array, index[ld.layer], ld.tile] for ld in s.loads]}
+                         for s in pl.segments],
+            "layers": [{"layer": lp.layer, "segment": lp.segment,
+                        "replicas": [{"arrays": list(r.arrays), "windows": [r.start, r.stop]}
+                                     for r in lp.replicas]} for lp in pl.layers]}
+
+
+def _placement_from(raw: Any, layers: list[CrossbarLayer]) -> Placement | None:
+    if raw is None:
+        return None
+    names = [la.name for la in layers]
+
+    def layer_name(k: Any) -> str:
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(names):
+            raise ValueError(f"load names crossbar layer {k!r}, not in [0, {len(names)})")
+        return names[k]
+
+    return Placement(
+        chip=raw["chip"], arrays=raw["arrays"], batch=raw["batch"],
+        segments=tuple(SegmentPlace(s["index"], tuple(s["layers"]),
+                                    tuple(Load(a, layer_name(k), t) for a, k, t in s["loads"]))
+                       for s in raw["segments"]),
+        layers=tuple(LayerPlace(lp["layer"], lp["segment"], tuple(
+            Replica(tuple(r["arrays"]), r["windows"][0], r["windows"][1])
+            for r in lp["replicas"])) for lp in raw["layers"]))
 
 
 def write_program(p: Program, outdir: Path) -> None:
@@ -108,9 +156,10 @@ def read_program(outdir: str | Path) -> Program:
                         hint="run `imcc compile MODEL -o DIR` first") from exc
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"{d}: program files are corrupt ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in READABLE_FORMATS:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise DataError(f"{d}: program format {got!r}, expected {FORMAT!r}")
+        raise DataError(f"{d}: program format {got!r}, expected "
+                        f"{' or '.join(map(repr, READABLE_FORMATS))}")
     try:
         program = _program_from(doc, arrays)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -155,6 +204,11 @@ def _program_from(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Program
             lowrank=None if lr is None else LowRank(**{**lr, "role": PairRole(lr["role"])}),
             weight_params=s["weight_params"],
             lower_bound_cycles=int(s.get("lower_bound_cycles", 0))))
+    placement = None
+    if doc["format"] != READABLE_FORMATS[0]:
+        placement = _placement_from(doc["placement"],
+                                    [s for s in steps if isinstance(s, CrossbarLayer)])
     return Program(model=doc["model"], target=doc["target"], quantized=doc["quantized"],
                    inputs=[(i["name"], tuple(i["shape"])) for i in doc["inputs"]],
-                   outputs=doc["outputs"], steps=steps, n_arrays=doc["n_arrays"])
+                   outputs=doc["outputs"], steps=steps, n_arrays=doc["n_arrays"],
+                   placement=placement)
