@@ -252,6 +252,40 @@ def _first_last(graph: Graph, xbar: list[Node]) -> set[int]:
     return {id(n) for n in chosen}
 
 
+def calibration_feeds(graph: Graph, calib: np.ndarray | None) -> tuple[dict[str, np.ndarray], str]:
+    """The feeds calibration runs on: ``calib`` checked against the graph's single input
+    (``DataError`` when it does not fit), or the deterministic synthetic batch when None
+    (module docstring). Returns the feeds and their ``CalibrationRecord`` source."""
+    if calib is None:
+        feeds = {}
+        for i, v in enumerate(graph.inputs):
+            if any(d is None for d in v.type.shape[1:]) or v.type.dtype.numpy.kind != "f":
+                raise UsageError(f"input %{v.name} ({v.type}) cannot be synthesized for "
+                                 "calibration", "give calibration data")
+            rng = np.random.default_rng(SEED + i)
+            shape = (SYNTHETIC_SAMPLES,) + v.type.sample_shape()
+            feeds[v.name] = rng.standard_normal(shape, dtype=np.float32)
+        return feeds, "synthetic"
+    if len(graph.inputs) != 1:
+        raise UsageError(f"calibration data feeds one input, the graph has "
+                         f"{len(graph.inputs)}")
+    inp = graph.inputs[0]
+    x = np.asarray(calib)
+    if x.dtype.kind != "f":
+        raise DataError(f"calibration data must be floating point, got {x.dtype}")
+    want = inp.type.shape
+    if x.ndim != len(want) or any(w is not None and w != g
+                                  for w, g in zip(want[1:], x.shape[1:], strict=True)):
+        raise DataError(f"calibration data has shape {x.shape}, the input %{inp.name} is "
+                        f"{inp.type}")
+    if x.shape[0] == 0:
+        raise DataError("calibration data holds zero samples")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise DataError("calibration data contains NaN or infinity")
+    return {inp.name: x}, f"data:{x.shape[0]} samples"
+
+
 # ------------------------------------------------------------------------------ the pass
 
 
@@ -325,34 +359,7 @@ class QuantizePass(Pass):
     # -- helpers
     @staticmethod
     def _feeds(graph: Graph, calib: np.ndarray | None) -> tuple[dict[str, np.ndarray], str]:
-        if calib is None:
-            feeds = {}
-            for i, v in enumerate(graph.inputs):
-                if any(d is None for d in v.type.shape[1:]) or v.type.dtype.numpy.kind != "f":
-                    raise UsageError(f"input %{v.name} ({v.type}) cannot be synthesized for "
-                                     "calibration", "give calibration data")
-                rng = np.random.default_rng(SEED + i)
-                shape = (SYNTHETIC_SAMPLES,) + v.type.sample_shape()
-                feeds[v.name] = rng.standard_normal(shape, dtype=np.float32)
-            return feeds, "synthetic"
-        if len(graph.inputs) != 1:
-            raise UsageError(f"calibration data feeds one input, the graph has "
-                             f"{len(graph.inputs)}")
-        inp = graph.inputs[0]
-        x = np.asarray(calib)
-        if x.dtype.kind != "f":
-            raise DataError(f"calibration data must be floating point, got {x.dtype}")
-        want = inp.type.shape
-        if x.ndim != len(want) or any(w is not None and w != g
-                                      for w, g in zip(want[1:], x.shape[1:], strict=True)):
-            raise DataError(f"calibration data has shape {x.shape}, the input %{inp.name} is "
-                            f"{inp.type}")
-        if x.shape[0] == 0:
-            raise DataError("calibration data holds zero samples")
-        x = x.astype(np.float32)
-        if not np.all(np.isfinite(x)):
-            raise DataError("calibration data contains NaN or infinity")
-        return {inp.name: x}, f"data:{x.shape[0]} samples"
+        return calibration_feeds(graph, calib)
 
     @staticmethod
     def _check_weight(node: Node) -> np.ndarray:
@@ -487,5 +494,5 @@ def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
                 env.pop(id(v), None)
 
 
-__all__ = ["QuantizePass", "check_bit_widths", "quantize_weight", "dequantize_weight",
-           "calibrate_scale", "fakequant_mse", "METHODS", "WEIGHT_METHODS"]
+__all__ = ["QuantizePass", "calibration_feeds", "check_bit_widths", "quantize_weight",
+           "dequantize_weight", "calibrate_scale", "fakequant_mse", "METHODS", "WEIGHT_METHODS"]
