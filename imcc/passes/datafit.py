@@ -51,7 +51,7 @@ CHUNK_PATCHES = 1 << 15   # patches per block when accumulating H (bounds memory
 __all__ = ["InputStats", "input_stats", "patches", "gptq_quantize", "output_error",
            "DAMP", "SCALE_GRID", "RIDGE", "FIT_PATCHES", "SWEEPS", "FitData", "fit_data",
            "sample_positions", "patch_rows", "output_rows", "reduced_rank_fit",
-           "fit_objective", "lsq_refit"]
+           "fit_objective", "lsq_refit", "equalize_channels"]
 
 
 @dataclass
@@ -249,8 +249,7 @@ def bias_delta(w: np.ndarray, w_new: np.ndarray, stats: InputStats, groups: int 
 # plain per-group SVD of the weight when given. Hence the result is never worse than the
 # ungrouped optimum at the same ``k`` (Theorem 1 on the data-weighted error) nor than plain
 # SVD. Gauge: each ``L_i`` is made orthonormal (thin QR, positive diagonal), ``R_i`` takes
-# the scale, so an error in an intermediate channel reaches the output with its own norm and
-# the per-tensor activation scale of the ``g*k`` channels is chosen in output units.
+# the scale (deterministic factors; `equalize_channels` then rescales them for quantization).
 
 
 @dataclass
@@ -414,3 +413,29 @@ def lsq_refit(z: np.ndarray, t: np.ndarray, ridge: float | None = None,
     lam = _ridge(z64.T @ z64) if ridge is None else float(ridge)
     w = _solve_spd(cov + lam * np.eye(cov.shape[0]), tc.T @ zc)
     return w, tm - w @ zm
+
+
+def equalize_channels(d: FitData, groups: int, r: np.ndarray, lw: np.ndarray,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Rescale the ``g*k`` intermediate channels of a pair (``r`` (g*k, n/g), ``lw``
+    (m, g*k), `reduced_rank_fit`'s layout) so that each has the RMS, on the patches of
+    ``d``, of the largest one: row ``j`` of ``r`` times ``s_j``, column ``j`` of ``lw``
+    divided by it (``s_j >= 1``; the product ``L R`` is unchanged). Why: the intermediate
+    tensor is quantized with one per-tensor step ``delta``, fixed by its largest channels,
+    and channel ``j``'s rounding noise reaches the output as ``delta * ||L_j|| / s_j``;
+    lifting the small channels to the common range divides their noise by ``s_j`` at no
+    cost in range. A channel that is zero on the data is left as is."""
+    gk = r.shape[0]
+    k = gk // groups
+    ng = d.cov.shape[0] // groups
+    ms = np.empty(gk)
+    for j in range(gk):
+        s = slice((j // k) * ng, (j // k + 1) * ng)
+        ms[j] = float(r[j] @ d.cov[s, s] @ r[j])
+    rms = np.sqrt(np.maximum(ms, 0.0))
+    top = float(rms.max()) if gk else 0.0
+    sc = np.ones(gk)
+    live = rms > top * 1e-12
+    if top > 0:
+        sc[live] = top / rms[live]
+    return r * sc[:, None], lw / sc[None, :]

@@ -18,6 +18,28 @@ ungrouped (``g = 1``) one, because the best rank-``k`` approximation of ``W`` re
 block ``i`` has rank at most ``k`` and so cannot beat the best rank-``k`` approximation of
 ``W_i``.
 
+Data-aware factorization (``method``). ``"svd"`` is the per-group truncated SVD above; it
+reads only the weights. ``"data"`` needs calibration inputs (``ctx.calib``) and fits the
+factors to what the layer does on them, sequentially in topological order: a first run of
+the float network records each layer's float pre-bias outputs ``Y`` at `datafit.FIT_PATCHES`
+(16384) output positions drawn with a fixed seed (subsampled so a layer fits in well under
+a second; the statistics below converge long before) and its mean output per channel; a
+second run feeds each layer the output of the **already factorized** layers upstream, so
+the fit corrects the error that accumulated before it. At the sampled positions ``X`` are
+the layer's im2col patches from that run; the factors minimize the ridge-regularized
+data-weighted error ``||Y - sum_i L_i R_i X_i||_F^2 + lambda sum_i ||L_i R_i||_F^2`` with
+``lambda = 1e-4 * mean(diag X^T X)`` (`datafit.RIDGE`; it keeps rank-deficient inputs, e.g.
+dead channels, well posed) by grouped reduced-rank regression (`datafit.reduced_rank_fit`:
+the least-squares map truncated through the SVD of its fitted outputs, block-coordinate
+sweeps for ``g > 1``; Theorem 1 holds for this objective too, grouped <= ungrouped at the
+same ``k``, since the ungrouped solution is one of its starts). Bias correction: the
+float layer's mean output minus the factorized layer's, on all calibration positions, is
+added to the bias. The intermediate channels are then equalized for quantization
+(`datafit.equalize_channels`). ``"auto"`` (default) is ``"data"`` with calibration data and
+``"svd"`` without, so a compile without ``--calib`` is unchanged. With calibration data the
+pass measures the data-weighted relative error ``||Y - Y_hat||_F / ||Y||_F`` of either
+method (``data_error`` in the record and the report); without, it is None.
+
 Decisions (also recorded per layer in the ``LowRankRecord`` the pass returns):
 
 * Singular values go into ``L``: the rows of each ``R_i`` are orthonormal, so the ``g*k``
@@ -284,6 +306,7 @@ def _fit_sequential(graph: Graph, plans: list[_Plan], feeds: dict[str, np.ndarra
         r0, l0, svd_err = _flat_svd(node, plan.groups, plan.rank)
         if data:
             r, lw, _ = datafit.reduced_rank_fit(d, plan.groups, plan.rank, svd_init=(r0, l0))
+            r, lw = datafit.equalize_channels(d, plan.groups, r, lw)
         else:
             r, lw = r0, l0
         k, g = plan.rank, plan.groups
