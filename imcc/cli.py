@@ -69,8 +69,11 @@ FLBitsOpt = Annotated[int | None, typer.Option(help="Bits for weights and inputs
                                                     "and last crossbar layers (default: "
                                                     "--weight-bits / --act-bits).")]
 CalibOpt = Annotated[Path | None, typer.Option(help="Calibration data (.npz: images [+mean, "
-                                                    "std] or x); default: a deterministic "
-                                                    "synthetic batch.")]
+                                                    "std] or x) for the activation scales, "
+                                                    "GPTQ weights and the data-aware low-rank "
+                                                    "fit; default: a deterministic synthetic "
+                                                    "batch for the scales, round-to-nearest "
+                                                    "weights and plain SVD.")]
 CalibLimitOpt = Annotated[int, typer.Option(help="Use at most this many calibration "
                                                  "samples (the first ones).")]
 TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim, or a TOML "
@@ -131,7 +134,8 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
         first_last_bits=first_last_bits, tech=tech, passes=passes,
         verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays)
     opts = options_from_flags(**kw)  # every option is checked before --calib reads the model
-    if calib is not None and not no_quantize:
+    # --calib feeds quantize and the data-aware low-rank fit (which runs without quantize).
+    if calib is not None:
         import dataclasses
 
         from imcc.dataset import load_npz

@@ -235,9 +235,6 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
     _unique(mappings, mapping_list, "--mappings")
     if spec.calib_limit < 1:
         raise UsageError(f"--calib-limit must be >= 1, got {spec.calib_limit}")
-    if spec.calib is not None and not spec.quantize:
-        raise UsageError("--calib has no effect with --no-quantize",
-                         hint="drop one of the two options")
     if spec.limit is not None and spec.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {spec.limit}")
     if spec.skip < 0:
@@ -349,9 +346,14 @@ def _run_back(job: _BackJob) -> SweepRow:
 
 def row_from_report(report: Report, cfg: Config, top1: float | None) -> SweepRow:
     """One sweep row from a report. `mean_rel_error` averages the relative reconstruction
-    error over factorized layers (each pair once, via its R half)."""
+    error over factorized layers (each pair once, via its R half), `mean_data_error` their
+    data-weighted output error (with calibration data)."""
     errors = [float(la.rel_error) for la in report.layers
               if la.role == "R" and la.rel_error is not None]
+    data_errors = [float(la.data_error) for la in report.layers
+                   if la.role == "R" and la.data_error is not None]
+    methods = sorted({la.lowrank_method for la in report.layers
+                      if la.role == "R" and la.lowrank_method is not None})
     energy = report.energy
     return SweepRow(
         target=cfg.target.name, rank=cfg.rank, groups=cfg.groups, mapping=cfg.mapping,
@@ -360,7 +362,9 @@ def row_from_report(report: Report, cfg: Config, top1: float | None) -> SweepRow
         latency_ns=None if energy is None else energy.total_latency_ns,
         n_arrays=report.n_arrays, params=report.weight_params, factorized_layers=len(errors),
         mean_rel_error=sum(errors) / len(errors) if errors else None,
-        top1_compiled_ort=top1, speedup_vs_im2col=report.headline_speedup)
+        top1_compiled_ort=top1, speedup_vs_im2col=report.headline_speedup,
+        lowrank_method="+".join(methods) or None,
+        mean_data_error=sum(data_errors) / len(data_errors) if data_errors else None)
 
 
 # ---------------------------------------------------------------------------- the driver

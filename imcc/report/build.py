@@ -85,7 +85,8 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget,
         params_before=lr.params_before if lr else None,   # of the original layer
         params_after=lr.params_after if lr else None,     # of the pair (both halves)
         weight_params=layer.weight_params, slices=len(layer.slice_weights),
-        input_bits=layer.in_quant[1] if layer.in_quant else None, energy=energy)
+        input_bits=layer.in_quant[1] if layer.in_quant else None, energy=energy,
+        lowrank_method=lr.method if lr else None, data_error=lr.data_error if lr else None)
 
 
 def _original_geom(r: CrossbarLayer, l_half: CrossbarLayer) -> LayerGeom:
@@ -130,7 +131,7 @@ def uncompressed_im2col_cycles(program: Program, target: CrossbarTarget) -> int:
 
 def _lowrank_summary(record: LowRankRecord, pairs: int) -> LowRankSummary:
     return LowRankSummary(
-        rank=record.rank, groups=record.groups, factorized_layers=pairs,
+        rank=record.rank, groups=record.groups, factorized_layers=pairs, method=record.method,
         skipped={d.layer: "; ".join(d.notes) for d in record.decisions if not d.factorized},
         notes={d.layer: "; ".join(d.notes) for d in record.decisions
                if d.factorized and d.notes})

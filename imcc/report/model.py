@@ -167,17 +167,24 @@ class LowRankSummary:
     factorized_layers: int
     skipped: Mapping[str, str]
     notes: Mapping[str, str]
+    # "svd" (weights only) or "data" (fitted on calibration data); None: a report written
+    # before the key
+    method: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"rank": self.rank, "groups": self.groups,
-                "factorized_layers": self.factorized_layers, "skipped": dict(self.skipped),
-                "notes": dict(self.notes)}
+        d: dict[str, Any] = {"rank": self.rank, "groups": self.groups}
+        if self.method is not None:
+            d["method"] = self.method
+        d.update({"factorized_layers": self.factorized_layers, "skipped": dict(self.skipped),
+                  "notes": dict(self.notes)})
+        return d
 
     @classmethod
     def _read(cls, r: _Reader) -> LowRankSummary:
         return cls(rank=r.string("rank"), groups=r.integer("groups"),
                    factorized_layers=r.integer("factorized_layers"),
-                   skipped=r.str_map("skipped"), notes=r.str_map("notes"))
+                   skipped=r.str_map("skipped"), notes=r.str_map("notes"),
+                   method=r.string("method", optional=True))
 
 
 @dataclass(frozen=True)
@@ -252,7 +259,7 @@ class LayerReport:
     mapping_note: str | None         # why the mapping differs from the request
     rank: int | None
     groups: int | None
-    rel_error: float | None
+    rel_error: float | None          # ||W - W_hat||_F / ||W||_F of the pair
     pair: str | None                 # the original layer of a factorized pair
     role: str | None                 # "R" (grouped KxK half) or "L" (1x1 half)
     params_before: int | None
@@ -262,6 +269,11 @@ class LayerReport:
     input_bits: int | None
     energy: LayerEnergy | None = None
     chip: LayerChip | None = None    # with --chip
+    # A factorized half: how the pair was fitted ("svd" or "data"; None if the model arrived
+    # factorized or the report predates the key) and the data-weighted relative output
+    # error ||Y - Y_hat||_F / ||Y||_F on the calibration patches (None without data)
+    lowrank_method: str | None = None
+    data_error: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -277,6 +289,10 @@ class LayerReport:
             "rank": self.rank, "groups": self.groups, "rel_error": self.rel_error,
             "pair": self.pair, "role": self.role, "params_before": self.params_before,
             "params_after": self.params_after, "weight_params": self.weight_params})
+        if self.lowrank_method is not None:
+            d["lowrank_method"] = self.lowrank_method
+        if self.data_error is not None:
+            d["data_error"] = self.data_error
         if self.slices is not None:
             d["slices"] = self.slices
         d["input_bits"] = self.input_bits
@@ -322,7 +338,9 @@ class LayerReport:
             params_before=r.integer("params_before", optional=True),
             params_after=r.integer("params_after", optional=True),
             weight_params=r.integer("weight_params"), slices=r.integer("slices", optional=True),
-            input_bits=r.integer("input_bits", optional=True), energy=energy, chip=chip)
+            input_bits=r.integer("input_bits", optional=True), energy=energy, chip=chip,
+            lowrank_method=r.string("lowrank_method", optional=True),
+            data_error=r.number("data_error", nullable=True, optional=True))
 
 
 @dataclass(frozen=True)
