@@ -60,6 +60,10 @@ LayerRankOpt = Annotated[list[str] | None, typer.Option(
     "--layer-rank", help="Per-layer rank override NAME=SPEC (repeatable); SPEC as --rank.")]
 PolicyOpt = Annotated[Path | None, typer.Option(help="Low-rank policy file (TOML or JSON): "
                                                      "rank, groups, per-layer entries.")]
+LowRankMethodOpt = Annotated[str, typer.Option(
+    help="How low-rank factors are fitted: data (to the float network's outputs on the "
+    "--calib images, fed by the already factorized layers), svd (per-group truncated SVD of "
+    "the weights), or auto: data with --calib, svd without.")]
 FirstLastOpt = Annotated[bool, typer.Option(help="Also factorize the first conv and the last "
                                                  "linear layer (left as is by default).")]
 NoQuantOpt = Annotated[bool, typer.Option("--no-quantize", help="Keep float weights and "
@@ -111,7 +115,7 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
              policy: Path | None, include_first_last: bool, no_quantize: bool,
              first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
              passes: str | None = None, chip: str | None = None,
-             chip_arrays: int | None = None,
+             chip_arrays: int | None = None, lowrank_method: str = "auto",
              model_input: Callable[[], tuple[str, tuple[int | None, ...]]] | None = None
              ) -> CompileOptions:
     from imcc.compiler import options_from_flags, parse_layer_ranks
@@ -126,13 +130,17 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
     tgt = CrossbarTarget(rows, cols, weight_bits, cell_bits, act_bits, dac_bits, adc_bits)
     if calib_limit < 1:
         raise UsageError(f"--calib-limit must be >= 1, got {calib_limit}")
+    if lowrank_method == "data" and calib is None:
+        raise UsageError("--lowrank-method data fits the factors on calibration data",
+                         hint="give --calib DATA.npz")
     kw: dict[str, Any] = dict(
         target=tgt, mapping=mapping, rank=rank, groups=groups,
         layer_ranks=parse_layer_ranks(layer_rank or []),
         policy=None if policy is None else LowRankPass.policy_from_file(policy),
         include_first_last=include_first_last, quantize=not no_quantize,
         first_last_bits=first_last_bits, tech=tech, passes=passes,
-        verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays)
+        verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays,
+        lowrank_method=lowrank_method)
     opts = options_from_flags(**kw)  # every option is checked before --calib reads the model
     # --calib feeds quantize and the data-aware low-rank fit (which runs without quantize).
     if calib is not None:
@@ -154,7 +162,7 @@ def _compile_option_spec(
     include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
     tech: TechOpt = "isaac", passes: PassesOpt = None, chip: ChipOpt = None,
-    chip_arrays: ChipArraysOpt = None,
+    chip_arrays: ChipArraysOpt = None, lowrank_method: LowRankMethodOpt = "auto",
 ) -> None:
     """The compile options `compile` and `check` share (the parameters of `_options`),
     declared once: `_with_compile_options` adds them to a command."""
@@ -448,6 +456,7 @@ def sweep_cmd(
     layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
     include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
+    lowrank_method: LowRankMethodOpt = "auto",
     passes: Annotated[str | None, typer.Option(
         "--passes", "-p", help="An explicit pass pipeline for every row (as `imcc compile "
         "-p`); the sweep then varies only --targets, so --ranks/--groups/--mappings cannot be "
@@ -486,7 +495,7 @@ def sweep_cmd(
         tech=tech, quantize=not no_quantize, first_last_bits=first_last_bits,
         include_first_last=include_first_last, calib=calib, calib_limit=calib_limit,
         data=data, limit=limit, skip=skip, layer_rank=tuple(layer_rank or ()), policy=policy,
-        passes=passes, verify_each=_STATE["debug"])
+        passes=passes, verify_each=_STATE["debug"], lowrank_method=lowrank_method)
     configs = plan_sweep(spec)  # every option checked before any compile
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")

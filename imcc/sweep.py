@@ -126,6 +126,7 @@ class SweepSpec:
     policy: Path | None = None         # --policy file
     passes: str | None = None          # -p/--passes pipeline text
     verify_each: bool = False          # run the IR verifier after every pass (--debug)
+    lowrank_method: str = "auto"       # --lowrank-method
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,9 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
     _unique(mappings, mapping_list, "--mappings")
     if spec.calib_limit < 1:
         raise UsageError(f"--calib-limit must be >= 1, got {spec.calib_limit}")
+    if spec.lowrank_method == "data" and spec.calib is None:
+        raise UsageError("--lowrank-method data fits the factors on calibration data",
+                         hint="give --calib DATA.npz")
     if spec.limit is not None and spec.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {spec.limit}")
     if spec.skip < 0:
@@ -246,7 +250,7 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
         policy=None if spec.policy is None else LowRankPass.policy_from_file(spec.policy),
         include_first_last=spec.include_first_last, quantize=spec.quantize,
         first_last_bits=spec.first_last_bits, tech=spec.tech, passes=spec.passes,
-        verify_each=spec.verify_each)
+        verify_each=spec.verify_each, lowrank_method=spec.lowrank_method)
 
     def options(tgt: CrossbarTarget, rank: str, groups: int, mapping: str) -> CompileOptions:
         # -p rows take rank, groups and mapping from the pipeline: pass the flag defaults.

@@ -289,3 +289,36 @@ def test_refit_pairs_simulate_bit_exact_with_onnxruntime(tmp_path: Path) -> None
                           and 0 <= la.data_error < 1 for la in halves)
     assert "data err" in to_markdown(rep)
     assert Report.from_json(rep.to_json()) == rep
+
+
+# ------------------------------------------------------------------------ the flag
+
+
+def test_lowrank_method_flag() -> None:
+    from imcc.compiler import options_from_flags
+    from imcc.targets.crossbar import CrossbarTarget
+
+    t = CrossbarTarget(128, 128)
+    assert options_from_flags(target=t, rank="m/2").lowrank.method == "auto"
+    assert options_from_flags(target=t, rank="m/2",
+                              lowrank_method="svd").lowrank.method == "svd"
+    with pytest.raises(UsageError, match="--lowrank-method"):
+        options_from_flags(target=t, passes="fold-bn,map", lowrank_method="svd")
+    with pytest.raises(UsageError, match="unknown"):
+        options_from_flags(target=t, rank="m/2", lowrank_method="pca")
+
+
+def test_lowrank_method_data_needs_calib(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import imcc.cli
+
+    monkeypatch.setattr(sys, "argv", ["imcc", "compile", "resnet20", "--rank", "m/2",
+                                      "--lowrank-method", "data", "-o", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exc:
+        imcc.cli.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--lowrank-method data" in err and "--calib" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
