@@ -236,7 +236,9 @@ def finish(graph: Graph, passes: Sequence[Pass], records: Sequence[Record],
     lowrank = first_record(records, LowRankRecord)
     report = build_report(program, target, energy, mapping=mapped.strategy, tech=tech,
                           calibration=None if calibration is None else calibration.source,
-                          lowrank=lowrank, passes=[p.name for p in passes],
+                          weight_method=None if calibration is None
+                          else calibration.weight_method, lowrank=lowrank,
+                          passes=[p.name for p in passes],
                           pipeline=pipeline_spec(passes), chip=plan).to_json()
     return program, report
 

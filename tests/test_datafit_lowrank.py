@@ -322,3 +322,22 @@ def test_lowrank_method_data_needs_calib(tmp_path: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert "--lowrank-method data" in err and "--calib" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_without_calibration_data_the_report_says_svd_and_rtn() -> None:
+    from imcc.report.terminal import summary_lines
+
+    opts = CompileOptions(lowrank=LowRankPass(rank="m/4", groups=2))
+    rep = Report.from_json(compile_graph(make_net(make_weights()), opts, "net").report)
+    assert rep.calibration == "synthetic" and rep.weight_method == "rtn"
+    assert rep.lowrank is not None and rep.lowrank.method == "svd"
+    halves = [la for la in rep.layers if la.role is not None]
+    assert halves and all(la.lowrank_method == "svd" and la.data_error is None
+                          for la in halves)
+    text = "\n".join(summary_lines(rep))
+    assert "per-group SVD of the weights" in text and "rounded to nearest" in text
+    with_data = CompileOptions(calib=calib(16), lowrank=LowRankPass(rank="m/4", groups=2))
+    rep2 = Report.from_json(compile_graph(make_net(make_weights()), with_data, "net").report)
+    assert rep2.weight_method == "gptq" and rep2.lowrank is not None \
+        and rep2.lowrank.method == "data"
+    assert "fitted on the calibration data" in "\n".join(summary_lines(rep2))

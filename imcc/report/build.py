@@ -141,8 +141,10 @@ def build_report(program: Program, target: CrossbarTarget,
                  energy: EnergyReport | None, mapping: str, tech: str,
                  calibration: str | None, lowrank: LowRankRecord | None,
                  passes: tuple[str, ...] | list[str] | None = None,
-                 pipeline: str | None = None, chip: ChipPlan | None = None) -> Report:
+                 pipeline: str | None = None, chip: ChipPlan | None = None,
+                 weight_method: str | None = None) -> Report:
     """The report of `program`; `lowrank` is the low-rank pass's record when it ran,
+    `weight_method` how the quantize pass rounded the weights (``rtn`` or ``gptq``),
     `passes` the names of the passes run (recorded as report.json's ``passes``), `chip` the
     placement on a chip (``--chip``)."""
     layers = tuple(
@@ -175,7 +177,7 @@ def build_report(program: Program, target: CrossbarTarget,
             total_energy_pj=energy.total_energy_pj, total_latency_ns=energy.total_latency_ns,
             breakdown=energy.breakdown, adc_bits=energy.adc_bits),
         passes=None if passes is None else tuple(passes), pipeline=pipeline,
-        chip=None if chip is None else _chip_summary(chip))
+        chip=None if chip is None else _chip_summary(chip), weight_method=weight_method)
 
 
 def _chip_summary(plan: ChipPlan) -> ChipSummary:

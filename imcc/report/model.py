@@ -375,6 +375,10 @@ class Report:
     passes: tuple[str, ...] | None = None   # the pass pipeline run (None: not recorded)
     pipeline: str | None = None  # its spec, which `-p` parses back (None: not recorded)
     chip: ChipSummary | None = None  # chip-level figures (only with --chip)
+    # how the quantize pass chose the weight levels: "rtn" (round to nearest, the default
+    # without calibration data) or "gptq" (on the calibration data); None: not quantized or
+    # a report written before the key
+    weight_method: str | None = None
     format: str = FORMAT
 
     @property
@@ -395,9 +399,12 @@ class Report:
         d: dict[str, Any] = {
             "format": self.format, "imcc_version": self.imcc_version, "model": self.model,
             "target": self.target.to_json(), "quantized": self.quantized,
-            "calibration": self.calibration, "mapping": self.mapping,
+            "calibration": self.calibration}
+        if self.weight_method is not None:
+            d["weight_method"] = self.weight_method
+        d.update({"mapping": self.mapping,
             "total_cycles": self.total_cycles, "im2col_cycles": self.im2col_cycles,
-            "speedup": self.speedup}
+            "speedup": self.speedup})
         if self.uncompressed_im2col_cycles is not None:
             d.update({"uncompressed_im2col_cycles": self.uncompressed_im2col_cycles,
                       "speedup_vs_im2col": self.speedup_vs_im2col,
@@ -459,7 +466,8 @@ class Report:
             lowrank=None if lowrank is None else LowRankSummary._read(lowrank),
             energy=energy, passes=None if passes is None else tuple(passes),
             pipeline=r.string("pipeline", nullable=True, optional=True),
-            chip=None if chip is None else ChipSummary._read(chip))
+            chip=None if chip is None else ChipSummary._read(chip),
+            weight_method=r.string("weight_method", optional=True))
 
 
 __all__ = ["FORMAT", "ChipSummary", "EnergySummary", "LayerChip", "LayerEnergy", "LayerReport",

@@ -121,7 +121,10 @@ def summary_lines(report: Report) -> list[str]:
                      f"{time_text(report.energy.total_latency_ns)} per image "
                      f"(tech {report.target.tech}, ADC {report.energy.adc_bits} bit)")
     if report.calibration:
-        lines.append(f"activation calibration: {markup_safe(report.calibration)}")
+        how = {"rtn": "; weights rounded to nearest",
+               "gptq": "; weights by GPTQ on the calibration data"}.get(
+                   report.weight_method or "", "")
+        lines.append(f"activation calibration: {markup_safe(report.calibration)}{how}")
     lr = report.lowrank
     if lr:
         how = {"svd": ", per-group SVD of the weights",
