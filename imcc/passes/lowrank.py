@@ -355,7 +355,9 @@ class LowRankPass(Pass):
     ``rank``: default rank spec for every eligible layer; ``groups``: default number of
     input-channel groups; ``layer_ranks`` / ``layer_groups``: per-layer overrides by node
     name (``"none"`` skips a layer); ``include_first_last``: also factorize the first conv
-    and the last crossbar layer; ``include_linear``: also factorize Linear layers.
+    and the last crossbar layer; ``include_linear``: also factorize Linear layers;
+    ``method``: ``"data"`` (fit on ``ctx.calib``), ``"svd"`` (weights only) or ``"auto"``
+    (``data`` when calibration data is given; module docstring, "Data-aware factorization").
     ``run`` returns a ``LowRankRecord`` listing what happened to every crossbar layer
     (no record when no rank is requested at all: the pass then does nothing).
     """
