@@ -382,7 +382,8 @@ def _conv(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     ho, wo = op.out_hw(int(x.type.shape[2]), int(x.type.shape[3]))  # type: ignore[arg-type]
     if ho < 1 or wo < 1:
         raise im.fail(node, "the kernel is larger than the padded input")
-    ins = [x, im.g.const(node.input[1], w.astype(np.float32))]
+    # copy=False: a float32 weight is shared with the model's array, not duplicated
+    ins = [x, im.g.const(node.input[1], w.astype(np.float32, copy=False))]
     if b is not None:
         ins.append(im.g.const(node.input[2], b.astype(np.float32).reshape(-1)))
     return im.emit(op, ins, node)
@@ -398,13 +399,16 @@ def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     if bmat is None or bmat.ndim != 2:
         raise im.fail(node, "the weight (B) must be a 2-D constant")
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-    w = (bmat if a.get("transB", 0) else bmat.T).astype(np.float64) * alpha
+    w = bmat if a.get("transB", 0) else bmat.T
+    if alpha != 1.0:  # scaled in float64, rounded once; alpha 1 is exact in float32 as is
+        w = w.astype(np.float64) * alpha
     n_out = w.shape[0]
     if w.shape[1] != x.type.shape[1]:
         raise im.fail(node, f"weight {list(bmat.shape)} does not match {x.type.shape[1]} "
                             "input features")
     _finite(im, node, w, "the weight (B) times alpha")
-    ins = [x, im.g.const(node.input[1], w.astype(np.float32))]
+    # A float32 weight is kept as it is (VGG-11's first Gemm: 411 MB), not copied.
+    ins = [x, im.g.const(node.input[1], np.ascontiguousarray(w, dtype=np.float32))]
     c = im.const(node, 2, "the bias (C)")
     _finite(im, node, c, "the bias (C)")
     if c is not None:
