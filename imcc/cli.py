@@ -60,6 +60,10 @@ LayerRankOpt = Annotated[list[str] | None, typer.Option(
     "--layer-rank", help="Per-layer rank override NAME=SPEC (repeatable); SPEC as --rank.")]
 PolicyOpt = Annotated[Path | None, typer.Option(help="Low-rank policy file (TOML or JSON): "
                                                      "rank, groups, per-layer entries.")]
+LowRankMethodOpt = Annotated[str, typer.Option(
+    help="How low-rank factors are fitted: data (to the float network's outputs on the "
+    "--calib images, fed by the already factorized layers), svd (per-group truncated SVD of "
+    "the weights), or auto: data with --calib, svd without.")]
 FirstLastOpt = Annotated[bool, typer.Option(help="Also factorize the first conv and the last "
                                                  "linear layer (left as is by default).")]
 NoQuantOpt = Annotated[bool, typer.Option("--no-quantize", help="Keep float weights and "
@@ -69,8 +73,11 @@ FLBitsOpt = Annotated[int | None, typer.Option(help="Bits for weights and inputs
                                                     "and last crossbar layers (default: "
                                                     "--weight-bits / --act-bits).")]
 CalibOpt = Annotated[Path | None, typer.Option(help="Calibration data (.npz: images [+mean, "
-                                                    "std] or x); default: a deterministic "
-                                                    "synthetic batch.")]
+                                                    "std] or x) for the activation scales, "
+                                                    "GPTQ weights and the data-aware low-rank "
+                                                    "fit; default: a deterministic synthetic "
+                                                    "batch for the scales, round-to-nearest "
+                                                    "weights and plain SVD.")]
 CalibLimitOpt = Annotated[int, typer.Option(help="Use at most this many calibration "
                                                  "samples (the first ones).")]
 TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim, or a TOML "
@@ -117,6 +124,7 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
              first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
              passes: str | None = None, chip: str | None = None,
              chip_arrays: int | None = None, chip_batch: int | None = None,
+             lowrank_method: str = "auto",
              model_input: Callable[[], tuple[str, tuple[int | None, ...]]] | None = None
              ) -> CompileOptions:
     from imcc.compiler import options_from_flags, parse_layer_ranks
@@ -131,6 +139,9 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
     tgt = CrossbarTarget(rows, cols, weight_bits, cell_bits, act_bits, dac_bits, adc_bits)
     if calib_limit < 1:
         raise UsageError(f"--calib-limit must be >= 1, got {calib_limit}")
+    if lowrank_method == "data" and calib is None:
+        raise UsageError("--lowrank-method data fits the factors on calibration data",
+                         hint="give --calib DATA.npz")
     kw: dict[str, Any] = dict(
         target=tgt, mapping=mapping, rank=rank, groups=groups,
         layer_ranks=parse_layer_ranks(layer_rank or []),
@@ -138,9 +149,10 @@ def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_b
         include_first_last=include_first_last, quantize=not no_quantize,
         first_last_bits=first_last_bits, tech=tech, passes=passes,
         verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays,
-        chip_batch=chip_batch)
+        chip_batch=chip_batch, lowrank_method=lowrank_method)
     opts = options_from_flags(**kw)  # every option is checked before --calib reads the model
-    if calib is not None and not no_quantize:
+    # --calib feeds quantize and the data-aware low-rank fit (which runs without quantize).
+    if calib is not None:
         import dataclasses
 
         from imcc.dataset import load_npz
@@ -160,6 +172,7 @@ def _compile_option_spec(
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
     tech: TechOpt = "isaac", passes: PassesOpt = None, chip: ChipOpt = None,
     chip_arrays: ChipArraysOpt = None, chip_batch: ChipBatchOpt = None,
+    lowrank_method: LowRankMethodOpt = "auto",
 ) -> None:
     """The compile options `compile` and `check` share (the parameters of `_options`),
     declared once: `_with_compile_options` adds them to a command."""
@@ -463,6 +476,7 @@ def sweep_cmd(
     layer_rank: LayerRankOpt = None, policy: PolicyOpt = None,
     include_first_last: FirstLastOpt = False, no_quantize: NoQuantOpt = False,
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
+    lowrank_method: LowRankMethodOpt = "auto",
     passes: Annotated[str | None, typer.Option(
         "--passes", "-p", help="An explicit pass pipeline for every row (as `imcc compile "
         "-p`); the sweep then varies only --targets, so --ranks/--groups/--mappings cannot be "
@@ -525,7 +539,8 @@ def sweep_cmd(
         include_first_last=include_first_last, calib=calib, calib_limit=calib_limit,
         data=data, limit=limit, skip=skip, layer_rank=tuple(layer_rank or ()), policy=policy,
         passes=passes, verify_each=_STATE["debug"], chips=listed(chips, "--chips"),
-        chip_arrays=listed(chip_arrays, "--chip-arrays"), chip_batch=chip_batch)
+        chip_arrays=listed(chip_arrays, "--chip-arrays"), chip_batch=chip_batch,
+        lowrank_method=lowrank_method)
     configs = plan_sweep(spec)  # every option checked before any compile
     check_runner(jobs, scheduler)
     from imcc.compiler import resolve_model

@@ -117,14 +117,16 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
                        calib: np.ndarray | None = None, tech: str = "isaac",
                        passes: str | None = None, verify_each: bool = False,
                        chip: str | None = None, chip_arrays: int | None = None,
-                       chip_batch: int | None = None) -> CompileOptions:
+                       chip_batch: int | None = None, lowrank_method: str = "auto",
+                       ) -> CompileOptions:
     """The compile options of `imcc compile`, `check` and (per row) `sweep`, from their
     flags. The low-rank settings start from ``policy`` (a loaded policy file) and the flags
     given override it: a rank other than ``none``, groups other than 1, ``--layer-rank``
     entries (added to the policy's, replacing a layer's rank), ``--include-first-last``.
     ``chip`` (a preset name or TOML path) places the program on that chip, with
     ``chip_arrays`` overriding its number of arrays and ``chip_batch`` its images per
-    weight load.
+    weight load. ``lowrank_method`` (``auto``, ``data``, ``svd``) is the low-rank pass's
+    ``method`` (``auto``: ``data`` with calibration data).
     ``passes`` (``-p``) replaces the default pipeline and cannot be combined with the flags
     that shape it. Every value is checked here, before any work."""
     base = policy if policy is not None else LowRankPass()
@@ -137,6 +139,8 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
         changes["layer_ranks"] = {**base.layer_ranks, **layer_ranks}
     if include_first_last:
         changes["include_first_last"] = True
+    if lowrank_method != "auto":
+        changes["method"] = lowrank_method
     lowrank = dataclasses.replace(base, **changes)  # re-validated by __post_init__
     if first_last_bits is not None and not 2 <= first_last_bits <= 16:
         raise UsageError(f"--first-last-bits must be in [2, 16], got {first_last_bits}")
@@ -148,7 +152,8 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
             ("--layer-rank", bool(layer_ranks)), ("--policy", policy is not None),
             ("--no-quantize", not quantize),
             ("--first-last-bits", first_last_bits is not None), ("--mapping", mapping != "auto"),
-            ("--include-first-last", include_first_last)) if used]
+            ("--include-first-last", include_first_last),
+            ("--lowrank-method", lowrank_method != "auto")) if used]
         if clash:
             raise UsageError(f"--passes replaces the default pipeline; {', '.join(clash)} "
                              "cannot be combined with it", hint="set them as pass options, "
@@ -236,7 +241,9 @@ def finish(graph: Graph, passes: Sequence[Pass], records: Sequence[Record],
     lowrank = first_record(records, LowRankRecord)
     report = build_report(program, target, energy, mapping=mapped.strategy, tech=tech,
                           calibration=None if calibration is None else calibration.source,
-                          lowrank=lowrank, passes=[p.name for p in passes],
+                          weight_method=None if calibration is None
+                          else calibration.weight_method, lowrank=lowrank,
+                          passes=[p.name for p in passes],
                           pipeline=pipeline_spec(passes), chip=plan).to_json()
     return program, report
 

@@ -142,6 +142,7 @@ class SweepSpec:
     chips: tuple[str, ...] | None = None        # --chips: presets or chip files
     chip_arrays: tuple[str, ...] | None = None  # --chip-arrays: array counts of each chip
     chip_batch: int | None = None               # --chip-batch, for every chip
+    lowrank_method: str = "auto"       # --lowrank-method
 
 
 @dataclass(frozen=True)
@@ -305,9 +306,9 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
     _unique(mappings, mapping_list, "--mappings")
     if spec.calib_limit < 1:
         raise UsageError(f"--calib-limit must be >= 1, got {spec.calib_limit}")
-    if spec.calib is not None and not spec.quantize:
-        raise UsageError("--calib has no effect with --no-quantize",
-                         hint="drop one of the two options")
+    if spec.lowrank_method == "data" and spec.calib is None:
+        raise UsageError("--lowrank-method data fits the factors on calibration data",
+                         hint="give --calib DATA.npz")
     if spec.limit is not None and spec.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {spec.limit}")
     if spec.skip < 0:
@@ -319,7 +320,7 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
         policy=None if spec.policy is None else LowRankPass.policy_from_file(spec.policy),
         include_first_last=spec.include_first_last, quantize=spec.quantize,
         first_last_bits=spec.first_last_bits, tech=spec.tech, passes=spec.passes,
-        verify_each=spec.verify_each)
+        verify_each=spec.verify_each, lowrank_method=spec.lowrank_method)
 
     def options(tgt: CrossbarTarget, rank: str, groups: int, mapping: str,
                 chip: str | None = None, arrays: int | None = None) -> CompileOptions:
@@ -448,9 +449,14 @@ def _run_back(job: _BackJob) -> list[SweepRow]:
 
 def row_from_report(report: Report, cfg: Config, top1: float | None) -> SweepRow:
     """One sweep row from a report. `mean_rel_error` averages the relative reconstruction
-    error over factorized layers (each pair once, via its R half)."""
+    error over factorized layers (each pair once, via its R half), `mean_data_error` their
+    data-weighted output error (with calibration data)."""
     errors = [float(la.rel_error) for la in report.layers
               if la.role == "R" and la.rel_error is not None]
+    data_errors = [float(la.data_error) for la in report.layers
+                   if la.role == "R" and la.data_error is not None]
+    methods = sorted({la.lowrank_method for la in report.layers
+                      if la.role == "R" and la.lowrank_method is not None})
     energy = report.energy
     c = report.chip
     chip: dict[str, Any] = {}
@@ -467,7 +473,9 @@ def row_from_report(report: Report, cfg: Config, top1: float | None) -> SweepRow
         latency_ns=None if energy is None else energy.total_latency_ns,
         n_arrays=report.n_arrays, params=report.weight_params, factorized_layers=len(errors),
         mean_rel_error=sum(errors) / len(errors) if errors else None,
-        top1_compiled_ort=top1, speedup_vs_im2col=report.headline_speedup, **chip)
+        top1_compiled_ort=top1, speedup_vs_im2col=report.headline_speedup,
+        lowrank_method="+".join(methods) or None,
+        mean_data_error=sum(data_errors) / len(data_errors) if data_errors else None, **chip)
 
 
 # ---------------------------------------------------------------------------- the driver

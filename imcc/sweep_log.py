@@ -48,6 +48,7 @@ SETTINGS_FORMAT = "imcc-sweep-settings/1"
 _INT_FIELDS = {"groups", "cycles", "im2col_cycles", "n_arrays", "params", "factorized_layers",
                "chip_arrays", "arrays_used", "segments"}
 _TEXT_FIELDS = {"target", "rank", "mapping", "chip"}
+_OPTIONAL_TEXT_FIELDS = {"lowrank_method"}  # empty cell: no factorized layer (None)
 
 
 def settings_path(csv_path: Path) -> Path:
@@ -73,6 +74,8 @@ def label_of(row: SweepRow) -> Label:
 def _cell(name: str, text: str, where: str) -> Any:
     if name in _TEXT_FIELDS:
         return text
+    if name in _OPTIONAL_TEXT_FIELDS:
+        return text or None
     if text == "":
         if name in _INT_FIELDS:
             raise DataError(f"{where}: column {name} is empty")

@@ -1,93 +1,255 @@
 """Measure the compiled ResNet-20's accuracy and write docs/accuracy.md.
 
-    python scripts/accuracy_table.py
+    python scripts/accuracy_table.py                 # everything (~15 min on 2 cores)
+    python scripts/accuracy_table.py --no-grid       # only the baseline rows
+    python scripts/accuracy_table.py --policy tuned.toml[=LABEL] ...   # add policy rows
 
-Calibrates on the first 100 bundled CIFAR-10 images, evaluates the other 400 by simulating
-the emitted crossbar program, and checks it against onnxruntime on compiled.onnx.
+Calibrates on images 0-249 of the bundled CIFAR-10 sample and evaluates on images 250-499
+by simulating the emitted crossbar program (`imcc.sim.evaluate.evaluate`, what
+`imcc simulate` runs), checked against onnxruntime on compiled.onnx. Rows: float, W4A4,
+W4A4 with 8-bit first/last layers, then the grid groups {1,2,4,8} x ranks {m/2..m/16} x
+low-rank method {svd, data} at W4A4 with 8-bit first/last layers, then one row per
+``--policy`` file (e.g. the policy `imcc tune` writes), each with its wall times.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from imcc.compiler import CompileOptions, compile_model, write_outputs
-from imcc.dataset import bundled_example_data, load_npz
-from imcc.passes.lowrank import LowRankPass
-from imcc.sim.evaluate import evaluate
+# One BLAS thread, as the CLI pins it: on a shared 2-core machine more threads are slower.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-CONFIGS: list[tuple[str, str, dict[str, object]]] = [
-    ("float (`--no-quantize`)", "--no-quantize", {"quantize": False}),
-    ("W4A4", "", {}),
-    ("W4A4, 8-bit first/last layers", "--first-last-bits 8", {"first_last_bits": 8}),
-    ("W4A4, group low-rank m/2, g=4", "--rank m/2 --groups 4",
-     {"lowrank": LowRankPass(rank="m/2", groups=4)}),
-    ("W4A4, 8-bit first/last, low-rank m/2, g=4", "--first-last-bits 8 --rank m/2 --groups 4",
-     {"first_last_bits": 8, "lowrank": LowRankPass(rank="m/2", groups=4)}),
-]
+from imcc.compiler import CompileOptions, compile_model, write_outputs  # noqa: E402
+from imcc.dataset import Dataset, bundled_example_data, load_npz  # noqa: E402
+from imcc.passes.lowrank import LowRankPass  # noqa: E402
+from imcc.report.model import Report  # noqa: E402
+from imcc.sim.evaluate import evaluate  # noqa: E402
+
+CALIB_IMAGES = 250          # images [0, 250) calibrate, [250, 500) evaluate
+GROUPS = (1, 2, 4, 8)
+RANKS = ("m/2", "m/4", "m/8", "m/16")
+METHODS = ("svd", "data")
+FL = 8                      # bits of the first and last layers in the grid
 
 
-def main() -> None:
-    data = load_npz(bundled_example_data(), "input", (None, 3, 32, 32))
-    calib, ev = data.split(100)
+@dataclass(frozen=True)
+class Row:
+    label: str
+    flags: str                    # the `imcc compile` flags of the row
+    options: dict[str, Any]       # CompileOptions fields (calib added by `measure`)
+    calib: bool = True
+
+
+@dataclass(frozen=True)
+class Result:
+    row: Row
+    top1: float
+    float_top1: float
+    agreement: float
+    max_diff: float
+    cycles: int
+    speedup: float | None
+    rel_error: float | None
+    data_error: float | None
+    compile_s: float
+    simulate_s: float
+
+
+def baseline_rows() -> list[Row]:
+    return [
+        Row("float", "--no-quantize", {"quantize": False}),
+        Row("W4A4", "", {}),
+        Row(f"W4A4, {FL}-bit first/last", f"--first-last-bits {FL}", {"first_last_bits": FL}),
+        Row(f"m/2 g4 W4A4 {FL}-bit first/last, no calibration data (SVD, RTN)",
+            f"--first-last-bits {FL} --rank m/2 --groups 4 (no --calib)",
+            {"first_last_bits": FL, "lowrank": LowRankPass(rank="m/2", groups=4)},
+            calib=False),
+    ]
+
+
+def grid_rows() -> list[Row]:
     rows = []
-    float_top1 = None
-    with tempfile.TemporaryDirectory() as tmp:
-        for k, (label, flags, kw) in enumerate(CONFIGS):
-            opts = CompileOptions(calib=calib.x, **kw)  # type: ignore[arg-type]
-            res = compile_model("resnet20", opts)
-            out = write_outputs(res, Path(tmp) / f"c{k}")
-            m, _ = evaluate(out, ev)
-            float_top1 = m["float_top1"]
-            rows.append(f"| {label} | `{flags or '(defaults)'}` | {m['compiled_top1']:.2%} | "
-                        f"{m['ort_agreement']:.2%} | {m['max_abs_diff']:.2g} | "
-                        f"{m['cycles_per_image']:,} | {m['report_cycles']:,} |")
-            print(label, m, file=sys.stderr)
-    assert float_top1 is not None
-    text = f"""# Accuracy of the compiled ResNet-20 (measured)
+    for g in GROUPS:
+        for r in RANKS:
+            for method in METHODS:
+                flags = (f"--first-last-bits {FL} --rank {r} --groups {g} "
+                         f"--lowrank-method {method}")
+                rows.append(Row(f"{r} | {g} | {method}", flags, {
+                    "first_last_bits": FL,
+                    "lowrank": LowRankPass(rank=r, groups=g, method=method)}))
+    return rows
+
+
+def policy_rows(specs: list[str]) -> list[Row]:
+    rows = []
+    for spec in specs:
+        path, _, label = spec.partition("=")
+        rows.append(Row(label or Path(path).name, f"--first-last-bits {FL} --policy {path}",
+                        {"first_last_bits": FL, "policy": LowRankPass.policy_from_file(path)}))
+    return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def measure(row: Row, calib: Dataset, ev: Dataset, tmp: Path) -> Result:
+    t0 = time.perf_counter()
+    opts = CompileOptions(calib=calib.x if row.calib else None, **row.options)
+    res = compile_model("resnet20", opts)
+    out = write_outputs(res, tmp / f"r{abs(hash(row.label))}")
+    t1 = time.perf_counter()
+    m, _ = evaluate(out, ev)
+    t2 = time.perf_counter()
+    if not m["matches_onnxruntime"]:
+        raise SystemExit(f"{row.label}: the program differs from onnxruntime")
+    rep = Report.from_json(res.report)
+    halves = [la for la in rep.layers if la.role == "R"]
+    return Result(row, m["compiled_top1"], m["float_top1"], m["ort_agreement"],
+                  m["max_abs_diff"], rep.total_cycles, rep.headline_speedup,
+                  _mean([la.rel_error for la in halves if la.rel_error is not None]),
+                  _mean([la.data_error for la in halves if la.data_error is not None]),
+                  t1 - t0, t2 - t1)
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _line(r: Result, first: str) -> str:
+    drop = (r.top1 - r.float_top1) * 100
+    return (f"| {first} | {r.top1:.1%} | {drop:+.1f} | {r.agreement:.0%} | "
+            f"{r.max_diff:.2g} | {r.cycles:,} | "
+            f"{'-' if r.speedup is None else f'{r.speedup:.2f}x'} | "
+            f"{_num(r.rel_error)} | {_num(r.data_error)} | {r.compile_s:.0f} | "
+            f"{r.simulate_s:.0f} |")
+
+
+HEAD = ("| top-1 | vs float (points) | = onnxruntime | max diff | cycles (128x128) | "
+        "speedup vs im2col | mean weight err | mean data err | compile (s) | "
+        "simulate (s) |")
+SEP = "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+
+
+def render(base: list[Result], grid: list[Result], policies: list[Result],
+           load: tuple[float, float] = (0.0, 0.0)) -> str:
+    float_top1 = base[0].float_top1 if base else (grid or policies)[0].float_top1
+    out = [f"""# Accuracy of the compiled ResNet-20 (measured)
 
 Generated by `python scripts/accuracy_table.py` (do not edit by hand).
 
-The bundled pretrained CIFAR-10 ResNet-20 and the bundled 500 CIFAR-10 test images are used.
-Activation scales are calibrated (MSE search) on images 0-99, and every row is evaluated on
-images 100-499 (400 images). Target 128x128, mapping `auto`, ideal ADC. "top-1" is the
-functional simulation of the emitted crossbar program. "= onnxruntime" is the fraction of
-images whose argmax equals onnxruntime's on `compiled.onnx`, and "max diff" is the largest
-logit difference (for the float row `compiled.onnx` is the imported float network). The float model
-scores {float_top1:.2%} on these 400 images (91.0% on all 500).
+The bundled pretrained CIFAR-10 ResNet-20 and the bundled 500 CIFAR-10 test images
+(`imcc/examples/cifar10_test_500.npz`) are used. The calibration data (activation scales,
+GPTQ weights, the data-aware low-rank fit) are images 0-{CALIB_IMAGES - 1}; every row is
+evaluated on images {CALIB_IMAGES}-499 ({500 - CALIB_IMAGES} images: one image is \
+{100 / (500 - CALIB_IMAGES):.1f} points).
+Target 128x128, mapping `auto`, 8-bit ADC (lossless here). "top-1" is the functional
+simulation of the emitted crossbar program (`imcc simulate`); "= onnxruntime" is the
+fraction of images whose argmax equals onnxruntime's on `compiled.onnx` and "max diff" the
+largest logit difference (the program must agree on every image; the script stops
+otherwise). The float model scores {float_top1:.1%} on these images. "speedup vs im2col"
+divides the im2col cycles of the uncompressed network by the row's cycles. "mean weight
+err" is the mean over factorized pairs of `||W - W_hat||_F / ||W||_F`, "mean data err" of
+the data-weighted output error `||Y - Y_hat||_F / ||Y||_F` on the calibration patches (see
+`docs/reports.md`). Wall times (seconds) are one process with one BLAS thread on a shared
+2-core machine (1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end;
+other jobs ran beside it, so compare times only within a similar load).
 
-| configuration | flags | top-1 | = onnxruntime | max diff | cycles executed | cycles reported |
-|---|---|---:|---:|---:|---:|---:|
-""" + "\n".join(rows) + """
+## Baselines
 
-To reproduce one row with the CLI (`calib.npz` holds the first 100 images and `eval.npz` the
-other 400, each with `images`, `mean`, `std` and `labels`):
+| configuration | flags {HEAD}
+|---|---{SEP}"""]
+    out += [_line(r, f"{r.row.label} | `{r.row.flags or '(defaults)'}`") for r in base]
+    if grid:
+        out.append(f"""
+## Group low-rank at W4A4, {FL}-bit first/last layers: SVD vs data-aware
+
+Every row: `imcc compile resnet20 --calib ... --first-last-bits {FL} --rank R --groups G
+--lowrank-method M`.
+`data` (the default with `--calib`) fits each factorized layer to the float network's
+outputs on the calibration images, fed by the already factorized network (reduced-rank
+regression per input-channel group, bias correction, intermediate channels equalized);
+`svd` is the per-group truncated SVD of the weights.
+Both then quantize with GPTQ and refit each pair's `L` half to its float outputs.
+
+How to read it: the data-aware fit is far ahead of the SVD at every setting, and `m/2`
+with `g = 4` or `8` stays within a few points of float, but lower ranks still cost many
+points without fine-tuning. Ranks are per group (`k = m/r` for each of the `g` groups), so
+at one rank more groups keep more parameters and cycles (compare the cycle column).
+The weight error of a data fit can exceed 1: the fit only matches the layer in the
+directions the calibration inputs excite, which is the point; the data error is the one
+that tracks accuracy.
+
+| rank | groups | method {HEAD}
+|---|---:|---{SEP}""")
+        out += [_line(r, r.row.label) for r in grid]
+    out.append("""
+## Tuned per-layer policies
+
+Rows of `--policy FILE` (e.g. the policy `imcc tune` writes), compiled with
+`--first-last-bits 8 --policy FILE` and measured like the rows above.
+""")
+    if policies:
+        out.append(f"| policy | flags {HEAD}\n|---|---{SEP}")
+        out += [_line(r, f"{r.row.label} | `{r.row.flags}`") for r in policies]
+    else:
+        out.append("_None in this run: `python scripts/accuracy_table.py --policy FILE` adds "
+                   "them._")
+    out.append(f"""
+## Reproducing one row
 
 ```bash
-imcc compile resnet20 --calib calib.npz --first-last-bits 8 -o q48
-imcc simulate q48 --data eval.npz --json
+imcc compile resnet20 --calib imcc/examples/cifar10_test_500.npz --calib-limit {CALIB_IMAGES} \\
+    --first-last-bits {FL} --rank m/2 --groups 4 -o g4m2
+imcc simulate g4m2 --skip {CALIB_IMAGES} --json      # the bundled sample, images {CALIB_IMAGES}-499
 ```
 
-What the numbers say:
+Without `--calib` the pipeline is the one without data: activation scales on a synthetic
+batch, round-to-nearest weights and the plain per-group SVD (the report says
+`method svd`, `calibration synthetic`); the row marked "no calibration data" above
+measures it.
 
-- 4-bit weights and activations with 8-bit first and last layers lose a few points against
-  float. Plain W4A4 loses more: the first conv reads the raw normalized image, and 4 bits
-  are too few for it.
-- Group low-rank at `m/2` **without fine-tuning** destroys accuracy. The paper retrains the
-  factorized network; imcc only factorizes it (truncated SVD per group) and reports each
-  layer's reconstruction error so this stays visible. A network trained with this
-  structure can be imported already factorized: imcc recognizes a KxK grouped conv
-  feeding a 1x1 conv as a low-rank pair and maps the two jointly.
-- The simulator and onnxruntime agree bit for bit. `compiled.onnx` runs each crossbar layer
-  on integer levels, then `Mul(scale)` and `Add(bias)`, the crossbar's own arithmetic, and
-  `imcc simulate` runs onnxruntime with graph optimizations off. onnxruntime's
-  ConvMulFusion would otherwise fold the scale into non-integer weights, and its QDQ
-  transformers would re-quantize the weights, so 4-bit activations could round the other
-  way at a tie.
-"""
-    Path(__file__).resolve().parent.parent.joinpath("docs", "accuracy.md").write_text(text)
-    print("wrote docs/accuracy.md", file=sys.stderr)
+The simulator and onnxruntime agree bit for bit. `compiled.onnx` runs each crossbar layer
+on integer levels, then `Mul(scale)` and `Add(bias)`, the crossbar's own arithmetic, and
+`imcc simulate` runs onnxruntime with graph optimizations off (onnxruntime's ConvMulFusion
+would otherwise fold the scale into non-integer weights, and its QDQ transformers would
+re-quantize the weights, so 4-bit activations could round the other way at a tie).
+""")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-grid", action="store_true", help="skip the rank x groups grid")
+    ap.add_argument("--policy", action="append", default=[], metavar="FILE[=LABEL]",
+                    help="also measure a low-rank policy file (repeatable)")
+    ap.add_argument("-o", "--output", type=Path,
+                    default=Path(__file__).resolve().parent.parent / "docs" / "accuracy.md",
+                    help="Markdown file to write (default docs/accuracy.md)")
+    args = ap.parse_args(argv)
+    data = load_npz(bundled_example_data(), "input", (None, 3, 32, 32))
+    calib, ev = data.split(CALIB_IMAGES)
+    sections: list[list[Result]] = [[], [], []]
+    plan = [(0, baseline_rows()), (1, [] if args.no_grid else grid_rows()),
+            (2, policy_rows(args.policy))]
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, rows in plan:
+            for row in rows:
+                r = measure(row, calib, ev, Path(tmp))
+                sections[i].append(r)
+                print(f"{row.label}: top-1 {r.top1:.1%} ({r.compile_s:.0f}s + "
+                      f"{r.simulate_s:.0f}s)", file=sys.stderr, flush=True)
+    args.output.write_text(render(*sections, load=(load0, os.getloadavg()[0])))
+    print(f"wrote {args.output}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -288,7 +288,7 @@ def spec(**kw: Any) -> SweepSpec:
     dict(ranks=("m/2", "m / 2")), dict(ranks=("half",)), dict(ranks=("-3",)),
     dict(groups=("0",)), dict(groups=("two",)), dict(mappings=("auto", "AUTO")),
     dict(weight_bits=0), dict(cell_bits=8), dict(first_last_bits=1), dict(calib_limit=0),
-    dict(limit=5), dict(skip=-1), dict(quantize=False, calib=Path("c.npz")),
+    dict(limit=5), dict(skip=-1),
 ])
 def test_plan_rejects_bad_values(kw: dict[str, Any]) -> None:
     with pytest.raises(UsageError):

@@ -56,6 +56,8 @@ class LowRank:
     rel_error: float | None  # ||W - W_hat||_F / ||W||_F; None if the model arrived factorized
     params_before: int
     params_after: int
+    method: str | None = None         # "svd" or "data"; None if the model arrived factorized
+    data_error: float | None = None   # data-weighted relative output error (LowRankDecision)
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,6 +22,11 @@ class LowRankDecision:
     rel_error: float | None = None
     params_before: int | None = None
     params_after: int | None = None
+    method: str | None = None          # "svd" or "data" (imcc.passes.lowrank)
+    # ||Y - Y_hat||_F / ||Y||_F of the layer's pre-bias outputs on the calibration patches
+    # (Y: the float network, Y_hat: the factorized layer fed by the factorized network);
+    # None without calibration data
+    data_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class LowRankRecord:
     rank: str
     groups: int
     decisions: tuple[LowRankDecision, ...]
+    method: str = "svd"   # the factorization used: "svd" or "data" (calibration data)
 
     @property
     def factorized_layers(self) -> int:

@@ -18,6 +18,28 @@ ungrouped (``g = 1``) one, because the best rank-``k`` approximation of ``W`` re
 block ``i`` has rank at most ``k`` and so cannot beat the best rank-``k`` approximation of
 ``W_i``.
 
+Data-aware factorization (``method``). ``"svd"`` is the per-group truncated SVD above; it
+reads only the weights. ``"data"`` needs calibration inputs (``ctx.calib``) and fits the
+factors to what the layer does on them, sequentially in topological order: a first run of
+the float network records each layer's float pre-bias outputs ``Y`` at `datafit.FIT_PATCHES`
+(16384) output positions drawn with a fixed seed (subsampled so a layer fits in well under
+a second; the statistics below converge long before) and its mean output per channel; a
+second run feeds each layer the output of the **already factorized** layers upstream, so
+the fit corrects the error that accumulated before it. At the sampled positions ``X`` are
+the layer's im2col patches from that run; the factors minimize the ridge-regularized
+data-weighted error ``||Y - sum_i L_i R_i X_i||_F^2 + lambda sum_i ||L_i R_i||_F^2`` with
+``lambda = 1e-4 * mean(diag X^T X)`` (`datafit.RIDGE`; it keeps rank-deficient inputs, e.g.
+dead channels, well posed) by grouped reduced-rank regression (`datafit.reduced_rank_fit`:
+the least-squares map truncated through the SVD of its fitted outputs, block-coordinate
+sweeps for ``g > 1``; Theorem 1 holds for this objective too, grouped <= ungrouped at the
+same ``k``, since the ungrouped solution is one of its starts). Bias correction: the
+float layer's mean output minus the factorized layer's, on all calibration positions, is
+added to the bias. The intermediate channels are then equalized for quantization
+(`datafit.equalize_channels`). ``"auto"`` (default) is ``"data"`` with calibration data and
+``"svd"`` without, so a compile without ``--calib`` is unchanged. With calibration data the
+pass measures the data-weighted relative error ``||Y - Y_hat||_F / ||Y||_F`` of either
+method (``data_error`` in the record and the report); without, it is None.
+
 Decisions (also recorded per layer in the ``LowRankRecord`` the pass returns):
 
 * Singular values go into ``L``: the rows of each ``R_i`` are orthonormal, so the ``g*k``
@@ -63,15 +85,18 @@ import numpy as np
 from imcc.errors import DataError, UsageError
 from imcc.fileio import parse_json, parse_toml
 from imcc.ir import Graph, LowRank, Node, PairRole
+from imcc.ir.interp import run_streaming
 from imcc.ir.ops import Conv, Linear
 from imcc.ir.records import LowRankDecision, LowRankRecord
 from imcc.ir.topology import first_last_crossbar
+from imcc.passes import datafit
 from imcc.passes.base import CompileContext, Contract, Pass, PassResult
+from imcc.passes.quantize import calibration_feeds
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RankKind", "RankSpec", "parse_rank", "grouped_lowrank", "LayerDecision",
-           "LowRankPass", "policy_from_file"]
+           "LowRankPass", "policy_from_file", "METHODS"]
 
 
 # --------------------------------------------------------------------------------- rank specs
@@ -174,6 +199,138 @@ def grouped_lowrank(w: np.ndarray, groups: int, rank: int,
     return r.astype(dtype), lw.astype(dtype), rel_error
 
 
+METHODS: tuple[str, ...] = ("auto", "data", "svd")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A layer the pass will factorize: its groups and rank (after fallback and clipping)
+    and the notes saying what was adjusted."""
+
+    node: Node
+    groups: int
+    rank: int
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """The factors of one layer: ``r`` (g*k, n/g) stacked ``R_i``, ``lw`` (m, g*k), the bias
+    correction (None: the bias is kept), the weight error ``||W - W_hat|| / ||W||`` and the
+    data-weighted output error (None without calibration data)."""
+
+    r: np.ndarray
+    lw: np.ndarray
+    method: str
+    rel_error: float
+    data_error: float | None = None
+    bias_delta: np.ndarray | None = None
+
+
+def _weight(node: Node) -> np.ndarray:
+    w = node.inputs[1].data
+    assert w is not None
+    return w
+
+
+def _flat_svd(node: Node, g: int, k: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """`grouped_lowrank` of the node's weight with 2-D factors (R_i stacked, L)."""
+    w = _weight(node)
+    r, lw, err = grouped_lowrank(w, g, k)
+    return r.reshape(g * k, -1), lw.reshape(w.shape[0], g * k), err
+
+
+def _svd_fit(plan: _Plan) -> _Fit:
+    r, lw, err = _flat_svd(plan.node, plan.groups, plan.rank)
+    return _Fit(r, lw, "svd", err)
+
+
+def _pair_output(node: Node, plan: _Plan, r: np.ndarray, lw: np.ndarray, x: np.ndarray,
+                 ) -> np.ndarray:
+    """The factorized layer's output on ``x`` (the original bias included)."""
+    w = _weight(node)
+    bias = [b.data for b in node.inputs[2:] if b.data is not None]
+    g, k = plan.groups, plan.rank
+    m = w.shape[0]
+    if isinstance(node.op, Conv):
+        op = node.op
+        r_op = Conv(kernel=op.kernel, stride=op.stride, pads=op.pads, dilation=op.dilation,
+                    group=g)
+        z = r_op.compute(x, r.reshape(g * k, w.shape[1] // g, *w.shape[2:]).astype(np.float32))
+        return Conv(kernel=(1, 1)).compute(z, lw.reshape(m, g * k, 1, 1).astype(np.float32),
+                                           *bias)
+    flat = x.reshape(x.shape[0], -1).astype(np.float64)
+    ng = flat.shape[1] // g
+    z = np.concatenate([flat[:, i * ng:(i + 1) * ng] @ r[i * k:(i + 1) * k].T
+                        for i in range(g)], axis=1)
+    y = z @ lw.T + (bias[0] if bias else 0.0)
+    return y.astype(np.float32)
+
+
+def _channel_mean(y: np.ndarray) -> np.ndarray:
+    return np.asarray(y, np.float64).mean(axis=tuple(a for a in range(y.ndim) if a != 1))
+
+
+def _fit_sequential(graph: Graph, plans: list[_Plan], feeds: dict[str, np.ndarray],
+                    data: bool) -> list[_Fit]:
+    """Fit every planned layer on the calibration ``feeds`` (module docstring, "Data-aware
+    factorization"): one streaming run of the float network records each layer's float
+    outputs at `datafit.FIT_PATCHES` sampled positions and its per-channel mean output;
+    a second run, in topological order, feeds each layer the output of the already
+    factorized layers upstream, fits it (``data``: reduced-rank regression plus bias
+    correction; else the plain SVD, measured only) and continues with the fitted layer's
+    output."""
+    by_id = {id(p.node): p for p in plans}
+    targets: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def bias_of(node: Node) -> np.ndarray | float:
+        b = [v.data for v in node.inputs[2:] if v.data is not None]
+        return b[0].astype(np.float64) if b else 0.0
+
+    def record(node: Node, ins: list[np.ndarray], y: np.ndarray) -> None:
+        if id(node) in by_id:
+            total = int(np.prod(y.shape)) // int(y.shape[1])
+            pos = datafit.sample_positions(total, datafit.FIT_PATCHES, seed=len(targets))
+            rows = datafit.output_rows(y, pos).astype(np.float64) - bias_of(node)
+            targets[id(node)] = (pos, rows, _channel_mean(y))
+
+    run_streaming(graph, feeds, lambda n, i, y: record(n, i, y))
+    fits: dict[int, _Fit] = {}
+
+    def fit(node: Node, ins: list[np.ndarray], y: np.ndarray) -> np.ndarray | None:
+        plan = by_id.get(id(node))
+        if plan is None:
+            return None
+        pos, target, mean_f = targets[id(node)]
+        d = datafit.fit_data(datafit.patch_rows(node, ins[0], pos), target)
+        r0, l0, svd_err = _flat_svd(node, plan.groups, plan.rank)
+        if data:
+            r, lw, _ = datafit.reduced_rank_fit(d, plan.groups, plan.rank, svd_init=(r0, l0))
+            r, lw = datafit.equalize_channels(d, plan.groups, r, lw)
+        else:
+            r, lw = r0, l0
+        k, g = plan.rank, plan.groups
+        a = np.concatenate([lw[:, i * k:(i + 1) * k] @ r[i * k:(i + 1) * k]
+                            for i in range(g)], axis=1)
+        w = _weight(node).reshape(a.shape[0], -1).astype(np.float64)
+        wn = float(np.linalg.norm(w))
+        rel = float(np.linalg.norm(w - a)) / wn if wn > 0 else 0.0
+        data_err = math.sqrt(max(datafit.fit_objective(a, d), 0.0) / d.yy) if d.yy > 0 else 0.0
+        out = _pair_output(node, plan, r, lw, ins[0])
+        delta = None
+        if data:
+            # Bias correction: the float layer's mean output on the calibration set.
+            delta = mean_f - _channel_mean(out)
+            shape = (1, -1) + (1,) * (out.ndim - 2)
+            out = (out + delta.reshape(shape)).astype(np.float32)
+        fits[id(node)] = _Fit(r, lw, "data" if data else "svd", rel if data else svd_err,
+                              data_err, delta)
+        return out
+
+    run_streaming(graph, feeds, fit)
+    return [fits[id(p.node)] for p in plans]
+
+
 def _largest_divisor_at_most(n: int, cap: int) -> int:
     return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
 
@@ -198,7 +355,9 @@ class LowRankPass(Pass):
     ``rank``: default rank spec for every eligible layer; ``groups``: default number of
     input-channel groups; ``layer_ranks`` / ``layer_groups``: per-layer overrides by node
     name (``"none"`` skips a layer); ``include_first_last``: also factorize the first conv
-    and the last crossbar layer; ``include_linear``: also factorize Linear layers.
+    and the last crossbar layer; ``include_linear``: also factorize Linear layers;
+    ``method``: ``"data"`` (fit on ``ctx.calib``), ``"svd"`` (weights only) or ``"auto"``
+    (``data`` when calibration data is given; module docstring, "Data-aware factorization").
     ``run`` returns a ``LowRankRecord`` listing what happened to every crossbar layer
     (no record when no rank is requested at all: the pass then does nothing).
     """
@@ -213,8 +372,13 @@ class LowRankPass(Pass):
     layer_groups: dict[str, int] = field(default_factory=dict)
     include_first_last: bool = False
     include_linear: bool = False
+    method: str = "auto"
+    spec_omit_default: ClassVar[frozenset[str]] = frozenset({"method"})
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"lowrank method={self.method!r} is unknown; choose one of "
+                             f"{', '.join(METHODS)}")
         # Options are checked eagerly so a bad pipeline fails before any graph work. The
         # per-layer tables are copied so the caller's dicts cannot change a frozen pass.
         object.__setattr__(self, "layer_ranks", dict(self.layer_ranks))
@@ -295,10 +459,26 @@ class LowRankPass(Pass):
                              hint="crossbar layers: " + ", ".join(n.name for n in xbar))
         if not self.active:
             return PassResult(graph, modified=False)
+        method = self.method
+        if method == "auto":
+            method = "data" if ctx.calib is not None else "svd"
+        if method == "data" and ctx.calib is None:
+            raise UsageError("lowrank method=data fits the factors on calibration data, and "
+                             "none was given", hint="pass --calib DATA.npz, or use method=svd")
         protected = self._protected(graph)
         default = parse_rank(self.rank)
-        decisions = tuple(self._handle(graph, node, default, protected) for node in xbar)
-        record = LowRankRecord(rank=self.rank, groups=self.groups, decisions=decisions)
+        planned = [self._handle(graph, node, default, protected) for node in xbar]
+        plans = [p for p in planned if isinstance(p, _Plan)]
+        if ctx.calib is not None and plans:
+            fits = _fit_sequential(graph, plans, calibration_feeds(graph, ctx.calib)[0],
+                                   method == "data")
+        else:
+            fits = [_svd_fit(p) for p in plans]
+        by_name = {p.node.name: (p, f) for p, f in zip(plans, fits, strict=True)}
+        decisions = tuple(self._apply(graph, *by_name[d.node.name]) if isinstance(d, _Plan)
+                          else d for d in planned)
+        record = LowRankRecord(rank=self.rank, groups=self.groups, decisions=decisions,
+                               method=method)
         return PassResult(graph, modified=record.factorized_layers > 0, records=(record,))
 
     def _protected(self, graph: Graph) -> dict[str, str]:
@@ -315,7 +495,9 @@ class LowRankPass(Pass):
         return out
 
     def _handle(self, graph: Graph, node: Node, default: RankSpec,
-                protected: dict[str, str]) -> LowRankDecision:
+                protected: dict[str, str]) -> LowRankDecision | _Plan:
+        """Whether and how ``node`` is factorized: a skip decision, or the plan (groups and
+        rank after fallback and clipping)."""
         explicit = node.name in self.layer_ranks
         spec = parse_rank(self.layer_ranks[node.name]) if explicit else default
 
@@ -367,11 +549,31 @@ class LowRankPass(Pass):
             notes.append(f"rank {spec} = {k_req} clipped to {k} (range [1, {max_k}])")
             log.info("lowrank: %s: %s", node.name, notes[-1])
 
-        r_w, l_w, rel_error = grouped_lowrank(w, g, k)
+        return _Plan(node, g, k, tuple(notes))
+
+    def _apply(self, graph: Graph, plan: _Plan, fit: _Fit) -> LowRankDecision:
+        """Replace ``plan.node`` by the pair ``fit`` describes (module docstring)."""
+        node, g, k = plan.node, plan.groups, plan.rank
+        w = node.inputs[1].data
+        assert w is not None
+        m, c_in = int(w.shape[0]), int(w.shape[1])
+        n = int(w[0].size)
+        dtype = w.dtype if np.issubdtype(w.dtype, np.floating) else np.dtype(np.float32)
+        r_w, l_w = fit.r.astype(dtype), fit.lw.astype(dtype)
+        if isinstance(node.op, Conv):
+            r_w = r_w.reshape(g * k, c_in // g, *w.shape[2:])
+            l_w = l_w.reshape(m, g * k, 1, 1)
         bias = node.inputs[2:]
         n_bias = sum(int(b.data.size) if b.data is not None else m for b in bias)
         before = m * n + n_bias
         after = k * n + m * g * k + n_bias
+        if fit.bias_delta is not None:
+            # Bias correction: the original bias (or none) plus the mean output error.
+            old_b = bias[0].data if bias and bias[0].data is not None else None
+            base = np.zeros(m) if old_b is None else old_b.astype(np.float64)
+            b_type = dtype if old_b is None else old_b.dtype
+            name = bias[0].name + "_bc" if bias else f"{node.name}.bias_bc"
+            bias = [graph.const(name, (base + fit.bias_delta).astype(b_type))]
 
         idx = graph.nodes.index(node)
         x = node.inputs[0]
@@ -402,10 +604,13 @@ class LowRankPass(Pass):
 
         for half, role, partner in ((r_node, PairRole.R, l_node), (l_node, PairRole.L, r_node)):
             half.lowrank = LowRank(role=role, source=node.name, partner=partner.name, rank=k,
-                                   groups=g, rel_error=rel_error, params_before=before,
-                                   params_after=after)
-        return LowRankDecision(node.name, True, tuple(notes), rank=k, groups=g,
-                             rel_error=rel_error, params_before=before, params_after=after)
+                                   groups=g, rel_error=fit.rel_error, params_before=before,
+                                   params_after=after, method=fit.method,
+                                   data_error=fit.data_error)
+        return LowRankDecision(node.name, True, plan.notes, rank=k, groups=g,
+                               rel_error=fit.rel_error, params_before=before,
+                               params_after=after, method=fit.method,
+                               data_error=fit.data_error)
 
 
 def policy_from_file(path: str | Path) -> LowRankPass:

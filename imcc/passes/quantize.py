@@ -65,6 +65,15 @@ It is never worse than round-to-nearest on the calibration data (the better one 
 is unchanged. The levels are integers in either case; only their choice differs. The
 method used is in the ``CalibrationRecord`` (``weight_method``).
 
+Low-rank pairs under ``"gptq"``: the ``R`` half is GPTQ-quantized on its input like any
+layer (no bias to correct); the ``L`` half is first **refit** by ridge least squares with
+an intercept (`imcc.passes.datafit.lsq_refit`) from its actual input -- the quantized
+``R``'s output through its FakeQuant -- to its float output recorded before quantization
+(at `datafit.FIT_PATCHES` sampled positions), so it absorbs ``R``'s rounding and the
+intermediate activation quantization; the refit weight is then GPTQ-quantized and its
+bias corrected. (Skipped, like bias correction, when ``L``'s output is provably
+non-negative.)
+
 Exporting the quantized graph to ONNX (QuantizeLinear/DequantizeLinear, integer levels) is
 the exporter's job: see `imcc.ir.onnx_export`.
 """
@@ -78,6 +87,7 @@ import numpy as np
 
 from imcc.errors import DataError, ModelError, UsageError
 from imcc.ir import Graph, Node, PairRole, Value, WeightQuant, ops
+from imcc.ir.interp import run_streaming
 from imcc.ir.records import CalibrationRecord
 from imcc.ir.topology import first_last_crossbar
 from imcc.passes import datafit
@@ -255,6 +265,40 @@ def _first_last(graph: Graph, xbar: list[Node]) -> set[int]:
     return {id(n) for n in chosen}
 
 
+def calibration_feeds(graph: Graph, calib: np.ndarray | None) -> tuple[dict[str, np.ndarray], str]:
+    """The feeds calibration runs on: ``calib`` checked against the graph's single input
+    (``DataError`` when it does not fit), or the deterministic synthetic batch when None
+    (module docstring). Returns the feeds and their ``CalibrationRecord`` source."""
+    if calib is None:
+        feeds = {}
+        for i, v in enumerate(graph.inputs):
+            if any(d is None for d in v.type.shape[1:]) or v.type.dtype.numpy.kind != "f":
+                raise UsageError(f"input %{v.name} ({v.type}) cannot be synthesized for "
+                                 "calibration", "give calibration data")
+            rng = np.random.default_rng(SEED + i)
+            shape = (SYNTHETIC_SAMPLES,) + v.type.sample_shape()
+            feeds[v.name] = rng.standard_normal(shape, dtype=np.float32)
+        return feeds, "synthetic"
+    if len(graph.inputs) != 1:
+        raise UsageError(f"calibration data feeds one input, the graph has "
+                         f"{len(graph.inputs)}")
+    inp = graph.inputs[0]
+    x = np.asarray(calib)
+    if x.dtype.kind != "f":
+        raise DataError(f"calibration data must be floating point, got {x.dtype}")
+    want = inp.type.shape
+    if x.ndim != len(want) or any(w is not None and w != g
+                                  for w, g in zip(want[1:], x.shape[1:], strict=True)):
+        raise DataError(f"calibration data has shape {x.shape}, the input %{inp.name} is "
+                        f"{inp.type}")
+    if x.shape[0] == 0:
+        raise DataError("calibration data holds zero samples")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise DataError("calibration data contains NaN or infinity")
+    return {inp.name: x}, f"data:{x.shape[0]} samples"
+
+
 # ------------------------------------------------------------------------------ the pass
 
 
@@ -302,6 +346,8 @@ class QuantizePass(Pass):
         wm = self.weight_method
         if wm == "auto":
             wm = "gptq" if ctx.calib is not None else "rtn"
+        # The float targets of the pairs' L refit: the graph as it arrived, before any edit.
+        targets = _pair_targets(graph, feeds, xbar) if wm == "gptq" else {}
         fitted: dict[int, int] = {}  # GPTQ: node id -> weight bits, quantized during the run
         for node in xbar:
             bits = fl if fl is not None and id(node) in special else wbits
@@ -321,41 +367,14 @@ class QuantizePass(Pass):
             x = consumers[0].inputs[0]
             fq = self._insert_fakequant(graph, x, consumers, bits, signed=id(x) not in nonneg)
             pending.add(id(fq))
-        _calibrate(graph, feeds, pending, self.method, fitted, nonneg)
+        _calibrate(graph, feeds, pending, self.method, fitted, nonneg, targets)
         return PassResult(graph, modified=bool(xbar),
                           records=(CalibrationRecord(source, weight_method=wm),))
 
     # -- helpers
     @staticmethod
     def _feeds(graph: Graph, calib: np.ndarray | None) -> tuple[dict[str, np.ndarray], str]:
-        if calib is None:
-            feeds = {}
-            for i, v in enumerate(graph.inputs):
-                if any(d is None for d in v.type.shape[1:]) or v.type.dtype.numpy.kind != "f":
-                    raise UsageError(f"input %{v.name} ({v.type}) cannot be synthesized for "
-                                     "calibration", "give calibration data")
-                rng = np.random.default_rng(SEED + i)
-                shape = (SYNTHETIC_SAMPLES,) + v.type.sample_shape()
-                feeds[v.name] = rng.standard_normal(shape, dtype=np.float32)
-            return feeds, "synthetic"
-        if len(graph.inputs) != 1:
-            raise UsageError(f"calibration data feeds one input, the graph has "
-                             f"{len(graph.inputs)}")
-        inp = graph.inputs[0]
-        x = np.asarray(calib)
-        if x.dtype.kind != "f":
-            raise DataError(f"calibration data must be floating point, got {x.dtype}")
-        want = inp.type.shape
-        if x.ndim != len(want) or any(w is not None and w != g
-                                      for w, g in zip(want[1:], x.shape[1:], strict=True)):
-            raise DataError(f"calibration data has shape {x.shape}, the input %{inp.name} is "
-                            f"{inp.type}")
-        if x.shape[0] == 0:
-            raise DataError("calibration data holds zero samples")
-        x = x.astype(np.float32)
-        if not np.all(np.isfinite(x)):
-            raise DataError("calibration data contains NaN or infinity")
-        return {inp.name: x}, f"data:{x.shape[0]} samples"
+        return calibration_feeds(graph, calib)
 
     @staticmethod
     def _check_weight(node: Node) -> np.ndarray:
@@ -425,9 +444,53 @@ def _fit_weight(graph: Graph, node: Node, x: np.ndarray, bits: int, correct_bias
         new.users.append(node)
 
 
+def _pair_targets(graph: Graph, feeds: dict[str, np.ndarray], xbar: list[Node],
+                  ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """For the ``L`` half of every low-rank pair: its float output on the calibration feeds
+    (the graph before quantization) at `datafit.FIT_PATCHES` sampled output positions, as
+    ``(positions, rows)``: the targets its least-squares refit aims at."""
+    halves = {id(n) for n in xbar if n.lowrank is not None and n.lowrank.role is PairRole.L}
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if not halves:
+        return out
+
+    def visit(node: Node, ins: list[np.ndarray], y: np.ndarray) -> None:
+        if id(node) in halves:
+            total = int(y.size) // int(y.shape[1])
+            pos = datafit.sample_positions(total, datafit.FIT_PATCHES, seed=len(out))
+            out[id(node)] = (pos, datafit.output_rows(y, pos).astype(np.float64))
+
+    run_streaming(graph, feeds, visit)
+    return out
+
+
+def _refit_pair_half(graph: Graph, node: Node, x: np.ndarray,
+                     target: tuple[np.ndarray, np.ndarray]) -> None:
+    """Replace the float weight and bias of the ``L`` half ``node`` by the least-squares fit
+    (`datafit.lsq_refit`, ridge-regularized, intercept as the bias) of its float targets
+    from its actual input ``x``: the quantized ``R``'s output through its FakeQuant. The
+    fit then absorbs the error ``R``'s rounding and the intermediate activation
+    quantization put into ``x``."""
+    w = node.inputs[1].data
+    assert w is not None
+    pos, rows = target
+    w_new, c = datafit.lsq_refit(datafit.patch_rows(node, x, pos), rows)
+    _replace_input(node, 1, graph.const(node.inputs[1].name + "_fit",
+                                        w_new.reshape(w.shape).astype(w.dtype)))
+    b_dtype = node.inputs[2].data.dtype if len(node.inputs) > 2 and \
+        node.inputs[2].data is not None else np.dtype(np.float32)
+    bias = graph.const(node.name + ".bias_fit", c.astype(b_dtype))
+    if len(node.inputs) > 2:
+        _replace_input(node, 2, bias)
+    else:
+        node.inputs.append(bias)
+        bias.users.append(node)
+
+
 def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
                method: str, fitted: dict[int, int] | None = None,
-               nonneg: set[int] | None = None) -> None:
+               nonneg: set[int] | None = None,
+               targets: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
     """Run the graph on `feeds`; on reaching a pending FakeQuant, choose its scale from its
     actual input, set it, and go on with the quantized value. A streaming version of
     imcc.ir.interp.run (same op semantics): it skips nodes no FakeQuant depends on and
@@ -438,8 +501,13 @@ def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
     their actual input when the run reaches them (so downstream scales and layers see the
     quantized layer). Their bias is corrected unless the output is provably non-negative
     (``nonneg``: a corrected bias could break the unsigned FakeQuant downstream), or the
-    layer is the ``R`` half of a low-rank pair without bias (its partner's bias absorbs it)."""
+    layer is the ``R`` half of a low-rank pair without bias (its partner's bias absorbs it).
+
+    ``targets`` (from `_pair_targets`): the ``L`` halves of low-rank pairs, refit by least
+    squares on their actual input against their float outputs (`_refit_pair_half`) just
+    before they are GPTQ-quantized, when their bias may be corrected."""
     fitted = fitted or {}
+    targets = targets or {}
     nonneg = nonneg or set()
     needed: set[int] = set()  # ids of nodes some pending FakeQuant or fitted layer needs
     need_vals: set[int] = set()
@@ -480,6 +548,8 @@ def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
             correct = id(node.output) not in nonneg and not (
                 node.lowrank is not None and node.lowrank.role is PairRole.R
                 and len(node.inputs) <= 2)
+            if correct and id(node) in targets:
+                _refit_pair_half(graph, node, ins[0], targets[id(node)])
             _fit_weight(graph, node, ins[0], fitted[id(node)], correct)
             ins = [v.data if v.data is not None else env[id(v)] for v in node.inputs]
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite: refused above
@@ -490,5 +560,5 @@ def _calibrate(graph: Graph, feeds: dict[str, np.ndarray], pending: set[int],
                 env.pop(id(v), None)
 
 
-__all__ = ["QuantizePass", "check_bit_widths", "quantize_weight", "dequantize_weight",
-           "calibrate_scale", "fakequant_mse", "METHODS", "WEIGHT_METHODS"]
+__all__ = ["QuantizePass", "calibration_feeds", "check_bit_widths", "quantize_weight",
+           "dequantize_weight", "calibrate_scale", "fakequant_mse", "METHODS", "WEIGHT_METHODS"]

@@ -89,7 +89,8 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget,
         params_before=lr.params_before if lr else None,   # of the original layer
         params_after=lr.params_after if lr else None,     # of the pair (both halves)
         weight_params=layer.weight_params, slices=len(layer.slice_weights),
-        input_bits=layer.in_quant[1] if layer.in_quant else None, energy=energy)
+        input_bits=layer.in_quant[1] if layer.in_quant else None, energy=energy,
+        lowrank_method=lr.method if lr else None, data_error=lr.data_error if lr else None)
 
 
 def _layer_bound(layer: CrossbarLayer, target: CrossbarTarget) -> int:
@@ -144,7 +145,7 @@ def uncompressed_im2col_cycles(program: Program, target: CrossbarTarget) -> int:
 
 def _lowrank_summary(record: LowRankRecord, pairs: int) -> LowRankSummary:
     return LowRankSummary(
-        rank=record.rank, groups=record.groups, factorized_layers=pairs,
+        rank=record.rank, groups=record.groups, factorized_layers=pairs, method=record.method,
         skipped={d.layer: "; ".join(d.notes) for d in record.decisions if not d.factorized},
         notes={d.layer: "; ".join(d.notes) for d in record.decisions
                if d.factorized and d.notes})
@@ -154,8 +155,10 @@ def build_report(program: Program, target: CrossbarTarget,
                  energy: EnergyReport | None, mapping: str, tech: str,
                  calibration: str | None, lowrank: LowRankRecord | None,
                  passes: tuple[str, ...] | list[str] | None = None,
-                 pipeline: str | None = None, chip: ChipPlan | None = None) -> Report:
+                 pipeline: str | None = None, chip: ChipPlan | None = None,
+                 weight_method: str | None = None) -> Report:
     """The report of `program`; `lowrank` is the low-rank pass's record when it ran,
+    `weight_method` how the quantize pass rounded the weights (``rtn`` or ``gptq``),
     `passes` the names of the passes run (recorded as report.json's ``passes``), `chip` the
     placement on a chip (``--chip``)."""
     layers = tuple(
@@ -190,7 +193,8 @@ def build_report(program: Program, target: CrossbarTarget,
             total_energy_pj=energy.total_energy_pj, total_latency_ns=energy.total_latency_ns,
             breakdown=energy.breakdown, adc_bits=energy.adc_bits),
         passes=None if passes is None else tuple(passes), pipeline=pipeline,
-        chip=None if chip is None else _chip_summary(chip, program, energy))
+        chip=None if chip is None else _chip_summary(chip, program, energy),
+        weight_method=weight_method)
 
 
 def ops_per_inference(program: Program) -> int:

@@ -167,17 +167,24 @@ class LowRankSummary:
     factorized_layers: int
     skipped: Mapping[str, str]
     notes: Mapping[str, str]
+    # "svd" (weights only) or "data" (fitted on calibration data); None: a report written
+    # before the key
+    method: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"rank": self.rank, "groups": self.groups,
-                "factorized_layers": self.factorized_layers, "skipped": dict(self.skipped),
-                "notes": dict(self.notes)}
+        d: dict[str, Any] = {"rank": self.rank, "groups": self.groups}
+        if self.method is not None:
+            d["method"] = self.method
+        d.update({"factorized_layers": self.factorized_layers, "skipped": dict(self.skipped),
+                  "notes": dict(self.notes)})
+        return d
 
     @classmethod
     def _read(cls, r: _Reader) -> LowRankSummary:
         return cls(rank=r.string("rank"), groups=r.integer("groups"),
                    factorized_layers=r.integer("factorized_layers"),
-                   skipped=r.str_map("skipped"), notes=r.str_map("notes"))
+                   skipped=r.str_map("skipped"), notes=r.str_map("notes"),
+                   method=r.string("method", optional=True))
 
 
 @dataclass(frozen=True)
@@ -310,7 +317,7 @@ class LayerReport:
     mapping_note: str | None         # why the mapping differs from the request
     rank: int | None
     groups: int | None
-    rel_error: float | None
+    rel_error: float | None          # ||W - W_hat||_F / ||W||_F of the pair
     pair: str | None                 # the original layer of a factorized pair
     role: str | None                 # "R" (grouped KxK half) or "L" (1x1 half)
     params_before: int | None
@@ -329,6 +336,11 @@ class LayerReport:
         """cycles / lower_bound_cycles (>= 1; None without a bound)."""
         lb = self.lower_bound_cycles
         return None if not lb else self.cycles / lb
+    # A factorized half: how the pair was fitted ("svd" or "data"; None if the model arrived
+    # factorized or the report predates the key) and the data-weighted relative output
+    # error ||Y - Y_hat||_F / ||Y||_F on the calibration patches (None without data)
+    lowrank_method: str | None = None
+    data_error: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -347,6 +359,10 @@ class LayerReport:
             "rank": self.rank, "groups": self.groups, "rel_error": self.rel_error,
             "pair": self.pair, "role": self.role, "params_before": self.params_before,
             "params_after": self.params_after, "weight_params": self.weight_params})
+        if self.lowrank_method is not None:
+            d["lowrank_method"] = self.lowrank_method
+        if self.data_error is not None:
+            d["data_error"] = self.data_error
         if self.slices is not None:
             d["slices"] = self.slices
         d["input_bits"] = self.input_bits
@@ -391,7 +407,9 @@ class LayerReport:
             params_before=r.integer("params_before", optional=True),
             params_after=r.integer("params_after", optional=True),
             weight_params=r.integer("weight_params"), slices=r.integer("slices", optional=True),
-            input_bits=r.integer("input_bits", optional=True), energy=energy, chip=chip)
+            input_bits=r.integer("input_bits", optional=True), energy=energy, chip=chip,
+            lowrank_method=r.string("lowrank_method", optional=True),
+            data_error=r.number("data_error", nullable=True, optional=True))
 
 
 @dataclass(frozen=True)
@@ -428,6 +446,10 @@ class Report:
     chip: ChipSummary | None = None  # chip-level figures (only with --chip)
     # The sum of the layers' lower_bound_cycles (None: a report written before the key).
     lower_bound_cycles: int | None = None
+    # how the quantize pass chose the weight levels: "rtn" (round to nearest, the default
+    # without calibration data) or "gptq" (on the calibration data); None: not quantized or
+    # a report written before the key
+    weight_method: str | None = None
     format: str = FORMAT
 
     @property
@@ -454,8 +476,10 @@ class Report:
         d: dict[str, Any] = {
             "format": self.format, "imcc_version": self.imcc_version, "model": self.model,
             "target": self.target.to_json(), "quantized": self.quantized,
-            "calibration": self.calibration, "mapping": self.mapping,
-            "total_cycles": self.total_cycles}
+            "calibration": self.calibration}
+        if self.weight_method is not None:
+            d["weight_method"] = self.weight_method
+        d.update({"mapping": self.mapping, "total_cycles": self.total_cycles})
         if self.lower_bound_cycles is not None:
             d["lower_bound_cycles"] = self.lower_bound_cycles
         d.update({"im2col_cycles": self.im2col_cycles, "speedup": self.speedup})
@@ -522,7 +546,8 @@ class Report:
             lowrank=None if lowrank is None else LowRankSummary._read(lowrank),
             energy=energy, passes=None if passes is None else tuple(passes),
             pipeline=r.string("pipeline", nullable=True, optional=True),
-            chip=None if chip is None else ChipSummary._read(chip))
+            chip=None if chip is None else ChipSummary._read(chip),
+            weight_method=r.string("weight_method", optional=True))
 
 
 __all__ = ["FORMAT", "ChipLayer", "ChipSummary", "EnergySummary", "LayerChip", "LayerEnergy",

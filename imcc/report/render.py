@@ -39,7 +39,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "name", "op", "shape", "conv_groups", "mapping", "pw", "n_parallel", "mapping_note",
     "row_tiles", "col_tiles", "tiles", "windows", "cycles", "im2col_cycles",
     "lower_bound_cycles", "cycles_per_bound", "utilization",
-    "weight_params", "rank", "groups", "rel_error", "pair", "role", "energy_pj", "latency_ns",
+    "weight_params", "rank", "groups", "rel_error", "pair", "role", "lowrank_method",
+    "data_error", "energy_pj", "latency_ns",
     *(f"energy_{k}_pj" for k in BREAKDOWN_KEYS),
 )
 
@@ -72,8 +73,12 @@ def _lowrank_text(layer: LayerReport) -> str:
     parts.append(f"k={layer.rank}")
     if layer.groups is not None:
         parts.append(f"g={layer.groups}")
+    if layer.lowrank_method is not None:
+        parts.append(layer.lowrank_method)
     if layer.rel_error is not None:
         parts.append(f"err {layer.rel_error:.3f}")
+    if layer.data_error is not None:
+        parts.append(f"data err {layer.data_error:.3f}")
     return ", ".join(parts)
 
 

@@ -44,7 +44,8 @@ def _escape(s: object, quote: bool = True) -> str:
 BASE_COLUMNS: tuple[str, ...] = (
     "target", "rank", "groups", "mapping", "cycles", "im2col_cycles", "speedup",
     "speedup_vs_im2col", "energy_pj",
-    "latency_ns", "n_arrays", "params", "factorized_layers", "mean_rel_error")
+    "latency_ns", "n_arrays", "params", "factorized_layers", "mean_rel_error",
+    "lowrank_method", "mean_data_error")
 # With `imcc sweep --chips`: the chip a row is placed on and its chip-level figures (the
 # report's chip object; `chip_arrays` is its arrays_available, `chip_latency_ns` its
 # latency_ns, `chip_energy_pj` its energy_per_inference_pj).
@@ -79,6 +80,10 @@ class SweepRow:
     # im2col cycles of the uncompressed network on the same target / cycles (the honest
     # speedup; `speedup` divides im2col of this row's own, possibly factorized, network)
     speedup_vs_im2col: float | None = None
+    # how the pairs were fitted ("svd" or "data"; None when none is factorized) and the mean
+    # over pairs of the data-weighted relative output error (None without calibration data)
+    lowrank_method: str | None = None
+    mean_data_error: float | None = None
     # --chips rows only (None otherwise): see CHIP_COLUMNS
     chip: str | None = None
     chip_arrays: int | None = None
@@ -161,7 +166,8 @@ _TERMINAL_HEADERS = {"energy_pj": "energy_uJ", "latency_ns": "latency_ms",
                      "chip_arrays": "arrays avail", "arrays_used": "arrays used",
                      "throughput_ips": "inferences/s", "chip_latency_ns": "chip latency_ms",
                      "chip_energy_pj": "uJ/inference", "write_energy_pj": "writes_uJ",
-                     "tops_per_w": "TOPS/W", "tops_per_mm2": "TOPS/mm2", "tops": "TOPS"}
+                     "tops_per_w": "TOPS/W", "tops_per_mm2": "TOPS/mm2", "tops": "TOPS",
+                     "lowrank_method": "method", "mean_data_error": "data err"}
 
 
 def _terminal_cell(column: str, value: Any) -> str:
@@ -177,7 +183,7 @@ def _terminal_cell(column: str, value: Any) -> str:
         return sig_text(value, 4)
     if column in ("speedup", "speedup_vs_im2col"):
         return ratio_text(value)
-    if column == "mean_rel_error":
+    if column in ("mean_rel_error", "mean_data_error"):
         return decimal_text(value, 4)
     if column == TOP1_COLUMN:
         return pct_text(value, 2)
@@ -397,7 +403,8 @@ def _table(result: SweepResult, order: Sequence[int], numbers: dict[int, int]) -
     e = _escape
     head = ["#", "target", "rank", "groups", "mapping", "cycles", "im2col cycles (own network)",
             "speedup vs own im2col", "speedup vs uncompressed im2col",
-            "energy (uJ)", "latency (ms)", "arrays", "params", "mean rel. error"]
+            "energy (uJ)", "latency (ms)", "arrays", "params", "mean rel. error",
+            "low-rank method", "mean data error"]
     if result.with_top1:
         head.append("top-1 (compiled, ORT)")
     if result.with_chip:
@@ -416,7 +423,9 @@ def _table(result: SweepResult, order: Sequence[int], numbers: dict[int, int]) -
                  num(ratio_text(r.speedup)), num(ratio_text(r.speedup_vs_im2col)),
                  num(UJ.fixed(r.energy_pj, 3)),
                  num(MS.fixed(r.latency_ns, 3)), num(count_text(r.n_arrays)),
-                 num(count_text(r.params)), num(decimal_text(r.mean_rel_error, 4))]
+                 num(count_text(r.params)), num(decimal_text(r.mean_rel_error, 4)),
+                 f"<td>{e(r.lowrank_method or '-')}</td>",
+                 num(decimal_text(r.mean_data_error, 4))]
         if result.with_top1:
             cells.append(num(pct_text(r.top1_compiled_ort)))
         if result.with_chip:

@@ -65,9 +65,12 @@ def report_table(report: Report) -> Table:
     table.add_column("cycles", justify="right", footer=count_text(report.total_cycles))
     table.add_column("im2col", justify="right", footer=count_text(report.im2col_cycles))
     table.add_column("util", justify="right")
+    data_err = any(la.data_error is not None for la in report.layers)
     if lowrank:
         table.add_column("rank/g", justify="right")
         table.add_column("rel err", justify="right")
+        if data_err:
+            table.add_column("data err", justify="right")
     if energy is not None:
         table.add_column("energy", justify="right",
                          footer=energy_text(energy.total_energy_pj))
@@ -91,6 +94,8 @@ def report_table(report: Report) -> Table:
         if lowrank:
             row.append(f"{layer.rank}/{layer.groups}" if layer.rank else NONE_TEXT)
             row.append(decimal_text(layer.rel_error, 3))
+            if data_err:
+                row.append(decimal_text(layer.data_error, 3))
         if energy is not None:
             row.append(energy_text(None if layer.energy is None else layer.energy.energy_pj))
         if chip is not None:
@@ -137,10 +142,15 @@ def summary_lines(report: Report) -> list[str]:
 
         lines += [markup_safe(line) for line in terminal_lines(report.chip)]
     if report.calibration:
-        lines.append(f"activation calibration: {markup_safe(report.calibration)}")
+        how = {"rtn": "; weights rounded to nearest",
+               "gptq": "; weights by GPTQ on the calibration data"}.get(
+                   report.weight_method or "", "")
+        lines.append(f"activation calibration: {markup_safe(report.calibration)}{how}")
     lr = report.lowrank
     if lr:
-        lines.append(f"low-rank: rank {markup_safe(lr.rank)}, groups {lr.groups}, "
+        how = {"svd": ", per-group SVD of the weights",
+               "data": ", fitted on the calibration data"}.get(lr.method or "", "")
+        lines.append(f"low-rank: rank {markup_safe(lr.rank)}, groups {lr.groups}{how}, "
                      f"{lr.factorized_layers} layers factorized; left as is: "
                      + (", ".join(markup_safe(f"{k} ({v})") for k, v in lr.skipped.items())
                         or "none"))
