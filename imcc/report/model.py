@@ -327,6 +327,11 @@ class LayerReport:
     input_bits: int | None
     energy: LayerEnergy | None = None
     chip: LayerChip | None = None    # with --chip
+    # A factorized half: how the pair was fitted ("svd" or "data"; None if the model arrived
+    # factorized or the report predates the key) and the data-weighted relative output
+    # error ||Y - Y_hat||_F / ||Y||_F on the calibration patches (None without data)
+    lowrank_method: str | None = None
+    data_error: float | None = None
     # Activations no correct layout of this layer goes below (imcc.targets.tiling,
     # "Lower bound"); None: a report written before the key.
     lower_bound_cycles: int | None = None
@@ -336,11 +341,6 @@ class LayerReport:
         """cycles / lower_bound_cycles (>= 1; None without a bound)."""
         lb = self.lower_bound_cycles
         return None if not lb else self.cycles / lb
-    # A factorized half: how the pair was fitted ("svd" or "data"; None if the model arrived
-    # factorized or the report predates the key) and the data-weighted relative output
-    # error ||Y - Y_hat||_F / ||Y||_F on the calibration patches (None without data)
-    lowrank_method: str | None = None
-    data_error: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -444,12 +444,12 @@ class Report:
     passes: tuple[str, ...] | None = None   # the pass pipeline run (None: not recorded)
     pipeline: str | None = None  # its spec, which `-p` parses back (None: not recorded)
     chip: ChipSummary | None = None  # chip-level figures (only with --chip)
-    # The sum of the layers' lower_bound_cycles (None: a report written before the key).
-    lower_bound_cycles: int | None = None
     # how the quantize pass chose the weight levels: "rtn" (round to nearest, the default
     # without calibration data) or "gptq" (on the calibration data); None: not quantized or
     # a report written before the key
     weight_method: str | None = None
+    # The sum of the layers' lower_bound_cycles (None: a report written before the key).
+    lower_bound_cycles: int | None = None
     format: str = FORMAT
 
     @property
