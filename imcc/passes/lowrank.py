@@ -63,6 +63,7 @@ import numpy as np
 from imcc.errors import DataError, UsageError
 from imcc.fileio import parse_json, parse_toml
 from imcc.ir import Graph, LowRank, Node, PairRole
+from imcc.ir.names import resolve_layer_names
 from imcc.ir.ops import Conv, Linear
 from imcc.ir.records import LowRankDecision, LowRankRecord
 from imcc.ir.topology import first_last_crossbar
@@ -288,16 +289,19 @@ class LowRankPass(Pass):
 
     def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
         xbar = list(graph.crossbar_nodes())
-        present = {n.name for n in xbar}
-        unknown = sorted((set(self.layer_ranks) | set(self.layer_groups)) - present)
-        if unknown:
-            raise UsageError(f"lowrank: no crossbar layer named {', '.join(map(repr, unknown))}",
-                             hint="crossbar layers: " + ", ".join(n.name for n in xbar))
+        # Layers may be named as the tables show them (`layer1.0/conv1`) or in full
+        # (`/layer1/layer1.0/conv1/Conv`); an unknown or ambiguous name is an error.
+        present = [n.name for n in xbar]
+        names = resolve_layer_names(self.layer_ranks, present, "lowrank: layer_ranks (--layer-rank, policy layers)")
+        ranks = {names[k]: v for k, v in self.layer_ranks.items()}
+        names = resolve_layer_names(self.layer_groups, present, "lowrank: layer_groups (policy layers)")
+        groups = {names[k]: v for k, v in self.layer_groups.items()}
         if not self.active:
             return PassResult(graph, modified=False)
         protected = self._protected(graph)
         default = parse_rank(self.rank)
-        decisions = tuple(self._handle(graph, node, default, protected) for node in xbar)
+        decisions = tuple(self._handle(graph, node, default, protected, ranks, groups)
+                          for node in xbar)
         record = LowRankRecord(rank=self.rank, groups=self.groups, decisions=decisions)
         return PassResult(graph, modified=record.factorized_layers > 0, records=(record,))
 
@@ -314,10 +318,12 @@ class LowRankPass(Pass):
             out.setdefault(node.name, "last crossbar layer")
         return out
 
-    def _handle(self, graph: Graph, node: Node, default: RankSpec,
-                protected: dict[str, str]) -> LowRankDecision:
-        explicit = node.name in self.layer_ranks
-        spec = parse_rank(self.layer_ranks[node.name]) if explicit else default
+    def _handle(self, graph: Graph, node: Node, default: RankSpec, protected: dict[str, str],
+                layer_ranks: dict[str, str], layer_groups: dict[str, int]) -> LowRankDecision:
+        """Factorize ``node`` or say why not. ``layer_ranks`` / ``layer_groups``: the
+        per-layer tables keyed by full node name."""
+        explicit = node.name in layer_ranks
+        spec = parse_rank(layer_ranks[node.name]) if explicit else default
 
         def skip(reason: str) -> LowRankDecision:
             return LowRankDecision(node.name, False, (reason,))
@@ -348,9 +354,9 @@ class LowRankPass(Pass):
         n = int(w[0].size)
         notes: list[str] = []
 
-        g_req = self.layer_groups.get(node.name, self.groups)
+        g_req = layer_groups.get(node.name, self.groups)
         if c_in % g_req:
-            if node.name in self.layer_groups:
+            if node.name in layer_groups:
                 raise UsageError(f"lowrank: groups={g_req} for layer {node.name!r} does not "
                                  f"divide its {c_in} input channels",
                                  hint="choose a divisor of the input channels")
