@@ -32,9 +32,10 @@ MAX_ELEMENTS = 1 << 28  # refuse tensors that would take gigabytes per sample
 class _Skip(Exception):
     """A node is unsupported; the reason is collected and import goes on."""
 
-    def __init__(self, construct: Construct, sized: bool = False) -> None:
+    def __init__(self, construct: Construct | str, sized: bool = False) -> None:
         super().__init__(str(construct))
-        self.construct = construct
+        # A bare message (no node to group it by) is a construct of its own.
+        self.construct = construct if isinstance(construct, Construct) else Construct(construct)
         self.sized = sized  # the check depends on activation sizes (see `_Importer.run`)
 
 

@@ -22,6 +22,7 @@ class LowRankDecision:
     rel_error: float | None = None
     params_before: int | None = None
     params_after: int | None = None
+    requested_rank: int | None = None  # the rank asked for, when it was clamped to `rank`
 
 
 @dataclass(frozen=True)

@@ -292,9 +292,11 @@ class LowRankPass(Pass):
         # Layers may be named as the tables show them (`layer1.0/conv1`) or in full
         # (`/layer1/layer1.0/conv1/Conv`); an unknown or ambiguous name is an error.
         present = [n.name for n in xbar]
-        names = resolve_layer_names(self.layer_ranks, present, "lowrank: layer_ranks (--layer-rank, policy layers)")
+        names = resolve_layer_names(self.layer_ranks, present,
+                                    "lowrank: layer_ranks (--layer-rank, policy layers)")
         ranks = {names[k]: v for k, v in self.layer_ranks.items()}
-        names = resolve_layer_names(self.layer_groups, present, "lowrank: layer_groups (policy layers)")
+        names = resolve_layer_names(self.layer_groups, present,
+                                    "lowrank: layer_groups (policy layers)")
         groups = {names[k]: v for k, v in self.layer_groups.items()}
         if not self.active:
             return PassResult(graph, modified=False)
@@ -411,7 +413,8 @@ class LowRankPass(Pass):
                                    groups=g, rel_error=rel_error, params_before=before,
                                    params_after=after)
         return LowRankDecision(node.name, True, tuple(notes), rank=k, groups=g,
-                             rel_error=rel_error, params_before=before, params_after=after)
+                               rel_error=rel_error, params_before=before, params_after=after,
+                               requested_rank=k_req if k != k_req else None)
 
 
 def policy_from_file(path: str | Path) -> LowRankPass:

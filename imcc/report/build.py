@@ -12,6 +12,7 @@ from imcc import __version__
 from imcc.analysis.energy import EnergyReport
 from imcc.analysis.place import ChipPlan
 from imcc.ir import Strategy
+from imcc.ir.names import short_name
 from imcc.ir.records import LowRankRecord
 from imcc.report.model import (
     FORMAT,
@@ -28,7 +29,8 @@ from imcc.targets.cost import LayerGeom, im2col_cost
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, Program
 
-__all__ = ["FORMAT", "build_report", "layer_entry", "layer_geom", "uncompressed_im2col_cycles"]
+__all__ = ["FORMAT", "build_report", "clamp_warnings", "layer_entry", "layer_geom",
+           "uncompressed_im2col_cycles"]
 
 
 def layer_geom(layer: CrossbarLayer) -> LayerGeom:
@@ -136,6 +138,24 @@ def _lowrank_summary(record: LowRankRecord, pairs: int) -> LowRankSummary:
                if d.factorized and d.notes})
 
 
+def clamp_warnings(record: LowRankRecord | None) -> tuple[str, ...]:
+    """A warning when the low-rank pass clamped a requested rank (``--rank 1000``,
+    ``m/100``) to the range [1, min(m, n/g)] a layer allows: the effective rank of every
+    clamped layer, grouped by (requested, effective). Empty when nothing was clamped."""
+    if record is None:
+        return ()
+    by: dict[tuple[int, int], list[str]] = {}
+    for d in record.decisions:
+        if d.requested_rank is not None and d.rank is not None:
+            by.setdefault((d.requested_rank, d.rank), []).append(short_name(d.layer))
+    if not by:
+        return ()
+    n = sum(len(v) for v in by.values())
+    parts = [f"{req} -> {eff} on {', '.join(layers)}" for (req, eff), layers in sorted(by.items())]
+    return (f"rank {record.rank} clamped on {n} layer{'s' if n != 1 else ''} to the range "
+            "[1, min(m, n/g)] each allows (requested -> effective): " + "; ".join(parts),)
+
+
 def build_report(program: Program, target: CrossbarTarget,
                  energy: EnergyReport | None, mapping: str, tech: str,
                  calibration: str | None, lowrank: LowRankRecord | None,
@@ -174,7 +194,7 @@ def build_report(program: Program, target: CrossbarTarget,
             total_energy_pj=energy.total_energy_pj, total_latency_ns=energy.total_latency_ns,
             breakdown=energy.breakdown, adc_bits=energy.adc_bits),
         passes=None if passes is None else tuple(passes), pipeline=pipeline,
-        chip=None if chip is None else _chip_summary(chip))
+        chip=None if chip is None else _chip_summary(chip), warnings=clamp_warnings(lowrank))
 
 
 def _chip_summary(plan: ChipPlan) -> ChipSummary:

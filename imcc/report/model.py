@@ -357,6 +357,9 @@ class Report:
     passes: tuple[str, ...] | None = None   # the pass pipeline run (None: not recorded)
     pipeline: str | None = None  # its spec, which `-p` parses back (None: not recorded)
     chip: ChipSummary | None = None  # chip-level figures (only with --chip)
+    # What a user should know about how the options were applied (e.g. a rank clamped to
+    # what a layer allows), one line each; report.json's ``warnings``, written when any.
+    warnings: tuple[str, ...] = ()
     format: str = FORMAT
 
     @property
@@ -400,6 +403,8 @@ class Report:
             d["pipeline"] = self.pipeline
         if self.chip is not None:
             d["chip"] = self.chip.to_json()
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
         return d
 
     @classmethod
@@ -427,6 +432,9 @@ class Report:
         passes = r.array("passes", optional=True)
         if passes is not None and not all(isinstance(p, str) for p in passes):
             raise DataError("report: key passes must be a list of pass names")
+        warnings = r.array("warnings", optional=True) or []
+        if not all(isinstance(w, str) for w in warnings):
+            raise DataError("report: key warnings must be a list of strings")
         return cls(
             format=fmt, imcc_version=r.string("imcc_version"), model=r.string("model"),
             target=TargetInfo._read(target), quantized=r.flag("quantized"),
@@ -441,7 +449,7 @@ class Report:
             lowrank=None if lowrank is None else LowRankSummary._read(lowrank),
             energy=energy, passes=None if passes is None else tuple(passes),
             pipeline=r.string("pipeline", nullable=True, optional=True),
-            chip=None if chip is None else ChipSummary._read(chip))
+            chip=None if chip is None else ChipSummary._read(chip), warnings=tuple(warnings))
 
 
 __all__ = ["FORMAT", "ChipSummary", "EnergySummary", "LayerChip", "LayerEnergy", "LayerReport",
