@@ -18,6 +18,7 @@ path or a bundled name (`cifar10`); `list_examples()` lists them. Every problem 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,19 +27,10 @@ from typing import Any
 import numpy as np
 
 from imcc.errors import UsageError
+from imcc.ir.names import short_name
 from imcc.report.model import Report
 
 PathLike = str | Path
-
-# The compile options of `compile` with their defaults (the CLI's defaults too); `check`
-# refuses them for an output directory, which is already compiled.
-COMPILE_DEFAULTS: dict[str, Any] = dict(
-    target="128x128", weight_bits=4, cell_bits=1, act_bits=4, dac_bits=1, adc_bits=8,
-    mapping="auto", rank="none", groups=1, layer_ranks=None, policy=None,
-    include_first_last=False, quantize=True, first_last_bits=None, calib=None,
-    calib_limit=256, tech="isaac", passes=None, chip=None, chip_arrays=None,
-    input_shapes=None)
-
 
 @dataclass(frozen=True)
 class Example:
@@ -62,6 +54,67 @@ def list_examples() -> list[Example]:
                         "mean/std the ResNet-20 expects"}
     return ([Example(n, "model", resolve_model(n), about.get(n, "")) for n in BUNDLED]
             + [Example(n, "data", resolve_data(n), about.get(n, "")) for n in BUNDLED_DATA])
+
+
+# -------------------------------------------------------------------------------- layers
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One crossbar layer of a model as imported (before any pass): the ``name`` the tables
+    show (``layer1.0/conv1``), the ``full`` ONNX node name, both accepted wherever a layer
+    is named; ``kind`` (Conv or Linear); per-sample ``input`` and ``output`` shapes (batch
+    axis left out); the ``weight`` shape; ``detail`` (kernel, stride, pads, dilation,
+    groups as the report writes them); ``first_or_last`` when the low-rank policy leaves it
+    uncompressed by default (first and last crossbar layers by data flow)."""
+
+    name: str
+    full: str
+    kind: str
+    input: tuple[int | None, ...]
+    output: tuple[int | None, ...]
+    weight: tuple[int, ...]
+    detail: str
+    first_or_last: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "full": self.full, "kind": self.kind,
+                "input": list(self.input), "output": list(self.output),
+                "weight": list(self.weight), "detail": self.detail,
+                "first_or_last": self.first_or_last}
+
+
+def layers(model: PathLike = "resnet20", *,
+           input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[LayerInfo]:
+    """The crossbar layers of ``model`` (a path or a bundled name), in graph order."""
+    from imcc.compiler import resolve_model
+    from imcc.frontend import import_model
+    from imcc.ir.ops import Conv
+    from imcc.ir.topology import first_last_crossbar
+
+    path = resolve_model(str(model))
+    graph = import_model(path, name=path.stem, input_shapes=input_shapes)
+    first, last = first_last_crossbar(graph)
+    edge = {id(n) for n in first + last}
+    out: list[LayerInfo] = []
+    for node in graph.crossbar_nodes():
+        op = node.op
+        w = node.inputs[1].type.shape
+        detail = ""
+        if isinstance(op, Conv):
+            detail = f"k{op.kernel[0]}x{op.kernel[1]} s{op.stride[0]}"
+            if any(op.pads):
+                detail += f" p{max(op.pads)}"
+            if op.dilation != (1, 1):
+                detail += f" d{op.dilation[0]}"
+            if op.group > 1:
+                detail += f" g{op.group}"
+        out.append(LayerInfo(
+            name=short_name(node.name), full=node.name, kind=op.kind,
+            input=tuple(node.inputs[0].type.shape[1:]), output=tuple(node.output.type.shape[1:]),
+            weight=tuple(int(d) for d in w if d is not None), detail=detail,
+            first_or_last=id(node) in edge))
+    return out
 
 
 # ------------------------------------------------------------------------------- compile
@@ -125,25 +178,6 @@ def parse_input_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
     return res
 
 
-def _input_shapes(path: Path, shapes: Mapping[str, Sequence[int]] | None
-                  ) -> dict[str, tuple[int, ...]] | None:
-    """The ``""`` key (no NAME=) names the model's only input."""
-    if not shapes:
-        return None
-    table = {k: tuple(v) for k, v in shapes.items()}
-    if "" in table:
-        from imcc.frontend.loader import load_onnx
-
-        gp = load_onnx(path).graph
-        inits = {i.name for i in gp.initializer}
-        names = [i.name for i in gp.input if i.name not in inits]
-        if len(names) != 1:
-            raise UsageError(f"--input-shape without NAME=: the model has {len(names)} inputs",
-                             hint="name them: " + ", ".join(f"{n}=..." for n in names))
-        table[names[0]] = table.pop("")
-    return table
-
-
 def compile(model: PathLike = "resnet20", *, target: str = "128x128", weight_bits: int = 4,  # noqa: A001 - imcc.compile, as the CLI command
             cell_bits: int = 1, act_bits: int = 4, dac_bits: int = 1, adc_bits: int = 8,
             mapping: str = "auto", rank: str | int = "none", groups: int = 1,
@@ -194,7 +228,7 @@ def compile(model: PathLike = "resnet20", *, target: str = "128x128", weight_bit
         first_last_bits=first_last_bits, tech=tech, passes=passes, verify_each=verify_each,
         chip=chip, chip_arrays=chip_arrays)
     path = resolve_model(str(model))
-    graph = import_model(path, name=path.stem, input_shapes=_input_shapes(path, input_shapes))
+    graph = import_model(path, name=path.stem, input_shapes=input_shapes)
     if calib is not None and quantize:
         if isinstance(calib, np.ndarray):
             x = np.asarray(calib, dtype=np.float32)[:calib_limit]
@@ -328,11 +362,10 @@ def check(model_or_outdir: PathLike | CompiledModel, budget: PathLike, *,
     Compile options with an already compiled input are refused (they would be ignored)."""
     from imcc.analysis.budget import check_budget, load_budget
 
-    unknown = sorted(set(compile_options) - set(COMPILE_DEFAULTS))
+    unknown = sorted(set(compile_options) - set(COMPILE_OPTIONS))
     if unknown:
         raise UsageError(f"check: unknown option{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(unknown)}")
-    b = load_budget(Path(budget))
     compiled = isinstance(model_or_outdir, CompiledModel) or Path(model_or_outdir).is_dir()
     if compiled and (compile_options or output is not None):
         given = sorted(compile_options) + (["output"] if output is not None else [])
@@ -341,6 +374,7 @@ def check(model_or_outdir: PathLike | CompiledModel, budget: PathLike, *,
         raise UsageError(f"{what} is already compiled: compile options cannot apply to it "
                          f"({', '.join(given)})", hint="check the directory as it is, or "
                          "give the model to compile it with these options")
+    b = load_budget(Path(budget))
     if isinstance(model_or_outdir, CompiledModel):
         rep, dest = model_or_outdir.report, model_or_outdir.outdir
     elif compiled:
@@ -373,6 +407,11 @@ def read_report(outdir: PathLike) -> tuple[Report, dict[str, Any]]:
         raise DataError(f"{p}: {exc}") from exc
 
 
-__all__ = ["COMPILE_DEFAULTS", "CheckOutcome", "CompiledModel", "Example", "SimulationResult",
-           "check", "compile", "list_examples", "parse_input_shapes", "parse_layer_ranks",
-           "read_report", "simulate"]
+# The options of `compile` that shape a compile (what `check` passes on, and refuses for an
+# output directory, which is already compiled): its keyword parameters but the output ones.
+COMPILE_OPTIONS = tuple(n for n in inspect.signature(compile).parameters
+                        if n not in ("model", "output", "write", "verify_each", "progress"))
+
+__all__ = ["COMPILE_OPTIONS", "CheckOutcome", "CompiledModel", "Example", "LayerInfo",
+           "SimulationResult", "check", "compile", "layers", "list_examples",
+           "parse_input_shapes", "parse_layer_ranks", "read_report", "simulate"]

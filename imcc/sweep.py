@@ -126,6 +126,8 @@ class SweepSpec:
     policy: Path | None = None         # --policy file
     passes: str | None = None          # -p/--passes pipeline text
     verify_each: bool = False          # run the IR verifier after every pass (--debug)
+    # --input-shape: fixed sizes of dynamic input axes, (input name or "", dims) pairs
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -399,7 +401,7 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
         raise UsageError(f"--jobs must be >= 1, got {jobs!r}")
     tech = load_tech(spec.tech)
     path = resolve_model(spec.model)
-    graph = import_model(path, name=path.stem)
+    graph = import_model(path, name=path.stem, input_shapes=dict(spec.input_shapes))
     if len(graph.inputs) != 1:
         raise UsageError(f"{path}: imcc sweep supports models with one input, this one has "
                          f"{len(graph.inputs)}")

@@ -158,6 +158,12 @@ class _Importer:
                 self.problems.append(f"initializer {init.name!r} cannot be read ({exc})")
         inits = {i.name for i in gp.initializer}
         inputs = [inp for inp in gp.input if inp.name not in inits]
+        if "" in self.input_shapes:  # `--input-shape 1x3x224x224`: the model's only input
+            if len(inputs) != 1:
+                raise UsageError(f"--input-shape without NAME=: the model has {len(inputs)} "
+                                 "inputs", hint="name them: " + ", ".join(
+                                     f"{i.name}=..." for i in inputs))
+            self.input_shapes[inputs[0].name] = self.input_shapes.pop("")
         unknown = sorted(set(self.input_shapes) - {inp.name for inp in inputs})
         if unknown:
             raise UsageError(f"--input-shape: the model has no input named "
@@ -806,7 +812,8 @@ def import_model(path: str | Path, name: str | None = None,
                  input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
     """Load an ONNX file and translate it to IR (see the module docstring).
     ``input_shapes``: fixed sizes for graph inputs by name (``--input-shape``), which
-    replace dynamic dimensions; axis 0 (the batch) keeps the model's own size."""
+    replace dynamic dimensions; axis 0 (the batch) keeps the model's own size. The key
+    ``""`` names the model's only input (``--input-shape 1x3x224x224``)."""
     model = load_onnx(path)
     return import_proto(model, name or Path(path).stem, input_shapes)
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
@@ -67,7 +67,7 @@ from imcc.ir.names import resolve_layer_names
 from imcc.ir.ops import Conv, Linear
 from imcc.ir.records import LowRankDecision, LowRankRecord
 from imcc.ir.topology import first_last_crossbar
-from imcc.passes.base import CompileContext, Contract, Pass, PassResult
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult, option
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +205,24 @@ class LowRankPass(Pass):
     """
 
     name: ClassVar[str] = "lowrank"
+    summary: ClassVar[str] = ("replace a crossbar layer W (m x n) by a group low-rank pair: "
+                              "R (g groups of rank k) then L (m x g*k), by truncated SVD per "
+                              "input-channel group")
     contract: ClassVar[Contract] = Contract(
         forbids=frozenset({"factorized", "quantized", "mapped"}), ensures=frozenset({"factorized"}),
         why="it factorizes float weights, before they are quantized and mapped")
-    rank: str = "none"
-    groups: int = 1
-    layer_ranks: dict[str, str] = field(default_factory=dict)
-    layer_groups: dict[str, int] = field(default_factory=dict)
-    include_first_last: bool = False
-    include_linear: bool = False
+    rank: str = option("none", help="rank k of every eligible layer: none (leave it), m/R "
+                       "(output channels / R) or an integer; clamped to [1, min(m, n/g)]")
+    groups: int = option(1, help="input-channel groups g of the factorization (>= 1; g must "
+                         "divide a layer's input channels)")
+    layer_ranks: dict[str, str] = option(
+        default_factory=dict, help="per-layer rank overrides, {LAYER=SPEC,...}; LAYER as the "
+        "tables show it (layer1.0/conv1) or in full; SPEC as rank")
+    layer_groups: dict[str, int] = option(default_factory=dict,
+                                          help="per-layer group overrides, {LAYER=G,...}")
+    include_first_last: bool = option(False, help="also factorize the first conv and the "
+                                      "last crossbar layer")
+    include_linear: bool = option(False, help="also factorize Linear (fully connected) layers")
 
     def __post_init__(self) -> None:
         # Options are checked eagerly so a bad pipeline fails before any graph work. The
