@@ -62,6 +62,8 @@ def report_table(report: Report) -> Table:
     if energy is not None:
         table.add_column("energy", justify="right",
                          footer=energy_text(energy.total_energy_pj))
+    # Low priority, last so a narrow layout can drop it first: cycles / lower bound.
+    table.add_column("/bound", justify="right", footer=ratio_text(report.bound_ratio))
     for layer in report.layers:
         m = layer.mapping + (f" {layer.pw[0]}x{layer.pw[1]}" if layer.pw else "")
         if (layer.group_pack or 1) > 1:
@@ -76,6 +78,7 @@ def report_table(report: Report) -> Table:
             row.append(decimal_text(layer.rel_error, 3))
         if energy is not None:
             row.append(energy_text(None if layer.energy is None else layer.energy.energy_pj))
+        row.append(ratio_text(layer.bound_ratio))
         table.add_row(*row)
     return table
 
@@ -102,6 +105,9 @@ def summary_lines(report: Report) -> list[str]:
     """The lines under the table (rich markup; user-controlled text escaped)."""
     lines = [f"total: {count_text(report.total_cycles)} cycles on {report.n_arrays} arrays; "
              + speedup_text(report)]
+    if report.lower_bound_cycles:
+        lines.append(f"lower bound: {count_text(report.lower_bound_cycles)} cycles (no correct "
+                     f"layout goes below it); cycles / bound {ratio_text(report.bound_ratio)}")
     if report.energy is not None:
         lines.append(f"energy {energy_text(report.energy.total_energy_pj)}, latency "
                      f"{time_text(report.energy.total_latency_ns)} per image "
