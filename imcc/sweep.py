@@ -549,6 +549,8 @@ def settings_record(spec: SweepSpec) -> dict[str, Any]:
     record: dict[str, Any] = {f.name: getattr(spec, f.name) for f in fields(spec)
                               if f.name not in skip}
     record["layer_rank"] = list(spec.layer_rank)
+    # as JSON reads it back: lists, not tuples
+    record["input_shapes"] = [[name, list(dims)] for name, dims in spec.input_shapes]
     record.update(imcc_version=__version__,
                   model_sha256=file_digest(resolve_model(spec.model)),
                   calib_sha256=digest(spec.calib), data_sha256=digest(spec.data),
