@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,14 +20,12 @@ from rich.markup import escape as _escape_markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imcc import __version__
-from imcc.errors import DataError, ImccError, Interrupted, UsageError
-from imcc.report.model import Report
+from imcc.errors import ImccError, Interrupted, UsageError
 from imcc.report.units import safe_text
 
-if TYPE_CHECKING:  # the CLI imports the library lazily, for a fast --help
-    from imcc.compiler import CompileOptions
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# The CLI imports the library lazily (inside the commands), for a fast --help and
+# completion. Shell completion: `imcc --install-completion` (bash, zsh, fish, PowerShell).
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="imcc: compile ONNX CNNs onto in-memory-computing crossbar arrays, "
                        "report cycles/energy, and simulate the mapped program against "
                        "onnxruntime.")
@@ -35,7 +33,18 @@ out = Console()
 if not out.is_terminal:
     out = Console(width=160)  # piped or captured: do not squeeze tables into 80 columns
 err = Console(stderr=True)
-_STATE = {"debug": False}
+_STATE = {"debug": False, "quiet": False}
+
+
+def info(text: str) -> None:
+    """An informational line on stderr ("wrote ..."), left out with -q/--quiet."""
+    if not _STATE["quiet"]:
+        err.print(text, highlight=False, soft_wrap=True)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr, one line, printed even with -q/--quiet."""
+    err.print(f"[yellow]imcc: warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 # ------------------------------------------------------------------ shared option types
 TargetOpt = Annotated[str, typer.Option("--target", "-t",
@@ -57,9 +66,12 @@ RankOpt = Annotated[str, typer.Option(help="Group low-rank rank per layer: 'none
 GroupsOpt = Annotated[int, typer.Option(help="Input-channel groups for low-rank "
                                              "factorization (>= 1).")]
 LayerRankOpt = Annotated[list[str] | None, typer.Option(
-    "--layer-rank", help="Per-layer rank override NAME=SPEC (repeatable); SPEC as --rank.")]
+    "--layer-rank", help="Per-layer rank override NAME=SPEC (repeatable); SPEC as --rank; "
+    "NAME as the tables show it (layer1.0/conv1) or the full ONNX name (`imcc layers "
+    "MODEL` lists both).")]
 PolicyOpt = Annotated[Path | None, typer.Option(help="Low-rank policy file (TOML or JSON): "
-                                                     "rank, groups, per-layer entries.")]
+                                                     "rank, groups, per-layer entries (layers "
+                                                     "named as for --layer-rank).")]
 LowRankMethodOpt = Annotated[str, typer.Option(
     help="How low-rank factors are fitted: data (to the float network's outputs on the "
     "--calib images, fed by the already factorized layers), svd (per-group truncated SVD of "
@@ -73,11 +85,12 @@ FLBitsOpt = Annotated[int | None, typer.Option(help="Bits for weights and inputs
                                                     "and last crossbar layers (default: "
                                                     "--weight-bits / --act-bits).")]
 CalibOpt = Annotated[Path | None, typer.Option(help="Calibration data (.npz: images [+mean, "
-                                                    "std] or x) for the activation scales, "
-                                                    "GPTQ weights and the data-aware low-rank "
-                                                    "fit; default: a deterministic synthetic "
-                                                    "batch for the scales, round-to-nearest "
-                                                    "weights and plain SVD.")]
+                                                    "std] or x), or 'cifar10' for the bundled "
+                                                    "sample, for the activation scales, GPTQ "
+                                                    "weights and the data-aware low-rank fit; "
+                                                    "default: a deterministic synthetic batch "
+                                                    "for the scales, round-to-nearest weights "
+                                                    "and plain SVD.")]
 CalibLimitOpt = Annotated[int, typer.Option(help="Use at most this many calibration "
                                                  "samples (the first ones).")]
 TechOpt = Annotated[str, typer.Option(help="Energy tech profile: isaac, neurosim, or a TOML "
@@ -97,13 +110,24 @@ ChipBatchOpt = Annotated[int | None, typer.Option(
     "chip file's batch, 1 for the presets). A model that needs more arrays than the chip "
     "has is reprogrammed segment by segment for every batch, so its weight-write energy "
     "(pJ per inference) and time are shared by this many inferences.")]
+InputShapeOpt = Annotated[list[str] | None, typer.Option(
+    "--input-shape", metavar="NAME=DIMS", help="Fix a dynamic input size, e.g. "
+    "input=1x3x224x224 (repeatable; NAME= may be left out for a one-input model). The batch "
+    "axis stays dynamic; axes the model fixes must match.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 PassesOpt = Annotated[str | None, typer.Option(
-    "--passes", "-p", help="An explicit pass pipeline replacing the default, e.g. "
-    "'fold-bn,lowrank{rank=m/8,groups=4},quantize{weight_bits=4},map{strategy=vw-sdk}'; "
-    "per-layer tables as layer_ranks={NAME=SPEC,...}. report.json's 'pipeline' holds the "
-    "pipeline a compile ran in this form. Cannot be combined with --rank/--groups/"
-    "--layer-rank/--policy/--no-quantize/--first-last-bits/--mapping/--include-first-last.")]
+    "--passes", "-p", metavar="PIPELINE", help="A pass pipeline replacing the default: "
+    "passes joined by commas, options in braces, e.g. 'fold-bn, lowrank{rank=m/8}, "
+    "quantize, map'. `imcc passes` lists every pass with its options, units and defaults. "
+    "report.json's 'pipeline' holds the pipeline a compile ran. Not combined with the "
+    "flags that shape the default pipeline (rank, groups, layer rank, policy, mapping, "
+    "quantize and first/last flags).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results, warnings "
+                                        "and errors: no progress, no table after a compile, "
+                                        "no 'wrote ...' lines.")]
+ModelArg = Annotated[str, typer.Argument(
+    help="ONNX model path, or the name of a bundled model ('resnet20'; `imcc examples` "
+         "lists them).")]
 
 
 def escape(text: object) -> str:
@@ -115,52 +139,7 @@ def escape(text: object) -> str:
 def _progress() -> Progress:
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                    transient=True, disable=not err.is_terminal)
-
-
-def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_bits: int,
-             adc_bits: int, mapping: str, rank: str, groups: int, layer_rank: list[str] | None,
-             policy: Path | None, include_first_last: bool, no_quantize: bool,
-             first_last_bits: int | None, calib: Path | None, calib_limit: int, tech: str,
-             passes: str | None = None, chip: str | None = None,
-             chip_arrays: int | None = None, chip_batch: int | None = None,
-             lowrank_method: str = "auto",
-             model_input: Callable[[], tuple[str, tuple[int | None, ...]]] | None = None
-             ) -> CompileOptions:
-    from imcc.compiler import options_from_flags, parse_layer_ranks
-    from imcc.passes.lowrank import LowRankPass
-    from imcc.targets.crossbar import CrossbarTarget
-
-    rows, cols = CrossbarTarget.parse_shape(target)
-    if not no_quantize:  # the quantize pass's range, narrower than the target's [1, 16]
-        from imcc.passes.quantize import check_bit_widths
-
-        check_bit_widths(weight_bits, act_bits, first_last_bits, option=True)
-    tgt = CrossbarTarget(rows, cols, weight_bits, cell_bits, act_bits, dac_bits, adc_bits)
-    if calib_limit < 1:
-        raise UsageError(f"--calib-limit must be >= 1, got {calib_limit}")
-    if lowrank_method == "data" and calib is None:
-        raise UsageError("--lowrank-method data fits the factors on calibration data",
-                         hint="give --calib DATA.npz")
-    kw: dict[str, Any] = dict(
-        target=tgt, mapping=mapping, rank=rank, groups=groups,
-        layer_ranks=parse_layer_ranks(layer_rank or []),
-        policy=None if policy is None else LowRankPass.policy_from_file(policy),
-        include_first_last=include_first_last, quantize=not no_quantize,
-        first_last_bits=first_last_bits, tech=tech, passes=passes,
-        verify_each=_STATE["debug"], chip=chip, chip_arrays=chip_arrays,
-        chip_batch=chip_batch, lowrank_method=lowrank_method)
-    opts = options_from_flags(**kw)  # every option is checked before --calib reads the model
-    # --calib feeds quantize and the data-aware low-rank fit (which runs without quantize).
-    if calib is not None:
-        import dataclasses
-
-        from imcc.dataset import load_npz
-
-        assert model_input is not None
-        opts = dataclasses.replace(opts, calib=load_npz(calib, *model_input())
-                                   .take(calib_limit).x)
-    return opts
+                    transient=True, disable=not err.is_terminal or _STATE["quiet"])
 
 
 def _compile_option_spec(
@@ -172,10 +151,11 @@ def _compile_option_spec(
     first_last_bits: FLBitsOpt = None, calib: CalibOpt = None, calib_limit: CalibLimitOpt = 256,
     tech: TechOpt = "isaac", passes: PassesOpt = None, chip: ChipOpt = None,
     chip_arrays: ChipArraysOpt = None, chip_batch: ChipBatchOpt = None,
-    lowrank_method: LowRankMethodOpt = "auto",
+    lowrank_method: LowRankMethodOpt = "auto", input_shape: InputShapeOpt = None,
 ) -> None:
-    """The compile options `compile` and `check` share (the parameters of `_options`),
-    declared once: `_with_compile_options` adds them to a command."""
+    """The compile options `compile` and `check` share, declared once:
+    `_with_compile_options` adds them to a command, `_api_options` turns them into the
+    keyword arguments of `imcc.api.compile`."""
 
 
 _COMPILE_KEYS = tuple(inspect.signature(_compile_option_spec).parameters)
@@ -193,36 +173,44 @@ def _with_compile_options(fn: Callable[..., None]) -> Callable[..., None]:
     return fn
 
 
-def _compile_options(params: dict[str, Any]) -> dict[str, Any]:
-    """Pick the shared compile options out of a command's parameters."""
-    return {k: params[k] for k in _COMPILE_KEYS if k in params}
+# CLI option -> (imcc.api.compile keyword, value as the API takes it)
+_TO_API: dict[str, Callable[[Any], tuple[str, Any]]] = {
+    "layer_rank": lambda v: ("layer_ranks", list(v or [])),
+    "no_quantize": lambda v: ("quantize", not v),
+    "input_shape": lambda v: ("input_shapes", None if not v else _parse_input_shapes(v)),
+}
 
 
-def _compile(model: str, opts_kw: dict[str, Any], outdir: Path | None, quiet: bool
-             ) -> tuple[Report, Path]:
-    from imcc.compiler import compile_graph, default_outdir, resolve_model, write_outputs
-    from imcc.frontend import import_model
-    from imcc.ir import Graph
+def _parse_input_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    from imcc.api import parse_input_shapes
 
-    path = resolve_model(model)
-    imported: list[Graph] = []
+    return parse_input_shapes(items)
 
-    def model_input() -> tuple[str, tuple[int | None, ...]]:
-        # Only --calib needs the model before compiling (to check the data's shape); the
-        # graph imported here is the one compiled, so the model is read once.
-        imported.append(import_model(path, name=path.stem))
-        v = imported[0].inputs[0]
-        return v.name, v.type.shape
 
-    opts = _options(**opts_kw, model_input=model_input)
-    graph = imported[0] if imported else import_model(path, name=path.stem)
-    with _progress() as prog:
-        task = prog.add_task("compiling", total=None)
-        res = compile_graph(graph, opts, path.stem,
-                            progress=lambda s: prog.update(task, description=f"pass {s}"))
-    inputs = [path] + [opts_kw[k] for k in ("calib", "policy") if opts_kw.get(k) is not None]
-    dest = write_outputs(res, outdir or default_outdir(model), protect=inputs)
-    return Report.from_json(res.report), dest
+def _api_options(params: dict[str, Any], only: set[str] | None = None) -> dict[str, Any]:
+    """The shared compile options among a command's parameters as `imcc.api.compile`
+    keywords (``only``: just these CLI options, e.g. those given on the command line)."""
+    res: dict[str, Any] = {}
+    for k in _COMPILE_KEYS:
+        if k in params and (only is None or k in only):
+            key, value = _TO_API.get(k, lambda v, k=k: (k, v))(params[k])
+            res[key] = value
+    return res
+
+
+def _given(ctx: typer.Context, names: tuple[str, ...]) -> set[str]:
+    """The parameters set on the command line (or by environment), not left at default."""
+    # typer may vendor its own click, so the ParameterSource is matched by name
+    def source(n: str) -> str:
+        return getattr(ctx.get_parameter_source(n), "name", "")
+
+    return {n for n in names if source(n) in ("COMMANDLINE", "ENVIRONMENT")}
+
+
+def _compile_progress() -> tuple[Progress, Callable[[str], None]]:
+    prog = _progress()
+    task = prog.add_task("compiling", total=None)
+    return prog, lambda s: prog.update(task, description=f"pass {s}")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -230,7 +218,7 @@ def _compile(model: str, opts_kw: dict[str, Any], outdir: Path | None, quiet: bo
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"imcc {__version__}")
+        out.print(f"imcc {__version__}", highlight=False, soft_wrap=True)
         raise typer.Exit(0)
 
 
@@ -238,50 +226,43 @@ def _version(value: bool) -> None:
 def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors, and run "
                                                     "the IR verifier after every pass.")
                            ] = False,
-          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+          quiet: QuietOpt = False,
+          version: Annotated[bool, typer.Option("--version", "-V", callback=_version,
+                                                is_eager=True,
                                                 help="Print the version and exit.")] = False
           ) -> None:
     _STATE["debug"] = debug
+    _STATE["quiet"] = quiet
 
 
 @app.command("compile")
 @_with_compile_options
 def compile_cmd(
-    model: Annotated[str, typer.Argument(help="ONNX model path, or 'resnet20' for the bundled "
-                                              "pretrained CIFAR-10 ResNet-20.")] = "resnet20",
+    model: ModelArg = "resnet20",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output directory "
                                                 "(default: ./<model>.imcc).")] = None,
-    json_: JsonOpt = False, **opts: Any,
+    json_: JsonOpt = False, quiet: QuietOpt = False, **opts: Any,
 ) -> None:
     """Compile MODEL for a crossbar target: writes report.json, compiled.onnx, float.onnx,
-    program.json and arrays.npz into the output directory and prints the per-layer table."""
-    report, dest = _compile(model, _compile_options(opts), output, json_)
+    program.json and arrays.npz into the output directory and prints the per-layer table.
+    Warnings (e.g. a rank clamped to what a layer allows) go to stderr and report.json."""
+    _STATE["quiet"] = _STATE["quiet"] or quiet
+    from imcc.api import compile as compile_model
+
+    prog, progress = _compile_progress()
+    with prog:
+        res = compile_model(model, output=output, verify_each=_STATE["debug"],
+                            progress=progress, **_api_options(opts))
+    for w in res.warnings:
+        warn(w)
     if json_:
-        out.print_json(json.dumps(report.to_json()))
-        return
-    from imcc.report.terminal import print_report
+        out.print_json(json.dumps(res.report.to_json()))
+    elif not _STATE["quiet"]:
+        from imcc.report.terminal import print_report
 
-    print_report(report, out)
-    out.print(f"wrote {escape(str(dest))}/ (report.json, compiled.onnx, program.json, "
-              "arrays.npz)")
-
-
-def _read_report(outdir: Path) -> tuple[Report, dict[str, Any]]:
-    """The report of a compiled directory, and report.json's dictionary as written."""
-    from imcc.fileio import parse_json
-
-    p = outdir / "report.json"
-    if not p.is_file():
-        raise DataError(f"{outdir}: no report.json here", hint="run `imcc compile MODEL -o "
-                                                               "DIR` first")
-    try:
-        raw = parse_json(p.read_text(), str(p))
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{p}: not valid JSON ({exc})") from exc
-    try:
-        return Report.from_json(raw), raw  # type: ignore[return-value]
-    except DataError as exc:
-        raise DataError(f"{p}: {exc}") from exc
+        print_report(res.report, out)
+    info(f"wrote {escape(str(res.outdir))}/ (report.json, compiled.onnx, float.onnx, "
+         "program.json, arrays.npz)")
 
 
 @app.command("report")
@@ -293,15 +274,18 @@ def report_cmd(
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per layer.")] = False,
     html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML page with "
                                                    "charts to this file.")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Re-render a compiled result (terminal table by default)."""
+    _STATE["quiet"] = _STATE["quiet"] or quiet
+    from imcc.api import read_report
     from imcc.fileio import atomic_write_bytes
     from imcc.report import render
 
-    rep, raw = _read_report(outdir)
+    rep, raw = read_report(outdir)
     if html is not None:
         atomic_write_bytes(html, render.to_html(rep).encode())
-        err.print(f"wrote {escape(str(html))}")
+        info(f"wrote {escape(str(html))}")
     if json_:
         out.print_json(json.dumps(raw))  # report.json exactly as written
     elif markdown:
@@ -318,8 +302,8 @@ def report_cmd(
 def simulate_cmd(
     outdir: Annotated[Path, typer.Argument(help="A directory written by `imcc compile`.")],
     data: Annotated[Path | None, typer.Option(help="Input data (.npz: images [+mean, std, "
-                                                   "labels] or x). Default: the bundled "
-                                                   "CIFAR-10 sample.")] = None,
+                                                   "labels] or x), or 'cifar10'. Default: the "
+                                                   "bundled CIFAR-10 sample.")] = None,
     limit: Annotated[int | None, typer.Option(help="Simulate only the first N inputs.")] = None,
     skip: Annotated[int, typer.Option(help="Skip the first N inputs (e.g. those used for "
                                            "calibration).")] = 0,
@@ -344,7 +328,7 @@ def simulate_cmd(
                                             "windows, outputs); the images are simulated in "
                                             "chunks that fit it. Default: a quarter of the "
                                             "machine's RAM.")] = None,
-    json_: JsonOpt = False,
+    json_: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Execute the crossbar program on data, compare with onnxruntime on compiled.onnx, and
     report accuracy and the executed cycles per image. With an ideal ADC, or one lossless
@@ -352,49 +336,25 @@ def simulate_cmd(
     onnxruntime: exit 1 when it does not (agreement below 100% or outputs differing beyond
     float rounding), unless --allow-mismatch. A lossy ADC differs by design: reported, not
     judged. Non-finite outputs are an error (exit 4)."""
-    from imcc.dataset import bundled_example_data, load_npz
+    _STATE["quiet"] = _STATE["quiet"] or quiet
+    from imcc.api import simulate
     from imcc.fileio import atomic_write_bytes, npz_bytes
-    from imcc.sim.evaluate import ADC_COMPILED, evaluate
-    from imcc.targets.program_io import read_program
 
-    if adc_bits is not None and not 1 <= adc_bits <= 24:
-        raise UsageError(f"--adc-bits must be in [1, 24], got {adc_bits}")
-    if adc_bits is not None and ideal_adc:
-        raise UsageError("--adc-bits and --ideal-adc exclude each other")
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be >= 1, got {limit}")
-    if skip < 0:
-        raise UsageError(f"--skip must be >= 0, got {skip}")
-    if threads is not None and threads < 0:
-        raise UsageError(f"--threads must be >= 0, got {threads}")
-    if max_memory is not None and max_memory < 1:
-        raise UsageError(f"--max-memory must be >= 1 (MiB), got {max_memory}")
-    prog = read_program(outdir)
-    name, shape = prog.inputs[0]
-    ds = load_npz(data or bundled_example_data(), name, shape)
-    if skip:
-        if skip >= len(ds):
-            raise UsageError(f"--skip {skip} leaves no inputs of {len(ds)}")
-        ds = ds.split(skip)[1]
-    if limit is not None:
-        ds = ds.take(limit)
-    adc = None if ideal_adc else ADC_COMPILED if adc_bits is None else adc_bits
-    from imcc.threads import limit_threads
-
-    budget = None if max_memory is None else max_memory << 20
-    with limit_threads(threads), _progress() as p:
-        task = p.add_task("simulating", total=len(ds))
-        res, sim = evaluate(outdir, ds, adc, progress=lambda n: p.advance(task, n),
-                            max_memory=budget)
+    with _progress() as p:
+        task = p.add_task("simulating", total=None)
+        sim = simulate(outdir, data=data, limit=limit, skip=skip, adc_bits=adc_bits,
+                       ideal_adc=ideal_adc, threads=threads, max_memory_mib=max_memory,
+                       progress=lambda n: p.advance(task, n))
+    res = sim.to_json()
     if save_outputs is not None:
-        atomic_write_bytes(save_outputs, npz_bytes({k: v for k, v in sim.outputs.items()}))
+        atomic_write_bytes(save_outputs, npz_bytes(dict(sim.outputs)))
     if json_:
         out.print_json(json.dumps(res, allow_nan=False))
     else:
         from imcc.report.terminal import adc_line, sim_table
 
         out.print(sim_table(res))
-        out.print(adc_line(res), highlight=False)
+        out.print(adc_line(res), highlight=False, soft_wrap=True)
     if res["mismatch"] and not allow_mismatch:
         err.print(f"[red]imcc: simulate: the program differs from onnxruntime:[/] "
                   f"{escape(res['mismatch'])} (--allow-mismatch accepts it)", highlight=False,
@@ -405,46 +365,59 @@ def simulate_cmd(
 @app.command("check")
 @_with_compile_options
 def check_cmd(
+    ctx: typer.Context,
     target_or_model: Annotated[str, typer.Argument(
         metavar="OUTDIR|MODEL", help="A compiled output directory, or a model to compile first "
-                                     "(path or 'resnet20').")],
+                                     "(path or 'resnet20'); a model is compiled in memory and "
+                                     "nothing is written unless -o is given.")],
     budget: Annotated[Path, typer.Option(help="Budget TOML: [budget] cycles, energy_uj "
                                               "(microjoules), latency_ms (milliseconds), "
                                               "tolerance (fraction); chip limits (need a "
                                               "--chip compile) throughput (minimum "
                                               "inferences/s), area_mm2 (mm2), arrays (arrays "
                                               "used); per-layer limits.")],
-    junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML file (one test case "
-                                                    "per budget item).")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the "
-                                                "compiled result when compiling a model.")] = None,
-    json_: JsonOpt = False, **opts: Any,
+    junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML file: one test case "
+                                                    "per budget item, or one <error> test "
+                                                    "case when the check cannot run "
+                                                    "(exit 2).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write the "
+                                                "compiled result here when compiling a "
+                                                "model.")] = None,
+    json_: JsonOpt = False, quiet: QuietOpt = False, **opts: Any,
 ) -> None:
     """CI gate: exit 0 when the model is within budget, 1 when a budget is exceeded, 2 on any
-    usage or input error (bad budget file, bad model, bad options)."""
-    from imcc.analysis.budget import check_budget, load_budget, to_junit_xml
+    usage or input error (bad budget file, bad model, bad options, compile options given
+    with an OUTDIR, which is already compiled)."""
+    _STATE["quiet"] = _STATE["quiet"] or quiet
+    from imcc.analysis.budget import error_junit_xml, to_junit_xml
+    from imcc.api import check
     from imcc.fileio import atomic_write_bytes
 
     # A CI gate's contract (issue #5): 0 within budget, 1 over, 2 for any usage or input
-    # error -- whatever the finer-grained exit code elsewhere.
+    # error -- whatever the finer-grained exit code elsewhere. The JUnit file is written on
+    # every exit, so a CI report always shows why the gate failed.
     try:
-        b = load_budget(budget)
-        p = Path(target_or_model)
-        if p.is_dir():
-            rep = _read_report(p)[0]
-        else:
-            chip_limits = [m for m, _ in b.total.items() if m in ("throughput", "area_mm2",
-                                                                  "arrays")]
-            if chip_limits and opts.get("chip") is None:
-                raise UsageError(f"the budget limits {', '.join(chip_limits)}, which need a "
-                                 "chip placement", hint="add --chip, e.g. --chip isaac")
-            rep, _ = _compile(target_or_model, _compile_options(opts), output, True)
-        result = check_budget(rep, b)
+        # Only the options given are passed on: check refuses them for an OUTDIR.
+        given = _given(ctx, _COMPILE_KEYS)
+        if given and Path(target_or_model).is_dir():
+            flags = ["/".join(p.opts) for p in ctx.command.params if p.name in given]
+            raise UsageError(f"{target_or_model} is an output directory, already compiled: "
+                             f"the compile option{'s' if len(flags) > 1 else ''} "
+                             f"{', '.join(flags)} cannot apply to it", hint="check it as it "
+                             "is, or give the model to compile it with these options")
+        prog, progress = _compile_progress()
+        with prog:
+            res = check(target_or_model, budget, output=output, progress=progress,
+                        **_api_options(opts, only=given))
     except ImccError as exc:
         exc.exit_code = 2
+        if junit is not None:
+            atomic_write_bytes(junit, error_junit_xml(str(exc)).encode())
         raise
+    result = res.result
     if junit is not None:
-        atomic_write_bytes(junit, to_junit_xml(result, f"imcc-check {rep.model}").encode())
+        atomic_write_bytes(junit, to_junit_xml(result, f"imcc-check {res.report.model}")
+                           .encode())
     if json_:
         out.print_json(json.dumps(result.to_dict()))
     else:
@@ -457,8 +430,7 @@ def check_cmd(
 
 @app.command("sweep")
 def sweep_cmd(
-    model: Annotated[str, typer.Argument(help="ONNX model path, or 'resnet20' for the bundled "
-                                              "pretrained CIFAR-10 ResNet-20.")] = "resnet20",
+    model: ModelArg = "resnet20",
     targets: Annotated[str | None, typer.Option(
         help="Comma-separated array sizes ROWSxCOLS, e.g. 32x32,64x64,128x128 (default: "
              "64x64,128x128; with --chips: the chips' array sizes).")] = None,
@@ -482,8 +454,10 @@ def sweep_cmd(
         "-p`); the sweep then varies only --targets, so --ranks/--groups/--mappings cannot be "
         "given, nor the flags -p excludes in `imcc compile`.")] = None,
     data: Annotated[Path | None, typer.Option(help="Labelled data (.npz: images [+mean, std] "
-                                                   "+ labels) for the top-1 accuracy of each "
-                                                   "compiled model (onnxruntime).")] = None,
+                                                   "+ labels, or 'cifar10') for the top-1 "
+                                                   "accuracy of each compiled model "
+                                                   "(onnxruntime).")] = None,
+    input_shape: InputShapeOpt = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N inputs of "
                                                    "--data.")] = None,
     skip: Annotated[int, typer.Option(help="Skip the first N inputs of --data (e.g. those "
@@ -517,12 +491,13 @@ def sweep_cmd(
         "--chip-arrays", help="Comma-separated numbers of arrays of every --chips chip, e.g. "
         "100,1000,16128 (default: each chip's own).")] = None,
     chip_batch: ChipBatchOpt = None,
-    json_: JsonOpt = False,
+    json_: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Design-space sweep: compile MODEL for every target x rank x groups x mapping (x chip
     x chip arrays with --chips), write one CSV row per configuration (cycles, energy,
     latency, error, accuracy with --data, chip figures with --chips). Every other compile
     option of `imcc compile` applies to all rows."""
+    _STATE["quiet"] = _STATE["quiet"] or quiet
     from imcc.fileio import atomic_write_bytes
     from imcc.report.sweep import rows_as_dicts
     from imcc.sweep import SweepSpec, check_runner, plan_sweep, split_list, sweep_to_csv
@@ -540,7 +515,8 @@ def sweep_cmd(
         data=data, limit=limit, skip=skip, layer_rank=tuple(layer_rank or ()), policy=policy,
         passes=passes, verify_each=_STATE["debug"], chips=listed(chips, "--chips"),
         chip_arrays=listed(chip_arrays, "--chip-arrays"), chip_batch=chip_batch,
-        lowrank_method=lowrank_method)
+        lowrank_method=lowrank_method,
+        input_shapes=tuple(_parse_input_shapes(input_shape or []).items()))
     configs = plan_sweep(spec)  # every option checked before any compile
     check_runner(jobs, scheduler)
     from imcc.compiler import resolve_model
@@ -561,16 +537,93 @@ def sweep_cmd(
         from imcc.report.terminal import print_sweep
 
         print_sweep(result, out)
-    err.print(escape(f"wrote {dest}" + (f" and {plot}" if plot is not None else "")))
+    info(escape(f"wrote {dest}" + (f" and {plot}" if plot is not None else "")))
+
+
+@app.command("layers")
+def layers_cmd(
+    model: ModelArg = "resnet20", input_shape: InputShapeOpt = None, json_: JsonOpt = False,
+) -> None:
+    """List MODEL's crossbar layers (Conv, Linear) as imported: the name the tables show,
+    the full ONNX node name (either is accepted by --layer-rank, policy and budget files),
+    kind, per-sample input -> output shape (channels x height x width), kernel/stride/
+    pads/groups and weight shape. '*': first or last crossbar layer, which the low-rank
+    pass leaves uncompressed unless --include-first-last."""
+    from imcc.api import layers
+
+    found = layers(model, input_shapes=None if not input_shape
+                   else _parse_input_shapes(input_shape))
+    if json_:
+        out.print_json(json.dumps([la.to_json() for la in found]))
+        return
+    from rich.table import Table
+
+    def dims(shape: tuple[int | None, ...]) -> str:
+        return "x".join("?" if d is None else str(d) for d in shape)
+
+    table = Table(header_style="bold", box=None)
+    for col in ("layer", "full name", "kind", "shape", "kernel", "weight"):
+        table.add_column(col, overflow="fold")
+    for la in found:
+        table.add_row(escape(la.name + (" *" if la.first_or_last else "")), escape(la.full),
+                      la.kind, f"{dims(la.input)} -> {dims(la.output)}", la.detail,
+                      dims(la.weight))
+    out.print(table)
+    if not _STATE["quiet"]:
+        out.print(f"{len(found)} crossbar layers; * first/last (not factorized by default)",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command("passes")
+def passes_cmd(json_: JsonOpt = False) -> None:
+    """List every compiler pass, in the only legal order, with its options (type, default,
+    unit), as `-p/--passes` takes them: name{option=value, ...}. Options with no unit are
+    counts or choices."""
+    from imcc.passes import REGISTRY
+    from imcc.passes.base import describe_pass
+
+    infos = [describe_pass(cls) for cls in REGISTRY.values()]
+    if json_:
+        out.print_json(json.dumps([i.to_json() for i in infos]))
+        return
+    for i in infos:
+        out.print(f"[bold]{escape(i.name)}[/]: {escape(i.summary)}", highlight=False,
+                  soft_wrap=True)
+        out.print(f"  order: {escape(i.order)}", highlight=False, soft_wrap=True)
+        for o in i.options:
+            unit = f" [{o.unit}]" if o.unit else ""
+            out.print(f"  {escape(o.name)} ({escape(o.type)}, default {escape(o.default)})"
+                      f"{escape(unit)}: {escape(o.help)}", highlight=False, soft_wrap=True)
+    out.print("Example: imcc compile resnet20 -p 'fold-bn, lowrank{rank=m/8, groups=4}, "
+              "quantize{weight_bits=4}, map{strategy=vw-sdk}'", highlight=False,
+              markup=False)
+
+
+@app.command("examples")
+def examples_cmd(json_: JsonOpt = False) -> None:
+    """List the bundled inputs: a model name is accepted wherever a model path is (compile,
+    check, sweep, layers), a data name wherever --calib or --data takes a file."""
+    from imcc.api import list_examples
+
+    found = list_examples()
+    if json_:
+        out.print_json(json.dumps([{"name": e.name, "kind": e.kind, "path": str(e.path),
+                                    "description": e.description} for e in found]))
+        return
+    for e in found:
+        out.print(f"[bold]{escape(e.name)}[/] ({e.kind}): {escape(e.description)}",
+                  highlight=False, soft_wrap=True)
+        out.print(f"  {escape(str(e.path))}", highlight=False, soft_wrap=True)
+    out.print("e.g. imcc compile resnet20 --calib cifar10; imcc simulate resnet20.imcc "
+              "--data cifar10", highlight=False, markup=False)
 
 
 def _click_error(exc: Exception, names: set[str]) -> None:
     """Option-parsing errors from click (typer may vendor its own copy, so they are matched
     by class name): one line and exit 2, like every other usage error."""
     ctx = getattr(exc, "ctx", None)
-    if "NoArgsIsHelpError" in names and ctx is not None:
-        out.print(ctx.get_help(), highlight=False)
-        sys.exit(0)
+    if "NoArgsIsHelpError" in names:
+        sys.exit(0)  # typer has printed the help already (once)
     if "Abort" in names:
         err.print("imcc: aborted")
         sys.exit(130)
@@ -605,7 +658,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except Interrupted as exc:
         err.print(f"imcc: interrupted by {signal.Signals(exc.signum).name}; nothing was "
-                  "left half-written", highlight=False)
+                  "left half-written", highlight=False, soft_wrap=True)
         sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         err.print("imcc: interrupted")

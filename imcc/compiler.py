@@ -82,6 +82,7 @@ class CompileResult:
     float_graph_bytes: bytes
     program: Program
     report: dict[str, Any]  # report["passes"] names the passes run, report["pipeline"] spells them
+    records: tuple[Record, ...] = ()  # what every pass decided, in order
 
 
 def default_pipeline(opts: CompileOptions) -> list[Pass]:
@@ -259,7 +260,7 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str,
         progress("emit")
     program, report = finish(graph, pipeline, records, opts.target, opts.tech, model_name,
                              chip=opts.chip)
-    return CompileResult(graph, float_bytes, program, report)
+    return CompileResult(graph, float_bytes, program, report, records)
 
 
 def compile_model(model: str, opts: CompileOptions,

@@ -66,6 +66,19 @@ def bundled_example_data() -> Path:
     return p
 
 
+# Data files shipped inside the package, by the name that may stand for their path
+# (`--calib cifar10`, `--data cifar10`); a file of that name in the working directory wins.
+BUNDLED_DATA = {"cifar10": EXAMPLE_DATA}
+
+
+def resolve_data(spec: str | Path) -> Path:
+    """A data file's path, or the bundled data file a name (`cifar10`) stands for."""
+    p = Path(spec)
+    if str(spec) in BUNDLED_DATA and not p.exists():
+        return bundled_example_data()
+    return p
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Model inputs ``x`` (float32, batch on axis 0), optional ``labels`` (int64, one per
@@ -173,8 +186,9 @@ def _per_channel(a: np.ndarray, key: str, channels: int, where: str) -> np.ndarr
 def load_npz(path: str | Path, input_name: str, input_shape: tuple[int | None, ...]) -> Dataset:
     """Load a data file for a model whose single input is ``input_name`` with shape
     ``input_shape`` (``None`` for unknown dimensions, normally the batch). Only the
-    per-sample shape is checked; the batch size is free."""
-    p = Path(path)
+    per-sample shape is checked; the batch size is free. ``path`` may be the name of a
+    bundled data file (`BUNDLED_DATA`)."""
+    p = resolve_data(path)
     where = str(p)
     if not p.exists():
         raise DataError(f"{where}: no such file")

@@ -10,6 +10,9 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 
 class ImccError(Exception):
     """Base class: every error imcc expects to report to a user."""
@@ -37,14 +40,63 @@ class ModelError(ImccError):
     exit_code = 3
 
 
-class UnsupportedError(ModelError):
-    """The model uses constructs imcc cannot compile. Lists all of them at once."""
+@dataclass(frozen=True)
+class Construct:
+    """One unsupported construct: ``text`` says what and why; a node also gives its ``op``
+    type, ``node`` name and the reason alone (``why``), by which long refusals are grouped."""
 
-    def __init__(self, problems: list[str], hint: str | None = None) -> None:
-        self.problems = list(problems)
+    text: str
+    op: str | None = None
+    node: str | None = None
+    why: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class UnsupportedError(ModelError):
+    """The model uses constructs imcc cannot compile. Lists all of them at once: each one
+    when there are few (`GROUP_ABOVE` or fewer), else grouped by op type and reason with a
+    count and the first few node names, so a refusal stays readable."""
+
+    GROUP_ABOVE = 6    # more constructs than this are grouped
+    NAMES_SHOWN = 3    # node names shown per group
+    GROUPS_SHOWN = 12  # groups shown, the largest first
+
+    def __init__(self, problems: Sequence[str | Construct], hint: str | None = None) -> None:
+        self.constructs = [p if isinstance(p, Construct) else Construct(p) for p in problems]
+        self.problems = [str(p) for p in self.constructs]
         n = len(self.problems)
-        msg = f"{n} unsupported construct{'s' if n != 1 else ''}: " + "; ".join(self.problems)
+        head = f"{n} unsupported construct{'s' if n != 1 else ''}: "
+        if n <= self.GROUP_ABOVE:
+            msg = head + "; ".join(self.problems)
+        else:
+            msg = head + self._grouped()
         super().__init__(msg, hint)
+
+    def _grouped(self) -> str:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for c in self.constructs:
+            if c.op is not None and c.why is not None:
+                key = (c.op, c.why)
+            else:
+                key = ("", c.text)  # not a node: its own text is the group
+            groups.setdefault(key, []).append(c.node or "")
+        # Largest groups first; ties in order of first appearance (dicts keep it).
+        ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        parts: list[str] = []
+        for (op, why), nodes in ordered[:self.GROUPS_SHOWN]:
+            if not op:
+                parts.append(why + (f" (x{len(nodes)})" if len(nodes) > 1 else ""))
+                continue
+            shown = ", ".join(repr(x) for x in nodes[:self.NAMES_SHOWN])
+            more = f" and {len(nodes) - self.NAMES_SHOWN} more" \
+                if len(nodes) > self.NAMES_SHOWN else ""
+            parts.append(f"{op} x{len(nodes)}: {why} ({shown}{more})")
+        rest = len(ordered) - self.GROUPS_SHOWN
+        if rest > 0:
+            parts.append(f"{rest} more kind{'s' if rest != 1 else ''} of construct")
+        return "; ".join(parts)
 
 
 class DataError(ImccError):

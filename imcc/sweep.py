@@ -143,6 +143,8 @@ class SweepSpec:
     chip_arrays: tuple[str, ...] | None = None  # --chip-arrays: array counts of each chip
     chip_batch: int | None = None               # --chip-batch, for every chip
     lowrank_method: str = "auto"       # --lowrank-method
+    # --input-shape: fixed sizes of dynamic input axes, (input name or "", dims) pairs
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -520,7 +522,7 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
     done = dict(done or {})
     tech = load_tech(spec.tech)
     path = resolve_model(spec.model)
-    graph = import_model(path, name=path.stem)
+    graph = import_model(path, name=path.stem, input_shapes=dict(spec.input_shapes))
     if len(graph.inputs) != 1:
         raise UsageError(f"{path}: imcc sweep supports models with one input, this one has "
                          f"{len(graph.inputs)}")
@@ -654,6 +656,8 @@ def settings_record(spec: SweepSpec) -> dict[str, Any]:
     record: dict[str, Any] = {f.name: getattr(spec, f.name) for f in fields(spec)
                               if f.name not in skip}
     record["layer_rank"] = list(spec.layer_rank)
+    # as JSON reads it back: lists, not tuples
+    record["input_shapes"] = [[name, list(dims)] for name, dims in spec.input_shapes]
     record.update(imcc_version=__version__,
                   model_sha256=file_digest(resolve_model(spec.model)),
                   calib_sha256=digest(spec.calib), data_sha256=digest(spec.data),

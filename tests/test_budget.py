@@ -79,8 +79,18 @@ def test_per_layer_limits(tmp_path: Path) -> None:
 
 
 def test_budgeted_layer_missing_from_report(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="not in the report: /conv2/Conv"):
+    with pytest.raises(DataError, match="not in the report: no layer named '/conv2/Conv'"):
         check(tmp_path, '[budget.layers."/conv2/Conv"]\ncycles = 5\n')
+
+
+def test_budgeted_layer_by_short_name(tmp_path: Path) -> None:
+    """A layer is budgeted by the name the tables show as well as by its full name."""
+    full = check(tmp_path, '[budget.layers."/conv1/Conv"]\ncycles = 5\n')
+    short = check(tmp_path, '[budget.layers."conv1"]\ncycles = 5\n')
+    assert [i.actual for i in short.items] == [i.actual for i in full.items]
+    assert short.passed == full.passed
+    with pytest.raises(DataError, match=r"no layer named 'conv9' \(close: 'conv1'"):
+        check(tmp_path, '[budget.layers."conv9"]\ncycles = 5\n')
 
 
 def test_energy_limit_needs_energy_analysis(tmp_path: Path) -> None:

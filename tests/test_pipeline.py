@@ -99,7 +99,7 @@ POLICY = {"rank": "m/4", "groups": 2, "include_linear": True,
           "layers": {"/layer1/layer1.0/conv1/Conv": {"rank": "m/8", "groups": 4},
                      "/conv1/Conv": "none"}}
 
-# Flag sets of `imcc compile` (the keyword arguments `imcc.cli._options` passes on).
+# Flag sets of `imcc compile` (the keyword arguments `imcc.api.compile` passes on).
 FLAG_SETS: list[dict[str, Any]] = [
     {},
     {"mapping": "im2col"}, {"mapping": "sdk"}, {"mapping": "vw-sdk"},
@@ -165,14 +165,22 @@ def test_verify_once_or_after_every_pass(monkeypatch, verify_each: bool):
 
 
 def test_debug_flag_sets_verify_each(monkeypatch):
-    kw: dict[str, Any] = dict(target="64x64", weight_bits=4, cell_bits=1, act_bits=4,
-                              dac_bits=1, adc_bits=8, mapping="auto", rank="none", groups=1,
-                              layer_rank=None, policy=None, include_first_last=False,
-                              no_quantize=False, first_last_bits=None, calib=None,
-                              calib_limit=256, tech="isaac")
-    assert cli._options(**kw).verify_each is False
-    monkeypatch.setitem(cli._STATE, "debug", True)
-    assert cli._options(**kw).verify_each is True
+    """`imcc --debug compile` asks the API for the IR verifier after every pass."""
+    from typer.testing import CliRunner
+
+    import imcc.api
+
+    seen: list[bool] = []
+
+    def fake_compile(model: str, **kw: Any) -> Any:
+        seen.append(kw["verify_each"])
+        raise imcc.api.UsageError("stop here")
+
+    monkeypatch.setattr(imcc.api, "compile", fake_compile)
+    for args in (["compile", "m.onnx"], ["--debug", "compile", "m.onnx"]):
+        res = CliRunner().invoke(cli.app, args)
+        assert isinstance(res.exception, imcc.api.UsageError), res.output
+    assert seen == [False, True]
 
 
 def test_policy_and_flags_combine_without_mutation(tmp_path: Path):

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from imcc.analysis.tech import check_number, read_toml
-from imcc.errors import DataError
+from imcc.errors import DataError, UsageError
+from imcc.ir.names import resolve_layer_names
 from imcc.report.model import LayerEnergy, LayerReport, Report
 from imcc.report.units import MS, UJ, Unit, pct_text, plain_number, safe_text
 
@@ -226,12 +227,14 @@ def check_budget(report: Report, budget: Budget) -> CheckResult:
                                         _TOTAL_KEYS[key], metric, "total ")
         items.append(_item(f"total.{metric}", limit, actual, unit, budget.tolerance))
     by_name: dict[str, LayerReport] = {layer.name: layer for layer in report.layers}
-    missing = [name for name in budget.layers if name not in by_name]
-    if missing:
-        raise DataError(f"budgeted layer{'s' if len(missing) > 1 else ''} not in the report: "
-                        f"{', '.join(missing)} (layers: {', '.join(by_name) or 'none'})")
+    # A layer is budgeted by its full name or the short one the tables show.
+    try:
+        full = resolve_layer_names(budget.layers, list(by_name),
+                                   "budgeted layers not in the report")
+    except UsageError as exc:
+        raise DataError(f"{budget.source}: {exc.message}", hint=exc.hint) from exc
     for name, limits in budget.layers.items():
-        layer = by_name[name]
+        layer = by_name[full[name]]
         for metric, limit in limits.items():
             _kind, unit, key, per = _METRICS[metric]
             actual = per.per_base * _actual(_value(layer.cycles, layer.energy, key), key,
@@ -274,5 +277,23 @@ def to_junit_xml(result: CheckResult, suite_name: str = "imcc-check") -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
 
 
+def error_junit_xml(message: str, suite_name: str = "imcc-check") -> str:
+    """JUnit XML for a check that could not run (a usage or input error, exit 2): one
+    <testcase> named ``imcc-check`` holding an <error> with the message, so that a CI
+    report shows why the gate failed instead of finding no file. Deterministic."""
+    suite_name = safe_text(suite_name)
+    message = safe_text(message)
+    suites = ET.Element("testsuites", {"name": suite_name, "tests": "1", "failures": "0",
+                                       "errors": "1", "time": "0"})
+    suite = ET.SubElement(suites, "testsuite", {
+        "name": suite_name, "tests": "1", "failures": "0", "errors": "1", "skipped": "0",
+        "time": "0"})
+    case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "imcc-check",
+                                             "time": "0"})
+    ET.SubElement(case, "error", {"message": message, "type": "InputError"}).text = message
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
 __all__ = ["Budget", "CheckItem", "CheckResult", "Limits", "budget_from_dict", "check_budget",
-           "load_budget", "to_junit_xml"]
+           "error_junit_xml", "load_budget", "to_junit_xml"]

@@ -11,7 +11,7 @@ Only the batch dimension may be dynamic; every other size must be static.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from imcc.errors import ModelError, UnsupportedError
+from imcc.errors import Construct, ModelError, UnsupportedError, UsageError
 from imcc.frontend.loader import check_onnx, load_onnx, validate_model
 from imcc.ir import Graph, TensorType, Value
 from imcc.ir import ops as O
@@ -66,6 +66,12 @@ Operand = Value | np.ndarray | BatchDep  # an activation, a folded constant, bat
 
 class _Skip(Exception):
     """A node is unsupported; the reason is collected and import goes on."""
+
+    def __init__(self, construct: Construct | str, sized: bool = False) -> None:
+        super().__init__(str(construct))
+        # A bare message (no node to group it by) is a construct of its own.
+        self.construct = construct if isinstance(construct, Construct) else Construct(construct)
+        self.sized = sized  # the check depends on activation sizes (see `_Importer.run`)
 
 
 _A = onnx.AttributeProto
@@ -130,18 +136,29 @@ def _pairs(im: _Importer, node: onnx.NodeProto, what: str, v: Any) -> tuple[int,
 
 
 class _Importer:
-    def __init__(self, model: onnx.ModelProto, name: str) -> None:
+    def __init__(self, model: onnx.ModelProto, name: str,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
         self.model = model
+        self.input_shapes = dict(input_shapes or {})
+        # A dynamic non-batch input size is refused and imported as 1; every size-dependent
+        # check after it would only report a cascade of that refusal, so they are counted
+        # here instead of reported.
+        self.placeholder_sizes = False
+        self.skipped_sized = 0
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                           0)
         self.g = Graph(name)
         self.env: dict[str, Operand] = {}
-        self.problems: list[str] = []
+        self.problems: list[str | Construct] = []
         self.defined: set[str] = set()  # names defined but unusable (after a problem)
 
     # -- helpers
-    def fail(self, node: onnx.NodeProto, why: str) -> _Skip:
-        return _Skip(f"{node.op_type} node {node.name or node.output[0]!r}: {why}")
+    def fail(self, node: onnx.NodeProto, why: str, sized: bool = False) -> _Skip:
+        """A node's refusal; ``sized``: the check depends on activation sizes, so it is
+        meaningless while an input has a placeholder size."""
+        name = node.name or (node.output[0] if node.output else "")
+        return _Skip(Construct(f"{node.op_type} node {name!r}: {why}", node.op_type, name, why),
+                     sized)
 
     def const(self, node: onnx.NodeProto, idx: int, what: str) -> np.ndarray | None:
         if idx >= len(node.input) or not node.input[idx]:
@@ -179,11 +196,12 @@ class _Importer:
             n = self.g.add(op, ins, node.name or node.output[0],
                            out_names=[out_name or node.output[0]])
         except UnsupportedError as exc:  # shape inference refused the model's shapes
-            raise self.fail(node, "; ".join(exc.problems)) from exc
+            raise self.fail(node, "; ".join(exc.problems), sized=True) from exc
         t = n.output.type
         size = math.prod(d for d in t.shape[1:] if d is not None)
         if size > MAX_ELEMENTS:
-            raise self.fail(node, f"output of {size} elements per sample is too large")
+            raise self.fail(node, f"output of {size} elements per sample is too large",
+                            sized=True)
         return n.output
 
     # -- main loop
@@ -195,9 +213,19 @@ class _Importer:
             except Exception as exc:  # noqa: BLE001 - onnx raises many kinds here
                 self.problems.append(f"initializer {init.name!r} cannot be read ({exc})")
         inits = {i.name for i in gp.initializer}
-        for inp in gp.input:
-            if inp.name in inits:
-                continue
+        inputs = [inp for inp in gp.input if inp.name not in inits]
+        if "" in self.input_shapes:  # `--input-shape 1x3x224x224`: the model's only input
+            if len(inputs) != 1:
+                raise UsageError(f"--input-shape without NAME=: the model has {len(inputs)} "
+                                 "inputs", hint="name them: " + ", ".join(
+                                     f"{i.name}=..." for i in inputs))
+            self.input_shapes[inputs[0].name] = self.input_shapes.pop("")
+        unknown = sorted(set(self.input_shapes) - {inp.name for inp in inputs})
+        if unknown:
+            raise UsageError(f"--input-shape: the model has no input named "
+                             f"{', '.join(map(repr, unknown))}",
+                             hint="its inputs: " + ", ".join(repr(i.name) for i in inputs))
+        for inp in inputs:
             self.env[inp.name] = self.g.input(inp.name, self._input_type(inp))
         for node in _toposort(gp):
             outs = [o for o in node.output if o]
@@ -205,7 +233,7 @@ class _Importer:
                 if node.domain not in ("", "ai.onnx"):
                     raise self.fail(node, f"custom domain {node.domain!r}")
                 if not outs:
-                    raise _Skip(f"{node.op_type} node {node.name!r}: has no outputs")
+                    raise self.fail(node, "has no outputs")
                 missing = [i for i in node.input if i and i not in self.env]
                 if missing:
                     if any(m in self.defined for m in missing):
@@ -220,7 +248,10 @@ class _Importer:
             except _Skip as s:
                 # The translators validate attributes and operands explicitly; any other
                 # exception is a bug in imcc and propagates (the CLI's internal error).
-                self.problems.append(str(s))
+                if s.sized and self.placeholder_sizes:
+                    self.skipped_sized += 1
+                else:
+                    self.problems.append(s.construct)
                 self.defined.update(outs)
         self.g.outputs = []
         for o in gp.output:
@@ -230,9 +261,15 @@ class _Importer:
             elif v is not None:
                 self.problems.append(f"graph output {o.name!r} is a constant")
         if self.problems:
-            raise UnsupportedError(self.problems,
-                                   hint="imcc maps Conv/Gemm/MatMul to crossbars and supports "
-                                        "common digital ops; see docs/limits.md")
+            hint = ("imcc maps Conv/Gemm/MatMul to crossbars and supports common digital ops; "
+                    "see docs/limits.md")
+            if self.placeholder_sizes:
+                hint = ("fix the sizes with --input-shape NAME=1x3x224x224 (re-exporting "
+                        "with a fixed size also works)"
+                        + (f"; {self.skipped_sized} size-dependent check"
+                           f"{'s' if self.skipped_sized != 1 else ''} skipped until then"
+                           if self.skipped_sized else ""))
+            raise UnsupportedError(self.problems, hint=hint)
         if not self.g.outputs:
             raise ModelError("the model has no outputs")
         _dead_code(self.g)
@@ -244,15 +281,25 @@ class _Importer:
             self.problems.append(f"graph input {inp.name!r} has no tensor shape")
             return TensorType((None,))
         dims: list[int | None] = []
+        given = self.input_shapes.get(inp.name)
+        if given is not None and len(given) != len(tt.shape.dim):
+            raise UsageError(f"--input-shape {inp.name}={'x'.join(map(str, given))}: the "
+                             f"input has {len(tt.shape.dim)} axes, not {len(given)}")
         for i, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value") and d.dim_value > 0:
+            static = d.HasField("dim_value") and d.dim_value > 0
+            if given is not None and i > 0:
+                if static and d.dim_value != given[i]:
+                    raise UsageError(f"--input-shape {inp.name}: axis {i} is fixed at "
+                                     f"{d.dim_value} by the model, not {given[i]}")
+                dims.append(int(given[i]))
+            elif static:
                 dims.append(int(d.dim_value))
             elif i == 0:
-                dims.append(None)
+                dims.append(None)  # the batch axis stays dynamic whatever --input-shape says
             else:
                 self.problems.append(f"graph input {inp.name!r} has a dynamic size on axis {i} "
-                                     "(only the batch axis may be dynamic; re-export with a "
-                                     "fixed input size)")
+                                     "(only the batch axis may be dynamic)")
+                self.placeholder_sizes = True
                 dims.append(1)
         try:
             dt = DType.from_numpy(helper.tensor_dtype_to_np_dtype(tt.elem_type))
@@ -516,7 +563,7 @@ def _conv(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     op = O.Conv(kernel=k, stride=s, pads=pads, dilation=d, group=group)
     ho, wo = op.out_hw(int(x.type.shape[2]), int(x.type.shape[3]))  # type: ignore[arg-type]
     if ho < 1 or wo < 1:
-        raise im.fail(node, "the kernel is larger than the padded input")
+        raise im.fail(node, "the kernel is larger than the padded input", sized=True)
     # copy=False: a float32 weight is shared with the model's array, not duplicated
     ins = [x, im.g.const(node.input[1], w.astype(np.float32, copy=False))]
     if b is not None:
@@ -540,7 +587,7 @@ def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     n_out = w.shape[0]
     if w.shape[1] != x.type.shape[1]:
         raise im.fail(node, f"weight {list(bmat.shape)} does not match {x.type.shape[1]} "
-                            "input features")
+                            "input features", sized=True)
     _finite(im, node, w, "the weight (B) times alpha")
     # A float32 weight is kept as it is (VGG-11's first Gemm: 411 MB), not copied.
     ins = [x, im.g.const(node.input[1], np.ascontiguousarray(w, dtype=np.float32))]
@@ -569,7 +616,7 @@ def _matmul(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
                             "(supported: N-D input times a 2-D constant)")
     if w.shape[0] != x.type.shape[-1]:
         raise im.fail(node, f"weight {list(w.shape)} does not match {x.type.shape[-1]} "
-                            "input features")
+                            "input features", sized=True)
     _finite(im, node, w, "the weight")
     return im.emit(O.Linear(), [x, im.g.const(node.input[1], w.T.astype(np.float32))], node)
 
@@ -662,7 +709,7 @@ def _pool(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
         op = O.AveragePool(k, s, pads, ceil, bool(a.get("count_include_pad", 0)))
     ho, wo = op.infer([x.type])[0].shape[2:]
     if ho is None or wo is None or ho < 1 or wo < 1:
-        raise im.fail(node, "the kernel is larger than the padded input")
+        raise im.fail(node, "the kernel is larger than the padded input", sized=True)
     return im.emit(op, [x], node)
 
 
@@ -769,7 +816,7 @@ def _concat(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
                                   enumerate(zip(sh, shapes[0], strict=True)) if i != axis)
            for sh in shapes):
         raise im.fail(node, f"operand shapes {[list(sh) for sh in shapes]} differ outside "
-                            f"axis {axis}")
+                            f"axis {axis}", sized=True)
     return im.emit(O.Concat(axis), ins, node)
 
 
@@ -783,7 +830,7 @@ def _reshape_to(im: _Importer, node: onnx.NodeProto, x: Value, full: list[int]) 
     known = math.prod(d for d in rest if d != -1)
     if -1 in rest:
         if known == 0 or per % known:
-            raise im.fail(node, f"cannot reshape {x.type} to {full}")
+            raise im.fail(node, f"cannot reshape {x.type} to {full}", sized=True)
         rest = [per // known if d == -1 else d for d in rest]
     if math.prod(rest) != per or (full[0] not in (0, -1) and shp[0] is not None and
                                   full[0] != shp[0]):
@@ -1079,14 +1126,19 @@ _TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Any]
 SUPPORTED_OPS = sorted(_TRANSLATE)
 
 
-def import_model(path: str | Path, name: str | None = None) -> Graph:
-    """Load an ONNX file and translate it to IR (see the module docstring)."""
+def import_model(path: str | Path, name: str | None = None,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+    """Load an ONNX file and translate it to IR (see the module docstring).
+    ``input_shapes``: fixed sizes for graph inputs by name (``--input-shape``), which
+    replace dynamic dimensions; axis 0 (the batch) keeps the model's own size. The key
+    ``""`` names the model's only input (``--input-shape 1x3x224x224``)."""
     model = load_onnx(path)
-    return import_proto(model, name or Path(path).stem)
+    return import_proto(model, name or Path(path).stem, input_shapes)
 
 
-def import_proto(model: onnx.ModelProto, name: str = "model") -> Graph:
+def import_proto(model: onnx.ModelProto, name: str = "model",
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
     validate_model(model)
-    graph = _Importer(model, name).run()
+    graph = _Importer(model, name, input_shapes).run()
     check_onnx(model)
     return graph

@@ -27,6 +27,7 @@ class LowRankDecision:
     # (Y: the float network, Y_hat: the factorized layer fed by the factorized network);
     # None without calibration data
     data_error: float | None = None
+    requested_rank: int | None = None  # the rank asked for, when it was clamped to `rank`
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ return it), whether anything changed, and typed records of what was decided
 state between runs: running the same pass object twice on equal graphs gives equal
 results.
 
+Every option is declared with `option` (a dataclass field carrying its help text and unit),
+so `describe_pass` -- and with it ``imcc passes`` -- lists options, units and defaults from
+the pass classes themselves, the single source of truth.
+
 ``spec()`` writes the pass as the text `imcc.passes.pipeline.parse_pipeline` reads
 (``name{field=value,...}``, every option, in field order), so a report can record the exact
 pipeline and ``parse_pipeline(spec)`` gives back equal pass objects.
@@ -20,6 +24,8 @@ pipeline and ``parse_pipeline(spec)`` gives back equal pass objects.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -49,6 +55,80 @@ class PassResult:
     graph: Graph
     modified: bool
     records: tuple[Record, ...] = ()
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, unit: str | None = None,  # noqa: A002 - as argparse/typer
+           default_factory: Any = dataclasses.MISSING) -> Any:
+    """A pass option: a dataclass field whose metadata holds its ``help`` text and its
+    ``unit`` (None: a plain choice or count), read by `describe_pass`."""
+    meta = {"help": help, "unit": unit}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One option of a pass as ``imcc passes`` shows it: ``type`` and ``default`` as
+    pipeline text (``default`` None when the option has no default)."""
+
+    name: str
+    type: str
+    default: str
+    unit: str | None
+    help: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    """A pass as ``imcc passes`` shows it: name, the first paragraph of its docstring, the
+    order contract and its options."""
+
+    name: str
+    summary: str
+    requires: tuple[str, ...]
+    ensures: tuple[str, ...]
+    order: str
+    options: tuple[OptionInfo, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "summary": self.summary, "requires": list(self.requires),
+                "ensures": list(self.ensures), "order": self.order,
+                "options": [o.to_json() for o in self.options]}
+
+
+def _type_text(t: Any) -> str:
+    """A field's type as a user writes it: 'int', 'str or none', 'table NAME=str'."""
+    if typing.get_origin(t) is dict:
+        return f"table NAME={_type_text(typing.get_args(t)[1])}"
+    args = [a for a in typing.get_args(t) if a is not type(None)] or [t]
+    text = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+    return text + (" or none" if type(None) in typing.get_args(t) else "")
+
+
+def describe_pass(cls: type[Pass]) -> PassInfo:
+    """What ``imcc passes`` lists for a pass class (from its fields' `option` metadata)."""
+    hints = typing.get_type_hints(cls)
+    opts: list[OptionInfo] = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = format_value(f.default, f"{cls.name}.{f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            default = format_value(f.default_factory(), f"{cls.name}.{f.name}")
+        else:
+            default = "(required)"
+        opts.append(OptionInfo(f.name, _type_text(hints[f.name]), default,
+                               f.metadata.get("unit"), f.metadata.get("help", "")))
+    doc = inspect.getdoc(cls) or ""
+    summary = cls.summary or " ".join(doc.split("\n\n")[0].split())
+    c = cls.contract
+    return PassInfo(cls.name, summary, tuple(sorted(c.requires)), tuple(sorted(c.ensures)),
+                    c.why, tuple(opts))
 
 
 # Characters with a meaning in pipeline text; option values and layer names cannot hold them.
@@ -101,6 +181,7 @@ class Pass(ABC):
     # from their default, so the pipelines (and reports) of earlier releases read the same.
     spec_omit_default: ClassVar[frozenset[str]] = frozenset()
     contract: ClassVar[Contract] = Contract()
+    summary: ClassVar[str] = ""  # one line for `imcc passes` (else the docstring's first)
 
     @abstractmethod
     def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
@@ -115,4 +196,5 @@ class Pass(ABC):
         return self.name + ("{" + ",".join(items) + "}" if items else "")
 
 
-__all__ = ["CompileContext", "Contract", "Pass", "PassResult", "format_value"]
+__all__ = ["CompileContext", "Contract", "OptionInfo", "Pass", "PassInfo", "PassResult",
+           "describe_pass", "format_value", "option"]

@@ -21,7 +21,12 @@ from imcc.passes.base import CompileContext, Contract, Pass, PassResult
 
 @dataclass(frozen=True)
 class FoldBatchNorm(Pass):
+    """Fold every per-channel affine (inference batch norm) into the Conv or Linear that
+    produces it, y = (diag(a) W) x + (a b + c); others stay digital ops. No options."""
+
     name: ClassVar[str] = "fold-bn"
+    summary: ClassVar[str] = ("fold batch norms into the Conv/Linear before them: "
+                              "y = (diag(a) W) x + (a b + c); no options")
     contract: ClassVar[Contract] = Contract(
         forbids=frozenset({"bn-folded", "quantized", "mapped"}), ensures=frozenset({"bn-folded"}),
         why="it folds batch norms into float weights, before they are quantized and mapped")

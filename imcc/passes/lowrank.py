@@ -75,7 +75,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
@@ -86,11 +86,12 @@ from imcc.errors import DataError, UsageError
 from imcc.fileio import parse_json, parse_toml
 from imcc.ir import Graph, LowRank, Node, PairRole
 from imcc.ir.interp import run_streaming
+from imcc.ir.names import resolve_layer_names
 from imcc.ir.ops import Conv, Linear
 from imcc.ir.records import LowRankDecision, LowRankRecord
 from imcc.ir.topology import first_last_crossbar
 from imcc.passes import datafit
-from imcc.passes.base import CompileContext, Contract, Pass, PassResult
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult, option
 from imcc.passes.quantize import calibration_feeds
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,7 @@ class _Plan:
     groups: int
     rank: int
     notes: tuple[str, ...]
+    requested_rank: int | None = None  # the rank asked for, when it was clamped to `rank`
 
 
 @dataclass(frozen=True)
@@ -363,16 +365,27 @@ class LowRankPass(Pass):
     """
 
     name: ClassVar[str] = "lowrank"
+    summary: ClassVar[str] = ("replace a crossbar layer W (m x n) by a group low-rank pair: "
+                              "R (g groups of rank k) then L (m x g*k), by truncated SVD per "
+                              "input-channel group")
     contract: ClassVar[Contract] = Contract(
         forbids=frozenset({"factorized", "quantized", "mapped"}), ensures=frozenset({"factorized"}),
         why="it factorizes float weights, before they are quantized and mapped")
-    rank: str = "none"
-    groups: int = 1
-    layer_ranks: dict[str, str] = field(default_factory=dict)
-    layer_groups: dict[str, int] = field(default_factory=dict)
-    include_first_last: bool = False
-    include_linear: bool = False
-    method: str = "auto"
+    rank: str = option("none", help="rank k of every eligible layer: none (leave it), m/R "
+                       "(output channels / R) or an integer; clamped to [1, min(m, n/g)]")
+    groups: int = option(1, help="input-channel groups g of the factorization (>= 1; g must "
+                         "divide a layer's input channels)")
+    layer_ranks: dict[str, str] = option(
+        default_factory=dict, help="per-layer rank overrides, {LAYER=SPEC,...}; LAYER as the "
+        "tables show it (layer1.0/conv1) or in full; SPEC as rank")
+    layer_groups: dict[str, int] = option(default_factory=dict,
+                                          help="per-layer group overrides, {LAYER=G,...}")
+    include_first_last: bool = option(False, help="also factorize the first conv and the "
+                                      "last crossbar layer")
+    include_linear: bool = option(False, help="also factorize Linear (fully connected) layers")
+    method: str = option("auto", help="how the factors are fitted: data (on the calibration "
+                         "images, against the float network's outputs), svd (per-group SVD of "
+                         "the weights) or auto (data with calibration data, else svd)")
     spec_omit_default: ClassVar[frozenset[str]] = frozenset({"method"})
 
     def __post_init__(self) -> None:
@@ -452,11 +465,15 @@ class LowRankPass(Pass):
 
     def run(self, graph: Graph, ctx: CompileContext) -> PassResult:
         xbar = list(graph.crossbar_nodes())
-        present = {n.name for n in xbar}
-        unknown = sorted((set(self.layer_ranks) | set(self.layer_groups)) - present)
-        if unknown:
-            raise UsageError(f"lowrank: no crossbar layer named {', '.join(map(repr, unknown))}",
-                             hint="crossbar layers: " + ", ".join(n.name for n in xbar))
+        # Layers may be named as the tables show them (`layer1.0/conv1`) or in full
+        # (`/layer1/layer1.0/conv1/Conv`); an unknown or ambiguous name is an error.
+        present = [n.name for n in xbar]
+        names = resolve_layer_names(self.layer_ranks, present,
+                                    "lowrank: layer_ranks (--layer-rank, policy layers)")
+        ranks = {names[k]: v for k, v in self.layer_ranks.items()}
+        names = resolve_layer_names(self.layer_groups, present,
+                                    "lowrank: layer_groups (policy layers)")
+        groups = {names[k]: v for k, v in self.layer_groups.items()}
         if not self.active:
             return PassResult(graph, modified=False)
         method = self.method
@@ -467,7 +484,8 @@ class LowRankPass(Pass):
                              "none was given", hint="pass --calib DATA.npz, or use method=svd")
         protected = self._protected(graph)
         default = parse_rank(self.rank)
-        planned = [self._handle(graph, node, default, protected) for node in xbar]
+        planned = [self._handle(graph, node, default, protected, ranks, groups)
+                   for node in xbar]
         plans = [p for p in planned if isinstance(p, _Plan)]
         if ctx.calib is not None and plans:
             fits = _fit_sequential(graph, plans, calibration_feeds(graph, ctx.calib)[0],
@@ -494,12 +512,14 @@ class LowRankPass(Pass):
             out.setdefault(node.name, "last crossbar layer")
         return out
 
-    def _handle(self, graph: Graph, node: Node, default: RankSpec,
-                protected: dict[str, str]) -> LowRankDecision | _Plan:
+    def _handle(self, graph: Graph, node: Node, default: RankSpec, protected: dict[str, str],
+                layer_ranks: dict[str, str], layer_groups: dict[str, int]
+                ) -> LowRankDecision | _Plan:
         """Whether and how ``node`` is factorized: a skip decision, or the plan (groups and
-        rank after fallback and clipping)."""
-        explicit = node.name in self.layer_ranks
-        spec = parse_rank(self.layer_ranks[node.name]) if explicit else default
+        rank after fallback and clipping). ``layer_ranks`` / ``layer_groups``: the per-layer
+        tables keyed by full node name."""
+        explicit = node.name in layer_ranks
+        spec = parse_rank(layer_ranks[node.name]) if explicit else default
 
         def skip(reason: str) -> LowRankDecision:
             return LowRankDecision(node.name, False, (reason,))
@@ -530,9 +550,9 @@ class LowRankPass(Pass):
         n = int(w[0].size)
         notes: list[str] = []
 
-        g_req = self.layer_groups.get(node.name, self.groups)
+        g_req = layer_groups.get(node.name, self.groups)
         if c_in % g_req:
-            if node.name in self.layer_groups:
+            if node.name in layer_groups:
                 raise UsageError(f"lowrank: groups={g_req} for layer {node.name!r} does not "
                                  f"divide its {c_in} input channels",
                                  hint="choose a divisor of the input channels")
@@ -549,7 +569,7 @@ class LowRankPass(Pass):
             notes.append(f"rank {spec} = {k_req} clipped to {k} (range [1, {max_k}])")
             log.info("lowrank: %s: %s", node.name, notes[-1])
 
-        return _Plan(node, g, k, tuple(notes))
+        return _Plan(node, g, k, tuple(notes), requested_rank=k_req if k != k_req else None)
 
     def _apply(self, graph: Graph, plan: _Plan, fit: _Fit) -> LowRankDecision:
         """Replace ``plan.node`` by the pair ``fit`` describes (module docstring)."""
@@ -610,7 +630,8 @@ class LowRankPass(Pass):
         return LowRankDecision(node.name, True, plan.notes, rank=k, groups=g,
                                rel_error=fit.rel_error, params_before=before,
                                params_after=after, method=fit.method,
-                               data_error=fit.data_error)
+                               data_error=fit.data_error,
+                               requested_rank=plan.requested_rank)
 
 
 def policy_from_file(path: str | Path) -> LowRankPass:

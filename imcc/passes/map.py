@@ -28,7 +28,7 @@ from typing import ClassVar
 from imcc.ir import Graph, Node, PairRole, VerifyError
 from imcc.ir.ops import Conv, FakeQuant
 from imcc.ir.records import MappingRecord
-from imcc.passes.base import CompileContext, Contract, Pass, PassResult
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult, option
 from imcc.targets.cost import MappingRequest, best_mapping, best_pair_mapping
 from imcc.targets.tiling import node_geometry, node_slices
 
@@ -91,10 +91,13 @@ class MapPass(Pass):
     module docstring). Returns a `MappingRecord` naming the strategy."""
 
     name: ClassVar[str] = "map"
+    summary: ClassVar[str] = ("lay every crossbar layer out on the target's arrays with a "
+                              "mapping strategy; low-rank pairs share one window")
     contract: ClassVar[Contract] = Contract(
         forbids=frozenset({"mapped"}), ensures=frozenset({"mapped"}),
         why="it maps the final layers onto arrays, so it runs last")
-    strategy: str = "auto"
+    strategy: str = option("auto", help="crossbar mapping: im2col, sdk (square parallel "
+                           "windows), vw-sdk (any window) or auto (the cheapest per layer)")
 
     def __post_init__(self) -> None:
         MappingRequest.parse(self.strategy)  # a bad value fails here, listing valid ones

@@ -91,7 +91,7 @@ from imcc.ir.interp import run_streaming
 from imcc.ir.records import CalibrationRecord
 from imcc.ir.topology import first_last_crossbar
 from imcc.passes import datafit
-from imcc.passes.base import CompileContext, Contract, Pass, PassResult
+from imcc.passes.base import CompileContext, Contract, Pass, PassResult, option
 
 METHODS: tuple[str, ...] = ("mse", "max")
 WEIGHT_METHODS: tuple[str, ...] = ("auto", "rtn", "gptq")
@@ -313,14 +313,24 @@ class QuantizePass(Pass):
     """
 
     name: ClassVar[str] = "quantize"
+    summary: ClassVar[str] = ("quantize crossbar weights (per output channel) and crossbar "
+                              "inputs to integer levels, calibrating activation ranges on the "
+                              "--calib data (else a synthetic batch)")
     contract: ClassVar[Contract] = Contract(
         forbids=frozenset({"quantized", "mapped"}), ensures=frozenset({"quantized"}),
         why="it quantizes the final weights: after fold-bn and lowrank, before map")
-    weight_bits: int = 4
-    act_bits: int = 4
-    first_last_bits: int | None = None
-    method: str = "mse"
-    weight_method: str = "auto"
+    weight_bits: int = option(4, unit="bits", help="weight precision (two's complement, "
+                              f"symmetric per output channel), {MIN_BITS} to {MAX_BITS}")
+    act_bits: int = option(4, unit="bits", help="crossbar input (activation) precision, "
+                           f"{MIN_BITS} to {MAX_BITS}")
+    first_last_bits: int | None = option(None, unit="bits", help="weights and inputs of the "
+                                         "first and last crossbar layers (none: as the others)")
+    method: str = option("mse", help="activation clipping: mse (minimize the quantization "
+                         "error on the calibration data) or max (no clipping)")
+    weight_method: str = option("auto", help="weight rounding: rtn (round to nearest), gptq "
+                                "(MSE-searched scales + GPTQ error feedback on the calibration "
+                                "data; kept only where no worse than rtn) or auto (gptq with "
+                                "--calib data, else rtn)")
     spec_omit_default: ClassVar[frozenset[str]] = frozenset({"weight_method"})
 
     def __post_init__(self) -> None:

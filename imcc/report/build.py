@@ -12,6 +12,7 @@ from imcc import __version__
 from imcc.analysis.energy import EnergyReport
 from imcc.analysis.place import ChipPlan
 from imcc.ir import Strategy
+from imcc.ir.names import short_name
 from imcc.ir.records import LowRankRecord
 from imcc.report.model import (
     FORMAT,
@@ -30,7 +31,8 @@ from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, Program
 from imcc.targets.tiling import lower_bound_cycles
 
-__all__ = ["FORMAT", "build_report", "layer_entry", "layer_geom", "ops_per_inference",
+__all__ = ["FORMAT", "build_report", "clamp_warnings", "layer_entry", "layer_geom",
+           "ops_per_inference",
            "uncompressed_im2col_cycles"]
 
 
@@ -151,6 +153,24 @@ def _lowrank_summary(record: LowRankRecord, pairs: int) -> LowRankSummary:
                if d.factorized and d.notes})
 
 
+def clamp_warnings(record: LowRankRecord | None) -> tuple[str, ...]:
+    """A warning when the low-rank pass clamped a requested rank (``--rank 1000``,
+    ``m/100``) to the range [1, min(m, n/g)] a layer allows: the effective rank of every
+    clamped layer, grouped by (requested, effective). Empty when nothing was clamped."""
+    if record is None:
+        return ()
+    by: dict[tuple[int, int], list[str]] = {}
+    for d in record.decisions:
+        if d.requested_rank is not None and d.rank is not None:
+            by.setdefault((d.requested_rank, d.rank), []).append(short_name(d.layer))
+    if not by:
+        return ()
+    n = sum(len(v) for v in by.values())
+    parts = [f"{req} -> {eff} on {', '.join(layers)}" for (req, eff), layers in sorted(by.items())]
+    return (f"rank {record.rank} clamped on {n} layer{'s' if n != 1 else ''} to the range "
+            "[1, min(m, n/g)] each allows (requested -> effective): " + "; ".join(parts),)
+
+
 def build_report(program: Program, target: CrossbarTarget,
                  energy: EnergyReport | None, mapping: str, tech: str,
                  calibration: str | None, lowrank: LowRankRecord | None,
@@ -194,7 +214,7 @@ def build_report(program: Program, target: CrossbarTarget,
             breakdown=energy.breakdown, adc_bits=energy.adc_bits),
         passes=None if passes is None else tuple(passes), pipeline=pipeline,
         chip=None if chip is None else _chip_summary(chip, program, energy),
-        weight_method=weight_method)
+        weight_method=weight_method, warnings=clamp_warnings(lowrank))
 
 
 def ops_per_inference(program: Program) -> int:

@@ -448,6 +448,9 @@ class Report:
     # without calibration data) or "gptq" (on the calibration data); None: not quantized or
     # a report written before the key
     weight_method: str | None = None
+    # What a user should know about how the options were applied (e.g. a rank clamped to
+    # what a layer allows), one line each; report.json's ``warnings``, written when any.
+    warnings: tuple[str, ...] = ()
     # The sum of the layers' lower_bound_cycles (None: a report written before the key).
     lower_bound_cycles: int | None = None
     format: str = FORMAT
@@ -503,6 +506,8 @@ class Report:
             d["pipeline"] = self.pipeline
         if self.chip is not None:
             d["chip"] = self.chip.to_json()
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
         return d
 
     @classmethod
@@ -530,6 +535,9 @@ class Report:
         passes = r.array("passes", optional=True)
         if passes is not None and not all(isinstance(p, str) for p in passes):
             raise DataError("report: key passes must be a list of pass names")
+        warnings = r.array("warnings", optional=True) or []
+        if not all(isinstance(w, str) for w in warnings):
+            raise DataError("report: key warnings must be a list of strings")
         return cls(
             format=fmt, imcc_version=r.string("imcc_version"), model=r.string("model"),
             target=TargetInfo._read(target), quantized=r.flag("quantized"),
@@ -547,7 +555,7 @@ class Report:
             energy=energy, passes=None if passes is None else tuple(passes),
             pipeline=r.string("pipeline", nullable=True, optional=True),
             chip=None if chip is None else ChipSummary._read(chip),
-            weight_method=r.string("weight_method", optional=True))
+            weight_method=r.string("weight_method", optional=True), warnings=tuple(warnings))
 
 
 __all__ = ["FORMAT", "ChipLayer", "ChipSummary", "EnergySummary", "LayerChip", "LayerEnergy",

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from imcc.ir.names import short_name
 from imcc.report.model import Report
 from imcc.report.sweep import SweepResult, terminal_table
 from imcc.report.units import (
@@ -36,16 +37,6 @@ def plain(s: object) -> Text:
 def markup_safe(s: object) -> str:
     """A user-controlled string to embed in a line of rich markup."""
     return escape(safe_text(s))
-
-
-def short_name(name: str) -> str:
-    """'/layer1/layer1.0/conv1/Conv' -> 'layer1.0/conv1': exporters repeat scopes and op."""
-    parts = [p for p in name.strip("/").split("/") if p]
-    if len(parts) > 1 and parts[-1] in ("Conv", "Gemm", "MatMul"):
-        parts = parts[:-1]
-    if len(parts) > 1 and parts[1].startswith(parts[0] + "."):
-        parts = parts[1:]
-    return "/".join(parts) or name
 
 
 def report_table(report: Report) -> Table:
