@@ -53,7 +53,7 @@ def build_vgg8(seed: int = 0) -> onnx.ModelProto:
     x = b.node("Flatten", [x], "/Flatten", axis=1)
     x = b.node("Relu", [b.linear(x, c * 4 * 4, 1024, "/classifier/fc1/Gemm")], "/relu_fc1")
     b.linear(x, 1024, 10, "/classifier/fc2/Gemm", out="logits")
-    return b.model("vgg8", [3, 32, 32], 10, "logits")
+    return b.model("vgg8", (3, 32, 32), 10)
 
 
 def build_vgg16(seed: int = 0) -> onnx.ModelProto:
@@ -64,7 +64,7 @@ def build_vgg16(seed: int = 0) -> onnx.ModelProto:
     x = b.node("Relu", [b.linear(x, c * 7 * 7, 4096, "/classifier/fc1/Gemm")], "/relu_fc1")
     x = b.node("Relu", [b.linear(x, 4096, 4096, "/classifier/fc2/Gemm")], "/relu_fc2")
     b.linear(x, 4096, 1000, "/classifier/fc3/Gemm", out="logits")
-    return b.model("vgg16", [3, 224, 224], 1000, "logits")
+    return b.model("vgg16", (3, 224, 224), 1000)
 
 
 def build_resnet18(seed: int = 0) -> onnx.ModelProto:
@@ -87,7 +87,7 @@ def build_resnet18(seed: int = 0) -> onnx.ModelProto:
     x = b.node("GlobalAveragePool", [x], "/avgpool")
     x = b.node("Flatten", [x], "/Flatten", axis=1)
     b.linear(x, cin, 1000, "/fc/Gemm", out="logits")
-    return b.model("resnet18", [3, 224, 224], 1000, "logits")
+    return b.model("resnet18", (3, 224, 224), 1000)
 
 
 BUILDERS: dict[str, Callable[[int], onnx.ModelProto]] = {

@@ -136,3 +136,43 @@ def test_report_without_lowrank_has_no_lowrank_column() -> None:
     rep["layers"][1].update(rank=None, groups=None, rel_error=None, pair=None, role=None)
     assert "Low-rank" not in to_markdown(rep) and "Low-rank" not in to_html(rep)
     assert "Low-rank" in to_markdown(sample()) and "Low-rank" in to_html(sample())
+
+
+def test_cycles_over_the_lower_bound_in_every_format() -> None:
+    # Layer 2: 352 cycles over a bound of 320 (1.10x); the network: 1376 over 1344 (1.02x).
+    from rich.console import Console
+
+    from imcc.report.terminal import report_table, summary_lines
+
+    rows = table_rows(to_markdown(sample()))
+    header = rows[0].split(" | ")
+    col = header.index("Cycles / bound")
+    assert header[col - 1] == "Bound"
+    assert rows[3].split(" | ")[col] == "1.10x" and rows[3].split(" | ")[col - 1] == "320"
+    assert rows[2].split(" | ")[col] == "1.00x"
+    assert rows[4].split(" | ")[col] == "**1.02x**"
+    recs = list(csv.DictReader(io.StringIO(to_csv(sample()))))
+    assert recs[1]["lower_bound_cycles"] == "320" and float(recs[1]["cycles_per_bound"]) == 1.1
+    page = to_html(sample())
+    assert "<th>Cycles / bound</th>" in page and '<td class="n">1.10x</td>' in page
+    assert '<td class="n">1,344</td>' in page
+    buf = io.StringIO()
+    console = Console(file=buf, width=250, color_system=None)
+    rep = Report.from_json(sample())
+    console.print(report_table(rep))
+    for line in summary_lines(rep):
+        console.print(line)
+    text = buf.getvalue()
+    assert "/bound" in text and "1.10x" in text and "1.02x" in text
+    assert "lower bound: 1,344 cycles" in text
+
+
+def test_report_without_bounds_renders_dashes() -> None:
+    raw = sample()
+    del raw["lower_bound_cycles"]
+    for la in raw["layers"]:
+        del la["lower_bound_cycles"]
+    rows = table_rows(to_markdown(raw))
+    col = rows[0].split(" | ").index("Cycles / bound")
+    assert rows[2].split(" | ")[col] == "-" and rows[4].split(" | ")[col] == "**-**"
+    assert list(csv.DictReader(io.StringIO(to_csv(raw))))[0]["cycles_per_bound"] == ""

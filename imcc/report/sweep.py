@@ -126,25 +126,32 @@ class SweepResult:
 # ------------------------------------------------------------------------------- outputs
 
 
+def csv_columns(with_top1: bool, with_chip: bool = False) -> tuple[str, ...]:
+    return (BASE_COLUMNS + ((TOP1_COLUMN,) if with_top1 else ())
+            + (CHIP_COLUMNS if with_chip else ()))
+
+
 def columns(result: SweepResult) -> tuple[str, ...]:
-    return (BASE_COLUMNS + ((TOP1_COLUMN,) if result.with_top1 else ())
-            + (CHIP_COLUMNS if result.with_chip else ()))
+    return csv_columns(result.with_top1, result.with_chip)
 
 
 def rows_as_dicts(result: SweepResult) -> list[dict[str, Any]]:
     return [row.to_dict(result.with_top1, result.with_chip) for row in result.rows]
 
 
+def csv_line(values: Sequence[Any]) -> str:
+    """One CSV line (newline-terminated) of cells formatted by `csv_value`."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([csv_value(v) for v in values])
+    return buf.getvalue()
+
+
 def to_csv(result: SweepResult) -> str:
     """One row per configuration; energies in pJ, latency in ns, errors and accuracy as
     fractions; an empty cell means "not applicable" (e.g. no factorized layer)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
     cols = columns(result)
-    w.writerow(cols)
-    for d in rows_as_dicts(result):
-        w.writerow([csv_value(d[c]) for c in cols])
-    return buf.getvalue()
+    return csv_line(cols) + "".join(csv_line([d[c] for c in cols])
+                                    for d in rows_as_dicts(result))
 
 
 # The CSV keeps base units (pJ, ns); a terminal table reads better in uJ and ms.

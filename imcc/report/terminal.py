@@ -77,6 +77,8 @@ def report_table(report: Report) -> Table:
         table.add_column("replicas", justify="right")
         table.add_column("arrays", justify="right", footer=count_text(chip.arrays_used))
         table.add_column("stage", justify="right")
+    # Low priority, last so a narrow layout can drop it first: cycles / lower bound.
+    table.add_column("/bound", justify="right", footer=ratio_text(report.bound_ratio))
     for layer in report.layers:
         m = layer.mapping + (f" {layer.pw[0]}x{layer.pw[1]}" if layer.pw else "")
         if (layer.group_pack or 1) > 1:
@@ -96,6 +98,7 @@ def report_table(report: Report) -> Table:
             row += ([NONE_TEXT] * 4 if lc is None else
                     [str(lc.segment), count_text(lc.replicas), count_text(lc.arrays),
                      time_text(lc.stage_ns)])
+        row.append(ratio_text(layer.bound_ratio))
         table.add_row(*row)
     return table
 
@@ -122,6 +125,9 @@ def summary_lines(report: Report) -> list[str]:
     """The lines under the table (rich markup; user-controlled text escaped)."""
     lines = [f"total: {count_text(report.total_cycles)} cycles on {report.n_arrays} arrays; "
              + speedup_text(report)]
+    if report.lower_bound_cycles:
+        lines.append(f"lower bound: {count_text(report.lower_bound_cycles)} cycles (no correct "
+                     f"layout goes below it); cycles / bound {ratio_text(report.bound_ratio)}")
     if report.energy is not None:
         lines.append(f"energy {energy_text(report.energy.total_energy_pj)}, latency "
                      f"{time_text(report.energy.total_latency_ns)} per image "
