@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -31,10 +32,26 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="imcc: compile ONNX CNNs onto in-memory-computing crossbar arrays, "
                        "report cycles/energy, and simulate the mapped program against "
                        "onnxruntime.")
-out = Console()
-if not out.is_terminal:
-    out = Console(width=160)  # piped or captured: do not squeeze tables into 80 columns
-err = Console(stderr=True)
+
+
+def _console(width: int | None = None, no_color: bool = False, stderr: bool = False
+             ) -> Console:
+    """A console for tables (stdout) or messages (stderr). Width: `width` (--width), else
+    $COLUMNS, else the terminal's; output that is not a terminal and has no $COLUMNS gets
+    160 columns rather than rich's 80, so a captured table is not squeezed. Styles are
+    rich's: none when the stream is not a terminal (or NO_COLOR is set); --no-color turns
+    every escape sequence off on a terminal too."""
+    kw: dict[str, Any] = {"stderr": stderr}
+    if no_color:
+        kw["color_system"] = None
+    c = Console(width=width, **kw)
+    if width is None and not c.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        c = Console(width=160, **kw)
+    return c
+
+
+out = _console()
+err = _console(stderr=True)
 _STATE = {"debug": False}
 
 # ------------------------------------------------------------------ shared option types
@@ -82,13 +99,35 @@ ChipOpt = Annotated[str | None, typer.Option(
 ChipArraysOpt = Annotated[int | None, typer.Option(
     "--chip-arrays", help="Number of crossbar arrays of the --chip (overrides the preset's "
     "cores x arrays per core; the area counts the cores they fill).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables (one "
+                                                      "envelope: format, format_version, "
+                                                      "imcc_version, command, model, then "
+                                                      "the result; docs/reports.md).")]
+WidthOpt = Annotated[int | None, typer.Option(
+    "--width", metavar="COLUMNS", help="Table width in terminal columns (characters); "
+    "columns that do not fit are abbreviated or left out, never cut. Default: $COLUMNS, else "
+    "the terminal's width, else 160 when the output is not a terminal.")]
+NoColorOpt = Annotated[bool, typer.Option(
+    "--no-color", help="Plain text, no colours or styles (automatic when the output is "
+    "not a terminal, or with NO_COLOR set).")]
+FullNamesOpt = Annotated[bool, typer.Option(
+    "--full-names", help="Show full ONNX node names (e.g. /layer1/layer1.0/conv1/Conv) "
+    "instead of the short ones (layer1.0/conv1).")]
 PassesOpt = Annotated[str | None, typer.Option(
     "--passes", "-p", help="An explicit pass pipeline replacing the default, e.g. "
     "'fold-bn,lowrank{rank=m/8,groups=4},quantize{weight_bits=4},map{strategy=vw-sdk}'; "
     "per-layer tables as layer_ranks={NAME=SPEC,...}. report.json's 'pipeline' holds the "
     "pipeline a compile ran in this form. Cannot be combined with --rank/--groups/"
     "--layer-rank/--policy/--no-quantize/--first-last-bits/--mapping/--include-first-last.")]
+
+
+def _screen(width: int | None, no_color: bool) -> None:
+    """Set up stdout/stderr for a command's --width and --no-color."""
+    global out, err
+    if width is not None and width < 20:
+        raise UsageError(f"--width must be at least 20 (columns), got {width}")
+    out = _console(width, no_color)
+    err = _console(None, no_color, stderr=True)
 
 
 def escape(text: object) -> str:
@@ -220,6 +259,7 @@ def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors, 
                                                 help="Print the version and exit.")] = False
           ) -> None:
     _STATE["debug"] = debug
+    _screen(None, False)  # each invocation starts from the defaults (tests run several)
 
 
 @app.command("compile")
@@ -229,17 +269,19 @@ def compile_cmd(
                                               "pretrained CIFAR-10 ResNet-20.")] = "resnet20",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output directory "
                                                 "(default: ./<model>.imcc).")] = None,
-    json_: JsonOpt = False, **opts: Any,
+    json_: JsonOpt = False, width: WidthOpt = None, no_color: NoColorOpt = False,
+    full_names: FullNamesOpt = False, **opts: Any,
 ) -> None:
     """Compile MODEL for a crossbar target: writes report.json, compiled.onnx, float.onnx,
     program.json and arrays.npz into the output directory and prints the per-layer table."""
+    _screen(width, no_color)
     report, dest = _compile(model, _compile_options(opts), output, json_)
     if json_:
         out.print_json(json.dumps(report.to_json()))
         return
     from imcc.report.terminal import print_report
 
-    print_report(report, out)
+    print_report(report, out, full_names)
     out.print(f"wrote {escape(str(dest))}/ (report.json, compiled.onnx, program.json, "
               "arrays.npz)")
 
@@ -271,8 +313,10 @@ def report_cmd(
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per layer.")] = False,
     html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML page with "
                                                    "charts to this file.")] = None,
+    width: WidthOpt = None, no_color: NoColorOpt = False, full_names: FullNamesOpt = False,
 ) -> None:
     """Re-render a compiled result (terminal table by default)."""
+    _screen(width, no_color)
     from imcc.fileio import atomic_write_bytes
     from imcc.report import render
 
@@ -289,7 +333,7 @@ def report_cmd(
     elif html is None:
         from imcc.report.terminal import print_report
 
-        print_report(rep, out)
+        print_report(rep, out, full_names)
 
 
 @app.command("simulate")
@@ -322,7 +366,7 @@ def simulate_cmd(
                                             "windows, outputs); the images are simulated in "
                                             "chunks that fit it. Default: a quarter of the "
                                             "machine's RAM.")] = None,
-    json_: JsonOpt = False,
+    json_: JsonOpt = False, width: WidthOpt = None, no_color: NoColorOpt = False,
 ) -> None:
     """Execute the crossbar program on data, compare with onnxruntime on compiled.onnx, and
     report accuracy and the executed cycles per image. With an ideal ADC, or one lossless
@@ -330,6 +374,7 @@ def simulate_cmd(
     onnxruntime: exit 1 when it does not (agreement below 100% or outputs differing beyond
     float rounding), unless --allow-mismatch. A lossy ADC differs by design: reported, not
     judged. Non-finite outputs are an error (exit 4)."""
+    _screen(width, no_color)
     from imcc.dataset import bundled_example_data, load_npz
     from imcc.fileio import atomic_write_bytes, npz_bytes
     from imcc.sim.evaluate import ADC_COMPILED, evaluate
@@ -392,7 +437,8 @@ def check_cmd(
                                                     "per budget item).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the "
                                                 "compiled result when compiling a model.")] = None,
-    json_: JsonOpt = False, **opts: Any,
+    json_: JsonOpt = False, width: WidthOpt = None, no_color: NoColorOpt = False,
+    **opts: Any,
 ) -> None:
     """CI gate: exit 0 when the model is within budget, 1 when a budget is exceeded, 2 on any
     usage or input error (bad budget file, bad model, bad options)."""
@@ -402,6 +448,7 @@ def check_cmd(
     # A CI gate's contract (issue #5): 0 within budget, 1 over, 2 for any usage or input
     # error -- whatever the finer-grained exit code elsewhere.
     try:
+        _screen(width, no_color)
         b = load_budget(budget)
         p = Path(target_or_model)
         if p.is_dir():
@@ -462,7 +509,7 @@ def sweep_cmd(
     plot: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML page "
                                                    "with the Pareto plot (accuracy or "
                                                    "reconstruction error vs cycles).")] = None,
-    json_: JsonOpt = False,
+    json_: JsonOpt = False, width: WidthOpt = None, no_color: NoColorOpt = False,
 ) -> None:
     """Design-space sweep: compile MODEL for every target x rank x groups x mapping, write
     one CSV row per configuration (cycles, energy, latency, error, accuracy with --data).
@@ -470,6 +517,8 @@ def sweep_cmd(
     from imcc.fileio import atomic_write_bytes
     from imcc.report.sweep import rows_as_dicts, to_csv
     from imcc.sweep import SweepSpec, plan_sweep, run_sweep, split_list
+
+    _screen(width, no_color)
 
     def listed(text: str | None, option: str) -> tuple[str, ...] | None:
         return None if text is None else split_list(text, option)

@@ -81,9 +81,10 @@ def test_csv_columns_and_values(swept: Path) -> None:
     header, *_ = text.splitlines()
     assert tuple(header.split(",")) == BASE_COLUMNS  # no accuracy column without --data
     for r in read_rows(swept / "sweep.csv"):
-        assert int(r["cycles"]) > 0 and int(r["n_arrays"]) > 0 and int(r["params"]) > 0
+        assert int(r["total_cycles"]) > 0 and int(r["n_arrays"]) > 0 and int(r["params"]) > 0
         assert float(r["energy_pj"]) > 0 and float(r["latency_ns"]) > 0
-        assert float(r["speedup"]) == pytest.approx(int(r["im2col_cycles"]) / int(r["cycles"]))
+        assert float(r["speedup"]) == pytest.approx(int(r["im2col_cycles"])
+                                                    / int(r["total_cycles"]))
         if r["rank"] == "none":
             assert (r["factorized_layers"], r["mean_rel_error"]) == ("0", "")
         else:
@@ -96,9 +97,9 @@ def test_auto_never_needs_more_cycles_than_im2col(swept: Path) -> None:
     by_key: dict[tuple[str, str, str], dict[str, int]] = {}
     for r in rows:
         by_key.setdefault((r["target"], r["rank"], r["groups"]), {})[r["mapping"]] = \
-            int(r["cycles"])
+            int(r["total_cycles"])
         if r["mapping"] == "im2col":
-            assert r["cycles"] == r["im2col_cycles"]
+            assert r["total_cycles"] == r["im2col_cycles"]
     assert len(by_key) == 6
     for key, cyc in by_key.items():
         assert cyc["auto"] <= cyc["im2col"], key
@@ -108,7 +109,7 @@ def test_auto_never_needs_more_cycles_than_im2col(swept: Path) -> None:
 
 
 def assert_row_equals_report(row: dict[str, str], rep: dict[str, Any]) -> None:
-    assert int(row["cycles"]) == rep["total_cycles"]
+    assert int(row["total_cycles"]) == rep["total_cycles"]
     assert int(row["im2col_cycles"]) == rep["im2col_cycles"]
     assert int(row["n_arrays"]) == rep["n_arrays"]
     assert int(row["params"]) == rep["weight_params"]
@@ -167,7 +168,7 @@ def test_same_csv_in_process_and_with_workers(swept: Path, tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "one.csv").read_bytes() == (swept / "sweep.csv").read_bytes()
     rows = json.loads(proc.stdout)
-    assert [r["cycles"] for r in rows] == [int(r["cycles"])
+    assert [r["total_cycles"] for r in rows] == [int(r["total_cycles"])
                                            for r in read_rows(swept / "sweep.csv")]
     assert set(rows[0]) == set(BASE_COLUMNS)
 
@@ -244,7 +245,7 @@ def test_small_model_sweep_rows_equal_compile(tmp_path: Path) -> None:
         rep = compile_model(str(model), CompileOptions(
             target=CrossbarTarget(*size), mapping=row["mapping"],
             lowrank=LowRankPass(rank=row["rank"], groups=int(row["groups"])))).report
-        assert int(row["cycles"]) == rep["total_cycles"], row
+        assert int(row["total_cycles"]) == rep["total_cycles"], row
         assert int(row["im2col_cycles"]) == rep["im2col_cycles"], row
         assert int(row["n_arrays"]) == rep["n_arrays"], row
         assert int(row["params"]) == rep["weight_params"], row

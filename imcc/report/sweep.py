@@ -42,7 +42,7 @@ def _escape(s: object, quote: bool = True) -> str:
     return html.escape(safe_text(s), quote)
 
 BASE_COLUMNS: tuple[str, ...] = (
-    "target", "rank", "groups", "mapping", "cycles", "im2col_cycles", "speedup",
+    "target", "rank", "groups", "mapping", "total_cycles", "im2col_cycles", "speedup",
     "speedup_vs_im2col", "energy_pj",
     "latency_ns", "n_arrays", "params", "factorized_layers", "mean_rel_error")
 
@@ -60,7 +60,7 @@ class SweepRow:
     rank: str
     groups: int
     mapping: str
-    cycles: int
+    total_cycles: int
     im2col_cycles: int
     speedup: float | None
     energy_pj: float | None
@@ -214,9 +214,9 @@ def _front_positions(result: SweepResult, ys: list[float], front: list[bool]
     """Row index -> number of its Pareto-optimal position, numbered by increasing cycles.
     Rows at the same (cycles, value) -- e.g. auto choosing exactly what vw-sdk chose --
     share a number, so each plotted position gets one label."""
-    positions = sorted({(result.rows[i].cycles, ys[i]) for i, f in enumerate(front) if f})
+    positions = sorted({(result.rows[i].total_cycles, ys[i]) for i, f in enumerate(front) if f})
     number = {pos: n for n, pos in enumerate(positions, start=1)}
-    return {i: number[(result.rows[i].cycles, ys[i])] for i, f in enumerate(front) if f}
+    return {i: number[(result.rows[i].total_cycles, ys[i])] for i, f in enumerate(front) if f}
 
 
 def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: str,
@@ -225,7 +225,7 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
     accuracy = result.with_top1
     width, height = 980.0, 560.0
     left, right, top, bottom = 86.0, 740.0, 24.0, 490.0  # plot area; legend right of it
-    xs = [math.log10(max(r.cycles, 1)) for r in rows]
+    xs = [math.log10(max(r.total_cycles, 1)) for r in rows]
     x_ticks, t_lo, t_hi = log_axis(10 ** min(xs), 10 ** max(xs))
     margin = 0.03 * max(math.log10(t_hi / t_lo), 0.01)  # keep edge markers off the frame
     x_lo, x_hi = math.log10(t_lo) - margin, math.log10(t_hi) + margin
@@ -279,7 +279,7 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
                    f'stroke="#888" stroke-dasharray="2 3"/>')
 
     # One entry per numbered position, by increasing cycles.
-    spots = sorted({(n, rows[i].cycles, ys[i]) for i, n in numbers.items()})
+    spots = sorted({(n, rows[i].total_cycles, ys[i]) for i, n in numbers.items()})
     # The front as a staircase: past an optimal point the best reachable value stays that
     # of the cheaper point until the next optimal point's cycle count.
     if len(spots) > 1:
@@ -303,7 +303,8 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
         shape, color = style[r.mapping]
         width_ = "2.2" if i in numbers else "1.4"
         extra = f'fill-opacity="0" stroke="{color}" stroke-width="{width_}"'
-        tip = f"{_config_text(r)}: {count_text(r.cycles)} cycles, {_value_text(ys[i], accuracy)}"
+        tip = (f"{_config_text(r)}: {count_text(r.total_cycles)} cycles, "
+               f"{_value_text(ys[i], accuracy)}")
         mark = _marker(shape, px(xs[i]), py(ys[i]), 5.0, "#fff", extra)
         out.append(f"<g><title>{e(tip)}</title>{mark}</g>")
     # Labels away from the staircase's next point: it lies up-right for accuracy
@@ -343,7 +344,8 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
 
 def _table(result: SweepResult, order: Sequence[int], numbers: dict[int, int]) -> str:
     e = _escape
-    head = ["#", "target", "rank", "groups", "mapping", "cycles", "im2col cycles (own network)",
+    head = ["#", "target", "rank", "groups", "mapping", "cycles",
+            "im2col cycles (own network)",
             "speedup vs own im2col", "speedup vs uncompressed im2col",
             "energy (uJ)", "latency (ms)", "arrays", "params", "mean rel. error"]
     if result.with_top1:
@@ -357,7 +359,7 @@ def _table(result: SweepResult, order: Sequence[int], numbers: dict[int, int]) -
 
         cells = [num(str(numbers[i]) if i in numbers else ""), f"<td>{e(r.target)}</td>",
                  f"<td>{e(r.rank)}</td>", num(str(r.groups)), f"<td>{e(r.mapping)}</td>",
-                 num(count_text(r.cycles)), num(count_text(r.im2col_cycles)),
+                 num(count_text(r.total_cycles)), num(count_text(r.im2col_cycles)),
                  num(ratio_text(r.speedup)), num(ratio_text(r.speedup_vs_im2col)),
                  num(UJ.fixed(r.energy_pj, 3)),
                  num(MS.fixed(r.latency_ns, 3)), num(count_text(r.n_arrays)),
@@ -388,7 +390,7 @@ def to_html(result: SweepResult) -> str:
         raise UsageError("the sweep has no rows to plot")
     e = _escape
     ys, higher, y_title = plot_values(result)
-    front = pareto_front([r.cycles for r in result.rows], ys, higher)
+    front = pareto_front([r.total_cycles for r in result.rows], ys, higher)
     numbers = _front_positions(result, ys, front)
     idx = sorted(numbers, key=lambda i: (numbers[i], i))
     s = result.settings
