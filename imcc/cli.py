@@ -354,8 +354,10 @@ def simulate_cmd(
     allow_mismatch: Annotated[bool, typer.Option(
         "--allow-mismatch", help="Exit 0 even when an exact comparison (ideal or lossless "
         "ADC) finds the program differing from onnxruntime on compiled.onnx.")] = False,
-    save_outputs: Annotated[Path | None, typer.Option(help="Save the simulated outputs to "
-                                                           "this .npz.")] = None,
+    save_outputs: Annotated[Path | None, typer.Option(
+        help="Save the outputs to this .npz (written atomically): 'simulated' (the "
+             "program's), 'onnxruntime' (compiled.onnx's on the same inputs), and 'labels' "
+             "when the data has labels; one row per image.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads for numpy's BLAS and "
                                                      "onnxruntime (0: one per core). Default: "
                                                      "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS if "
@@ -407,10 +409,11 @@ def simulate_cmd(
     budget = None if max_memory is None else max_memory << 20
     with limit_threads(threads), _progress() as p:
         task = p.add_task("simulating", total=len(ds))
-        res, sim = evaluate(outdir, ds, adc, progress=lambda n: p.advance(task, n),
-                            max_memory=budget)
+        arrays: dict[str, Any] = {}
+        res, _sim = evaluate(outdir, ds, adc, progress=lambda n: p.advance(task, n),
+                             max_memory=budget, arrays=arrays)
     if save_outputs is not None:
-        atomic_write_bytes(save_outputs, npz_bytes({k: v for k, v in sim.outputs.items()}))
+        atomic_write_bytes(save_outputs, npz_bytes(arrays))
     if json_:
         out.print_json(json.dumps(res, allow_nan=False))
     else:
