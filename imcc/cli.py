@@ -277,7 +277,9 @@ def compile_cmd(
     _screen(width, no_color)
     report, dest = _compile(model, _compile_options(opts), output, json_)
     if json_:
-        out.print_json(json.dumps(report.to_json()))
+        from imcc.report.envelope import report_envelope
+
+        out.print_json(json.dumps(report_envelope(report.to_json(), "compile")))
         return
     from imcc.report.terminal import print_report
 
@@ -325,7 +327,10 @@ def report_cmd(
         atomic_write_bytes(html, render.to_html(rep).encode())
         err.print(f"wrote {escape(str(html))}")
     if json_:
-        out.print_json(json.dumps(raw))  # report.json exactly as written
+        from imcc.report.envelope import report_envelope
+
+        # report.json's keys as written, in the envelope every --json output shares
+        out.print_json(json.dumps(report_envelope(raw, "report")))
     elif markdown:
         sys.stdout.write(render.to_markdown(rep))
     elif csv:
@@ -415,7 +420,10 @@ def simulate_cmd(
     if save_outputs is not None:
         atomic_write_bytes(save_outputs, npz_bytes(arrays))
     if json_:
-        out.print_json(json.dumps(res, allow_nan=False))
+        from imcc.report.envelope import envelope
+
+        out.print_json(json.dumps(envelope("simulation", "simulate", prog.model, res),
+                                  allow_nan=False))
     else:
         from imcc.report.terminal import adc_line, sim_table
 
@@ -465,7 +473,9 @@ def check_cmd(
     if junit is not None:
         atomic_write_bytes(junit, to_junit_xml(result, f"imcc-check {rep.model}").encode())
     if json_:
-        out.print_json(json.dumps(result.to_dict()))
+        from imcc.report.envelope import envelope
+
+        out.print_json(json.dumps(envelope("check", "check", rep.model, result.to_dict())))
     else:
         from imcc.report.terminal import check_lines
 
@@ -518,7 +528,7 @@ def sweep_cmd(
     one CSV row per configuration (cycles, energy, latency, error, accuracy with --data).
     Every other compile option of `imcc compile` applies to all rows."""
     from imcc.fileio import atomic_write_bytes
-    from imcc.report.sweep import rows_as_dicts, to_csv
+    from imcc.report.sweep import sweep_payload, to_csv
     from imcc.sweep import SweepSpec, plan_sweep, run_sweep, split_list
 
     _screen(width, no_color)
@@ -551,7 +561,9 @@ def sweep_cmd(
 
         atomic_write_bytes(plot, to_html(result).encode())
     if json_:
-        out.print_json(json.dumps(rows_as_dicts(result)))
+        from imcc.report.envelope import envelope
+
+        out.print_json(json.dumps(envelope("sweep", "sweep", result.model, sweep_payload(result))))
     else:
         from imcc.report.terminal import print_sweep
 

@@ -167,7 +167,10 @@ def test_same_csv_in_process_and_with_workers(swept: Path, tmp_path: Path) -> No
     proc = imcc(tmp_path, *SWEEP, "-j", "1", "-o", "one.csv", "--json")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "one.csv").read_bytes() == (swept / "sweep.csv").read_bytes()
-    rows = json.loads(proc.stdout)
+    doc = json.loads(proc.stdout)
+    assert {k: doc[k] for k in ("format", "format_version", "command", "model")} == {
+        "format": "imcc-sweep", "format_version": 1, "command": "sweep", "model": "resnet20"}
+    rows = doc["rows"]
     assert [r["total_cycles"] for r in rows] == [int(r["total_cycles"])
                                            for r in read_rows(swept / "sweep.csv")]
     assert set(rows[0]) == set(BASE_COLUMNS)

@@ -107,6 +107,14 @@ def rows_as_dicts(result: SweepResult) -> list[dict[str, Any]]:
     return [row.to_dict(result.with_top1) for row in result.rows]
 
 
+def sweep_payload(result: SweepResult) -> dict[str, Any]:
+    """`imcc sweep --json`'s payload: the rows (the CSV's columns, base units, full
+    precision), the evaluation data and the float model's accuracy on it (None without
+    --data)."""
+    return {"eval_source": result.eval_source, "calibration": result.calibration,
+            "float_top1": result.float_top1, "rows": rows_as_dicts(result)}
+
+
 def to_csv(result: SweepResult) -> str:
     """One row per configuration; energies in pJ, latency in ns, errors and accuracy as
     fractions; an empty cell means "not applicable" (e.g. no factorized layer)."""
@@ -418,5 +426,5 @@ def to_html(result: SweepResult) -> str:
 
 
 __all__ = ["BASE_COLUMNS", "TOP1_COLUMN", "SweepResult", "SweepRow", "SweepSettings",
-           "columns", "pareto_front", "plot_values", "rows_as_dicts", "terminal_table",
-           "to_csv", "to_html"]
+           "columns", "pareto_front", "plot_values", "rows_as_dicts", "sweep_payload",
+           "terminal_table", "to_csv", "to_html"]
