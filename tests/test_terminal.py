@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shutil
@@ -12,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from rich.cells import cell_len
+from rich.console import Console
 from typer.testing import CliRunner
 
 from imcc.cli import app
 from imcc.errors import UsageError
-from imcc.report.terminal import short_name
+from imcc.report.sweep import SweepResult, SweepRow, SweepSettings, to_csv
+from imcc.report.terminal import print_sweep, short_name
 from imcc.report.units import count_text, decimal_text
 
 ASSET = Path(__file__).parent / "assets" / "resnet20_m2g4_report.json"
@@ -105,3 +109,41 @@ def test_short_name_keeps_the_low_rank_role() -> None:
     assert short_name("/layer1/layer1.0/conv1/Conv") == "layer1.0/conv1"
     assert short_name("/conv1/Conv") == "conv1"
     assert re.fullmatch(r"x", short_name("x"))
+
+
+def sweep_result() -> SweepResult:
+    settings = SweepSettings(weight_bits=4, cell_bits=1, act_bits=4, dac_bits=1, adc_bits=8,
+                             tech="isaac", quantize=True)
+    rows = [SweepRow(target=t, rank=r, groups=g, mapping=m, total_cycles=c,
+                     im2col_cycles=21249, speedup=21249 / c, energy_pj=20212345.678,
+                     latency_ns=7171234.5, n_arrays=109, params=123456, factorized_layers=18,
+                     mean_rel_error=0.2976543, speedup_vs_im2col=21249 / c,
+                     top1_compiled_ort=0.8275)
+            for t, r, g, m, c in (("128x128", "m/2", 4, "lowrank-sdk", 17921),
+                                  ("1024x1024", "none", 1, "im2col", 1234567))]
+    return SweepResult(model="resnet20", settings=settings, rows=rows, float_top1=0.9025,
+                       eval_source="d.npz[0:100]", calibration="synthetic")
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_sweep_table_fits_and_agrees_with_the_csv(width: int) -> None:
+    result = sweep_result()
+    buf = io.StringIO()
+    print_sweep(result, Console(file=buf, width=width, color_system=None))
+    text = buf.getvalue()
+    assert "\u2026" not in text and "\x1b[" not in text
+    assert max(cell_len(ln) for ln in text.splitlines()) <= width
+    csv_rows = list(csv.DictReader(io.StringIO(to_csv(result))))
+    for row, csv_row in zip(result.rows, csv_rows, strict=True):
+        (line,) = [ln for ln in text.splitlines() if ln.split()[:1] == [row.target]]
+        cells = line.split()
+        assert count_text(row.total_cycles) in cells and "82.75%" in cells
+        assert int(csv_row["total_cycles"]) == row.total_cycles
+        if width == 160:  # the same figures as the CSV, in uJ / ms
+            assert f"{float(csv_row['energy_pj']) / 1e6:,.3f}" in cells
+            assert f"{float(csv_row['latency_ns']) / 1e6:,.3f}" in cells
+            assert csv_row["energy_pj"] == "20212346"
+    if width == 80:
+        assert "not shown at 80 columns: factorized" in text
+    else:
+        assert "(not shown at 160 columns: factorized;" in text and "energy (uJ)" in text

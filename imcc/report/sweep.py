@@ -128,9 +128,16 @@ def to_csv(result: SweepResult) -> str:
 
 
 # The CSV keeps base units (pJ, ns); a terminal table reads better in uJ and ms.
-_TERMINAL_HEADERS = {"energy_pj": "energy_uJ", "latency_ns": "latency_ms",
+# The values are the CSV's, converted: energies in uJ (CSV: pJ), latency in ms (CSV: ns).
+_TERMINAL_HEADERS = {"energy_pj": "energy (uJ)", "latency_ns": "latency (ms)",
+                     "total_cycles": "cycles", "n_arrays": "arrays",
                      "factorized_layers": "factorized", "im2col_cycles": "own im2col",
-                     "speedup": "x own im2col", "speedup_vs_im2col": "speedup"}
+                     "speedup": "x own im2col", "speedup_vs_im2col": "speedup",
+                     "mean_rel_error": "rel err", TOP1_COLUMN: "top-1"}
+
+# Which columns a narrow terminal leaves out first (lowest first); the others always show.
+TERMINAL_DROP = {"factorized_layers": 1, "params": 2, "n_arrays": 3, "im2col_cycles": 4,
+                 "speedup": 5, "latency_ns": 6, "mean_rel_error": 7, "energy_pj": 8}
 
 
 def _terminal_cell(column: str, value: Any) -> str:
@@ -149,10 +156,10 @@ def _terminal_cell(column: str, value: Any) -> str:
     return count_text(value) if isinstance(value, int) else str(value)
 
 
-def terminal_table(result: SweepResult) -> tuple[list[str], list[list[str]]]:
-    """(headers, formatted cells) for a terminal table of the rows."""
+def terminal_table(result: SweepResult) -> tuple[list[str], list[str], list[list[str]]]:
+    """(CSV column names, terminal headers, formatted cells) for a terminal table."""
     cols = columns(result)
-    return ([_TERMINAL_HEADERS.get(c, c) for c in cols],
+    return (list(cols), [_TERMINAL_HEADERS.get(c, c) for c in cols],
             [[_terminal_cell(c, d[c]) for c in cols] for d in rows_as_dicts(result)])
 
 

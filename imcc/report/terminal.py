@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from imcc.report.model import LayerReport, Report
-from imcc.report.sweep import SweepResult, terminal_table
+from imcc.report.sweep import TERMINAL_DROP, SweepResult, terminal_table
 from imcc.report.units import (
     NONE_TEXT,
     count_text,
@@ -280,15 +280,19 @@ def check_lines(result: CheckResult) -> list[str]:
 
 def print_sweep(result: SweepResult, console: Console) -> None:
     """The sweep's rows as a table, and the float model's accuracy when it was measured."""
-    headers, cells = terminal_table(result)
+    names, headers, cells = terminal_table(result)
     n = len(result.rows)
-    table = Table(title=plain(f"imcc sweep: {result.model} ({n} configuration"
-                              f"{'' if n == 1 else 's'})"))
-    for h in headers:
-        table.add_column(h, justify="left" if h in ("target", "rank", "mapping") else "right")
-    for line in cells:
-        table.add_row(*map(plain, line))
+    cols = [Column(h, [line[j] for line in cells], right=name not in ("target", "rank",
+                                                                      "mapping"),
+                   drop=TERMINAL_DROP.get(name))
+            for j, (name, h) in enumerate(zip(names, headers, strict=True))]
+    table, dropped = fitted_table(f"imcc sweep: {result.model} ({n} configuration"
+                                  f"{'' if n == 1 else 's'})", cols, console.width,
+                                  footer=False)
     console.print(table)
+    note = omitted_line(dropped, console.width)
+    if note is not None:
+        console.print(note, highlight=False, style="dim")
     if result.float_top1 is not None:
         console.print(f"float model top-1 on the same data: {pct_text(result.float_top1, 2)}")
 
