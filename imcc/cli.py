@@ -237,6 +237,11 @@ def _compile(model: str, opts_kw: dict[str, Any], outdir: Path | None, quiet: bo
         task = prog.add_task("compiling", total=None)
         res = compile_graph(graph, opts, path.stem,
                             progress=lambda s: prog.update(task, description=f"pass {s}"))
+    from dataclasses import replace
+
+    from imcc.compiler import input_normalization
+
+    res = replace(res, input_normalization=input_normalization(path))
     inputs = [path] + [opts_kw[k] for k in ("calib", "policy") if opts_kw.get(k) is not None]
     dest = write_outputs(res, outdir or default_outdir(model), protect=inputs)
     return Report.from_json(res.report), dest
