@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape as _escape_markup
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imcc import __version__
 from imcc.errors import DataError, ImccError, Interrupted, UsageError
@@ -136,10 +135,11 @@ def escape(text: object) -> str:
     return _escape_markup(safe_text(text))
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                    transient=True, disable=not err.is_terminal)
+def _progress() -> Any:
+    """A rich bar on a terminal, periodic plain lines on stderr otherwise (CI logs)."""
+    from imcc.report.progress import progress
+
+    return progress(err)
 
 
 def _options(target: str, weight_bits: int, cell_bits: int, act_bits: int, dac_bits: int,
