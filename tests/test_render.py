@@ -7,7 +7,7 @@ import io
 import re
 from typing import Any
 
-from conftest import report_dict
+from conftest import report_dict, report_layer
 
 from imcc.report.model import Report
 from imcc.report.render import CSV_COLUMNS
@@ -136,3 +136,16 @@ def test_report_without_lowrank_has_no_lowrank_column() -> None:
     rep["layers"][1].update(rank=None, groups=None, rel_error=None, pair=None, role=None)
     assert "Low-rank" not in to_markdown(rep) and "Low-rank" not in to_html(rep)
     assert "Low-rank" in to_markdown(sample()) and "Low-rank" in to_html(sample())
+
+
+def test_html_states_the_low_rank_configuration_and_error_and_cycles_per_image() -> None:
+    raw = sample()
+    raw["lowrank"] = {"rank": "m/2", "groups": 4, "factorized_layers": 1, "skipped": {},
+                      "notes": {}}
+    raw["layers"].append(report_layer("/l2", rank=8, groups=4, rel_error=0.375, pair="/l2",
+                                      role="R"))
+    page = to_html(raw)
+    assert "<tr><th>Low-rank</th>" in page and "rank m/2, 4 groups, 1 layers factorized" in page
+    assert "0.250 (max 0.375)" in page  # the mean over the factorized layers, each once
+    assert "Computing cycles per image" in page
+    assert '<div class="scroll"><table class="layers">' in page  # wide tables scroll
