@@ -47,16 +47,43 @@ class _Builder:
         return out
 
     def conv(self, x: str, cin: int, cout: int, stride: int, name: str,
-             gain: float = 1.0) -> str:
+             gain: float = 1.0, k: int = 3) -> str:
+        """A k x k conv with bias, "same" padding (k // 2 on every side)."""
         self.n_conv += 1
         # He-normal keeps a ReLU layer's activation variance roughly constant.
-        std = gain * np.sqrt(2.0 / (cin * 9))
-        w = self.rng.normal(0.0, std, (cout, cin, 3, 3)).astype(np.float32)
+        std = gain * np.sqrt(2.0 / (cin * k * k))
+        w = self.rng.normal(0.0, std, (cout, cin, k, k)).astype(np.float32)
         b = self.rng.normal(0.0, 0.01, cout).astype(np.float32)
+        p = k // 2
         return self.node("Conv", [x, self.const(f"{name}.weight", w),
                                   self.const(f"{name}.bias", b)], name,
-                         kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[stride, stride],
+                         kernel_shape=[k, k], pads=[p, p, p, p], strides=[stride, stride],
                          dilations=[1, 1], group=1)
+
+    def linear(self, x: str, cin: int, cout: int, name: str, out: str | None = None) -> str:
+        """A Gemm x @ W^T + b with W (cout, cin), He-normal (fan-in)."""
+        w = self.rng.normal(0.0, np.sqrt(2.0 / cin), (cout, cin)).astype(np.float32)
+        b = np.zeros(cout, np.float32)
+        y = out or f"{name}_output_0"
+        self.nodes.append(helper.make_node(
+            "Gemm", [x, self.const(f"{name}.weight", w), self.const(f"{name}.bias", b)], [y],
+            name=name, alpha=1.0, beta=1.0, transB=1))
+        return y
+
+    def model(self, name: str, chw: tuple[int, int, int], classes: int) -> onnx.ModelProto:
+        """The checked model of the nodes so far: input ``input`` (N, *chw), output
+        ``logits`` (N, classes), which the last node must produce."""
+        graph = helper.make_graph(
+            self.nodes, name,
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *chw])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+            self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="imcc-benchmarks")
+        model.ir_version = 7  # what onnxruntime and the bundled model use for opset 13
+        # full_check infers every shape; the 2 GB protobuf limit rules out larger models.
+        onnx.checker.check_model(model, full_check=True)
+        return model
 
     def shortcut_a(self, x: str, cin: int, cout: int, name: str) -> str:
         """Option A: subsample by 2 in H and W, zero-pad the new channels on both sides."""
@@ -98,16 +125,7 @@ def build_resnet(n: int, seed: int = 0) -> onnx.ModelProto:
         "Gemm", [x, b.const("linear.weight", w), b.const("linear.bias", bias)], ["logits"],
         name="/linear/Gemm", alpha=1.0, beta=1.0, transB=1))
     assert b.n_conv == 6 * n + 1
-    graph = helper.make_graph(
-        b.nodes, f"resnet{6 * n + 2}",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", NUM_CLASSES])],
-        b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="imcc-benchmarks")
-    model.ir_version = 7  # what onnxruntime and the bundled model use for opset 13
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return b.model(f"resnet{6 * n + 2}", (3, 32, 32), NUM_CLASSES)
 
 
 def main() -> None:

@@ -521,7 +521,20 @@ def sweep_cmd(
     skip: Annotated[int, typer.Option(help="Skip the first N inputs of --data (e.g. those "
                                            "used for --calib).")] = 0,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes "
-                                             "(default: all cores; 1 runs in-process).")] = None,
+                                             "(default: all cores; 1 runs in-process; with "
+                                             "--scheduler local, the cluster's "
+                                             "workers).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Run the configurations as dask.distributed tasks: the address of a running "
+             "scheduler (e.g. tcp://HOST:8786), or 'local' for a LocalCluster of --jobs "
+             "single-threaded worker processes. The model and calibration data are shipped "
+             "once per worker. Needs the optional extra: pip install 'imcc[distributed]'. "
+             "Default: the local process pool.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Keep the rows an interrupted sweep left in the -o CSV and run only "
+                         "the others (rows are matched on target, rank, groups and mapping; "
+                         "the CSV's header and its settings record, <csv>.settings.json, "
+                         "must match this sweep's options).")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV file to write "
                                                 "(default: ./<model>.sweep.csv).")] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML page "
@@ -533,8 +546,8 @@ def sweep_cmd(
     one CSV row per configuration (cycles, energy, latency, error, accuracy with --data).
     Every other compile option of `imcc compile` applies to all rows."""
     from imcc.fileio import atomic_write_bytes
-    from imcc.report.sweep import sweep_payload, to_csv
-    from imcc.sweep import SweepSpec, plan_sweep, run_sweep, split_list
+    from imcc.report.sweep import sweep_payload
+    from imcc.sweep import SweepSpec, check_runner, plan_sweep, split_list, sweep_to_csv
 
     _screen(width, no_color)
 
@@ -551,16 +564,15 @@ def sweep_cmd(
         data=data, limit=limit, skip=skip, layer_rank=tuple(layer_rank or ()), policy=policy,
         passes=passes, verify_each=_STATE["debug"])
     configs = plan_sweep(spec)  # every option checked before any compile
-    if jobs is not None and jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {jobs}")
-    with _progress() as prog:
-        task = prog.add_task("sweep", total=len(configs))
-        result = run_sweep(spec, jobs, progress=lambda done, _total, note: prog.update(
-            task, completed=done, description=escape(note)))
+    check_runner(jobs, scheduler)
     from imcc.compiler import resolve_model
 
     dest = output or Path.cwd() / f"{resolve_model(model).stem}.sweep.csv"
-    atomic_write_bytes(dest, to_csv(result).encode())
+    with _progress() as prog:
+        task = prog.add_task("sweep", total=len(configs))
+        result = sweep_to_csv(spec, dest, jobs, scheduler=scheduler, resume=resume,
+                              progress=lambda done, _total, note: prog.update(
+                                  task, completed=done, description=escape(note)))
     if plot is not None:
         from imcc.report.sweep import to_html
 

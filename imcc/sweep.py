@@ -50,10 +50,10 @@ import copy
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +81,10 @@ from imcc.passes.map import MapPass
 from imcc.passes.pipeline import pipeline_spec
 from imcc.report.model import Report
 from imcc.report.sweep import SweepResult, SweepRow, SweepSettings
+from imcc.sweep_log import Label
 from imcc.targets.cost import MappingRequest
 from imcc.targets.crossbar import CrossbarTarget
+from imcc.threads import limit_threads
 
 Progress = Callable[[int, int, str], None]  # (rows done, rows total, what is running)
 
@@ -294,6 +296,21 @@ class _FrontJob:
 
 
 @dataclass(frozen=True)
+class _FrontPlan:
+    """A front without its data: what is sent per task when the data is shipped once."""
+
+    key: str
+    passes: tuple[Pass, ...]
+    target: CrossbarTarget
+
+    def job(self, graph: Graph, calib: np.ndarray | None, eval_x: np.ndarray | None,
+            labels: np.ndarray | None, verify_each: bool) -> _FrontJob:
+        return _FrontJob(self.key, graph, self.passes,
+                         CompileContext(target=self.target, calib=calib), verify_each,
+                         eval_x, labels)
+
+
+@dataclass(frozen=True)
 class _Front:
     """A graph after the passes before map, and their records."""
 
@@ -390,13 +407,19 @@ def default_jobs() -> int:
 
 
 def run_sweep(spec: SweepSpec, jobs: int | None = None,
-              progress: Progress | None = None) -> SweepResult:
-    """Run every configuration of `spec` on `jobs` processes (default: all cores; 1 runs
-    in this process). Rows are in `plan_sweep` order whatever `jobs` is."""
+              progress: Progress | None = None, *, scheduler: str | None = None,
+              done: Mapping[Label, SweepRow] | None = None,
+              on_row: Callable[[SweepRow], None] | None = None) -> SweepResult:
+    """Run every configuration of `spec` and return the rows in `plan_sweep` order, whatever
+    runs them: `jobs` processes of a local pool (default: all cores; 1 runs in this
+    process), or with `scheduler` a dask.distributed cluster (``"local"``: a LocalCluster of
+    `jobs` single-threaded worker processes started for this sweep; otherwise the address
+    of a running scheduler, e.g. ``tcp://10.0.0.5:8786``). Configurations whose key is in
+    `done` (rows of an interrupted sweep, `imcc.sweep_log`) are not run again; `on_row`
+    receives each new row as it finishes, in completion order."""
     configs = plan_sweep(spec)
-    jobs = default_jobs() if jobs is None else jobs
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {jobs!r}")
+    jobs = check_runner(jobs, scheduler)
+    done = dict(done or {})
     tech = load_tech(spec.tech)
     path = resolve_model(spec.model)
     graph = import_model(path, name=path.stem)
@@ -404,27 +427,34 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
         raise UsageError(f"{path}: imcc sweep supports models with one input, this one has "
                          f"{len(graph.inputs)}")
     calib, data = _load_data(spec, graph)
+    todo = [c for c in configs if c.label not in done]
 
-    # One front per distinct front pipeline, in first-use order; factorized fronts first
-    # because their SVD and larger calibration dominate the run time. The front's context
-    # holds the first row's target: the passes before map read no array size (the rows
-    # share the bit widths).
+    # One front per distinct front pipeline that still has rows to run, in first-use order;
+    # factorized fronts first because their SVD and larger calibration dominate the run
+    # time. The front's context holds the first row's target: the passes before map read no
+    # array size (the rows share the bit widths).
     by_key: dict[str, list[Config]] = {}
-    for c in configs:
+    for c in todo:
         by_key.setdefault(c.front_key, []).append(c)
     keys = sorted(by_key, key=lambda k: by_key[k][0].rank == "none")
-    front_jobs = [_FrontJob(k, graph, tuple(by_key[k][0].stages[0]),
-                            CompileContext(target=by_key[k][0].target, calib=calib),
-                            spec.verify_each,
-                            None if data is None else data.x,
-                            None if data is None else data.labels) for k in keys]
+    plans = [_FrontPlan(k, tuple(by_key[k][0].stages[0]), by_key[k][0].target)
+             for k in keys]
+    eval_x = None if data is None else data.x
+    labels = None if data is None else data.labels
 
     total = len(configs)
-    rows: dict[int, SweepRow] = {}
+    rows: dict[int, SweepRow] = {c.index: done[c.label] for c in configs if c.label in done}
+    fronts: list[_Front] = []
 
     def report(note: str) -> None:
         if progress is not None:
             progress(len(rows), total, note)
+
+    def finished(row: SweepRow, index: int) -> None:
+        rows[index] = row
+        if on_row is not None:
+            on_row(row)
+        report(_describe_row(row))
 
     def backs(front: _Front) -> list[_BackJob]:
         return [_BackJob(front, c, tech, path.stem) for c in by_key[front.key]]
@@ -432,21 +462,29 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
     report(f"calibrating {len(keys)} low-rank variant(s)" if spec.quantize
            else f"factorizing {len(keys)} low-rank variant(s)")
     float_top1: float | None = None
-    fronts: list[_Front] = []
-    if jobs == 1 or total == 1:
-        for fj in front_jobs:
-            front = _run_front(fj)
+    want_float = labels is not None
+    if scheduler is not None:
+        float_top1 = _run_dask(scheduler, jobs, plans, by_key, graph, calib, eval_x, labels,
+                               spec.verify_each, tech, path.stem, finished, fronts)
+    elif jobs == 1 or len(todo) <= 1:
+        for fp in plans:
+            front = _run_front(fp.job(graph, calib, eval_x, labels, spec.verify_each))
             fronts.append(front)
             for bj in backs(front):
-                row = rows[bj.config.index] = _run_back(bj)
-                report(_describe_row(row))
-        if data is not None and data.labels is not None:
-            float_top1 = _ort_top1(graph, data.x, data.labels)  # the imported float model
+                finished(_run_back(bj), bj.config.index)
+        if want_float and eval_x is not None and labels is not None:
+            float_top1 = _ort_top1(graph, eval_x, labels)  # the imported float model
     else:
-        float_top1 = _run_pool(front_jobs, backs, rows, min(jobs, total), report,
+        front_jobs = [fp.job(graph, calib, eval_x, labels, spec.verify_each) for fp in plans]
+        float_top1 = _run_pool(front_jobs, backs, finished, min(jobs, len(todo)), report,
                                graph if data is not None else None, data, fronts)
-    calibrated = any(isinstance(r, CalibrationRecord) for f in fronts for r in f.records)
     # A -p pipeline may leave out quantize: the result's settings say what the rows ran.
+    # Resumed rows ran the same pipeline (the settings record is checked), so a sweep whose
+    # fronts all ran earlier takes the answer from the pipeline itself.
+    if fronts:
+        calibrated = any(isinstance(r, CalibrationRecord) for f in fronts for r in f.records)
+    else:
+        calibrated = any(p.name == "quantize" for p in configs[0].stages[0])
     settings = SweepSettings(weight_bits=spec.weight_bits, cell_bits=spec.cell_bits,
                              act_bits=spec.act_bits, dac_bits=spec.dac_bits,
                              adc_bits=spec.adc_bits, tech=spec.tech, quantize=calibrated)
@@ -457,8 +495,68 @@ def run_sweep(spec: SweepSpec, jobs: int | None = None,
                        calibration=_calibration_text(spec, calib) if calibrated else None)
 
 
+def check_runner(jobs: int | None, scheduler: str | None) -> int:
+    """The worker count for `jobs` and `scheduler` (see `run_sweep`), or a usage error."""
+    if scheduler is not None and not scheduler.strip():
+        raise UsageError("--scheduler: empty address",
+                         hint="'local', or a scheduler address like tcp://HOST:8786")
+    if scheduler is not None and scheduler != "local" and jobs is not None:
+        raise UsageError("--jobs sets the local worker count; with --scheduler ADDRESS the "
+                         "cluster's workers run the sweep", hint="drop --jobs")
+    n = default_jobs() if jobs is None else jobs
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UsageError(f"--jobs must be >= 1, got {n!r}")
+    return n
+
+
+def sweep_to_csv(spec: SweepSpec, dest: Path, jobs: int | None = None,
+                 progress: Progress | None = None, *, scheduler: str | None = None,
+                 resume: bool = False) -> SweepResult:
+    """`run_sweep`, with each row streamed into the CSV `dest` as it finishes and, at the
+    end, the final CSV (rows in configuration order) written atomically in its place; with
+    `resume`, the rows an earlier run of the same sweep left in `dest` are kept and not
+    run again (the format and checks: `imcc.sweep_log`)."""
+    from imcc.report.sweep import csv_columns, to_csv
+    from imcc.sweep_log import SweepLog
+
+    configs = plan_sweep(spec)  # every option checked before anything is read or written
+    check_runner(jobs, scheduler)
+    log, done = SweepLog.open(dest, csv_columns(spec.data is not None),
+                              settings_record(spec), [c.label for c in configs], resume)
+    try:
+        result = run_sweep(spec, jobs, progress, scheduler=scheduler, done=done,
+                           on_row=log.append)
+    finally:
+        log.close()
+    log.finish(to_csv(result))
+    return result
+
+
+def settings_record(spec: SweepSpec) -> dict[str, Any]:
+    """What every row of `spec` shares, for the resume check (`imcc.sweep_log`): the
+    options other than the configuration axes, and the sha256 of each input file (a file
+    changed since is a different sweep)."""
+    from imcc import __version__
+    from imcc.sweep_log import file_digest
+
+    def digest(p: Path | None) -> str | None:
+        return None if p is None else file_digest(p)
+
+    skip = {"model", "targets", "ranks", "groups", "mappings", "calib", "data", "policy",
+            "verify_each"}
+    record: dict[str, Any] = {f.name: getattr(spec, f.name) for f in fields(spec)
+                              if f.name not in skip}
+    record["layer_rank"] = list(spec.layer_rank)
+    record.update(imcc_version=__version__,
+                  model_sha256=file_digest(resolve_model(spec.model)),
+                  calib_sha256=digest(spec.calib), data_sha256=digest(spec.data),
+                  policy_sha256=digest(spec.policy))
+    return record
+
+
 def _run_pool(front_jobs: list[_FrontJob], backs: Callable[[_Front], list[_BackJob]],
-              rows: dict[int, SweepRow], workers: int, report: Callable[[str], None],
+              finished: Callable[[SweepRow, int], None], workers: int,
+              report: Callable[[str], None],
               float_graph: Graph | None, data: Dataset | None,
               fronts: list[_Front]) -> float | None:
     # "spawn": workers start from a clean interpreter, so no lock held by a thread of this
@@ -488,8 +586,7 @@ def _run_pool(front_jobs: list[_FrontJob], backs: Callable[[_Front], list[_BackJ
                         for bj in backs(result):
                             pending[pool.submit(_run_back, bj)] = ("back", bj.config.index)
                     elif kind == "back":
-                        rows[index] = result
-                        report(_describe_row(result))
+                        finished(result, index)
                     else:
                         float_top1 = result
         except BaseException:
@@ -503,6 +600,81 @@ def _run_pool(front_jobs: list[_FrontJob], backs: Callable[[_Front], list[_BackJ
                 proc.join(timeout=10)
             raise
     return float_top1
+
+
+# ------------------------------------------------------------------ dask.distributed
+
+
+def _dask_front(plan: _FrontPlan, graph: Graph, calib: np.ndarray | None,
+                eval_x: np.ndarray | None, labels: np.ndarray | None,
+                verify_each: bool) -> _Front:
+    with limit_threads(1):
+        return _run_front(plan.job(graph, calib, eval_x, labels, verify_each))
+
+
+def _dask_back(front: _Front, config: Config, tech: TechProfile, model_name: str
+               ) -> tuple[int, SweepRow]:
+    with limit_threads(1):
+        return config.index, _run_back(_BackJob(front, config, tech, model_name))
+
+
+def _dask_float(graph: Graph, eval_x: np.ndarray, labels: np.ndarray) -> float:
+    with limit_threads(1):
+        return _ort_top1(graph, eval_x, labels)
+
+
+def _run_dask(scheduler: str, jobs: int, plans: list[_FrontPlan],
+              by_key: dict[str, list[Config]], graph: Graph, calib: np.ndarray | None,
+              eval_x: np.ndarray | None, labels: np.ndarray | None, verify_each: bool,
+              tech: TechProfile, model_name: str,
+              finished: Callable[[SweepRow, int], None], fronts: list[_Front]) -> float | None:
+    """The sweep as dask tasks: the imported graph, the calibration batch and the
+    evaluation data are scattered once to every worker (broadcast), each front is one task
+    and each row one task depending on its front (the front's graph moves between workers
+    only when the scheduler places a row elsewhere); rows are handed to `finished` as they
+    complete. One BLAS thread per task: a worker runs one task per thread already."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise UsageError("--scheduler needs dask.distributed, which is not installed",
+                         hint="pip install 'imcc[distributed]'") from None
+    import logging
+
+    with ExitStack() as stack:
+        if scheduler == "local":
+            stack.enter_context(_single_threaded_math())
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=jobs, threads_per_worker=1, processes=True,
+                dashboard_address=None, silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="20s"))
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise UsageError(f"--scheduler {scheduler}: cannot connect ({exc})",
+                                 hint="start one with `dask scheduler` and `dask worker "
+                                      "ADDRESS`, or use --scheduler local") from None
+        shipped = [graph, calib, eval_x, labels]
+        g, c, x, y = (None if v is None else client.scatter(v, broadcast=True, hash=False)
+                      for v in shipped)
+        front_futs = {p.key: client.submit(_dask_front, p, g, c, x, y, verify_each,
+                                           key=f"imcc-front-{n}", pure=False)
+                      for n, p in enumerate(plans)}
+        futs = [client.submit(_dask_back, front_futs[p.key], cfg, tech, model_name,
+                              key=f"imcc-row-{cfg.index}", pure=False)
+                for p in plans for cfg in by_key[p.key]]
+        float_fut = None if y is None else client.submit(_dask_float, g, x, y,
+                                                          key="imcc-float", pure=False)
+        try:
+            for fut in as_completed(futs):
+                index, row = fut.result()
+                finished(row, index)
+            fronts.extend(f.result() for f in front_futs.values())
+            return None if float_fut is None else float(float_fut.result())
+        except BaseException:
+            client.cancel([*futs, *front_futs.values(), *([float_fut] if float_fut else [])])
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
 @contextmanager
@@ -540,4 +712,4 @@ def _calibration_text(spec: SweepSpec, calib: np.ndarray | None) -> str:
 
 
 __all__ = ["Config", "SweepSpec", "default_jobs", "plan_sweep", "row_from_report",
-           "run_sweep", "split_list"]
+           "run_sweep", "settings_record", "split_list", "sweep_to_csv"]

@@ -147,10 +147,11 @@ def _c(name: str, what: str, setup: Setup, codes: int | tuple[int, ...],
 
 def _two_unsupported(d: Path) -> list[str]:
     # Two independent branches, so each op is reported in its own right.
-    m = _model([helper.make_node("Erf", ["x"], ["a"], name="erf1"),
-                helper.make_node("HardSwish", ["x"], ["b"], name="hswish"),
+    # One crossbar op (ConvTranspose) and one digital op (Hardmax): the message says which.
+    m = _model([helper.make_node("ConvTranspose", ["x", "w"], ["a"], name="deconv"),
+                helper.make_node("Hardmax", ["x"], ["b"], name="hardmax"),
                 helper.make_node("Add", ["a", "b"], ["y"], name="add")],
-               [_x(["N", 3, 8, 8])], ["y"], {})
+               [_x(["N", 3, 8, 8])], ["y"], {"w": _w(3, 3, 1, 1)})
     return ["compile", _save(d, "two_ops.onnx", m)]
 
 
@@ -325,8 +326,8 @@ CASES: list[BadInput] = [
     _c("directory", "a directory as the model", _model_dir, 3),
     _c("missing_path", "a path that does not exist", lambda d: ["compile", "nope.onnx"], 3),
     # --- model contents
-    _c("two_unsupported_ops", "a model with two unsupported ops (Erf, HardSwish)",
-       _two_unsupported, 3, ("Erf", "HardSwish")),
+    _c("two_unsupported_ops", "a model with two unsupported ops (ConvTranspose, Hardmax)",
+       _two_unsupported, 3, ("ConvTranspose", "Hardmax", "crossbar op", "digital op")),
     _c("custom_domain", "an op from a custom domain", _custom_domain, 3, ("com.example",)),
     _c("dynamic_spatial", "input N x 3 x H x W (dynamic spatial size)", _dynamic_spatial, 3,
        ("dynamic",)),

@@ -149,3 +149,43 @@ def test_html_states_the_low_rank_configuration_and_error_and_cycles_per_image()
     assert "0.250 (max 0.375)" in page  # the mean over the factorized layers, each once
     assert "Computing cycles per image" in page
     assert '<div class="scroll"><table class="layers">' in page  # wide tables scroll
+
+
+def test_cycles_over_the_lower_bound_in_every_format() -> None:
+    # Layer 2: 352 cycles over a bound of 320 (1.10x); the network: 1376 over 1344 (1.02x).
+    from rich.console import Console
+
+    from imcc.report.terminal import report_table, summary_lines
+
+    rows = table_rows(to_markdown(sample()))
+    header = rows[0].split(" | ")
+    col = header.index("Cycles / bound")
+    assert header[col - 1] == "Bound"
+    assert rows[3].split(" | ")[col] == "1.10x" and rows[3].split(" | ")[col - 1] == "320"
+    assert rows[2].split(" | ")[col] == "1.00x"
+    assert rows[4].split(" | ")[col] == "**1.02x**"
+    recs = list(csv.DictReader(io.StringIO(to_csv(sample()))))
+    assert recs[1]["lower_bound_cycles"] == "320" and float(recs[1]["cycles_per_bound"]) == 1.1
+    page = to_html(sample())
+    assert "<th>Cycles / bound</th>" in page and '<td class="n">1.10x</td>' in page
+    assert '<td class="n">1,344</td>' in page
+    buf = io.StringIO()
+    console = Console(file=buf, width=250, color_system=None)
+    rep = Report.from_json(sample())
+    console.print(report_table(rep)[0])  # (table, the columns left out)
+    for line in summary_lines(rep):
+        console.print(line)
+    text = buf.getvalue()
+    assert "/bound" in text and "1.10x" in text and "1.02x" in text
+    assert "lower bound: 1,344 cycles" in text
+
+
+def test_report_without_bounds_renders_dashes() -> None:
+    raw = sample()
+    del raw["lower_bound_cycles"]
+    for la in raw["layers"]:
+        del la["lower_bound_cycles"]
+    rows = table_rows(to_markdown(raw))
+    col = rows[0].split(" | ").index("Cycles / bound")
+    assert rows[2].split(" | ")[col] == "-" and rows[4].split(" | ")[col] == "**-**"
+    assert list(csv.DictReader(io.StringIO(to_csv(raw))))[0]["cycles_per_bound"] == ""

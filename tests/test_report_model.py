@@ -85,17 +85,40 @@ def test_round_trip_with_lowrank_and_without_energy() -> None:
 
 def test_reads_a_report_written_before_later_keys_existed() -> None:
     # The first imcc-report/1 files had no group_pack, slices, input_bits, params_before,
-    # params_after (per layer) nor passes.
+    # params_after, lower_bound_cycles (per layer) nor passes and lower_bound_cycles.
     raw = report_dict()
-    del raw["passes"]
+    del raw["passes"], raw["lower_bound_cycles"]
     for la in raw["layers"]:
-        for k in ("group_pack", "slices", "input_bits", "params_before", "params_after"):
+        for k in ("group_pack", "slices", "input_bits", "params_before", "params_after",
+                  "lower_bound_cycles"):
             del la[k]
     rep = Report.from_json(raw)
+    assert rep.lower_bound_cycles is None and rep.bound_ratio is None
+    assert rep.layers[0].lower_bound_cycles is None and rep.layers[0].bound_ratio is None
+    assert "lower_bound_cycles" not in rep.to_json()
     assert rep.passes is None and rep.layers[0].group_pack is None
     assert rep.layers[0].input_bits is None and rep.layers[0].slices is None
     out = rep.to_json()
     assert "passes" not in out and "group_pack" not in out["layers"][0]
+
+
+def test_compiled_report_carries_each_layers_lower_bound(tiny_dir: Path) -> None:
+    # Built from the emitted program's typed records: each layer's bound is the tiling
+    # model's bound of its geometry, the network's is their sum, and no layer is below it.
+    from imcc.report.build import layer_geom
+    from imcc.targets.program_io import read_program
+    from imcc.targets.tiling import lower_bound_cycles
+
+    rep = Report.from_json(json.loads((tiny_dir / "report.json").read_text()))
+    program = read_program(tiny_dir)
+    t = rep.target
+    for la, layer in zip(rep.layers, program.crossbar_layers(), strict=True):
+        assert la.lower_bound_cycles == lower_bound_cycles(
+            layer_geom(layer), len(layer.slice_weights), t.rows, t.cols) > 0
+        assert la.cycles >= la.lower_bound_cycles
+        assert la.bound_ratio == la.cycles / la.lower_bound_cycles
+    assert rep.lower_bound_cycles == sum(la.lower_bound_cycles or 0 for la in rep.layers)
+    assert rep.bound_ratio is not None and rep.bound_ratio >= 1.0
 
 
 def _edit(path: str, value: Any = None, drop: bool = False) -> dict[str, Any]:
@@ -140,9 +163,10 @@ def _set(path: str, value: Any) -> dict[str, Any]:
     (_set("lowrank", {"rank": "m/2", "groups": 4, "factorized_layers": 1, "skipped": [],
                       "notes": {}}), "lowrank.skipped must be an object"),
     (_set("passes", [1]), "passes must be a list of pass names"),
+    (_set("layers.1.lower_bound_cycles", 1.5), "layers[1].lower_bound_cycles must be an "),
 ], ids=["list", "format", "total", "target", "layer", "string", "bool", "speedup",
         "layers-dict", "pw", "layer-string", "breakdown", "breakdown-keys", "quantized",
-        "skipped", "passes"])
+        "skipped", "passes", "bound"])
 def test_malformed_report_is_a_one_line_data_error(raw: Any, needle: str) -> None:
     with pytest.raises(DataError) as exc:
         Report.from_json(copy.deepcopy(raw))

@@ -80,8 +80,8 @@ def test_one_line_per_layer_and_numbers_whole(outdir: Path, width: int) -> None:
         assert "not shown at 80 columns:" in text and "op / shape" in text
         assert head == 3  # title, header, rule: no header wraps onto a second line
     else:
-        # only the op / shape text does not fit beside every figure of a low-rank layer
-        assert "(not shown at 160 columns: op / shape;" in text
+        # only /bound and the op / shape text do not fit beside a low-rank layer's figures
+        assert "(not shown at 160 columns: /bound, op / shape;" in text
 
 
 def test_width_from_columns_and_full_names(outdir: Path) -> None:

@@ -25,8 +25,43 @@ from imcc.ir import Graph, TensorType, Value
 from imcc.ir import ops as O
 from imcc.ir.types import DType
 
-Operand = Value | np.ndarray  # an activation, or a constant folded at import time
 MAX_ELEMENTS = 1 << 28  # refuse tensors that would take gigabytes per sample
+
+
+class BatchDep:
+    """Shape arithmetic that depends on the dynamic batch size: the batch as a symbol.
+
+    ``Shape`` of an activation with a dynamic batch gives its sizes with the batch
+    replaced, once by ``B1`` and once by ``B2``; every node reading such a value is folded
+    twice, once per substitution. A result equal in both does not depend on the batch and
+    is a plain constant (``Shape -> Gather(2) -> Div`` of a channel shuffle); one that
+    differs does, and stays a ``BatchDep``. An element equal to ``k * B`` in both is the
+    batch times ``k`` (:meth:`batch_factor`), which a Reshape or Expand reads as "the
+    batch". ``ref`` is the activation whose batch it is, for an Expand of a constant to
+    the batch (a class token). The two values are distinct primes far above any batch
+    arithmetic an exporter writes, so an unrelated value never equals ``k * B`` in both."""
+
+    B1, B2 = 1009, 2003
+
+    def __init__(self, v1: np.ndarray, v2: np.ndarray, ref: Value) -> None:
+        self.v1, self.v2, self.ref = np.asarray(v1), np.asarray(v2), ref
+
+    def batch_factor(self) -> list[int | None]:
+        """Per element (flattened): 0 when it does not depend on the batch, ``k`` when it is
+        ``k * B``, None otherwise."""
+        out: list[int | None] = []
+        for a, b in zip(self.v1.reshape(-1).tolist(), self.v2.reshape(-1).tolist(),
+                        strict=True):
+            if a == b:
+                out.append(0)
+            elif isinstance(a, int) and a % self.B1 == 0 and a // self.B1 * self.B2 == b:
+                out.append(a // self.B1)
+            else:
+                out.append(None)
+        return out
+
+
+Operand = Value | np.ndarray | BatchDep  # an activation, a folded constant, batch arithmetic
 
 
 class _Skip(Exception):
@@ -38,12 +73,13 @@ _A = onnx.AttributeProto
 # every op imcc translates); a model giving another type is malformed.
 _ATTR_TYPES: dict[str, int] = {
     **dict.fromkeys(("group", "transA", "transB", "training_mode", "axis", "ceil_mode",
-                     "count_include_pad", "storage_order", "allowzero", "is_test", "to"),
-                    _A.INT),
+                     "count_include_pad", "storage_order", "allowzero", "is_test", "to",
+                     "keepdims", "noop_with_empty_axes", "stash_type", "num_outputs", "start",
+                     "end"), _A.INT),
     **dict.fromkeys(("kernel_shape", "strides", "dilations", "pads", "perm", "axes",
-                     "starts", "ends"), _A.INTS),
+                     "starts", "ends", "split"), _A.INTS),
     **dict.fromkeys(("alpha", "beta", "epsilon", "value", "min", "max"), _A.FLOAT),
-    **dict.fromkeys(("auto_pad", "mode"), _A.STRING),
+    **dict.fromkeys(("auto_pad", "mode", "approximate", "equation"), _A.STRING),
 }
 _REQUIRED_ATTRS: dict[str, tuple[str, ...]] = {
     "Concat": ("axis",), "Cast": ("to",), "MaxPool": ("kernel_shape",),
@@ -53,7 +89,16 @@ _ARITY: dict[str, tuple[int, int]] = {
     "Conv": (2, 3), "Gemm": (2, 3), "MatMul": (2, 2), "BatchNormalization": (5, 5),
     "Clip": (1, 3), "Add": (2, 2), "Sub": (2, 2), "Mul": (2, 2), "Div": (2, 2),
     "Pad": (1, 4), "Slice": (1, 5), "Concat": (1, 1 << 30), "Reshape": (2, 2),
-    "Squeeze": (1, 2), "Unsqueeze": (1, 2), "Dropout": (1, 3)}
+    "Squeeze": (1, 2), "Unsqueeze": (1, 2), "Dropout": (1, 3), "Pow": (2, 2),
+    "LayerNormalization": (2, 3), "ReduceMean": (1, 2), "ReduceSum": (1, 2),
+    "ReduceMax": (1, 2), "Split": (1, 2), "Where": (3, 3), "Expand": (2, 2), "Gather": (2, 2),
+    "Einsum": (2, 2)}
+# ONNX ops whose weights a crossbar would hold: a model using them is missing a crossbar
+# op, not a digital one (the refusal says which).
+_CROSSBAR_LIKE = frozenset({"ConvTranspose", "ConvInteger", "QLinearConv", "MatMulInteger",
+                            "QLinearMatMul", "DeformConv", "RNN", "LSTM", "GRU"})
+# Translated ops that write several outputs themselves (one Slice per Split output).
+_MULTI_OUTPUT = frozenset({"MaxPool", "Split"})
 
 
 def _attrs(im: _Importer, node: onnx.NodeProto) -> dict[str, Any]:
@@ -104,24 +149,35 @@ class _Importer:
         v = self.env[node.input[idx]]
         if isinstance(v, Value):
             raise self.fail(node, f"{what} must be a constant (initializer) to be mapped")
+        if isinstance(v, BatchDep):
+            raise self.fail(node, f"{what} depends on the batch size")
         return v
 
     def act(self, node: onnx.NodeProto, idx: int = 0) -> Value:
         if idx >= len(node.input) or not node.input[idx]:
             raise self.fail(node, f"input {idx} is missing")
         v = self.env[node.input[idx]]
+        if isinstance(v, BatchDep):
+            raise self.fail(node, f"input {idx} is shape arithmetic that depends on the batch "
+                                  "size")
         if isinstance(v, np.ndarray):
             return self.g.const(node.input[idx] or "const", v.astype(np.float32)
                                 if v.dtype == np.float64 else v)
         return v
 
-    def operand_value(self, name: str) -> Value:
+    def operand_value(self, name: str, node: onnx.NodeProto | None = None) -> Value:
         v = self.env[name]
+        if isinstance(v, BatchDep):
+            raise _Skip(f"{node.op_type} node {node.name or node.output[0]!r}: operand "
+                        f"{name!r} depends on the batch size" if node is not None else
+                        f"{name!r} depends on the batch size")
         return v if isinstance(v, Value) else self.g.const(name, v)
 
-    def emit(self, op: O.Op, ins: list[Value], node: onnx.NodeProto) -> Value:
+    def emit(self, op: O.Op, ins: list[Value], node: onnx.NodeProto,
+             out_name: str | None = None) -> Value:
         try:
-            n = self.g.add(op, ins, node.name or node.output[0], out_names=[node.output[0]])
+            n = self.g.add(op, ins, node.name or node.output[0],
+                           out_names=[out_name or node.output[0]])
         except UnsupportedError as exc:  # shape inference refused the model's shapes
             raise self.fail(node, "; ".join(exc.problems)) from exc
         t = n.output.type
@@ -157,7 +213,7 @@ class _Importer:
                         # cannot fold; still report its own op type if unsupported.
                         self.defined.update(outs)
                         if node.op_type not in _TRANSLATE:
-                            raise self.fail(node, "op type not supported")
+                            raise self.fail(node, _unsupported_op(node.op_type))
                         continue
                     raise self.fail(node, f"input {missing[0]!r} is not defined")
                 self._node(node)
@@ -215,22 +271,75 @@ class _Importer:
         if node.op_type == "Constant":
             self.env[node.output[0]] = _constant(node)
             return
-        if all(v is None or isinstance(v, np.ndarray) for v in ins) and node.input:
+        if node.op_type in ("Shape", "Size") and len(ins) == 1 and isinstance(ins[0], Value):
+            self.env[node.output[0]] = self._shape_of(node, ins[0])
+            return
+        if node.op_type == "Expand" and len(ins) == 2 and isinstance(ins[1], BatchDep) \
+                and isinstance(ins[0], np.ndarray):
+            self.env[node.output[0]] = _expand_to_batch(self, node, ins[0], ins[1])
+            return
+        if all(v is None or isinstance(v, np.ndarray | BatchDep) for v in ins) and node.input:
             self._fold(node, ins)
             return
         fn = _TRANSLATE.get(node.op_type)
         if fn is None:
-            raise self.fail(node, "op type not supported")
-        if len([o for o in node.output if o]) > 1 and node.op_type != "MaxPool":
+            raise self.fail(node, _unsupported_op(node.op_type))
+        if len([o for o in node.output if o]) > 1 and node.op_type not in _MULTI_OUTPUT:
             raise self.fail(node, "several outputs are not supported")
         lo, hi = _ARITY.get(node.op_type, (1, 1))
         if not lo <= len(node.input) <= hi or not all(node.input[:lo]):
             raise self.fail(node, f"{len(node.input)} inputs ({', '.join(map(repr, node.input))})"
                                   f"; it takes {lo}" + (f" to {hi}" if hi > lo else ""))
         out = fn(self, node, _attrs(self, node))
-        self.env[node.output[0]] = out
+        if isinstance(out, list):  # one Value per output (Split)
+            for name, v in zip(node.output, out, strict=True):
+                if name and v is not None:
+                    self.env[name] = v
+        else:
+            self.env[node.output[0]] = out
+
+    def _shape_of(self, node: onnx.NodeProto, x: Value) -> np.ndarray | BatchDep:
+        """Shape/Size of an activation: a constant when its sizes are static, else the
+        sizes with the batch as a symbol (see `BatchDep`)."""
+        a = _attrs(self, node)
+        dims = list(x.type.shape)
+        if node.op_type == "Shape":
+            r = len(dims)
+            start, end = int(a.get("start", 0)), int(a.get("end", r))
+            start, end = (max(0, min(r, v + r if v < 0 else v)) for v in (start, end))
+            dims = dims[start:end]
+        vals = [np.array([self._dim(d, b) for d in dims], np.int64)
+                for b in (BatchDep.B1, BatchDep.B2)]
+        if node.op_type == "Size":
+            vals = [np.array(int(np.prod(v)), np.int64) for v in vals]
+        if np.array_equal(vals[0], vals[1]):
+            return vals[0]
+        return BatchDep(vals[0], vals[1], x)
+
+    @staticmethod
+    def _dim(d: int | None, batch: int) -> int:
+        return batch if d is None else int(d)
 
     def _fold(self, node: onnx.NodeProto, ins: list[Any]) -> None:
+        deps = [v for v in ins if isinstance(v, BatchDep)]
+        if not deps:
+            self._fold_once(node, ins)
+            return
+        # Batch arithmetic: fold once per batch substitution, keep what depends on it.
+        if node.op_type in ("ConstantOfShape", "Expand", "Tile", "Range"):
+            raise self.fail(node, "a tensor sized by the batch (only shape arithmetic may "
+                                  "depend on the batch size)")
+        outs = [o for o in node.output if o]
+        res: list[list[np.ndarray]] = []
+        for k in ("v1", "v2"):
+            self._fold_once(node, [getattr(v, k) if isinstance(v, BatchDep) else v
+                                   for v in ins])
+            res.append([np.asarray(self.env[o]) for o in outs])
+        for o, r1, r2 in zip(outs, res[0], res[1], strict=True):
+            same = r1.shape == r2.shape and np.array_equal(r1, r2)
+            self.env[o] = r1 if same else BatchDep(r1, r2, deps[0].ref)
+
+    def _fold_once(self, node: onnx.NodeProto, ins: list[Any]) -> None:
         from onnx.reference import ReferenceEvaluator
 
         feeds = {name: v for name, v in zip(node.input, ins, strict=True) if name}
@@ -249,6 +358,32 @@ class _Importer:
             raise self.fail(node, f"constant folding failed ({exc})") from exc
         for name, r in zip([o for o in node.output if o], res, strict=False):
             self.env[name] = np.asarray(r)
+
+
+def _unsupported_op(op_type: str) -> str:
+    """The refusal for an op type imcc does not translate, saying which kind is missing."""
+    kind = "crossbar" if op_type in _CROSSBAR_LIKE else "digital"
+    return f"op type not supported (a {kind} op imcc does not implement)"
+
+
+def _expand_to_batch(im: _Importer, node: onnx.NodeProto, x: np.ndarray, dep: BatchDep
+                     ) -> Value:
+    """Expand of a constant to a shape whose first element is the batch (a class token
+    broadcast over the batch): an `Expand` reading the batch of ``dep.ref``."""
+    factors = dep.batch_factor()
+    if not factors or factors[0] != 1 or any(f != 0 for f in factors[1:]):
+        raise im.fail(node, "a shape that depends on the batch other than as its first size")
+    shape = [int(v) for v in dep.v1.reshape(-1)[1:]]
+    xs = (1,) * (len(shape) + 1 - x.ndim) + tuple(x.shape)
+    if len(xs) != len(shape) + 1 or xs[0] != 1:
+        raise im.fail(node, f"constant of shape {list(x.shape)} expanded to the batch")
+    try:
+        sample = np.broadcast_shapes(xs[1:], tuple(shape))
+    except ValueError as exc:
+        raise im.fail(node, f"shape {list(x.shape)} does not broadcast to {shape}") from exc
+    c = im.g.const(node.input[0], x.reshape(xs).astype(np.float32)
+                   if x.dtype == np.float64 else x.reshape(xs))
+    return im.emit(O.Expand(tuple(int(d) for d in sample)), [c, dep.ref], node)
 
 
 def _constant(node: onnx.NodeProto) -> np.ndarray:
@@ -382,7 +517,8 @@ def _conv(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     ho, wo = op.out_hw(int(x.type.shape[2]), int(x.type.shape[3]))  # type: ignore[arg-type]
     if ho < 1 or wo < 1:
         raise im.fail(node, "the kernel is larger than the padded input")
-    ins = [x, im.g.const(node.input[1], w.astype(np.float32))]
+    # copy=False: a float32 weight is shared with the model's array, not duplicated
+    ins = [x, im.g.const(node.input[1], w.astype(np.float32, copy=False))]
     if b is not None:
         ins.append(im.g.const(node.input[2], b.astype(np.float32).reshape(-1)))
     return im.emit(op, ins, node)
@@ -398,13 +534,16 @@ def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     if bmat is None or bmat.ndim != 2:
         raise im.fail(node, "the weight (B) must be a 2-D constant")
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-    w = (bmat if a.get("transB", 0) else bmat.T).astype(np.float64) * alpha
+    w = bmat if a.get("transB", 0) else bmat.T
+    if alpha != 1.0:  # scaled in float64, rounded once; alpha 1 is exact in float32 as is
+        w = w.astype(np.float64) * alpha
     n_out = w.shape[0]
     if w.shape[1] != x.type.shape[1]:
         raise im.fail(node, f"weight {list(bmat.shape)} does not match {x.type.shape[1]} "
                             "input features")
     _finite(im, node, w, "the weight (B) times alpha")
-    ins = [x, im.g.const(node.input[1], w.astype(np.float32))]
+    # A float32 weight is kept as it is (VGG-11's first Gemm: 411 MB), not copied.
+    ins = [x, im.g.const(node.input[1], np.ascontiguousarray(w, dtype=np.float32))]
     c = im.const(node, 2, "the bias (C)")
     _finite(im, node, c, "the bias (C)")
     if c is not None:
@@ -654,6 +793,15 @@ def _reshape_to(im: _Importer, node: onnx.NodeProto, x: Value, full: list[int]) 
 
 def _reshape(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     x = im.act(node)
+    dep = im.env[node.input[1]] if len(node.input) > 1 and node.input[1] else None
+    if isinstance(dep, BatchDep):
+        # Shape arithmetic that keeps the batch as the first size: a reshape per sample.
+        f = dep.batch_factor()
+        if not f or f[0] != 1 or any(k != 0 for k in f[1:]):
+            raise im.fail(node, "a target shape that depends on the batch other than as its "
+                                "first size")
+        full = [0] + [int(v) for v in dep.v1.reshape(-1)[1:]]
+        return _reshape_to(im, node, x, full)
     s = im.const(node, 1, "the shape")
     if s is None:
         raise im.fail(node, "the shape input is missing")
@@ -744,7 +892,172 @@ def _cast(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return x
 
 
-_TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Value]] = {
+def _hardsigmoid(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    return im.emit(O.HardSigmoid(float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))),
+                   [im.act(node)], node)
+
+
+def _gelu(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    approx = a.get("approximate", "none")
+    if approx not in ("none", "tanh"):
+        raise im.fail(node, f"approximate={approx!r} (none or tanh)")
+    return im.emit(O.Gelu(approx), [im.act(node)], node)
+
+
+def _axis_of(im: _Importer, node: onnx.NodeProto, axis: int, rank: int) -> int:
+    """A non-negative, non-batch axis."""
+    if not -rank <= axis < rank:
+        raise im.fail(node, f"axis={axis} is out of range for rank {rank}")
+    axis %= rank
+    if axis == 0:
+        raise im.fail(node, "an operation along the batch axis")
+    return axis
+
+
+def _reduce(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    r = x.type.rank
+    if "axes" in a:
+        axes: list[int] | None = [int(v) for v in a["axes"]]
+    else:
+        c = im.const(node, 1, "axes")
+        axes = None if c is None else [int(v) for v in c.reshape(-1)]
+    if not axes:
+        if a.get("noop_with_empty_axes", 0):
+            return x
+        axes = list(range(r))
+    if any(not -r <= ax < r for ax in axes) or len({ax % r for ax in axes}) != len(axes):
+        raise im.fail(node, f"axes {axes} are out of range or repeated for rank {r}")
+    norm = tuple(sorted(ax % r for ax in axes))
+    if 0 in norm:
+        raise im.fail(node, "reducing over the batch axis")
+    keep = bool(a.get("keepdims", 1))
+    op: O.Op = (O.ReduceMean(norm, keep) if node.op_type == "ReduceMean" else
+                O.ReduceSum(norm, keep) if node.op_type == "ReduceSum" else
+                O.ReduceMax(norm, keep))
+    return im.emit(op, [x], node)
+
+
+def _layernorm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    axis = _axis_of(im, node, int(a.get("axis", -1)), x.type.rank)
+    if len([o for o in node.output if o]) > 1:
+        raise im.fail(node, "the Mean/InvStdDev outputs")
+    norm_shape = tuple(int(d) for d in x.type.shape[axis:])  # type: ignore[arg-type]
+    ins = [x]
+    for i, what in ((1, "the scale"), (2, "the bias")):
+        v = im.const(node, i, what)
+        if v is None:
+            if i == 1:
+                raise im.fail(node, "the scale input is missing")
+            continue
+        try:
+            np.broadcast_shapes(v.shape, norm_shape)
+        except ValueError as exc:
+            raise im.fail(node, f"{what} of shape {list(v.shape)} for normalized shape "
+                                f"{list(norm_shape)}") from exc
+        if v.ndim > len(norm_shape):
+            raise im.fail(node, f"{what} of rank {v.ndim} beyond the normalized axes")
+        _finite(im, node, v, what)
+        ins.append(im.g.const(node.input[i], v.astype(np.float32)))
+    return im.emit(O.LayerNorm(axis, float(a.get("epsilon", 1e-5))), ins, node)
+
+
+def _gather(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    if isinstance(im.env[node.input[0]], np.ndarray):
+        raise im.fail(node, "constant data gathered by activation indices (an embedding "
+                            "lookup)")
+    x = im.act(node)
+    idx = im.const(node, 1, "the indices")
+    assert idx is not None  # the arity check requires it
+    axis = _axis_of(im, node, int(a.get("axis", 0)), x.type.rank)
+    if idx.dtype.kind not in "iu" or idx.ndim > 1:
+        raise im.fail(node, f"indices of type {idx.dtype} and rank {idx.ndim} (integer "
+                            "scalar or 1-D)")
+    dim = int(x.type.shape[axis])  # type: ignore[arg-type]
+    vals = [int(v) for v in idx.reshape(-1)]
+    if any(not -dim <= v < dim for v in vals):
+        raise im.fail(node, f"indices {vals} out of range for size {dim}")
+    return im.emit(O.Gather(axis, tuple(v % dim for v in vals), idx.ndim == 0), [x], node)
+
+
+def _split(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> list[Value | None]:
+    x = im.act(node)
+    axis = _axis_of(im, node, int(a.get("axis", 0)), x.type.rank)
+    dim = int(x.type.shape[axis])  # type: ignore[arg-type]
+    n = len(node.output)
+    if im.opset >= 13:
+        c = im.const(node, 1, "split")
+        sizes = None if c is None else [int(v) for v in c.reshape(-1)]
+    else:
+        sizes = [int(v) for v in a["split"]] if "split" in a else None
+    if sizes is None:
+        if im.opset >= 18 and "num_outputs" in a:
+            k = int(a["num_outputs"])
+            if k != n or k < 1:
+                raise im.fail(node, f"num_outputs={k} for {n} outputs")
+            chunk = -(-dim // k)
+            sizes = [min(chunk, dim - i * chunk) for i in range(k)]
+        elif dim % n:
+            raise im.fail(node, f"{dim} does not split evenly into {n} outputs")
+        else:
+            sizes = [dim // n] * n
+    if len(sizes) != n or sum(sizes) != dim or min(sizes) < 0:
+        raise im.fail(node, f"split sizes {sizes} for {n} outputs of a size-{dim} axis")
+    outs: list[Value | None] = []
+    start = 0
+    for name, size in zip(node.output, sizes, strict=True):
+        if name:
+            op = O.Slice((start,), (start + size,), (axis,), (1,))
+            outs.append(im.emit(op, [x], node, out_name=name))
+        else:
+            outs.append(None)
+        start += size
+    return outs
+
+
+def _where(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    """Where(cond, a, b); a constant condition is cast to bool, as ONNX requires it be."""
+    ins = [im.operand_value(n, node) for n in node.input]
+    if ins[0].type.dtype != DType.BOOL:
+        raise im.fail(node, f"a condition of type {ins[0].type.dtype.value} (bool)")
+    for v in ins[1:]:
+        if v.is_const and v.data is not None and v.data.dtype == np.float64:
+            v.data = v.data.astype(np.float32)
+    return im.emit(O.Where(), ins, node)
+
+
+def _expand(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+    x = im.act(node)
+    dep = im.env[node.input[1]]
+    if isinstance(dep, BatchDep):
+        f = dep.batch_factor()
+        if not f or f[0] != 1 or any(k != 0 for k in f[1:]):
+            raise im.fail(node, "a shape that depends on the batch other than as its first "
+                                "size")
+        shape: list[int | None] = [None, *(int(v) for v in dep.v1.reshape(-1)[1:])]
+    else:
+        s = im.const(node, 1, "the shape")
+        assert s is not None
+        shape = [int(v) for v in s.reshape(-1)]
+    xs = list(x.type.shape)
+    if len(shape) > len(xs):
+        raise im.fail(node, f"expanding {x.type} to {shape} adds axes before the batch")
+    shape = [*([1] * (len(xs) - len(shape))), *shape]
+    if shape[0] not in (1, None) and shape[0] != xs[0]:
+        raise im.fail(node, f"expanding the batch axis of {x.type} to {shape[0]}")
+    out: list[int] = []
+    for d, t in zip(xs[1:], shape[1:], strict=True):
+        if t == 1 or t == d:
+            out.append(int(d))  # type: ignore[arg-type]
+        elif d == 1 and t is not None and t > 0:
+            out.append(t)
+        else:
+            raise im.fail(node, f"shape {shape} does not broadcast from {x.type}")
+    return im.emit(O.Expand(tuple(out)), [x], node)
+
+
+_TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Any]] = {
     "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _bn,
     "Relu": _unary(O.Relu()), "Sigmoid": _unary(O.Sigmoid()), "Tanh": _unary(O.Tanh()),
     "LeakyRelu": _leaky, "Clip": _clip, "Softmax": _softmax,
@@ -756,6 +1069,11 @@ _TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Valu
     "Pad": _pad, "Slice": _slice, "Concat": _concat, "Reshape": _reshape, "Flatten": _flatten,
     "Squeeze": _squeeze_like, "Unsqueeze": _squeeze_like, "Transpose": _transpose,
     "Identity": _identity, "Dropout": _dropout, "Cast": _cast,
+    "HardSigmoid": _hardsigmoid, "HardSwish": _unary(O.HardSwish()), "Erf": _unary(O.Erf()),
+    "Gelu": _gelu, "Sqrt": _unary(O.Sqrt()), "Reciprocal": _unary(O.Reciprocal()),
+    "Pow": _binary(O.Pow()), "ReduceMean": _reduce, "ReduceSum": _reduce,
+    "ReduceMax": _reduce, "LayerNormalization": _layernorm, "Gather": _gather,
+    "Split": _split, "Expand": _expand, "Where": _where,
 }
 
 SUPPORTED_OPS = sorted(_TRANSLATE)

@@ -363,6 +363,36 @@ def _export_node(ctx: _Ctx, n: Node) -> None:
         ctx.node("Transpose", [n.inputs[0].name], [out], nm, perm=list(op.perm))
     elif isinstance(op, O.Softmax):
         ctx.node("Softmax", [n.inputs[0].name], [out], nm, axis=op.axis)
+    elif isinstance(op, O.HardSigmoid):
+        ctx.node("HardSigmoid", [n.inputs[0].name], [out], nm, alpha=op.alpha, beta=op.beta)
+    elif isinstance(op, O.Gelu):
+        ctx.need(20)  # Gelu is an ONNX op from opset 20
+        ctx.node("Gelu", [n.inputs[0].name], [out], nm, approximate=op.approximate)
+    elif isinstance(op, O.LayerNorm):
+        ctx.node("LayerNormalization", [_vname(ctx, v) for v in n.inputs], [out], nm,
+                 axis=op.axis, epsilon=op.epsilon)
+    elif isinstance(op, (O.ReduceMean, O.ReduceSum, O.ReduceMax)):
+        ctx.need(18)  # axes as an input (ReduceSum from 13, the others from 18)
+        axes = ctx.init(nm + "/axes", np.array(op.axes, np.int64))
+        ctx.node(op.kind, [n.inputs[0].name, axes], [out], nm, keepdims=int(op.keepdims))
+    elif isinstance(op, O.Gather):
+        ind = ctx.init(nm + "/indices", np.array(op.indices, np.int64))
+        if op.scalar:  # ctx.init stores 1-D arrays; a scalar index also removes the axis
+            ctx.node("Gather", [n.inputs[0].name, ind], [nm + "/gathered"], nm + "/gather",
+                     axis=op.axis)
+            ctx.node("Squeeze", [nm + "/gathered", ctx.init(nm + "/axis", np.array(
+                [op.axis], np.int64))], [out], nm)
+        else:
+            ctx.node("Gather", [n.inputs[0].name, ind], [out], nm, axis=op.axis)
+    elif isinstance(op, O.Expand):
+        # (batch of the last input,) + sample_shape, the batch read at run time.
+        ref_shape = nm + "/ref_shape"
+        ctx.node("Shape", [n.inputs[-1].name], [ref_shape], nm + "/shape", start=0, end=1)
+        full = nm + "/full_shape"
+        ctx.node("Concat", [ref_shape, ctx.init(nm + "/sample_shape",
+                                                np.array(op.sample_shape, np.int64))], [full],
+                 nm + "/concat", axis=0)
+        ctx.node("Expand", [_vname(ctx, n.inputs[0]), full], [out], nm)
     elif isinstance(op, O.LeakyRelu):
         ctx.node("LeakyRelu", [n.inputs[0].name], [out], nm, alpha=op.alpha)
     else:

@@ -497,6 +497,252 @@ class Transpose(Op):
         return np.ascontiguousarray(np.transpose(xs[0], self.perm))
 
 
+@dataclass(frozen=True)
+class HardSigmoid(Unary):
+    """y = max(0, min(1, alpha * x + beta)) (ONNX HardSigmoid)."""
+
+    kind: ClassVar[str] = "HardSigmoid"
+    alpha: float = 0.2
+    beta: float = 0.5
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        x = xs[0]
+        y = x * np.float32(self.alpha) + np.float32(self.beta)
+        return np.clip(y, 0, 1).astype(x.dtype)
+
+
+@dataclass(frozen=True)
+class HardSwish(Unary):
+    """y = x * max(0, min(1, x / 6 + 1/2)) (ONNX HardSwish: HardSigmoid with alpha 1/6)."""
+
+    kind: ClassVar[str] = "HardSwish"
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        x = xs[0]
+        return (x * np.clip(x * np.float32(1 / 6) + np.float32(0.5), 0, 1)).astype(x.dtype)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, elementwise, to float64 precision (numpy has none).
+
+    Maclaurin series ``2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))`` in float64 for
+    ``|x| < 4`` (the largest term at |x| = 4 is about 1e5, so cancellation costs at most 5 of
+    float64's 16 digits: the error stays below 1e-10), and ``sign(x)`` beyond, where
+    ``1 - erf(4) = 1.5e-8`` is below half a float32 ulp of 1."""
+    x64 = np.asarray(x, dtype=np.float64)
+    a = np.clip(x64, -4.0, 4.0)
+    a2 = a * a
+    term = a.copy()
+    total = a.copy()
+    for n in range(1, 100):
+        term *= -a2 / n
+        total += term / (2 * n + 1)
+        if not np.any(np.abs(term) > 1e-17 * (2 * n + 1)):
+            break
+    y = total * (2.0 / math.sqrt(math.pi))
+    return np.where(np.abs(x64) >= 4.0, np.sign(x64), y)
+
+
+@dataclass(frozen=True)
+class Erf(Unary):
+    kind: ClassVar[str] = "Erf"
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        return erf(xs[0]).astype(xs[0].dtype)
+
+
+@dataclass(frozen=True)
+class Gelu(Unary):
+    """ONNX Gelu (opset 20): ``approximate="none"``: ``x/2 * (1 + erf(x / sqrt 2))``;
+    ``"tanh"``: ``x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))``. In float64, rounded
+    once to float32."""
+
+    kind: ClassVar[str] = "Gelu"
+    approximate: str = "none"
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        x = xs[0].astype(np.float64)
+        if self.approximate == "tanh":
+            inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
+            y = 0.5 * x * (1 + np.tanh(inner))
+        else:
+            y = 0.5 * x * (1 + erf(x / math.sqrt(2)))
+        return y.astype(xs[0].dtype)
+
+
+@dataclass(frozen=True)
+class Sqrt(Unary):
+    kind: ClassVar[str] = "Sqrt"
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        return np.sqrt(xs[0]).astype(xs[0].dtype)
+
+
+@dataclass(frozen=True)
+class Reciprocal(Unary):
+    kind: ClassVar[str] = "Reciprocal"
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        return (np.float32(1) / xs[0]).astype(xs[0].dtype)
+
+
+@dataclass(frozen=True)
+class LayerNorm(Op):
+    """ONNX LayerNormalization over the axes ``axis..rank-1`` (``axis >= 1``; the batch
+    axis is never normalized): ``y = (x - mean) / sqrt(var + epsilon) * scale + bias``,
+    population variance, statistics in float64 (ONNX's ``stash_type`` 1 computes them in
+    float32; the two agree to float32 rounding). Inputs ``[x, scale, bias?]``."""
+
+    kind: ClassVar[str] = "LayerNormalization"
+    axis: int
+    epsilon: float = 1e-5
+
+    def infer(self, ins: list[TensorType]) -> list[TensorType]:
+        return [ins[0]]
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        x = xs[0]
+        axes = tuple(range(self.axis, x.ndim))
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=axes, keepdims=True)
+        var = ((x64 - mean) ** 2).mean(axis=axes, keepdims=True)
+        y = ((x64 - mean) / np.sqrt(var + self.epsilon)).astype(np.float32) * xs[1]
+        if len(xs) > 2:
+            y = y + xs[2]
+        return y.astype(x.dtype)
+
+
+class _Reduce(Op):
+    """Reduction over ``axes`` (non-negative, never the batch axis 0), keeping them as
+    size-1 axes when ``keepdims``."""
+
+    axes: tuple[int, ...]
+    keepdims: bool
+
+    def infer(self, ins: list[TensorType]) -> list[TensorType]:
+        x = ins[0]
+        if self.keepdims:
+            shp = tuple(1 if i in self.axes else d for i, d in enumerate(x.shape))
+        else:
+            shp = tuple(d for i, d in enumerate(x.shape) if i not in self.axes)
+        return [TensorType(shp, x.dtype)]
+
+
+@dataclass(frozen=True)
+class ReduceMean(_Reduce):
+    kind: ClassVar[str] = "ReduceMean"
+    axes: tuple[int, ...]
+    keepdims: bool = True
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        return xs[0].mean(axis=self.axes, keepdims=self.keepdims, dtype=np.float32
+                          ).astype(xs[0].dtype)
+
+
+@dataclass(frozen=True)
+class ReduceSum(_Reduce):
+    kind: ClassVar[str] = "ReduceSum"
+    axes: tuple[int, ...]
+    keepdims: bool = True
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        return xs[0].sum(axis=self.axes, keepdims=self.keepdims).astype(xs[0].dtype)
+
+
+@dataclass(frozen=True)
+class ReduceMax(_Reduce):
+    kind: ClassVar[str] = "ReduceMax"
+    axes: tuple[int, ...]
+    keepdims: bool = True
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        return xs[0].max(axis=self.axes, keepdims=self.keepdims)
+
+
+@dataclass(frozen=True)
+class Pow(Binary):
+    kind: ClassVar[str] = "Pow"
+    ufunc: ClassVar[np.ufunc] = np.power
+
+
+@dataclass(frozen=True)
+class Where(Op):
+    """``y = cond ? a : b`` with numpy broadcasting; inputs ``[cond (bool), a, b]``."""
+
+    kind: ClassVar[str] = "Where"
+
+    def infer(self, ins: list[TensorType]) -> list[TensorType]:
+        return [TensorType(_broadcast(_broadcast(ins[0].shape, ins[1].shape), ins[2].shape),
+                           ins[1].dtype)]
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        return np.where(xs[0].astype(bool), xs[1], xs[2]).astype(xs[1].dtype)
+
+
+@dataclass(frozen=True)
+class Expand(Op):
+    """Broadcast ``x`` to ``(batch,) + sample_shape`` (numpy rules). Inputs ``[x]``: the
+    batch is x's own; ``[x, ref]``: x is a constant and the batch is that of the
+    activation ``ref`` (e.g. a ViT's class token expanded to the batch)."""
+
+    kind: ClassVar[str] = "Expand"
+    sample_shape: tuple[int, ...]
+
+    def infer(self, ins: list[TensorType]) -> list[TensorType]:
+        batch = ins[-1].shape[0]
+        return [TensorType((batch,) + self.sample_shape, ins[0].dtype)]
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        x = xs[0]
+        shape = (xs[-1].shape[0],) + self.sample_shape
+        return np.ascontiguousarray(np.broadcast_to(x, shape))
+
+
+@dataclass(frozen=True)
+class Gather(Op):
+    """``np.take(x, indices, axis)`` with constant, non-negative indices (``axis >= 1``);
+    ``scalar``: one index that removes the axis (an ONNX scalar indices tensor)."""
+
+    kind: ClassVar[str] = "Gather"
+    axis: int
+    indices: tuple[int, ...]
+    scalar: bool = False
+
+    def infer(self, ins: list[TensorType]) -> list[TensorType]:
+        shp = list(ins[0].shape)
+        mid: list[int | None] = [] if self.scalar else [len(self.indices)]
+        return [TensorType(tuple(shp[:self.axis] + mid + shp[self.axis + 1:]), ins[0].dtype)]
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        idx: int | list[int] = self.indices[0] if self.scalar else list(self.indices)
+        return np.ascontiguousarray(np.take(xs[0], idx, axis=self.axis))
+
+
+@dataclass(frozen=True)
+class MatMul(Op):
+    """A matrix product of two activations (attention scores, attention x values): numpy
+    ``matmul`` semantics with the leading (batch) axes broadcast. A digital op: neither
+    operand is a stored weight, so it cannot be held in a crossbar. ``macs`` counts its
+    multiply-accumulates per sample for the report."""
+
+    kind: ClassVar[str] = "MatMul"
+
+    def infer(self, ins: list[TensorType]) -> list[TensorType]:
+        a, b = ins[0].shape, ins[1].shape
+        lead = _broadcast(a[:-2], b[:-2])
+        return [TensorType(lead + (a[-2], b[-1]), ins[0].dtype)]
+
+    def compute(self, *xs: np.ndarray) -> np.ndarray:
+        return np.matmul(xs[0], xs[1]).astype(xs[0].dtype)
+
+    @staticmethod
+    def macs(a: Shape, b: Shape) -> int:
+        """Multiply-accumulates per sample of ``a @ b`` (the batch axis left out)."""
+        lead = _broadcast(a[:-2], b[:-2])[1:]
+        return int(math.prod(int(d or 1) for d in lead)) * int(a[-2] or 1) * \
+            int(a[-1] or 1) * int(b[-1] or 1)
+
+
 CROSSBAR_OPS: tuple[type[Op], ...] = (Conv, Linear)
 
 
@@ -507,6 +753,8 @@ def prod(xs: tuple[int, ...] | list[int]) -> int:
 __all__ = [
     "Op", "Conv", "Linear", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Softmax", "Affine",
     "FakeQuant", "Add", "Sub", "Mul", "Div", "MaxPool", "AveragePool", "GlobalAveragePool",
-    "GlobalMaxPool", "Pad", "Slice", "Concat", "Reshape", "Transpose", "CROSSBAR_OPS",
+    "GlobalMaxPool", "Pad", "Slice", "Concat", "Reshape", "Transpose", "HardSigmoid",
+    "HardSwish", "Erf", "Gelu", "Sqrt", "Reciprocal", "LayerNorm", "ReduceMean", "ReduceSum",
+    "ReduceMax", "Pow", "Where", "Expand", "Gather", "MatMul", "erf", "CROSSBAR_OPS",
     "conv_out", "prod", "DType",
 ]

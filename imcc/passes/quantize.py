@@ -20,8 +20,10 @@ through a ``FakeQuant(scale, b, signed)`` node::
     y = q * scale
 
 ``signed=False`` when ``x`` is provably non-negative: produced by Relu, Sigmoid, Softmax,
+HardSigmoid, Sqrt,
 Clip(min >= 0) or an unsigned FakeQuant, or by an op that keeps non-negativity
-(MaxPool, AveragePool, global pools, Slice, Reshape, Transpose, Pad with value >= 0,
+(MaxPool, AveragePool, global pools, Slice, Reshape, Transpose, Reduce*, Gather, Expand,
+Pad with value >= 0,
 Concat/Add/Mul/Div and crossbar/affine layers whose inputs and constants are all
 non-negative). One FakeQuant is shared by all crossbar layers that read the same value
 at the same bit width. Only the crossbar layers read it: every other user of ``x`` (e.g.
@@ -94,7 +96,8 @@ SEED = 0
 # Ops whose output is non-negative whenever their (first) input is.
 _KEEP_NONNEG: tuple[type[ops.Op], ...] = (
     ops.MaxPool, ops.AveragePool, ops.GlobalAveragePool, ops.GlobalMaxPool, ops.Slice,
-    ops.Reshape, ops.Transpose)
+    ops.Reshape, ops.Transpose, ops.ReduceMean, ops.ReduceSum, ops.ReduceMax, ops.Gather,
+    ops.Expand)
 # Ops whose output is non-negative whenever all inputs (constants included) are.
 _ALL_NONNEG: tuple[type[ops.Op], ...] = (
     ops.Concat, ops.Add, ops.Mul, ops.Div, ops.Affine, ops.Conv, ops.Linear)
@@ -223,7 +226,7 @@ def _nonnegative_values(graph: Graph) -> set[int]:
 
     for node in graph.nodes:
         op, ins = node.op, node.inputs
-        if isinstance(op, ops.Relu | ops.Sigmoid | ops.Softmax):
+        if isinstance(op, ops.Relu | ops.Sigmoid | ops.Softmax | ops.HardSigmoid | ops.Sqrt):
             ok = True
         elif isinstance(op, ops.Clip):
             ok = ((op.min is not None and op.min >= 0)

@@ -27,6 +27,7 @@ from imcc.report.model import (
 from imcc.targets.cost import LayerGeom, im2col_cost
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, Program
+from imcc.targets.tiling import lower_bound_cycles
 
 __all__ = ["FORMAT", "build_report", "layer_entry", "layer_geom", "uncompressed_im2col_cycles"]
 
@@ -77,6 +78,7 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget,
         n_parallel=layer.mapping.n_parallel, group_pack=layer.mapping.group_pack,
         conv_groups=layer.groups, row_tiles=row_tiles, col_tiles=col_tiles, tiles=len(tiles),
         windows=layer.n_windows, cycles=layer.cycles, im2col_cycles=base,
+        lower_bound_cycles=_layer_bound(layer, target),
         utilization=taps / (len(tiles) * target.rows * target.cols) if tiles else 0.0,
         mapping_note=layer.mapping.reason or None,
         rank=lr.rank if lr else None, groups=lr.groups if lr else None,
@@ -86,6 +88,16 @@ def layer_entry(layer: CrossbarLayer, target: CrossbarTarget,
         params_after=lr.params_after if lr else None,     # of the pair (both halves)
         weight_params=layer.weight_params, slices=len(layer.slice_weights),
         input_bits=layer.in_quant[1] if layer.in_quant else None, energy=energy)
+
+
+def _layer_bound(layer: CrossbarLayer, target: CrossbarTarget) -> int:
+    """The layer's lower bound as the emitter recorded it (program.json checks it equals
+    the bound of its geometry); a program read from a file written before the key has 0,
+    so the bound is then computed from the same geometry."""
+    if layer.lower_bound_cycles > 0:
+        return layer.lower_bound_cycles
+    return lower_bound_cycles(layer_geom(layer), len(layer.slice_weights), target.rows,
+                              target.cols)
 
 
 def _original_geom(r: CrossbarLayer, l_half: CrossbarLayer) -> LayerGeom:
@@ -165,6 +177,7 @@ def build_report(program: Program, target: CrossbarTarget,
                           dac_bits=t["dac_bits"], adc_bits=t["adc_bits"], tech=tech),
         quantized=program.quantized, calibration=calibration, mapping=mapping,
         total_cycles=total, im2col_cycles=base, speedup=base / total if total else None,
+        lower_bound_cycles=sum(entry.lower_bound_cycles or 0 for entry in layers),
         uncompressed_im2col_cycles=original,
         speedup_vs_im2col=original / total if total else None,
         n_arrays=program.n_arrays, n_crossbar_layers=len(layers),

@@ -3,8 +3,8 @@
 `Report.to_json()` returns exactly the dictionary report.json holds (same keys, same order),
 and `Report.from_json()` reads any imcc-report/1 dictionary written so far: keys that later
 versions added (``group_pack``, ``slices``, ``input_bits``, ``params_before``,
-``params_after``, ``passes``) may be missing from an old file. A malformed report raises
-`DataError` with a one-line reason naming the key.
+``params_after``, ``passes``, ``lower_bound_cycles``) may be missing from an old file. A
+malformed report raises `DataError` with a one-line reason naming the key.
 
 Optional parts are Optional fields: `Report.energy` / `LayerReport.energy` exist only with an
 energy analysis, `Report.lowrank` only when the low-rank pass ran, so renderers never probe
@@ -262,6 +262,15 @@ class LayerReport:
     input_bits: int | None
     energy: LayerEnergy | None = None
     chip: LayerChip | None = None    # with --chip
+    # Activations no correct layout of this layer goes below (imcc.targets.tiling,
+    # "Lower bound"); None: a report written before the key.
+    lower_bound_cycles: int | None = None
+
+    @property
+    def bound_ratio(self) -> float | None:
+        """cycles / lower_bound_cycles (>= 1; None without a bound)."""
+        lb = self.lower_bound_cycles
+        return None if not lb else self.cycles / lb
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -272,7 +281,10 @@ class LayerReport:
         d.update({
             "conv_groups": self.conv_groups, "row_tiles": self.row_tiles,
             "col_tiles": self.col_tiles, "tiles": self.tiles, "windows": self.windows,
-            "cycles": self.cycles, "im2col_cycles": self.im2col_cycles,
+            "cycles": self.cycles, "im2col_cycles": self.im2col_cycles})
+        if self.lower_bound_cycles is not None:
+            d["lower_bound_cycles"] = self.lower_bound_cycles
+        d.update({
             "utilization": self.utilization, "mapping_note": self.mapping_note,
             "rank": self.rank, "groups": self.groups, "rel_error": self.rel_error,
             "pair": self.pair, "role": self.role, "params_before": self.params_before,
@@ -314,7 +326,9 @@ class LayerReport:
             conv_groups=r.integer("conv_groups"), row_tiles=r.integer("row_tiles"),
             col_tiles=r.integer("col_tiles"), tiles=r.integer("tiles"),
             windows=r.integer("windows"), cycles=r.integer("cycles"),
-            im2col_cycles=r.integer("im2col_cycles"), utilization=r.number("utilization"),
+            im2col_cycles=r.integer("im2col_cycles"),
+            lower_bound_cycles=r.integer("lower_bound_cycles", optional=True),
+            utilization=r.number("utilization"),
             mapping_note=r.string("mapping_note", nullable=True),
             rank=r.integer("rank", nullable=True), groups=r.integer("groups", nullable=True),
             rel_error=r.number("rel_error", nullable=True),
@@ -357,7 +371,15 @@ class Report:
     passes: tuple[str, ...] | None = None   # the pass pipeline run (None: not recorded)
     pipeline: str | None = None  # its spec, which `-p` parses back (None: not recorded)
     chip: ChipSummary | None = None  # chip-level figures (only with --chip)
+    # The sum of the layers' lower_bound_cycles (None: a report written before the key).
+    lower_bound_cycles: int | None = None
     format: str = FORMAT
+
+    @property
+    def bound_ratio(self) -> float | None:
+        """total_cycles / lower_bound_cycles (>= 1; None without a bound)."""
+        lb = self.lower_bound_cycles
+        return None if not lb else self.total_cycles / lb
 
     @property
     def headline_speedup(self) -> float | None:
@@ -378,8 +400,10 @@ class Report:
             "format": self.format, "imcc_version": self.imcc_version, "model": self.model,
             "target": self.target.to_json(), "quantized": self.quantized,
             "calibration": self.calibration, "mapping": self.mapping,
-            "total_cycles": self.total_cycles, "im2col_cycles": self.im2col_cycles,
-            "speedup": self.speedup}
+            "total_cycles": self.total_cycles}
+        if self.lower_bound_cycles is not None:
+            d["lower_bound_cycles"] = self.lower_bound_cycles
+        d.update({"im2col_cycles": self.im2col_cycles, "speedup": self.speedup})
         if self.uncompressed_im2col_cycles is not None:
             d.update({"uncompressed_im2col_cycles": self.uncompressed_im2col_cycles,
                       "speedup_vs_im2col": self.speedup_vs_im2col,
@@ -433,7 +457,9 @@ class Report:
             format=fmt, imcc_version=r.string("imcc_version"), model=r.string("model"),
             target=TargetInfo._read(target), quantized=r.flag("quantized"),
             calibration=r.string("calibration", nullable=True), mapping=r.string("mapping"),
-            total_cycles=r.integer("total_cycles"), im2col_cycles=r.integer("im2col_cycles"),
+            total_cycles=r.integer("total_cycles"),
+            lower_bound_cycles=r.integer("lower_bound_cycles", optional=True),
+            im2col_cycles=r.integer("im2col_cycles"),
             speedup=r.number("speedup", nullable=True),
             uncompressed_im2col_cycles=r.integer("uncompressed_im2col_cycles", optional=True),
             speedup_vs_im2col=r.number("speedup_vs_im2col", nullable=True, optional=True),

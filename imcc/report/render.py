@@ -37,7 +37,8 @@ from imcc.report.units import (
 
 CSV_COLUMNS: tuple[str, ...] = (
     "name", "op", "shape", "conv_groups", "mapping", "pw", "n_parallel", "mapping_note",
-    "row_tiles", "col_tiles", "tiles", "windows", "cycles", "im2col_cycles", "utilization",
+    "row_tiles", "col_tiles", "tiles", "windows", "cycles", "im2col_cycles",
+    "lower_bound_cycles", "cycles_per_bound", "utilization",
     "weight_params", "rank", "groups", "rel_error", "pair", "role", "energy_pj", "latency_ns",
     *(f"energy_{k}_pj" for k in BREAKDOWN_KEYS),
 )
@@ -51,6 +52,11 @@ def _pw(v: tuple[int, int] | None) -> str:
 
 def _layer_speedup(layer: LayerReport) -> str:
     return ratio_text(ratio(layer.im2col_cycles, layer.cycles))
+
+
+def _bound_text(layer: LayerReport | Report) -> str:
+    """cycles / lower bound, e.g. ``"1.05x"`` (NONE_TEXT for a report without bounds)."""
+    return ratio_text(layer.bound_ratio)
 
 
 def _layer_energy(layer: LayerReport) -> float | None:
@@ -130,8 +136,8 @@ def to_markdown(report: Report) -> str:
     lines += [" · ".join(summary), ""]
 
     header = ["Layer", "Op", "Mapping", "PW", "Tiles", "Windows", "Cycles", "im2col cycles",
-              "Speedup", "Util."]
-    align = [":--", ":--", ":--", ":-:", "--:", "--:", "--:", "--:", "--:", "--:"]
+              "Speedup", "Bound", "Cycles / bound", "Util."]
+    align = [":--", ":--", ":--", ":-:", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:"]
     if lowrank:
         header.append("Low-rank")
         align.append(":--")
@@ -143,7 +149,8 @@ def to_markdown(report: Report) -> str:
     for la in layers:
         row = [_md_name(la.name), _md(la.op), _md(la.mapping), _pw(la.pw),
                count_text(la.tiles), count_text(la.windows), count_text(la.cycles),
-               count_text(la.im2col_cycles), _layer_speedup(la), pct_text(la.utilization)]
+               count_text(la.im2col_cycles), _layer_speedup(la),
+               count_text(la.lower_bound_cycles), _bound_text(la), pct_text(la.utilization)]
         if lowrank:
             row.append(_md(_lowrank_text(la)))
         if energy is not None:
@@ -152,7 +159,8 @@ def to_markdown(report: Report) -> str:
     total = ["**Total**", "", "", "",
              count_text(sum(la.tiles for la in layers)) if layers else NONE_TEXT, "",
              f"**{count_text(report.total_cycles)}**", count_text(report.im2col_cycles),
-             f"**{ratio_text(report.speedup)}**", ""]
+             f"**{ratio_text(report.speedup)}**", count_text(report.lower_bound_cycles),
+             f"**{_bound_text(report)}**", ""]
     if lowrank:
         total.append("")
     if energy is not None:
@@ -167,6 +175,8 @@ def _csv_cell(la: LayerReport, col: str) -> str:
     e = la.energy
     if col == "pw":
         return "" if la.pw is None else _pw(la.pw)
+    if col == "cycles_per_bound":
+        return csv_value(la.bound_ratio)
     if col in ("energy_pj", "latency_ns"):
         return "" if e is None else csv_value(getattr(e, col))
     if col.startswith("energy_") and col.endswith("_pj"):
@@ -353,6 +363,8 @@ def to_html(report: Report) -> str:
         ("Speedup vs im2col (uncompressed)", ratio_text(report.headline_speedup)),
         *([("im2col cycles, this factorized network", count_text(report.im2col_cycles)),
            ("Speedup vs its own im2col", ratio_text(speed))] if lowrank else []),
+        ("Lower bound (cycles)", count_text(report.lower_bound_cycles)),
+        ("Cycles / lower bound", _bound_text(report)),
         ("Arrays", count_text(report.n_arrays)),
         ("Crossbar layers", str(len(layers))),
     ]
@@ -406,7 +418,8 @@ def to_html(report: Report) -> str:
 
     parts.append("<h2>Layers</h2>")
     head = ["Layer", "Op", "Shape", "Mapping", "PW", "Tiles (rows x cols)", "Windows",
-            "Cycles", "im2col cycles", "Speedup", "Utilization"]
+            "Cycles", "im2col cycles", "Speedup", "Lower bound", "Cycles / bound",
+            "Utilization"]
     if lowrank:
         head.append("Low-rank")
     if energy is not None:
@@ -418,6 +431,7 @@ def to_html(report: Report) -> str:
                  _mapping_td(la), _td(_pw(la.pw)), _td(tiles, True),
                  _td(count_text(la.windows), True), _td(count_text(la.cycles), True),
                  _td(count_text(la.im2col_cycles), True), _td(_layer_speedup(la), True),
+                 _td(count_text(la.lower_bound_cycles), True), _td(_bound_text(la), True),
                  _td(pct_text(la.utilization), True)]
         if lowrank:
             cells.append(_td(_lowrank_text(la)))
@@ -430,6 +444,7 @@ def to_html(report: Report) -> str:
              _td(count_text(sum(la.tiles for la in layers)), True), _td(""),
              _td(count_text(report.total_cycles), True),
              _td(count_text(report.im2col_cycles), True), _td(ratio_text(speed), True),
+             _td(count_text(report.lower_bound_cycles), True), _td(_bound_text(report), True),
              _td("")]
     if lowrank:
         total.append(_td(""))

@@ -99,8 +99,12 @@ class SweepResult:
 # ------------------------------------------------------------------------------- outputs
 
 
+def csv_columns(with_top1: bool) -> tuple[str, ...]:
+    return BASE_COLUMNS + ((TOP1_COLUMN,) if with_top1 else ())
+
+
 def columns(result: SweepResult) -> tuple[str, ...]:
-    return BASE_COLUMNS + ((TOP1_COLUMN,) if result.with_top1 else ())
+    return csv_columns(result.with_top1)
 
 
 def rows_as_dicts(result: SweepResult) -> list[dict[str, Any]]:
@@ -115,16 +119,19 @@ def sweep_payload(result: SweepResult) -> dict[str, Any]:
             "float_top1": result.float_top1, "rows": rows_as_dicts(result)}
 
 
+def csv_line(values: Sequence[Any]) -> str:
+    """One CSV line (newline-terminated) of cells formatted by `csv_value`."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([csv_value(v) for v in values])
+    return buf.getvalue()
+
+
 def to_csv(result: SweepResult) -> str:
     """One row per configuration; energies in pJ, latency in ns, errors and accuracy as
     fractions; an empty cell means "not applicable" (e.g. no factorized layer)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
     cols = columns(result)
-    w.writerow(cols)
-    for d in rows_as_dicts(result):
-        w.writerow([csv_value(d[c]) for c in cols])
-    return buf.getvalue()
+    return csv_line(cols) + "".join(csv_line([d[c] for c in cols])
+                                    for d in rows_as_dicts(result))
 
 
 # The CSV keeps base units (pJ, ns); a terminal table reads better in uJ and ms.

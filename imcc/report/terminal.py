@@ -198,6 +198,9 @@ def report_columns(report: Report, full_names: bool = False) -> list[Column]:
                                                        else la.energy.energy_pj)
                                               for la in layers],
                                   unit.fmt(energy.total_energy_pj)), shrink=3))
+    # cycles / the layer's lower bound: the first column a narrow layout leaves out
+    cols.append(Column("/bound", [ratio_text(la.bound_ratio) for la in layers],
+                       footer=ratio_text(report.bound_ratio), right=True, drop=0))
     return cols
 
 
@@ -237,6 +240,9 @@ def summary_lines(report: Report) -> list[str]:
     """The lines under the table (rich markup; user-controlled text escaped)."""
     lines = [f"total: {count_text(report.total_cycles)} cycles on {report.n_arrays} arrays; "
              + speedup_text(report)]
+    if report.lower_bound_cycles:
+        lines.append(f"lower bound: {count_text(report.lower_bound_cycles)} cycles (no correct "
+                     f"layout goes below it); cycles / bound {ratio_text(report.bound_ratio)}")
     if report.energy is not None:
         lines.append(f"energy {energy_text(report.energy.total_energy_pj)}, latency "
                      f"{time_text(report.energy.total_latency_ns)} per image "

@@ -144,17 +144,35 @@ def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh:
            dh: int, dw: int, kh: int, kw: int) -> tuple[np.ndarray, int]:
     """cells[r, k] = level of slice s of W[oc, c, ky, kx] where the row's PW position minus the
     column's pixel origin is kernel tap (ky, kx); zero where it is no tap. Also returns the
-    number of cells that hold a tap (the mapped cells of the utilization figure)."""
-    c = rows[:, 0][:, None]
-    oc = oc0 + cols[:, 0][None, :]
-    ky_num = rows[:, 1][:, None] - cols[:, 1][None, :] * sh
-    kx_num = rows[:, 2][:, None] - cols[:, 2][None, :] * sw
-    ky, kx = ky_num // dh, kx_num // dw
-    ok = (ky_num % dh == 0) & (kx_num % dw == 0) & (ky >= 0) & (ky < kh) & (kx >= 0) & (kx < kw)
-    s = np.broadcast_to(cols[:, 3][None, :], ok.shape)
-    vals = levels[s, np.broadcast_to(oc, ok.shape), np.broadcast_to(c, ok.shape),
-                  np.where(ok, ky, 0), np.where(ok, kx, 0)]
-    return np.where(ok, vals, 0).astype(levels.dtype), int(ok.sum())
+    number of cells that hold a tap (the mapped cells of the utilization figure).
+
+    The flat index of (s, oc, c, ky, kx) in `levels` is a row term plus a column term (the
+    tap offsets ky_num = py - oy*sh and kx_num = px - ox*sw are differences of a row and a
+    column value), so one (R, C) addition and two range checks replace a five-way gather;
+    this runs once per tile (97,408 calls for VGG-11 on 128x128 arrays)."""
+    _, n_oc, n_c, _, _ = levels.shape
+    taps = kh * kw
+    big = levels.size >= 1 << 31
+    it = np.int64 if big else np.int32
+    r_c, r_y, r_x = (rows[:, i].astype(it) for i in range(3))
+    k_oc, k_y, k_x, k_s = (cols[:, i].astype(it) for i in range(4))
+    ky_num = r_y[:, None] - (k_y * sh)[None, :]
+    kx_num = r_x[:, None] - (k_x * sw)[None, :]
+    # 0 <= ky_num < kh*dh in one unsigned comparison (a negative wraps to a huge value)
+    ut = np.uint64 if big else np.uint32
+    ok = ky_num.view(ut) < kh * dh
+    ok &= kx_num.view(ut) < kw * dw
+    col_base = ((k_s * n_oc + oc0 + k_oc) * n_c) * taps
+    if dh == 1 and dw == 1:
+        flat = (r_c * taps + r_y * kw + r_x)[:, None] + (col_base - k_y * sh * kw
+                                                         - k_x * sw)[None, :]
+    else:
+        ok &= (ky_num % dh == 0) & (kx_num % dw == 0)
+        flat = (r_c * taps)[:, None] + col_base[None, :] + (ky_num // dh) * kw + kx_num // dw
+    np.putmask(flat, ~ok, 0)  # any valid index; the cell is zeroed below
+    cells = levels.reshape(-1).take(flat)
+    np.putmask(cells, ~ok, 0)
+    return cells, int(np.count_nonzero(ok))
 
 
 def _limit(name: str, default: int) -> int:

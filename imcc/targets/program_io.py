@@ -23,7 +23,10 @@ _DIGITAL_OPS: dict[str, type[O.Op]] = {
     cls.kind: cls for cls in (O.Relu, O.LeakyRelu, O.Sigmoid, O.Tanh, O.Clip, O.Softmax,
                               O.Affine, O.FakeQuant, O.Add, O.Sub, O.Mul, O.Div, O.MaxPool,
                               O.AveragePool, O.GlobalAveragePool, O.GlobalMaxPool, O.Pad,
-                              O.Slice, O.Concat, O.Reshape, O.Transpose)}
+                              O.Slice, O.Concat, O.Reshape, O.Transpose, O.HardSigmoid,
+                              O.HardSwish, O.Erf, O.Gelu, O.Sqrt, O.Reciprocal, O.LayerNorm,
+                              O.ReduceMean, O.ReduceSum, O.ReduceMax, O.Pow, O.Where, O.Expand,
+                              O.Gather, O.MatMul)}
 
 
 def _op_attrs(op: O.Op) -> dict[str, Any]:
