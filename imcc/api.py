@@ -202,6 +202,7 @@ def compile(model: PathLike = "resnet20", *, target: str = "128x128", weight_bit
     from imcc.compiler import (
         compile_graph,
         default_outdir,
+        input_normalization,
         options_from_flags,
         resolve_model,
         write_outputs,
@@ -243,6 +244,7 @@ def compile(model: PathLike = "resnet20", *, target: str = "128x128", weight_bit
             x = load_npz(calib, v.name, v.type.shape).take(calib_limit).x
         opts = dataclasses.replace(opts, calib=x)
     res = compile_graph(graph, opts, path.stem, progress=progress)
+    res = dataclasses.replace(res, input_normalization=input_normalization(path))
     dest = None
     if write:
         inputs = [path] + [p for p in (calib, policy) if isinstance(p, (str, Path))]
@@ -277,6 +279,9 @@ class SimulationResult:
     compiled_top1: float | None
     outputs: Mapping[str, np.ndarray] = dataclasses.field(repr=False)
     raw: Mapping[str, Any] = dataclasses.field(repr=False)
+    # What `imcc simulate --save-outputs` writes: 'simulated' (the program's outputs),
+    # 'onnxruntime' (compiled.onnx's on the same inputs) and 'labels' when the data has them
+    saved: Mapping[str, np.ndarray] = dataclasses.field(repr=False, default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.raw)
@@ -330,15 +335,17 @@ def simulate(compiled: PathLike | CompiledModel, *, data: Any = None,
         ds = ds.take(limit)
     adc = None if ideal_adc else ADC_COMPILED if adc_bits is None else adc_bits
     budget = None if max_memory_mib is None else max_memory_mib << 20
+    saved: dict[str, np.ndarray] = {}
     with limit_threads(threads):
-        res, sim = evaluate(outdir, ds, adc, progress=progress, max_memory=budget)
+        res, sim = evaluate(outdir, ds, adc, progress=progress, max_memory=budget,
+                            arrays=saved)
     return SimulationResult(
         images=res["images"], adc_bits=res["adc_bits"], adc_override=res["adc_override"],
         ort_agreement=res["ort_agreement"], max_abs_diff=res["max_abs_diff"],
         matches_onnxruntime=res["matches_onnxruntime"], mismatch=res["mismatch"],
         cycles_per_image=res["cycles_per_image"], report_cycles=res["report_cycles"],
         float_top1=res.get("float_top1"), compiled_top1=res.get("compiled_top1"),
-        outputs=dict(sim.outputs), raw=res)
+        outputs=dict(sim.outputs), raw=res, saved=saved)
 
 
 # --------------------------------------------------------------------------------- check

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -17,7 +18,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape as _escape_markup
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imcc import __version__
 from imcc.errors import ImccError, Interrupted, UsageError
@@ -29,10 +29,26 @@ app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_e
                   help="imcc: compile ONNX CNNs onto in-memory-computing crossbar arrays, "
                        "report cycles/energy, and simulate the mapped program against "
                        "onnxruntime.")
-out = Console()
-if not out.is_terminal:
-    out = Console(width=160)  # piped or captured: do not squeeze tables into 80 columns
-err = Console(stderr=True)
+
+
+def _console(width: int | None = None, no_color: bool = False, stderr: bool = False
+             ) -> Console:
+    """A console for tables (stdout) or messages (stderr). Width: `width` (--width), else
+    $COLUMNS, else the terminal's; output that is not a terminal and has no $COLUMNS gets
+    160 columns rather than rich's 80, so a captured table is not squeezed. Styles are
+    rich's: none when the stream is not a terminal (or NO_COLOR is set); --no-color turns
+    every escape sequence off on a terminal too."""
+    kw: dict[str, Any] = {"stderr": stderr}
+    if no_color:
+        kw["color_system"] = None
+    c = Console(width=width, **kw)
+    if width is None and not c.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        c = Console(width=160, **kw)
+    return c
+
+
+out = _console()
+err = _console(stderr=True)
 _STATE = {"debug": False, "quiet": False}
 
 
@@ -114,7 +130,20 @@ InputShapeOpt = Annotated[list[str] | None, typer.Option(
     "--input-shape", metavar="NAME=DIMS", help="Fix a dynamic input size, e.g. "
     "input=1x3x224x224 (repeatable; NAME= may be left out for a one-input model). The batch "
     "axis stays dynamic; axes the model fixes must match.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables (one "
+                                                      "envelope: format, format_version, "
+                                                      "imcc_version, command, model, then "
+                                                      "the result; docs/reports.md).")]
+WidthOpt = Annotated[int | None, typer.Option(
+    "--width", metavar="COLUMNS", help="Table width in terminal columns (characters); "
+    "columns that do not fit are abbreviated or left out, never cut. Default: $COLUMNS, else "
+    "the terminal's width, else 160 when the output is not a terminal.")]
+NoColorOpt = Annotated[bool, typer.Option(
+    "--no-color", help="Plain text, no colours or styles (automatic when the output is "
+    "not a terminal, or with NO_COLOR set).")]
+FullNamesOpt = Annotated[bool, typer.Option(
+    "--full-names", help="Show full ONNX node names (e.g. /layer1/layer1.0/conv1/Conv) "
+    "instead of the short ones (layer1.0/conv1).")]
 PassesOpt = Annotated[str | None, typer.Option(
     "--passes", "-p", metavar="PIPELINE", help="A pass pipeline replacing the default: "
     "passes joined by commas, options in braces, e.g. 'fold-bn, lowrank{rank=m/8}, "
@@ -130,16 +159,27 @@ ModelArg = Annotated[str, typer.Argument(
          "lists them).")]
 
 
+def _screen(width: int | None, no_color: bool) -> None:
+    """Set up stdout/stderr for a command's --width and --no-color."""
+    global out, err
+    if width is not None and width < 20:
+        raise UsageError(f"--width must be at least 20 (columns), got {width}")
+    out = _console(width, no_color)
+    err = _console(None, no_color, stderr=True)
+
+
 def escape(text: object) -> str:
     """User-controlled text (paths, names) for a line of rich markup: never parsed as
     markup, control characters shown as escapes."""
     return _escape_markup(safe_text(text))
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                    transient=True, disable=not err.is_terminal or _STATE["quiet"])
+def _progress() -> Any:
+    """A rich bar on a terminal, periodic plain lines on stderr otherwise (CI logs);
+    nothing with -q/--quiet."""
+    from imcc.report.progress import progress
+
+    return progress(err, quiet=bool(_STATE["quiet"]))
 
 
 def _compile_option_spec(
@@ -207,7 +247,7 @@ def _given(ctx: typer.Context, names: tuple[str, ...]) -> set[str]:
     return {n for n in names if source(n) in ("COMMANDLINE", "ENVIRONMENT")}
 
 
-def _compile_progress() -> tuple[Progress, Callable[[str], None]]:
+def _compile_progress() -> tuple[Any, Callable[[str], None]]:
     prog = _progress()
     task = prog.add_task("compiling", total=None)
     return prog, lambda s: prog.update(task, description=f"pass {s}")
@@ -233,6 +273,7 @@ def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors, 
           ) -> None:
     _STATE["debug"] = debug
     _STATE["quiet"] = quiet
+    _screen(None, False)  # each invocation starts from the defaults (tests run several)
 
 
 @app.command("compile")
@@ -241,12 +282,14 @@ def compile_cmd(
     model: ModelArg = "resnet20",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output directory "
                                                 "(default: ./<model>.imcc).")] = None,
-    json_: JsonOpt = False, quiet: QuietOpt = False, **opts: Any,
+    json_: JsonOpt = False, quiet: QuietOpt = False, width: WidthOpt = None,
+    no_color: NoColorOpt = False, full_names: FullNamesOpt = False, **opts: Any,
 ) -> None:
     """Compile MODEL for a crossbar target: writes report.json, compiled.onnx, float.onnx,
     program.json and arrays.npz into the output directory and prints the per-layer table.
     Warnings (e.g. a rank clamped to what a layer allows) go to stderr and report.json."""
     _STATE["quiet"] = _STATE["quiet"] or quiet
+    _screen(width, no_color)
     from imcc.api import compile as compile_model
 
     prog, progress = _compile_progress()
@@ -256,11 +299,13 @@ def compile_cmd(
     for w in res.warnings:
         warn(w)
     if json_:
-        out.print_json(json.dumps(res.report.to_json()))
+        from imcc.report.envelope import report_envelope
+
+        out.print_json(json.dumps(report_envelope(res.report.to_json(), "compile")))
     elif not _STATE["quiet"]:
         from imcc.report.terminal import print_report
 
-        print_report(res.report, out)
+        print_report(res.report, out, full_names)
     info(f"wrote {escape(str(res.outdir))}/ (report.json, compiled.onnx, float.onnx, "
          "program.json, arrays.npz)")
 
@@ -274,10 +319,12 @@ def report_cmd(
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per layer.")] = False,
     html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML page with "
                                                    "charts to this file.")] = None,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, width: WidthOpt = None, no_color: NoColorOpt = False,
+    full_names: FullNamesOpt = False,
 ) -> None:
     """Re-render a compiled result (terminal table by default)."""
     _STATE["quiet"] = _STATE["quiet"] or quiet
+    _screen(width, no_color)
     from imcc.api import read_report
     from imcc.fileio import atomic_write_bytes
     from imcc.report import render
@@ -287,7 +334,10 @@ def report_cmd(
         atomic_write_bytes(html, render.to_html(rep).encode())
         info(f"wrote {escape(str(html))}")
     if json_:
-        out.print_json(json.dumps(raw))  # report.json exactly as written
+        from imcc.report.envelope import report_envelope
+
+        # report.json's keys as written, in the envelope every --json output shares
+        out.print_json(json.dumps(report_envelope(raw, "report")))
     elif markdown:
         sys.stdout.write(render.to_markdown(rep))
     elif csv:
@@ -295,7 +345,7 @@ def report_cmd(
     elif html is None:
         from imcc.report.terminal import print_report
 
-        print_report(rep, out)
+        print_report(rep, out, full_names)
 
 
 @app.command("simulate")
@@ -316,8 +366,10 @@ def simulate_cmd(
     allow_mismatch: Annotated[bool, typer.Option(
         "--allow-mismatch", help="Exit 0 even when an exact comparison (ideal or lossless "
         "ADC) finds the program differing from onnxruntime on compiled.onnx.")] = False,
-    save_outputs: Annotated[Path | None, typer.Option(help="Save the simulated outputs to "
-                                                           "this .npz.")] = None,
+    save_outputs: Annotated[Path | None, typer.Option(
+        help="Save the outputs to this .npz (written atomically): 'simulated' (the "
+             "program's), 'onnxruntime' (compiled.onnx's on the same inputs), and 'labels' "
+             "when the data has labels; one row per image.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads for numpy's BLAS and "
                                                      "onnxruntime (0: one per core). Default: "
                                                      "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS if "
@@ -328,7 +380,8 @@ def simulate_cmd(
                                             "windows, outputs); the images are simulated in "
                                             "chunks that fit it. Default: a quarter of the "
                                             "machine's RAM.")] = None,
-    json_: JsonOpt = False, quiet: QuietOpt = False,
+    json_: JsonOpt = False, quiet: QuietOpt = False, width: WidthOpt = None,
+    no_color: NoColorOpt = False,
 ) -> None:
     """Execute the crossbar program on data, compare with onnxruntime on compiled.onnx, and
     report accuracy and the executed cycles per image. With an ideal ADC, or one lossless
@@ -337,6 +390,7 @@ def simulate_cmd(
     float rounding), unless --allow-mismatch. A lossy ADC differs by design: reported, not
     judged. Non-finite outputs are an error (exit 4)."""
     _STATE["quiet"] = _STATE["quiet"] or quiet
+    _screen(width, no_color)
     from imcc.api import simulate
     from imcc.fileio import atomic_write_bytes, npz_bytes
 
@@ -347,9 +401,14 @@ def simulate_cmd(
                        progress=lambda n: p.advance(task, n))
     res = sim.to_json()
     if save_outputs is not None:
-        atomic_write_bytes(save_outputs, npz_bytes(dict(sim.outputs)))
+        atomic_write_bytes(save_outputs, npz_bytes(dict(sim.saved)))
     if json_:
-        out.print_json(json.dumps(res, allow_nan=False))
+        from imcc.api import read_report
+        from imcc.report.envelope import envelope
+
+        model = read_report(outdir)[0].model
+        out.print_json(json.dumps(envelope("simulation", "simulate", model, res),
+                                  allow_nan=False))
     else:
         from imcc.report.terminal import adc_line, sim_table
 
@@ -383,7 +442,8 @@ def check_cmd(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write the "
                                                 "compiled result here when compiling a "
                                                 "model.")] = None,
-    json_: JsonOpt = False, quiet: QuietOpt = False, **opts: Any,
+    json_: JsonOpt = False, quiet: QuietOpt = False, width: WidthOpt = None,
+    no_color: NoColorOpt = False, **opts: Any,
 ) -> None:
     """CI gate: exit 0 when the model is within budget, 1 when a budget is exceeded, 2 on any
     usage or input error (bad budget file, bad model, bad options, compile options given
@@ -397,6 +457,7 @@ def check_cmd(
     # error -- whatever the finer-grained exit code elsewhere. The JUnit file is written on
     # every exit, so a CI report always shows why the gate failed.
     try:
+        _screen(width, no_color)
         # Only the options given are passed on: check refuses them for an OUTDIR.
         given = _given(ctx, _COMPILE_KEYS)
         if given and Path(target_or_model).is_dir():
@@ -419,7 +480,10 @@ def check_cmd(
         atomic_write_bytes(junit, to_junit_xml(result, f"imcc-check {res.report.model}")
                            .encode())
     if json_:
-        out.print_json(json.dumps(result.to_dict()))
+        from imcc.report.envelope import envelope
+
+        out.print_json(json.dumps(envelope("check", "check", res.report.model,
+                                           result.to_dict())))
     else:
         from imcc.report.terminal import check_lines
 
@@ -491,7 +555,8 @@ def sweep_cmd(
         "--chip-arrays", help="Comma-separated numbers of arrays of every --chips chip, e.g. "
         "100,1000,16128 (default: each chip's own).")] = None,
     chip_batch: ChipBatchOpt = None,
-    json_: JsonOpt = False, quiet: QuietOpt = False,
+    json_: JsonOpt = False, quiet: QuietOpt = False, width: WidthOpt = None,
+    no_color: NoColorOpt = False,
 ) -> None:
     """Design-space sweep: compile MODEL for every target x rank x groups x mapping (x chip
     x chip arrays with --chips), write one CSV row per configuration (cycles, energy,
@@ -499,8 +564,10 @@ def sweep_cmd(
     option of `imcc compile` applies to all rows."""
     _STATE["quiet"] = _STATE["quiet"] or quiet
     from imcc.fileio import atomic_write_bytes
-    from imcc.report.sweep import rows_as_dicts
+    from imcc.report.sweep import sweep_payload
     from imcc.sweep import SweepSpec, check_runner, plan_sweep, split_list, sweep_to_csv
+
+    _screen(width, no_color)
 
     def listed(text: str | None, option: str) -> tuple[str, ...] | None:
         return None if text is None else split_list(text, option)
@@ -532,7 +599,10 @@ def sweep_cmd(
 
         atomic_write_bytes(plot, to_html(result).encode())
     if json_:
-        out.print_json(json.dumps(rows_as_dicts(result)))
+        from imcc.report.envelope import envelope
+
+        out.print_json(json.dumps(envelope("sweep", "sweep", result.model,
+                                           sweep_payload(result))))
     else:
         from imcc.report.terminal import print_sweep
 

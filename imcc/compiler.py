@@ -28,7 +28,7 @@ from imcc.errors import UsageError
 from imcc.fileio import atomic_dir
 from imcc.frontend import import_model
 from imcc.ir import Graph, verify
-from imcc.ir.onnx_export import serialize
+from imcc.ir.onnx_export import serialize, to_onnx
 from imcc.ir.records import CalibrationRecord, LowRankRecord, MappingRecord, Record
 from imcc.passes.base import CompileContext, Pass
 from imcc.passes.fold_bn import FoldBatchNorm
@@ -83,6 +83,46 @@ class CompileResult:
     program: Program
     report: dict[str, Any]  # report["passes"] names the passes run, report["pipeline"] spells them
     records: tuple[Record, ...] = ()  # what every pass decided, in order
+    # How the model's input is normalized, for compiled.onnx's metadata: "none" (imcc knows
+    # of none: the input is the original model's), or a JSON object (`input_normalization`)
+    input_normalization: str = "none"
+
+
+def input_normalization(model_path: Path) -> str:
+    """The input normalization imcc knows for a model: the bundled ResNet-20 was trained on
+    ``(pixels / 255 - mean) / std`` with the bundled CIFAR-10 sample's mean/std (channel
+    axis 1), written as a JSON object; any other model "none" (nothing recorded: feed it
+    what the original model takes)."""
+    bundled = Path(str(resources.files("imcc.examples") / BUNDLED["resnet20"]))
+    if model_path.resolve() != bundled.resolve():
+        return "none"
+    from imcc.dataset import bundled_example_data
+
+    with np.load(bundled_example_data(), allow_pickle=False) as z:
+        mean, std = (np.asarray(z[k], dtype=np.float64).round(6).tolist()
+                     for k in ("mean", "std"))
+    return json.dumps({"input": "pixels / 255 (uint8 0..255 -> 0..1)", "mean": mean,
+                       "std": std, "channel_axis": 1, "formula": "(pixels / 255 - mean) / std"})
+
+
+def compiled_onnx_bytes(res: CompileResult) -> bytes:
+    """compiled.onnx: the mapped graph with ``metadata_props`` saying how to run it --
+    ``imcc.input_normalization`` (see `input_normalization`), ``imcc.version``,
+    ``imcc.target`` (array size and bit widths) and ``imcc.pipeline`` (the `-p` text)."""
+    from imcc import __version__
+
+    model = to_onnx(res.graph)
+    t = res.report["target"]
+    meta = {"imcc.input_normalization": res.input_normalization, "imcc.version": __version__,
+            "imcc.target": (f"{t['rows']}x{t['cols']} weight_bits={t['weight_bits']} "
+                            f"cell_bits={t['cell_bits']} act_bits={t['act_bits']} "
+                            f"dac_bits={t['dac_bits']} adc_bits={t['adc_bits']} "
+                            f"tech={t['tech']}"),
+            "imcc.pipeline": str(res.report.get("pipeline", ""))}
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    return model.SerializeToString(deterministic=True)
 
 
 def default_pipeline(opts: CompileOptions) -> list[Pass]:
@@ -267,7 +307,8 @@ def compile_model(model: str, opts: CompileOptions,
                   progress: Callable[[str], None] | None = None) -> CompileResult:
     path = resolve_model(model)
     graph = import_model(path, name=path.stem)
-    return compile_graph(graph, opts, path.stem, progress)
+    return dataclasses.replace(compile_graph(graph, opts, path.stem, progress),
+                               input_normalization=input_normalization(path))
 
 
 def write_outputs(res: CompileResult, outdir: str | Path,
@@ -277,7 +318,7 @@ def write_outputs(res: CompileResult, outdir: str | Path,
     dest = Path(outdir)
     with atomic_dir(dest, protect) as tmp:
         (tmp / "report.json").write_text(json.dumps(res.report, indent=1) + "\n")
-        (tmp / "compiled.onnx").write_bytes(serialize(res.graph))
+        (tmp / "compiled.onnx").write_bytes(compiled_onnx_bytes(res))
         (tmp / "float.onnx").write_bytes(res.float_graph_bytes)
         write_program(res.program, tmp)
     return dest

@@ -470,7 +470,7 @@ def row_from_report(report: Report, cfg: Config, top1: float | None) -> SweepRow
                     tops_per_w=c.tops_per_w, tops_per_mm2=c.tops_per_mm2)
     return SweepRow(
         target=cfg.target.name, rank=cfg.rank, groups=cfg.groups, mapping=cfg.mapping,
-        cycles=report.total_cycles, im2col_cycles=report.im2col_cycles,
+        total_cycles=report.total_cycles, im2col_cycles=report.im2col_cycles,
         speedup=report.speedup, energy_pj=None if energy is None else energy.total_energy_pj,
         latency_ns=None if energy is None else energy.total_latency_ns,
         n_arrays=report.n_arrays, params=report.weight_params, factorized_layers=len(errors),

@@ -45,8 +45,8 @@ from imcc.report.units import safe_text
 Label = tuple[str, str, int, str, str | None, int | None]
 
 SETTINGS_FORMAT = "imcc-sweep-settings/1"
-_INT_FIELDS = {"groups", "cycles", "im2col_cycles", "n_arrays", "params", "factorized_layers",
-               "chip_arrays", "arrays_used", "segments"}
+_INT_FIELDS = {"groups", "total_cycles", "im2col_cycles", "n_arrays", "params",
+               "factorized_layers", "chip_arrays", "arrays_used", "segments"}
 _TEXT_FIELDS = {"target", "rank", "mapping", "chip"}
 _OPTIONAL_TEXT_FIELDS = {"lowrank_method"}  # empty cell: no factorized layer (None)
 

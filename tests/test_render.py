@@ -7,7 +7,7 @@ import io
 import re
 from typing import Any
 
-from conftest import report_dict
+from conftest import report_dict, report_layer
 
 from imcc.report.model import Report
 from imcc.report.render import CSV_COLUMNS
@@ -138,6 +138,19 @@ def test_report_without_lowrank_has_no_lowrank_column() -> None:
     assert "Low-rank" in to_markdown(sample()) and "Low-rank" in to_html(sample())
 
 
+def test_html_states_the_low_rank_configuration_and_error_and_cycles_per_image() -> None:
+    raw = sample()
+    raw["lowrank"] = {"rank": "m/2", "groups": 4, "factorized_layers": 1, "skipped": {},
+                      "notes": {}}
+    raw["layers"].append(report_layer("/l2", rank=8, groups=4, rel_error=0.375, pair="/l2",
+                                      role="R"))
+    page = to_html(raw)
+    assert "<tr><th>Low-rank</th>" in page and "rank m/2, 4 groups, 1 layers factorized" in page
+    assert "0.250 (max 0.375)" in page  # the mean over the factorized layers, each once
+    assert "Computing cycles per image" in page
+    assert '<div class="scroll"><table class="layers">' in page  # wide tables scroll
+
+
 def test_cycles_over_the_lower_bound_in_every_format() -> None:
     # Layer 2: 352 cycles over a bound of 320 (1.10x); the network: 1376 over 1344 (1.02x).
     from rich.console import Console
@@ -159,7 +172,7 @@ def test_cycles_over_the_lower_bound_in_every_format() -> None:
     buf = io.StringIO()
     console = Console(file=buf, width=250, color_system=None)
     rep = Report.from_json(sample())
-    console.print(report_table(rep))
+    console.print(report_table(rep)[0])  # (table, the columns left out)
     for line in summary_lines(rep):
         console.print(line)
     text = buf.getvalue()

@@ -102,3 +102,26 @@ def test_non_finite_outputs_are_an_error_not_nan_json(compiled: tuple[Path, Path
     res = simulate(compiled, "--json")
     assert isinstance(res.exception, DataError)
     assert "NaN or inf" in str(res.exception) and res.stdout == ""
+
+
+def test_save_outputs_holds_both_outputs_and_the_labels(compiled: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    from imcc.sim.evaluate import SAVED_OUTPUT_KEYS, ort_run, ort_session
+
+    out, data = compiled
+    x = np.load(data)["x"]
+    labelled = tmp_path / "xl.npz"
+    np.savez(labelled, x=x, labels=np.arange(len(x)) % 6)
+    for src, keys in ((data, ("simulated", "onnxruntime")), (labelled, SAVED_OUTPUT_KEYS)):
+        dest = tmp_path / f"saved-{src.stem}.npz"
+        res = CliRunner().invoke(app, ["simulate", str(out), "--data", str(src),
+                                       "--save-outputs", str(dest)])
+        assert res.exit_code == 0, res.output
+        with np.load(dest) as saved:
+            assert sorted(saved.files) == sorted(keys)
+            ort_y = ort_run(ort_session(str(out / "compiled.onnx")), x)
+            np.testing.assert_array_equal(saved["onnxruntime"], ort_y)
+            assert saved["simulated"].shape == ort_y.shape
+            np.testing.assert_allclose(saved["simulated"], ort_y, rtol=1e-4, atol=1e-4)
+            if "labels" in keys:
+                np.testing.assert_array_equal(saved["labels"], np.arange(len(x)) % 6)

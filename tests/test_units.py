@@ -54,6 +54,11 @@ def test_plain_numbers_and_csv_cells() -> None:
     assert u.csv_value(None) == "" and u.csv_value(True) == "true"
     assert u.csv_value(0.1) == "0.1" and u.csv_value(np.float64(0.1)) == "0.1"
     assert u.csv_value(7) == "7" and u.csv_value("a,b") == "a,b"
+    # 6 significant digits, plain notation, never fewer than the integer digits
+    assert u.csv_value(20212345.678) == "20212346" and u.csv_value(0.1 + 0.2) == "0.3"
+    assert u.csv_value(0.24512345) == "0.245123" and u.csv_value(1e6) == "1000000"
+    assert u.csv_value(1.5e-7) == "0.00000015" and u.csv_value(0.0) == "0"
+    assert u.csv_value(2 / 3) == "0.666667" and u.csv_value(-1234.5678) == "-1234.57"
 
 
 @pytest.mark.parametrize(("v", "full_below", "text"), [

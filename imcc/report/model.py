@@ -516,6 +516,8 @@ class Report:
         not a well-formed imcc-report/1 report."""
         r = _Reader(raw, "")
         fmt = r.raw.get("format")
+        if fmt == "imcc-report" and r.raw.get("format_version") == 1:
+            fmt = FORMAT  # `imcc report --json` output: report.json in the envelope
         if fmt != FORMAT:
             raise DataError(f"not an {FORMAT} report (format {fmt!r})"[:200])
         layers_raw = r.array("layers")

@@ -377,6 +377,16 @@ def to_html(report: Report) -> str:
         ("Arrays", count_text(report.n_arrays)),
         ("Crossbar layers", str(len(layers))),
     ]
+    lr = report.lowrank
+    if lr is not None:
+        summary.append(("Low-rank", f"rank {lr.rank}, {lr.groups} groups, "
+                                    f"{lr.factorized_layers} layers factorized"))
+        # each factorized layer once (its R and L halves carry the same error)
+        errors = {la.pair or la.name: la.rel_error for la in layers if la.rel_error is not None}
+        if errors:
+            summary.append(("Mean relative weight error ‖W−Ŵ‖/‖W‖",
+                            f"{sum(errors.values()) / len(errors):.3f} (max "
+                            f"{max(errors.values()):.3f})"))
     if energy is not None:
         total_e = energy.total_energy_pj
         summary.append(("Energy", unit.text(total_e)))
@@ -390,11 +400,11 @@ def to_html(report: Report) -> str:
     parts.append('<table class="summary">' + "".join(
         f"<tr><th>{_E(k)}</th>{_td(v, True)}</tr>" for k, v in summary) + "</table>")
 
-    parts.append("<h2>Computing cycles per layer</h2>")
+    parts.append("<h2>Computing cycles per image, per layer</h2>")
     series = [_Series(f"chosen ({report.mapping})", _CHOSEN, [la.cycles for la in layers]),
               _Series("im2col", _IM2COL, [la.im2col_cycles for la in layers])]
     parts.append('<div class="chart">' + _svg_bars(
-        "Computing cycles per layer", names, series, stacked=False, fmt=compact_count)
+        "Computing cycles per image", names, series, stacked=False, fmt=compact_count)
         + "</div>")
 
     if energy is not None:

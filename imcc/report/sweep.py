@@ -42,7 +42,7 @@ def _escape(s: object, quote: bool = True) -> str:
     return html.escape(safe_text(s), quote)
 
 BASE_COLUMNS: tuple[str, ...] = (
-    "target", "rank", "groups", "mapping", "cycles", "im2col_cycles", "speedup",
+    "target", "rank", "groups", "mapping", "total_cycles", "im2col_cycles", "speedup",
     "speedup_vs_im2col", "energy_pj",
     "latency_ns", "n_arrays", "params", "factorized_layers", "mean_rel_error",
     "lowrank_method", "mean_data_error")
@@ -67,7 +67,7 @@ class SweepRow:
     rank: str
     groups: int
     mapping: str
-    cycles: int
+    total_cycles: int
     im2col_cycles: int
     speedup: float | None
     energy_pj: float | None
@@ -144,6 +144,14 @@ def rows_as_dicts(result: SweepResult) -> list[dict[str, Any]]:
     return [row.to_dict(result.with_top1, result.with_chip) for row in result.rows]
 
 
+def sweep_payload(result: SweepResult) -> dict[str, Any]:
+    """`imcc sweep --json`'s payload: the rows (the CSV's columns, base units, full
+    precision), the evaluation data and the float model's accuracy on it (None without
+    --data)."""
+    return {"eval_source": result.eval_source, "calibration": result.calibration,
+            "float_top1": result.float_top1, "rows": rows_as_dicts(result)}
+
+
 def csv_line(values: Sequence[Any]) -> str:
     """One CSV line (newline-terminated) of cells formatted by `csv_value`."""
     buf = io.StringIO()
@@ -160,14 +168,23 @@ def to_csv(result: SweepResult) -> str:
 
 
 # The CSV keeps base units (pJ, ns); a terminal table reads better in uJ and ms.
-_TERMINAL_HEADERS = {"energy_pj": "energy_uJ", "latency_ns": "latency_ms",
+# The values are the CSV's, converted: energies in uJ (CSV: pJ), latency in ms (CSV: ns).
+_TERMINAL_HEADERS = {"energy_pj": "energy (uJ)", "latency_ns": "latency (ms)",
+                     "total_cycles": "cycles", "n_arrays": "arrays",
                      "factorized_layers": "factorized", "im2col_cycles": "own im2col",
                      "speedup": "x own im2col", "speedup_vs_im2col": "speedup",
                      "chip_arrays": "arrays avail", "arrays_used": "arrays used",
-                     "throughput_ips": "inferences/s", "chip_latency_ns": "chip latency_ms",
-                     "chip_energy_pj": "uJ/inference", "write_energy_pj": "writes_uJ",
+                     "throughput_ips": "inferences/s", "chip_latency_ns": "chip latency (ms)",
+                     "chip_energy_pj": "uJ/inference", "write_energy_pj": "writes (uJ)",
                      "tops_per_w": "TOPS/W", "tops_per_mm2": "TOPS/mm2", "tops": "TOPS",
-                     "lowrank_method": "method", "mean_data_error": "data err"}
+                     "lowrank_method": "method", "mean_data_error": "data err",
+                     "mean_rel_error": "rel err", TOP1_COLUMN: "top-1"}
+
+# Which columns a narrow terminal leaves out first (lowest first); the others always show.
+TERMINAL_DROP = {"factorized_layers": 1, "params": 2, "n_arrays": 3, "im2col_cycles": 4,
+                 "speedup": 5, "latency_ns": 6, "mean_rel_error": 7, "energy_pj": 8,
+                 "lowrank_method": 2, "mean_data_error": 7, "write_energy_pj": 1, "tops": 1,
+                 "tops_per_mm2": 1, "segments": 3, "chip_latency_ns": 4, "area_mm2": 5}
 
 
 def _terminal_cell(column: str, value: Any) -> str:
@@ -190,18 +207,10 @@ def _terminal_cell(column: str, value: Any) -> str:
     return count_text(value) if isinstance(value, int) else str(value)
 
 
-# With chip columns the terminal table leaves these out to stay readable (the CSV and
-# --json keep every column).
-_TERMINAL_SKIP_WITH_CHIP = ("im2col_cycles", "speedup", "n_arrays", "params",
-                            "factorized_layers", "write_energy_pj", "tops", "tops_per_mm2")
-
-
-def terminal_table(result: SweepResult) -> tuple[list[str], list[list[str]]]:
-    """(headers, formatted cells) for a terminal table of the rows."""
+def terminal_table(result: SweepResult) -> tuple[list[str], list[str], list[list[str]]]:
+    """(CSV column names, terminal headers, formatted cells) for a terminal table."""
     cols = columns(result)
-    if result.with_chip:
-        cols = tuple(c for c in cols if c not in _TERMINAL_SKIP_WITH_CHIP)
-    return ([_TERMINAL_HEADERS.get(c, c) for c in cols],
+    return (list(cols), [_TERMINAL_HEADERS.get(c, c) for c in cols],
             [[_terminal_cell(c, d[c]) for c in cols] for d in rows_as_dicts(result)])
 
 
@@ -272,9 +281,9 @@ def _front_positions(result: SweepResult, ys: list[float], front: list[bool]
     """Row index -> number of its Pareto-optimal position, numbered by increasing cycles.
     Rows at the same (cycles, value) -- e.g. auto choosing exactly what vw-sdk chose --
     share a number, so each plotted position gets one label."""
-    positions = sorted({(result.rows[i].cycles, ys[i]) for i, f in enumerate(front) if f})
+    positions = sorted({(result.rows[i].total_cycles, ys[i]) for i, f in enumerate(front) if f})
     number = {pos: n for n, pos in enumerate(positions, start=1)}
-    return {i: number[(result.rows[i].cycles, ys[i])] for i, f in enumerate(front) if f}
+    return {i: number[(result.rows[i].total_cycles, ys[i])] for i, f in enumerate(front) if f}
 
 
 def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: str,
@@ -283,7 +292,7 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
     accuracy = result.with_top1
     width, height = 980.0, 560.0
     left, right, top, bottom = 86.0, 740.0, 24.0, 490.0  # plot area; legend right of it
-    xs = [math.log10(max(r.cycles, 1)) for r in rows]
+    xs = [math.log10(max(r.total_cycles, 1)) for r in rows]
     x_ticks, t_lo, t_hi = log_axis(10 ** min(xs), 10 ** max(xs))
     margin = 0.03 * max(math.log10(t_hi / t_lo), 0.01)  # keep edge markers off the frame
     x_lo, x_hi = math.log10(t_lo) - margin, math.log10(t_hi) + margin
@@ -337,7 +346,7 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
                    f'stroke="#888" stroke-dasharray="2 3"/>')
 
     # One entry per numbered position, by increasing cycles.
-    spots = sorted({(n, rows[i].cycles, ys[i]) for i, n in numbers.items()})
+    spots = sorted({(n, rows[i].total_cycles, ys[i]) for i, n in numbers.items()})
     # The front as a staircase: past an optimal point the best reachable value stays that
     # of the cheaper point until the next optimal point's cycle count.
     if len(spots) > 1:
@@ -361,7 +370,8 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
         shape, color = style[r.mapping]
         width_ = "2.2" if i in numbers else "1.4"
         extra = f'fill-opacity="0" stroke="{color}" stroke-width="{width_}"'
-        tip = f"{_config_text(r)}: {count_text(r.cycles)} cycles, {_value_text(ys[i], accuracy)}"
+        tip = (f"{_config_text(r)}: {count_text(r.total_cycles)} cycles, "
+               f"{_value_text(ys[i], accuracy)}")
         mark = _marker(shape, px(xs[i]), py(ys[i]), 5.0, "#fff", extra)
         out.append(f"<g><title>{e(tip)}</title>{mark}</g>")
     # Labels away from the staircase's next point: it lies up-right for accuracy
@@ -401,7 +411,8 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
 
 def _table(result: SweepResult, order: Sequence[int], numbers: dict[int, int]) -> str:
     e = _escape
-    head = ["#", "target", "rank", "groups", "mapping", "cycles", "im2col cycles (own network)",
+    head = ["#", "target", "rank", "groups", "mapping", "cycles",
+            "im2col cycles (own network)",
             "speedup vs own im2col", "speedup vs uncompressed im2col",
             "energy (uJ)", "latency (ms)", "arrays", "params", "mean rel. error",
             "low-rank method", "mean data error"]
@@ -419,7 +430,7 @@ def _table(result: SweepResult, order: Sequence[int], numbers: dict[int, int]) -
 
         cells = [num(str(numbers[i]) if i in numbers else ""), f"<td>{e(r.target)}</td>",
                  f"<td>{e(r.rank)}</td>", num(str(r.groups)), f"<td>{e(r.mapping)}</td>",
-                 num(count_text(r.cycles)), num(count_text(r.im2col_cycles)),
+                 num(count_text(r.total_cycles)), num(count_text(r.im2col_cycles)),
                  num(ratio_text(r.speedup)), num(ratio_text(r.speedup_vs_im2col)),
                  num(UJ.fixed(r.energy_pj, 3)),
                  num(MS.fixed(r.latency_ns, 3)), num(count_text(r.n_arrays)),
@@ -459,7 +470,7 @@ def to_html(result: SweepResult) -> str:
         raise UsageError("the sweep has no rows to plot")
     e = _escape
     ys, higher, y_title = plot_values(result)
-    front = pareto_front([r.cycles for r in result.rows], ys, higher)
+    front = pareto_front([r.total_cycles for r in result.rows], ys, higher)
     numbers = _front_positions(result, ys, front)
     idx = sorted(numbers, key=lambda i: (numbers[i], i))
     s = result.settings
@@ -488,4 +499,5 @@ def to_html(result: SweepResult) -> str:
 
 __all__ = ["BASE_COLUMNS", "CHIP_COLUMNS", "TOP1_COLUMN", "SweepResult", "SweepRow",
            "SweepSettings", "columns", "pareto_front", "plot_values", "rows_as_dicts",
+           "sweep_payload",
            "terminal_table", "to_csv", "to_html"]

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from imcc.ir.names import short_name
-from imcc.report.model import Report
-from imcc.report.sweep import SweepResult, terminal_table
+from imcc.report.model import LayerReport, Report
+from imcc.report.sweep import TERMINAL_DROP, SweepResult, terminal_table
 from imcc.report.units import (
     NONE_TEXT,
     count_text,
     decimal_text,
     energy_text,
+    energy_unit,
     pct_text,
     ratio_text,
     safe_text,
@@ -39,64 +44,183 @@ def markup_safe(s: object) -> str:
     return escape(safe_text(s))
 
 
-def report_table(report: Report) -> Table:
-    t = report.target
-    lowrank = report.has_lowrank_layers
+# ------------------------------------------------------------------ width-adaptive tables
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a width-adaptive table. `short` is an abbreviated form (header, cells,
+    footer) used before the column is dropped; `drop` orders the columns that may be left
+    out (lowest first; None: always shown). Cells are never cut: a table that does not fit
+    loses columns, not digits."""
+
+    header: str
+    cells: Sequence[str]
+    footer: str = ""
+    right: bool = False
+    drop: int | None = None
+    short: tuple[str, Sequence[str], str] | None = None
+    shrink: int | None = None  # when the short form is taken (lowest first; default: drop)
+
+    def abbreviated(self) -> Column:
+        assert self.short is not None
+        header, cells, footer = self.short
+        return replace(self, header=header, cells=cells, footer=footer, short=None)
+
+
+# A compact box: one space between columns, rules under the header and above the footer
+# (rich's SIMPLE without the outer edge); each column adds its width + 3 characters.
+_BOX = box.SIMPLE
+
+
+def _width(cols: Sequence[Column]) -> int:
+    """The table's natural width in terminal cells (as rich lays it out: padding 1 on each
+    side of a cell, one divider between columns, no outer edge)."""
+    widths = [max([cell_len(c.header), cell_len(c.footer), *map(cell_len, c.cells)])
+              for c in cols]
+    return sum(widths) + 3 * len(cols) - 1
+
+
+def fit_columns(columns: Sequence[Column], width: int) -> tuple[list[Column], list[str]]:
+    """The columns to show in `width` terminal cells, and the headers of those left out:
+    first short forms are taken and columns dropped, in the order of their `shrink` /
+    `drop` ranks (a short form before a drop of the same rank), until the table fits. When
+    even the columns that are never dropped do not fit, they are all returned and the table
+    wraps (cells fold; never an ellipsis)."""
+    cols: dict[int, Column] = dict(enumerate(columns))
+    steps: list[tuple[int, int, int]] = []  # (rank, 0 shorten | 1 drop, column index)
+    for i, c in enumerate(columns):
+        if c.short is not None:
+            # a column never dropped and without a shrink rank is abbreviated last
+            rank = c.shrink if c.shrink is not None else c.drop if c.drop is not None else 999
+            steps.append((rank, 0, i))
+        if c.drop is not None:
+            steps.append((c.drop, 1, i))
+    dropped: list[str] = []
+    for _rank, action, i in sorted(steps):
+        if _width(list(cols.values())) <= width:
+            break
+        if i not in cols:
+            continue
+        if action == 0:
+            cols[i] = cols[i].abbreviated()
+        else:
+            dropped.append(columns[i].header)
+            del cols[i]
+    return list(cols.values()), dropped
+
+
+def fitted_table(title: str, columns: Sequence[Column], width: int, *,
+                 footer: bool = True) -> tuple[Table, list[str]]:
+    """A rich table of the columns that fit in `width` cells, and the headers left out."""
+    cols, dropped = fit_columns(columns, width)
+    table = Table(title=plain(title), show_footer=footer, header_style="bold", box=_BOX,
+                  show_edge=False)
+    for c in cols:
+        # fold, never ellipsis: a cell that cannot fit wraps whole digits to the next line
+        table.add_column(plain(c.header), footer=plain(c.footer),
+                         justify="right" if c.right else "left", overflow="fold")
+    for i in range(len(cols[0].cells) if cols else 0):
+        table.add_row(*(plain(c.cells[i]) for c in cols))
+    return table, dropped
+
+
+def omitted_line(dropped: Sequence[str], width: int) -> str | None:
+    """A note naming the columns left out for the width (None when none was)."""
+    if not dropped:
+        return None
+    return (f"(not shown at {width} columns: {', '.join(dropped)}; widen the terminal, "
+            "pass --width, or use --csv / --json for every column)")
+
+
+_MAPPING_SHORT = {"vw-sdk": "vw", "lowrank-sdk": "lr-sdk"}
+
+
+def _mapping_text(layer: LayerReport, short: bool) -> str:
+    name = _MAPPING_SHORT.get(layer.mapping, layer.mapping) if short else layer.mapping
+    m = name + (f" {layer.pw[0]}x{layer.pw[1]}" if layer.pw else "")
+    if (layer.group_pack or 1) > 1:
+        m += f" {layer.group_pack}g" if short else f" {layer.group_pack}g/array"
+    return m
+
+
+def report_columns(report: Report, full_names: bool = False) -> list[Column]:
+    """The per-layer table's columns, most important first in `drop` order: layer name,
+    cycles and mapping are always shown; then the im2col baseline, low-rank rank/error,
+    tiles, energy, utilization, windows and the op/shape text."""
+    layers = report.layers
     energy = report.energy
-    title = (f"{report.model} on {t.rows}x{t.cols} arrays, W{t.weight_bits}"
-             f"/cell {t.cell_bits} bit, "
-             f"{'A' + str(t.act_bits) if report.quantized else 'float (--no-quantize)'}, "
-             f"mapping {report.mapping}")
-    table = Table(title=plain(title), show_footer=True, header_style="bold")
-    table.add_column("layer", footer="total")
-    table.add_column("op / shape")
-    table.add_column("mapping")
-    table.add_column("tiles (r x c)", justify="right", footer=str(report.n_arrays))
-    table.add_column("windows", justify="right")
-    table.add_column("cycles", justify="right", footer=count_text(report.total_cycles))
-    table.add_column("im2col", justify="right", footer=count_text(report.im2col_cycles))
-    table.add_column("util", justify="right")
-    data_err = any(la.data_error is not None for la in report.layers)
-    if lowrank:
-        table.add_column("rank/g", justify="right")
-        table.add_column("rel err", justify="right")
-        if data_err:
-            table.add_column("data err", justify="right")
+    names = [la.name if full_names else short_name(la.name) for la in layers]
+    cols = [
+        Column("layer", names, footer="total"),
+        Column("op / shape", [f"{la.op} {la.shape}" for la in layers], drop=1),
+        Column("mapping", [_mapping_text(la, False) for la in layers],
+               short=("mapping", [_mapping_text(la, True) for la in layers], ""), shrink=2),
+        Column("tiles (r x c)", [f"{la.tiles} ({la.row_tiles}x{la.col_tiles})"
+                                 for la in layers], footer=count_text(report.n_arrays),
+               right=True, drop=6, short=("tiles", [str(la.tiles) for la in layers],
+                                          count_text(report.n_arrays)), shrink=3),
+        Column("windows", [count_text(la.windows) for la in layers], right=True, drop=4),
+        Column("cycles", [count_text(la.cycles) for la in layers],
+               footer=count_text(report.total_cycles), right=True),
+        Column("im2col", [count_text(la.im2col_cycles) for la in layers],
+               footer=count_text(report.im2col_cycles), right=True, drop=9),
+        Column("util", [pct_text(la.utilization, 0) for la in layers], right=True, drop=5),
+    ]
+    if report.has_lowrank_layers:
+        cols.append(Column("rank/g", [f"{la.rank}/{la.groups}" if la.rank else NONE_TEXT
+                                      for la in layers], right=True, drop=8))
+        cols.append(Column("rel err", [decimal_text(la.rel_error, 3) for la in layers],
+                           right=True, drop=7,
+                           short=("err", [decimal_text(la.rel_error, 3) for la in layers], ""),
+                           shrink=3))
+        if any(la.data_error is not None for la in layers):
+            cols.append(Column("data err", [decimal_text(la.data_error, 3) for la in layers],
+                               right=True, drop=7,
+                               short=("d.err", [decimal_text(la.data_error, 3)
+                                                for la in layers], ""), shrink=3))
     if energy is not None:
-        table.add_column("energy", justify="right",
-                         footer=energy_text(energy.total_energy_pj))
+        unit = energy_unit(max([la.energy.energy_pj for la in layers if la.energy] or [0.0]))
+        cols.append(Column(f"energy ({unit.name})",
+                           [unit.fmt(None if la.energy is None else la.energy.energy_pj)
+                            for la in layers], footer=unit.fmt(energy.total_energy_pj),
+                           right=True, drop=6,
+                           short=(unit.name, [unit.fmt(None if la.energy is None
+                                                       else la.energy.energy_pj)
+                                              for la in layers],
+                                  unit.fmt(energy.total_energy_pj)), shrink=3))
     chip = report.chip
     if chip is not None:
-        table.add_column("seg", justify="right")
-        table.add_column("replicas", justify="right")
-        table.add_column("arrays", justify="right", footer=count_text(chip.arrays_used))
-        table.add_column("stage", justify="right")
-    # Low priority, last so a narrow layout can drop it first: cycles / lower bound.
-    table.add_column("/bound", justify="right", footer=ratio_text(report.bound_ratio))
-    for layer in report.layers:
-        m = layer.mapping + (f" {layer.pw[0]}x{layer.pw[1]}" if layer.pw else "")
-        if (layer.group_pack or 1) > 1:
-            m += f" {layer.group_pack}g/array"
-        row: list[Text | str] = [plain(short_name(layer.name)),
-                                 plain(f"{layer.op} {layer.shape}"), plain(m),
-               f"{layer.tiles} ({layer.row_tiles}x{layer.col_tiles})",
-               count_text(layer.windows), count_text(layer.cycles),
-               count_text(layer.im2col_cycles), pct_text(layer.utilization, 0)]
-        if lowrank:
-            row.append(f"{layer.rank}/{layer.groups}" if layer.rank else NONE_TEXT)
-            row.append(decimal_text(layer.rel_error, 3))
-            if data_err:
-                row.append(decimal_text(layer.data_error, 3))
-        if energy is not None:
-            row.append(energy_text(None if layer.energy is None else layer.energy.energy_pj))
-        if chip is not None:
-            lc = layer.chip
-            row += ([NONE_TEXT] * 4 if lc is None else
-                    [str(lc.segment), count_text(lc.replicas), count_text(lc.arrays),
-                     time_text(lc.stage_ns)])
-        row.append(ratio_text(layer.bound_ratio))
-        table.add_row(*row)
-    return table
+        lcs = [la.chip for la in layers]
+        cols += [
+            Column("seg", [NONE_TEXT if c is None else str(c.segment) for c in lcs],
+                   right=True, drop=3),
+            Column("replicas", [NONE_TEXT if c is None else count_text(c.replicas)
+                                for c in lcs], right=True, drop=3,
+                   short=("repl", [NONE_TEXT if c is None else count_text(c.replicas)
+                                   for c in lcs], ""), shrink=2),
+            Column("arrays", [NONE_TEXT if c is None else count_text(c.arrays) for c in lcs],
+                   footer=count_text(chip.arrays_used), right=True, drop=3),
+            Column("stage", [NONE_TEXT if c is None else time_text(c.stage_ns) for c in lcs],
+                   right=True, drop=2)]
+    # cycles / the layer's lower bound: the first column a narrow layout leaves out
+    cols.append(Column("/bound", [ratio_text(la.bound_ratio) for la in layers],
+                       footer=ratio_text(report.bound_ratio), right=True, drop=0))
+    return cols
+
+
+def report_title(report: Report) -> str:
+    t = report.target
+    return (f"{report.model} on {t.rows}x{t.cols} arrays, W{t.weight_bits}"
+            f"/cell {t.cell_bits} bit, "
+            f"{'A' + str(t.act_bits) if report.quantized else 'float (--no-quantize)'}, "
+            f"mapping {report.mapping}")
+
+
+def report_table(report: Report, width: int = 160, full_names: bool = False
+                 ) -> tuple[Table, list[str]]:
+    """The per-layer table fitted to `width` cells, and the headers of columns left out."""
+    return fitted_table(report_title(report), report_columns(report, full_names), width)
 
 
 def speedup_text(report: Report) -> str:
@@ -148,8 +272,14 @@ def summary_lines(report: Report) -> list[str]:
     return lines
 
 
-def print_report(report: Report, console: Console) -> None:
-    console.print(report_table(report))
+def print_report(report: Report, console: Console, full_names: bool = False) -> None:
+    """The per-layer table, one line per layer when the console is wide enough for the
+    columns that are never dropped, then the summary lines."""
+    table, dropped = report_table(report, console.width, full_names)
+    console.print(table)
+    note = omitted_line(dropped, console.width)
+    if note is not None:
+        console.print(note, highlight=False, style="dim")
     for line in summary_lines(report):
         console.print(line)
 
@@ -172,16 +302,19 @@ def check_lines(result: CheckResult) -> list[str]:
 
 def print_sweep(result: SweepResult, console: Console) -> None:
     """The sweep's rows as a table, and the float model's accuracy when it was measured."""
-    headers, cells = terminal_table(result)
+    names, headers, cells = terminal_table(result)
     n = len(result.rows)
-    table = Table(title=plain(f"imcc sweep: {result.model} ({n} configuration"
-                              f"{'' if n == 1 else 's'})"))
-    for h in headers:
-        left = h in ("target", "rank", "mapping", "chip")
-        table.add_column(h, justify="left" if left else "right")
-    for line in cells:
-        table.add_row(*map(plain, line))
+    cols = [Column(h, [line[j] for line in cells],
+                   right=name not in ("target", "rank", "mapping", "chip"),
+                   drop=TERMINAL_DROP.get(name))
+            for j, (name, h) in enumerate(zip(names, headers, strict=True))]
+    table, dropped = fitted_table(f"imcc sweep: {result.model} ({n} configuration"
+                                  f"{'' if n == 1 else 's'})", cols, console.width,
+                                  footer=False)
     console.print(table)
+    note = omitted_line(dropped, console.width)
+    if note is not None:
+        console.print(note, highlight=False, style="dim")
     if result.float_top1 is not None:
         console.print(f"float model top-1 on the same data: {pct_text(result.float_top1, 2)}")
 

@@ -146,15 +146,33 @@ def compact_count(v: float, full_below: float = 1e4) -> str:
     return f"{v:,.0f}"
 
 
+CSV_DIGITS = 6  # significant digits of a float in a CSV cell
+
+
+def machine_float(v: float, digits: int = CSV_DIGITS) -> str:
+    """A float for a machine-read table (CSV): `digits` significant digits in plain decimal
+    notation (no exponent, no thousands separator, trailing zeros dropped), but never fewer
+    than its integer digits: ``20212345.678 -> "20212346"``, ``0.24512345 -> "0.245123"``.
+    Exact figures stay in JSON; a spreadsheet gets readable cells, not 17-digit floats."""
+    v = float(v)  # a numpy float formats like a float
+    if not math.isfinite(v):
+        return repr(v)
+    if v == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
+    text = f"{v:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def csv_value(v: object) -> str:
-    """A CSV cell: empty for "does not apply", floats in their shortest round-tripping form
-    (exact and byte-stable), booleans as true / false."""
+    """A CSV cell: empty for "does not apply", floats by `machine_float` (byte-stable),
+    booleans as true / false."""
     if v is None:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return repr(float(v))  # float(): a numpy float reprs as np.float64(...)
+        return machine_float(v)
     return safe_text(v)
 
 
@@ -226,5 +244,6 @@ def log_axis(a: float, b: float) -> tuple[list[float], float, float]:
 __all__ = ["BREAKDOWN_KEYS", "BREAKDOWN_LABELS", "MJ", "MS", "NJ", "NONE_TEXT", "NS", "PJ",
            "S", "UJ", "US", "Unit", "compact_count", "coord", "count_text", "csv_value",
            "decimal_text", "energy_text", "energy_unit", "linear_ticks", "log_axis",
+           "machine_float",
            "nice_axis", "nice_step", "pct_text", "plain_number", "ratio", "ratio_text",
            "safe_text", "sig_text", "time_text", "time_unit"]

@@ -109,8 +109,14 @@ def _nonfinite(name: str, y: np.ndarray) -> str | None:
     return None if bad == 0 else f"{bad} of {np.size(y)} {name} output values are NaN or inf"
 
 
+# The arrays `imcc simulate --save-outputs` writes: the program's outputs, onnxruntime's on
+# compiled.onnx for the same inputs, and the data's labels when it has them.
+SAVED_OUTPUT_KEYS: tuple[str, ...] = ("simulated", "onnxruntime", "labels")
+
+
 def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = ADC_COMPILED,
-             progress: Callable[[int], None] | None = None, max_memory: int | None = None
+             progress: Callable[[int], None] | None = None, max_memory: int | None = None,
+             arrays: dict[str, np.ndarray] | None = None
              ) -> tuple[dict[str, Any], SimResult]:
     """Simulate `outdir`'s program on `data` and compare it with onnxruntime on
     compiled.onnx. `adc_bits`: `ADC_COMPILED` (default) models the ADC width the program was
@@ -120,7 +126,10 @@ def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = ADC_COMPI
     and its outputs differ by float rounding at most; with a lossy ADC the program differs
     from compiled.onnx by design and the difference is reported, not judged. Non-finite
     outputs raise `DataError`, so a result never holds NaN or inf. The batch runs in
-    chunks within `max_memory` bytes (see `Simulator`)."""
+    chunks within `max_memory` bytes (see `Simulator`). A dict passed as `arrays` receives
+    the compared outputs under the keys of `SAVED_OUTPUT_KEYS` (``simulated``,
+    ``onnxruntime``, and ``labels`` when the data has labels), as `--save-outputs` saves
+    them."""
     d = Path(outdir)
     verify_output(d, ("program.json", "arrays.npz", "compiled.onnx", "float.onnx"))
     program = read_program(d)
@@ -146,6 +155,10 @@ def evaluate(outdir: str | Path, data: Dataset, adc_bits: int | None = ADC_COMPI
             raise DataError(f"simulation failed: {problem} (a non-finite result is never a "
                             "success)", hint="check the data's scale (mean/std) and the model's "
                                              "weights")
+    if arrays is not None:
+        arrays.update({"simulated": y, "onnxruntime": y_ort})
+        if data.labels is not None:
+            arrays["labels"] = data.labels
     flat = y.reshape(len(y), -1)
     agreement = float(np.mean(flat.argmax(1) == y_ort.reshape(len(y), -1).argmax(1)))
     max_diff = float(np.abs(y - y_ort).max()) if y.size else 0.0

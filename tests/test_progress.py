@@ -1,0 +1,57 @@
+"""Progress off a terminal: plain lines on stderr, none for quick work, at most one per
+period, and a final line once any was shown (a fake clock: no timing in tests)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from imcc.report.progress import PlainProgress, progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def plain(clock: Clock) -> tuple[PlainProgress, io.StringIO]:
+    buf = io.StringIO()
+    return PlainProgress(Console(file=buf, width=200), first_after=10, every=10,
+                         clock=clock), buf
+
+
+def test_quick_work_prints_nothing() -> None:
+    clock = Clock()
+    p, buf = plain(clock)
+    with p:
+        task = p.add_task("simulating", total=500)
+        for _ in range(5):
+            clock.now += 1
+            p.advance(task, 100)
+    assert buf.getvalue() == ""
+
+
+def test_long_work_prints_periodic_lines_and_the_end() -> None:
+    clock = Clock()
+    p, buf = plain(clock)
+    with p:
+        task = p.add_task("simulating", total=500)
+        for _ in range(50):  # 50 s in steps of 1 s, 10 images each
+            clock.now += 1
+            p.advance(task, 10)
+        p.update(task, description="sweep 128x128 m/2")
+    lines = buf.getvalue().splitlines()
+    assert lines == ["imcc: simulating 100/500 (10 s)", "imcc: simulating 200/500 (20 s)",
+                     "imcc: simulating 300/500 (30 s)", "imcc: simulating 400/500 (40 s)",
+                     "imcc: simulating 500/500 (50 s)", "imcc: sweep 128x128 m/2 done (50 s)"]
+    assert "\x1b[" not in buf.getvalue()
+
+
+def test_terminal_gets_a_rich_bar_and_a_pipe_plain_lines() -> None:
+    assert isinstance(progress(Console(file=io.StringIO())), PlainProgress)
+    tty = Console(file=io.StringIO(), force_terminal=True)
+    assert not isinstance(progress(tty), PlainProgress)
