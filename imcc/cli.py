@@ -624,7 +624,10 @@ def layers_cmd(
     found = layers(model, input_shapes=None if not input_shape
                    else _parse_input_shapes(input_shape))
     if json_:
-        out.print_json(json.dumps([la.to_json() for la in found]))
+        from imcc.report.envelope import envelope
+
+        out.print_json(json.dumps(envelope("layers", "layers", model,
+                                           {"layers": [la.to_json() for la in found]})))
         return
     from rich.table import Table
 
@@ -654,7 +657,10 @@ def passes_cmd(json_: JsonOpt = False) -> None:
 
     infos = [describe_pass(cls) for cls in REGISTRY.values()]
     if json_:
-        out.print_json(json.dumps([i.to_json() for i in infos]))
+        from imcc.report.envelope import envelope
+
+        out.print_json(json.dumps(envelope("passes", "passes", None,
+                                           {"passes": [i.to_json() for i in infos]})))
         return
     for i in infos:
         out.print(f"[bold]{escape(i.name)}[/]: {escape(i.summary)}", highlight=False,
@@ -677,8 +683,11 @@ def examples_cmd(json_: JsonOpt = False) -> None:
 
     found = list_examples()
     if json_:
-        out.print_json(json.dumps([{"name": e.name, "kind": e.kind, "path": str(e.path),
-                                    "description": e.description} for e in found]))
+        from imcc.report.envelope import envelope
+
+        out.print_json(json.dumps(envelope("examples", "examples", None, {"examples": [
+            {"name": e.name, "kind": e.kind, "path": str(e.path),
+             "description": e.description} for e in found]})))
         return
     for e in found:
         out.print(f"[bold]{escape(e.name)}[/] ({e.kind}): {escape(e.description)}",

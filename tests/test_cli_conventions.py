@@ -39,7 +39,9 @@ def test_passes_lists_every_option_from_the_pass_classes() -> None:
 
     res = run("passes", "--json")
     assert res.exit_code == 0
-    listed = {p["name"]: p for p in json.loads(res.output)}
+    doc = json.loads(res.output)
+    assert (doc["format"], doc["command"]) == ("imcc-passes", "passes")
+    listed = {p["name"]: p for p in doc["passes"]}
     assert list(listed) == list(REGISTRY)
     for name, cls in REGISTRY.items():
         fields = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
@@ -57,9 +59,11 @@ def test_compile_help_points_to_passes() -> None:
 
 
 def test_examples_and_layers() -> None:
-    ex = json.loads(run("examples", "--json").output)
+    ex = json.loads(run("examples", "--json").output)["examples"]
     assert [(e["name"], e["kind"]) for e in ex] == [("resnet20", "model"), ("cifar10", "data")]
-    layers = json.loads(run("layers", "resnet20", "--json").output)
+    doc = json.loads(run("layers", "resnet20", "--json").output)
+    assert (doc["format"], doc["model"]) == ("imcc-layers", "resnet20")
+    layers = doc["layers"]
     assert len(layers) == 20
     assert layers[0] == {"name": "conv1", "full": "/conv1/Conv", "kind": "Conv",
                          "input": [3, 32, 32], "output": [16, 32, 32], "weight": [16, 3, 3, 3],

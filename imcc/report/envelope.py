@@ -24,7 +24,8 @@ ENVELOPE_KEYS: tuple[str, ...] = ("format", "format_version", "imcc_version", "c
                                   "model")
 
 # kind -> current format_version
-FORMAT_VERSIONS: dict[str, int] = {"report": 1, "simulation": 1, "check": 1, "sweep": 1}
+FORMAT_VERSIONS: dict[str, int] = {"report": 1, "simulation": 1, "check": 1, "sweep": 1,
+                                   "layers": 1, "passes": 1, "examples": 1}
 
 
 def envelope(kind: str, command: str, model: str | None, payload: Mapping[str, Any],
