@@ -101,7 +101,7 @@ def test_html_is_self_contained_and_escaped() -> None:
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     for banned in ("http://", "https://", "<script", "<link", "@import", "url("):
         assert banned not in page
-    assert page.count("<svg") == 3  # cycles, energy, utilization
+    assert page.count("<svg") == 4  # cycles (linear and log scale), energy, utilization
     assert "<b>&" not in page and "&lt;b&gt;&amp;|x" in page
     assert "im2col" in page and "row drivers" in page
     assert to_html(sample()) == page  # deterministic
@@ -119,7 +119,7 @@ def empty() -> dict[str, Any]:
 
 def test_html_without_energy_and_empty_layers() -> None:
     page = to_html(no_energy())
-    assert page.count("<svg") == 2 and "Energy" not in page
+    assert page.count("<svg") == 3 and "Energy" not in page  # cycles (2 scales), utilization
     assert "No crossbar layers" in to_html(empty())
     assert table_rows(to_markdown(empty()))[2].startswith("| **Total** |")
     assert to_csv(empty()).count("\n") == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -238,10 +239,13 @@ class _Series:
 def _svg_bars(title: str, labels: Sequence[str], series: Sequence[_Series], *, stacked: bool,
               fmt: Callable[[float], str], axis_max: float | None = None,
               totals: Sequence[str] | None = None,
-              tick_fmt: Callable[[float], str] | None = None) -> str:
+              tick_fmt: Callable[[float], str] | None = None, log: bool = False) -> str:
     """A horizontal bar chart: one row per label, bars grouped (side by side) or stacked.
     `fmt` formats bar values (and axis ticks unless `tick_fmt` is given); `totals`
-    overrides the bar-end text."""
+    overrides the bar-end text. `log` (grouped bars only): a log10 axis from 1 to the next
+    power of ten, ticks at the powers of ten -- layers whose counts differ by orders of
+    magnitude stay readable."""
+    assert not (log and stacked), "a stacked bar has no log-scale reading"
     tick_fmt = tick_fmt or fmt
     n = len(labels)
     if n == 0:
@@ -264,6 +268,14 @@ def _svg_bars(title: str, labels: Sequence[str], series: Sequence[_Series], *, s
         extent = max(val(v) for s in series for v in s.values)
     vmax, ticks = (axis_max, 4) if axis_max is not None else nice_axis(extent)
     scale = _PLOT_W / vmax
+    decades = max(1, math.ceil(math.log10(max(extent, 10.0))))
+    if log:
+        vmax, ticks = 10.0 ** decades, decades
+
+    def bar_w(v: float) -> float:
+        if not log:
+            return v * scale
+        return _PLOT_W * math.log10(v) / decades if v > 1 else 0.0
 
     out = [f'<svg role="img" width="{_f(width)}" '
            f'height="{_f(height)}" viewBox="0 0 {_f(width)} {_f(height)}" '
@@ -281,8 +293,9 @@ def _svg_bars(title: str, labels: Sequence[str], series: Sequence[_Series], *, s
         gx = label_w + _PLOT_W * k / ticks
         out.append(f'<line x1="{_f(gx)}" y1="{_f(top - 2)}" x2="{_f(gx)}" y2="{_f(axis_y)}" '
                    f'stroke="#e3e6ea"/>')
+        tick = 10.0 ** k if log else vmax * k / ticks
         out.append(f'<text x="{_f(gx)}" y="{_f(axis_y + 14)}" text-anchor="middle" '
-                   f'fill="#555">{_E(tick_fmt(vmax * k / ticks))}</text>')
+                   f'fill="#555">{_E(tick_fmt(tick))}</text>')
     for i, name in enumerate(labels):
         y0 = top + i * row_h + 4
         out.append(f'<text x="{_f(label_w - 6)}" y="{_f(y0 + per_row / 2 + 4)}" '
@@ -291,7 +304,7 @@ def _svg_bars(title: str, labels: Sequence[str], series: Sequence[_Series], *, s
         end_x = label_w
         for j, s in enumerate(series):
             v = val(s.values[i])
-            w = v * scale
+            w = bar_w(v)
             y = y0 if stacked else y0 + j * bar_h
             out.append(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" '
                        f'height="{_f(bar_h - 1)}" fill="{s.color}"><title>'
@@ -327,6 +340,9 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 """
 
 _CSS = BASE_CSS + """
+.scaled > .log { display: none; }
+.scaled > .logscale:checked ~ .log { display: block; }
+.scaled > .logscale:checked ~ .linear { display: none; }
 .scroll { overflow-x: auto; }
 table.layers td, table.layers th { white-space: nowrap; }
 tr.total td { font-weight: 600; background: #f8f9fa; }
@@ -403,9 +419,15 @@ def to_html(report: Report) -> str:
     parts.append("<h2>Computing cycles per image, per layer</h2>")
     series = [_Series(f"chosen ({report.mapping})", _CHOSEN, [la.cycles for la in layers]),
               _Series("im2col", _IM2COL, [la.im2col_cycles for la in layers])]
-    parts.append('<div class="chart">' + _svg_bars(
-        "Computing cycles per image", names, series, stacked=False, fmt=compact_count)
-        + "</div>")
+    # Linear and log10 axes, switched by a checkbox in CSS (the page runs no script).
+    parts.append(
+        '<div class="scaled"><input type="checkbox" id="cycles-log" class="logscale">'
+        '<label for="cycles-log">log scale</label>'
+        '<div class="chart linear">' + _svg_bars(
+            "Computing cycles per image", names, series, stacked=False, fmt=compact_count)
+        + '</div><div class="chart log">' + _svg_bars(
+            "Computing cycles per image (log scale)", names, series, stacked=False,
+            fmt=compact_count, log=True) + "</div></div>")
 
     if energy is not None:
         parts.append(f"<h2>Energy per layer ({_E(unit.name)})</h2>")

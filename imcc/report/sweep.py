@@ -260,6 +260,15 @@ def _marker(shape: str, x: float, y: float, r: float, fill: str, extra: str) -> 
     return f'<polygon points="{coords}" fill="{fill}" {extra}/>'
 
 
+def _targets_by_area(rows: Sequence[SweepRow]) -> list[str]:
+    """The rows' targets (ROWSxCOLS) ordered by cells per array, smallest first."""
+    def area(t: str) -> int:
+        r, c = t.split("x")
+        return int(r) * int(c)
+
+    return sorted(dict.fromkeys(r.target for r in rows), key=lambda t: (area(t), t))
+
+
 def _value_text(v: float, accuracy: bool) -> str:
     return pct_text(v) if accuracy else sig_text(v)
 
@@ -366,13 +375,15 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
     # the same windows) stay visible as overlapping outlines of different shapes.
     mappings = list(dict.fromkeys(r.mapping for r in rows))
     style = {m: _MARKERS[k % len(_MARKERS)] for k, m in enumerate(mappings)}
+    # The marker's size encodes the array size: larger arrays, larger markers.
+    size = {t: 4.0 + 2.0 * k for k, t in enumerate(_targets_by_area(rows))}
     for i, r in enumerate(rows):
         shape, color = style[r.mapping]
         width_ = "2.2" if i in numbers else "1.4"
         extra = f'fill-opacity="0" stroke="{color}" stroke-width="{width_}"'
         tip = (f"{_config_text(r)}: {count_text(r.total_cycles)} cycles, "
                f"{_value_text(ys[i], accuracy)}")
-        mark = _marker(shape, px(xs[i]), py(ys[i]), 5.0, "#fff", extra)
+        mark = _marker(shape, px(xs[i]), py(ys[i]), size[r.target], "#fff", extra)
         out.append(f"<g><title>{e(tip)}</title>{mark}</g>")
     # Labels away from the staircase's next point: it lies up-right for accuracy
     # (label below) and down-right for error (label above).
@@ -391,6 +402,14 @@ def _svg_scatter(result: SweepResult, ys: list[float], higher: bool, y_title: st
         out.append(_marker(shape, lx + 7, ly - 4, 5.0, "#fff",
                            f'fill-opacity="0" stroke="{color}" stroke-width="1.8"'))
         out.append(f'<text x="{lx + 20:.1f}" y="{ly:.1f}">{e(m)}</text>')
+    if len(size) > 1:
+        ly += 30
+        out.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-weight="600">array size</text>')
+        for tgt, rad in size.items():
+            ly += 2 * rad + 8
+            out.append(_marker("circle", lx + 7, ly - 4, rad, "#fff",
+                               'fill-opacity="0" stroke="#555" stroke-width="1.4"'))
+            out.append(f'<text x="{lx + 24:.1f}" y="{ly:.1f}">{e(tgt)}</text>')
     ly += 30
     out.append(f'<circle cx="{lx + 7:.1f}" cy="{ly - 4:.1f}" r="10" fill="#ffc107" '
                f'fill-opacity="0.45"/>')
