@@ -24,8 +24,10 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -44,6 +46,25 @@ from imcc.errors import DataError, OutputError
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 OUTPUT_STAMP = ".imcc-output"  # written into every output directory imcc creates
 STAMP_FORMAT = "imcc-output/1"
+
+
+_DEFERRED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold termination signals until the block ends. A temporary output is created and
+    its name stored inside one; a signal arriving in between would otherwise leave an
+    entry that no clean-up knows of (the CLI turns signals into exceptions). Only the main
+    thread runs Python signal handlers, so other threads need nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _fresh(parent: Path, prefix: str, directory: bool) -> Path:
@@ -194,12 +215,16 @@ def atomic_dir(path: str | Path, protect: Sequence[str | Path] = ()) -> Iterator
         if dest.is_dir() and not _replaceable(dest):
             raise OutputError(f"{dest}: exists and was not written by imcc; refusing to "
                               "replace it", hint="choose a new or empty directory with -o")
+        tmp: Path | None = None
         try:
-            tmp = _fresh(parent, f".{_stem(full.name)}.tmp-", directory=True)
-        except OSError as exc:
-            raise OutputError(f"{dest}: cannot create the output directory "
-                              f"({exc.strerror})") from exc
-        try:
+            try:
+                # created and named with signals held: a signal delivered as they are
+                # released finds `tmp` set, inside the clean-up below
+                with _signals_deferred():
+                    tmp = _fresh(parent, f".{_stem(full.name)}.tmp-", directory=True)
+            except OSError as exc:
+                raise OutputError(f"{dest}: cannot create the output directory "
+                                  f"({exc.strerror})") from exc
             try:
                 yield tmp
                 _write_stamp(tmp)
@@ -227,7 +252,8 @@ def atomic_dir(path: str | Path, protect: Sequence[str | Path] = ()) -> Iterator
                                       f"output could not be removed: {old} is left over",
                                       hint="remove it by hand")
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
 
 
@@ -236,13 +262,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     tmp: Path | None = None
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _fresh(p.parent, f".{p.name}.tmp-", directory=False)
+        with _signals_deferred():  # see atomic_dir
+            tmp = _fresh(p.parent, f".{p.name}.tmp-", directory=False)
         tmp.write_bytes(data)
         os.replace(tmp, p)
-    except OSError as exc:
+    except BaseException as exc:
         if tmp is not None and tmp.exists():
-            tmp.unlink()  # no partial file left behind
-        raise OutputError(f"{p}: cannot write ({exc.strerror})") from exc
+            tmp.unlink()  # no partial file left behind, also when interrupted
+        if isinstance(exc, OSError):
+            raise OutputError(f"{p}: cannot write ({exc.strerror})") from exc
+        raise
 
 
 NPZ_LEVEL = 1  # deflate level of .npz members (level 6, zlib's default, is ~6x slower)

@@ -136,3 +136,36 @@ def test_a_swapped_compiled_onnx_is_refused(tmp_path: Path) -> None:
     r = run("simulate", str(a), "--data", str(tmp_path / "d.npz"), cwd=tmp_path)
     assert r.returncode == 4, r.stderr
     assert "compiled.onnx of the compiled output changed since imcc wrote it" in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_a_signal_as_the_temporary_is_created_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """The signal lands right after the temporary entry exists, before its name is stored
+    (the window a fast `kill` hits): the clean-up must still find and remove it."""
+    import imcc.fileio as fileio
+    from imcc.fileio import atomic_write_bytes
+
+    real = fileio._fresh
+
+    def fresh_then_signal(parent: Path, prefix: str, directory: bool) -> Path:
+        p = real(parent, prefix, directory)
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered at once unless held
+        return p
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    monkeypatch.setattr(fileio, "_fresh", fresh_then_signal)
+    old = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with pytest.raises(Interrupted):
+            if kind == "dir":
+                with atomic_dir(tmp_path / "out") as tmp:
+                    (tmp / "report.json").write_text("{}")
+            else:
+                atomic_write_bytes(tmp_path / "f.bin", b"x")
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out").exists()
+    assert not (tmp_path / "f.bin").exists()
