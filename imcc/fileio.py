@@ -24,10 +24,8 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -48,35 +46,25 @@ OUTPUT_STAMP = ".imcc-output"  # written into every output directory imcc create
 STAMP_FORMAT = "imcc-output/1"
 
 
-_DEFERRED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+def _candidate(parent: Path, prefix: str) -> Path:
+    return parent / f"{prefix}{secrets.token_hex(6)}"
 
 
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold termination signals until the block ends. A temporary output is created and
-    its name stored inside one; a signal arriving in between would otherwise leave an
-    entry that no clean-up knows of (the CLI turns signals into exceptions). Only the main
-    thread runs Python signal handlers, so other threads need nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+def _create(p: Path, directory: bool) -> None:
+    """Create `p` (FileExistsError if it exists) with the umask's permissions
+    (tempfile.mkdtemp/mkstemp would make it private: 0700 / 0600)."""
+    if directory:
+        os.mkdir(p)
+    else:
+        os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
 
 
 def _fresh(parent: Path, prefix: str, directory: bool) -> Path:
-    """A new, uniquely named entry in `parent`, created with the umask's permissions
-    (tempfile.mkdtemp/mkstemp would make it private: 0700 / 0600)."""
+    """A new, uniquely named entry in `parent` (see `_create`)."""
     while True:
-        p = parent / f"{prefix}{secrets.token_hex(6)}"
+        p = _candidate(parent, prefix)
         try:
-            if directory:
-                os.mkdir(p)
-            else:
-                os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            _create(p, directory)
             return p
         except FileExistsError:
             continue
@@ -218,10 +206,15 @@ def atomic_dir(path: str | Path, protect: Sequence[str | Path] = ()) -> Iterator
         tmp: Path | None = None
         try:
             try:
-                # created and named with signals held: a signal delivered as they are
-                # released finds `tmp` set, inside the clean-up below
-                with _signals_deferred():
-                    tmp = _fresh(parent, f".{_stem(full.name)}.tmp-", directory=True)
+                # Named before it is created: a signal (the CLI raises it as an exception)
+                # landing just after the mkdir still finds `tmp` for the clean-up below.
+                while True:
+                    tmp = _candidate(parent, f".{_stem(full.name)}.tmp-")
+                    try:
+                        _create(tmp, directory=True)
+                        break
+                    except FileExistsError:
+                        tmp = None
             except OSError as exc:
                 raise OutputError(f"{dest}: cannot create the output directory "
                                   f"({exc.strerror})") from exc
@@ -262,8 +255,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     tmp: Path | None = None
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        with _signals_deferred():  # see atomic_dir
-            tmp = _fresh(p.parent, f".{p.name}.tmp-", directory=False)
+        while True:  # named before it is created, as in atomic_dir
+            tmp = _candidate(p.parent, f".{p.name}.tmp-")
+            try:
+                _create(tmp, directory=False)
+                break
+            except FileExistsError:
+                tmp = None
         tmp.write_bytes(data)
         os.replace(tmp, p)
     except BaseException as exc:

@@ -146,17 +146,16 @@ def test_a_signal_as_the_temporary_is_created_leaves_nothing(
     import imcc.fileio as fileio
     from imcc.fileio import atomic_write_bytes
 
-    real = fileio._fresh
+    real = fileio._create
 
-    def fresh_then_signal(parent: Path, prefix: str, directory: bool) -> Path:
-        p = real(parent, prefix, directory)
-        os.kill(os.getpid(), signal.SIGTERM)  # delivered at once unless held
-        return p
+    def create_then_signal(p: Path, directory: bool) -> None:
+        real(p, directory)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled at once, before the caller resumes
 
     def on_signal(signum: int, frame: object) -> None:
         raise Interrupted(signum)
 
-    monkeypatch.setattr(fileio, "_fresh", fresh_then_signal)
+    monkeypatch.setattr(fileio, "_create", create_then_signal)
     old = signal.signal(signal.SIGTERM, on_signal)
     try:
         with pytest.raises(Interrupted):
