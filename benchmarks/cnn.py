@@ -20,7 +20,6 @@ reproducible.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resnet import _Builder  # noqa: E402  (benchmarks/ is not a package)
+from resnet import _Builder, write_model_main  # noqa: E402  (benchmarks/ is not a package)
 
 
 def _maxpool(b: _Builder, x: str, name: str, k: int = 2, s: int = 2, p: int = 0) -> str:
@@ -95,14 +94,7 @@ BUILDERS: dict[str, Callable[[int], onnx.ModelProto]] = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Write a random-weight VGG-8, VGG-16 or "
-                                             "ResNet-18 ONNX model.")
-    ap.add_argument("model", choices=sorted(BUILDERS))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("-o", "--output", type=Path, required=True)
-    args = ap.parse_args()
-    onnx.save(BUILDERS[args.model](args.seed), args.output)
-    print(f"wrote {args.output} ({args.model})")
+    write_model_main(BUILDERS, "Write a random-weight VGG-8, VGG-16 or ResNet-18 ONNX model.")
 
 
 if __name__ == "__main__":

@@ -20,13 +20,11 @@ big one outside the repository:
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import onnx
-from resnet import _Builder
+from resnet import _Builder, write_model_main
 
 IMAGENET_CLASSES = 1000
 RESNET50_STAGES: tuple[tuple[int, int, int], ...] = ((64, 3, 1), (128, 4, 2), (256, 6, 2),
@@ -89,13 +87,7 @@ BUILDERS: dict[str, Callable[[int], onnx.ModelProto]] = {"resnet50": build_resne
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Write a random-weight ImageNet-shaped model.")
-    ap.add_argument("model", choices=sorted(BUILDERS))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("-o", "--output", type=Path, required=True)
-    args = ap.parse_args()
-    onnx.save(BUILDERS[args.model](args.seed), args.output)
-    print(f"wrote {args.output} ({args.model}, {args.output.stat().st_size / 1e6:.1f} MB)")
+    write_model_main(BUILDERS, "Write a random-weight ImageNet-shaped model.")
 
 
 if __name__ == "__main__":

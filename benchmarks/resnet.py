@@ -18,7 +18,7 @@ and its activations stay in a sensible range for calibration; accuracy is meanin
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,18 @@ def build_resnet(n: int, seed: int = 0) -> onnx.ModelProto:
         name="/linear/Gemm", alpha=1.0, beta=1.0, transB=1))
     assert b.n_conv == 6 * n + 1
     return b.model(f"resnet{6 * n + 2}", (3, 32, 32), NUM_CLASSES)
+
+
+def write_model_main(builders: Mapping[str, Callable[[int], onnx.ModelProto]],
+                     description: str) -> None:
+    """The command line of a model-builder script: MODEL --seed S -o FILE."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("model", choices=sorted(builders))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--output", type=Path, required=True)
+    args = ap.parse_args()
+    onnx.save(builders[args.model](args.seed), args.output)
+    print(f"wrote {args.output} ({args.model}, {args.output.stat().st_size / 1e6:.1f} MB)")
 
 
 def main() -> None:

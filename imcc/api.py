@@ -29,6 +29,7 @@ import numpy as np
 from imcc.errors import UsageError
 from imcc.ir.names import short_name
 from imcc.report.model import Report
+from imcc.report.units import conv_text
 
 PathLike = str | Path
 
@@ -100,15 +101,8 @@ def layers(model: PathLike = "resnet20", *,
     for node in graph.crossbar_nodes():
         op = node.op
         w = node.inputs[1].type.shape
-        detail = ""
-        if isinstance(op, Conv):
-            detail = f"k{op.kernel[0]}x{op.kernel[1]} s{op.stride[0]}"
-            if any(op.pads):
-                detail += f" p{max(op.pads)}"
-            if op.dilation != (1, 1):
-                detail += f" d{op.dilation[0]}"
-            if op.group > 1:
-                detail += f" g{op.group}"
+        detail = (conv_text(op.kernel, op.stride, op.pads, op.dilation, op.group)
+                  if isinstance(op, Conv) else "")
         out.append(LayerInfo(
             name=short_name(node.name), full=node.name, kind=op.kind,
             input=tuple(node.inputs[0].type.shape[1:]), output=tuple(node.output.type.shape[1:]),

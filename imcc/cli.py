@@ -538,7 +538,8 @@ def sweep_cmd(
              "Default: the local process pool.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Keep the rows an interrupted sweep left in the -o CSV and run only "
-                         "the others (rows are matched on target, rank, groups and mapping; "
+                         "the others (rows are matched on target, rank, groups, mapping "
+                         "and, with --chips, the chip and its arrays; "
                          "the CSV's header and its settings record, <csv>.settings.json, "
                          "must match this sweep's options).")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV file to write "

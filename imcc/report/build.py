@@ -26,6 +26,7 @@ from imcc.report.model import (
     Report,
     TargetInfo,
 )
+from imcc.report.units import conv_text
 from imcc.targets.cost import LayerGeom, im2col_cost
 from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.program import CrossbarLayer, Program
@@ -55,13 +56,8 @@ def _shape_text(layer: CrossbarLayer) -> str:
 
     text = f"{dims(layer.in_shape)} -> {dims(layer.out_shape)}"
     if layer.op == "Conv":
-        text += f", k{layer.kernel[0]}x{layer.kernel[1]} s{layer.stride[0]}"
-        if any(layer.pads):
-            text += f" p{max(layer.pads)}"
-        if layer.dilation != (1, 1):
-            text += f" d{layer.dilation[0]}"
-        if layer.groups > 1:
-            text += f" g{layer.groups}"
+        text += ", " + conv_text(layer.kernel, layer.stride, layer.pads, layer.dilation,
+                                 layer.groups)
     return text
 
 

@@ -268,7 +268,7 @@ def _svg_bars(title: str, labels: Sequence[str], series: Sequence[_Series], *, s
         extent = max(val(v) for s in series for v in s.values)
     vmax, ticks = (axis_max, 4) if axis_max is not None else nice_axis(extent)
     scale = _PLOT_W / vmax
-    decades = max(1, math.ceil(math.log10(max(extent, 10.0))))
+    decades = max(1, math.ceil(math.log10(max(extent, 10.0)))) if log else 1
     if log:
         vmax, ticks = 10.0 ** decades, decades
 

@@ -176,6 +176,20 @@ def csv_value(v: object) -> str:
     return safe_text(v)
 
 
+def conv_text(kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, ...],
+              dilation: tuple[int, int], groups: int) -> str:
+    """A conv's geometry as the tables show it: ``k3x3 s1 p1`` (+ `` d2``, `` g4`` when
+    dilated or grouped)."""
+    text = f"k{kernel[0]}x{kernel[1]} s{stride[0]}"
+    if any(pads):
+        text += f" p{max(pads)}"
+    if dilation != (1, 1):
+        text += f" d{dilation[0]}"
+    if groups > 1:
+        text += f" g{groups}"
+    return text
+
+
 def coord(v: float) -> str:
     """An SVG coordinate with fixed precision, so output is byte-stable."""
     return f"{v:.1f}"
@@ -242,7 +256,8 @@ def log_axis(a: float, b: float) -> tuple[list[float], float, float]:
 
 
 __all__ = ["BREAKDOWN_KEYS", "BREAKDOWN_LABELS", "MJ", "MS", "NJ", "NONE_TEXT", "NS", "PJ",
-           "S", "UJ", "US", "Unit", "compact_count", "coord", "count_text", "csv_value",
+           "S", "UJ", "US", "Unit", "compact_count", "conv_text", "coord", "count_text",
+           "csv_value",
            "decimal_text", "energy_text", "energy_unit", "linear_ticks", "log_axis",
            "machine_float",
            "nice_axis", "nice_step", "pct_text", "plain_number", "ratio", "ratio_text",
