@@ -1,0 +1,1 @@
+"""Model-zoo test support: stripped exports (assets.py) and the two-mode check (check.py)."""

@@ -1,0 +1,97 @@
+"""Compile a model in one mode and check its crossbar program, as the zoo tests and
+scripts/limits_table.py do.
+
+Modes: ``float`` (`--no-quantize`): the simulated program must equal onnxruntime on the
+*original* model to float rounding (argmax agreement 100%, max |diff| within
+`FLOAT_ROUNDING` of the output scale). ``quantized`` (the default pipeline): it must equal
+onnxruntime on compiled.onnx the same way (what `imcc simulate` judges). In both, the
+executed (window, tile) activations per image must equal the report's cycles. Inputs are
+seeded standard-normal samples at the model's own input size; a dynamic batch takes them
+all at once, a static batch of 1 one by one.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+import imcc
+from imcc.dataset import Dataset
+from imcc.errors import ImccError
+from imcc.sim.evaluate import FLOAT_ROUNDING, ort_session
+
+MODES = ("float", "quantized")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    mode: str
+    status: str                 # passed | refused | mismatch
+    reason: str = ""            # the refusal or the mismatch, one line
+    max_diff: float = float("nan")
+    tolerance: float = float("nan")
+    agreement: float = float("nan")
+    report_cycles: int = 0
+    executed_cycles: int = 0
+
+
+def model_input(model: onnx.ModelProto) -> tuple[str, list[int | None]]:
+    inits = {t.name for t in model.graph.initializer}
+    v = next(i for i in model.graph.input if i.name not in inits)
+    return v.name, [d.dim_value if d.HasField("dim_value") else None
+                    for d in v.type.tensor_type.shape.dim]
+
+
+def random_inputs(model: onnx.ModelProto, n: int, seed: int = 0) -> np.ndarray:
+    _, shape = model_input(model)
+    rest = [d if d is not None else 1 for d in shape[1:]]
+    return np.random.default_rng(seed).standard_normal((n, *rest)).astype(np.float32)
+
+
+def ort_reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """onnxruntime on ``model``, one sample at a time when the batch is fixed at 1."""
+    name, shape = model_input(model)
+    sess = ort_session(model.SerializeToString())
+    if shape and shape[0] == 1:
+        return np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+    return np.asarray(sess.run(None, {name: x})[0])
+
+
+def check(path: Path, mode: str, n: int = 2, seed: int = 0,
+          workdir: Path | None = None) -> Outcome:
+    """Compile ``path`` in ``mode`` and check its program (see the module docstring)."""
+    model = onnx.load(str(path))
+    x = random_inputs(model, n, seed)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        try:
+            res = imcc.compile(path, quantize=mode == "quantized", output=Path(tmp) / "out")
+            sim = imcc.simulate(res, data=Dataset(x, None, "random"))
+        except ImccError as exc:
+            return Outcome(mode, "refused", str(exc).splitlines()[0])
+    cycles = dict(report_cycles=sim.report_cycles, executed_cycles=sim.cycles_per_image)
+    if mode == "quantized":
+        ok = bool(sim.matches_onnxruntime)
+        tol = float(sim.raw["float_rounding_tolerance"])
+        out = Outcome(mode, "passed" if ok else "mismatch", sim.mismatch or "",
+                      sim.max_abs_diff, tol, sim.ort_agreement, **cycles)
+    else:
+        y = np.asarray(next(iter(sim.outputs.values()))).reshape(n, -1)
+        ref = ort_reference(model, x).reshape(n, -1)
+        diff = float(np.abs(y - ref).max())
+        tol = FLOAT_ROUNDING * max(1.0, float(np.abs(ref).max()))
+        agree = float(np.mean(y.argmax(1) == ref.argmax(1)))
+        ok = agree == 1.0 and diff <= tol
+        out = Outcome(mode, "passed" if ok else "mismatch",
+                      "" if ok else f"vs the original model: agreement {100 * agree:.1f}%, "
+                                    f"max abs diff {diff:.3g} (tolerance {tol:.3g})",
+                      diff, tol, agree, **cycles)
+    if out.status == "passed" and out.report_cycles != out.executed_cycles:
+        return Outcome(mode, "mismatch", f"executed {out.executed_cycles} cycles per image, "
+                                         f"the report says {out.report_cycles}",
+                       out.max_diff, out.tolerance, out.agreement,
+                       out.report_cycles, out.executed_cycles)
+    return out
