@@ -151,6 +151,11 @@ class _Importer:
         self.env: dict[str, Operand] = {}
         self.problems: list[str | Construct] = []
         self.defined: set[str] = set()  # names defined but unusable (after a problem)
+        # Outputs of a Reshape that flattened a batch-1 tensor whole (see _reshape): held
+        # as (1, size) per-sample flattens, so only a Gather of constant indices may use one.
+        self.flat: set[str] = set()
+        self.gather_data = {n.input[0] for n in model.graph.node
+                            if n.op_type == "Gather" and n.input}
 
     # -- helpers
     def fail(self, node: onnx.NodeProto, why: str, sized: bool = False) -> _Skip:
@@ -256,7 +261,9 @@ class _Importer:
         self.g.outputs = []
         for o in gp.output:
             v = self.env.get(o.name)
-            if isinstance(v, Value):
+            if o.name in self.flat:
+                self.problems.append(f"graph output {o.name!r} flattens the batch axis")
+            elif isinstance(v, Value):
                 self.g.outputs.append(v)
             elif v is not None:
                 self.problems.append(f"graph output {o.name!r} is a constant")
@@ -318,6 +325,11 @@ class _Importer:
         if node.op_type == "Constant":
             self.env[node.output[0]] = _constant(node)
             return
+        flat = [n for k, n in enumerate(node.input)
+                if n in self.flat and (k > 0 or node.op_type != "Gather")]
+        if flat:
+            raise self.fail(node, f"input {flat[0]!r} is a batch-1 tensor flattened whole; "
+                                  "only a Gather of constant indices may use one")
         if node.op_type in ("Shape", "Size") and len(ins) == 1 and isinstance(ins[0], Value):
             self.env[node.output[0]] = self._shape_of(node, ins[0])
             return
@@ -860,6 +872,15 @@ def _reshape(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
                 for i, d in enumerate(full)]
     if not full:
         raise im.fail(node, "reshape to a scalar")
+    per = math.prod(int(d or 0) for d in x.type.shape[1:])
+    if len(full) == 1 and x.type.shape[0] == 1 and full[0] in (-1, per) \
+            and node.output[0] in im.gather_data:
+        # The dynamo exporter writes torch's as_strided on a static batch of 1 (ConvNeXt's
+        # LayerNorm2d before the classifier) as Reshape(x, [-1]) followed by a Gather of
+        # constant indices of shape (1, ...): one sample's elements picked by flat index.
+        # Held as a per-sample flatten; _gather keeps the batch axis first.
+        im.flat.add(node.output[0])
+        return _reshape_to(im, node, x, [0, -1])
     return _reshape_to(im, node, x, full)
 
 
@@ -1017,6 +1038,8 @@ def _gather(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     x = im.act(node)
     idx = im.const(node, 1, "the indices")
     assert idx is not None  # the arity check requires it
+    if node.input[0] in im.flat:
+        return _gather_flat(im, node, a, x, idx)
     axis = _axis_of(im, node, int(a.get("axis", 0)), x.type.rank)
     if idx.dtype.kind not in "iu" or idx.ndim > 1:
         raise im.fail(node, f"indices of type {idx.dtype} and rank {idx.ndim} (integer "
@@ -1026,6 +1049,26 @@ def _gather(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     if any(not -dim <= v < dim for v in vals):
         raise im.fail(node, f"indices {vals} out of range for size {dim}")
     return im.emit(O.Gather(axis, tuple(v % dim for v in vals), idx.ndim == 0), [x], node)
+
+
+def _gather_flat(im: _Importer, node: onnx.NodeProto, a: dict[str, Any], x: Value,
+                 idx: np.ndarray) -> Value:
+    """Gather(axis 0) of constant indices of shape (1, *rest) from a batch-1 tensor that
+    _reshape flattened whole (``x`` is its per-sample flatten, (1, size)): the sample's
+    elements at ``idx[0]``, reshaped to ``rest`` -- ONNX's result for a batch of 1."""
+    size = int(x.type.shape[1])  # type: ignore[arg-type]
+    if int(a.get("axis", 0)) != 0 or idx.dtype.kind not in "iu" or idx.ndim < 2 \
+            or idx.shape[0] != 1:
+        raise im.fail(node, f"indices of shape {list(idx.shape)} on axis {a.get('axis', 0)} "
+                            "of a batch-1 tensor flattened whole (supported: axis 0, "
+                            "shape (1, ...))")
+    vals = [int(v) for v in idx.reshape(-1)]
+    if any(not -size <= v < size for v in vals):
+        raise im.fail(node, f"indices out of range for size {size}")
+    picked = im.emit(O.Gather(1, tuple(v % size for v in vals)), [x], node,
+                     out_name=node.output[0] + "/flat")
+    rest = tuple(int(d) for d in idx.shape[1:])
+    return im.emit(O.Reshape(rest), [picked], node)
 
 
 def _split(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> list[Value | None]:

@@ -1,0 +1,57 @@
+"""Patterns the PyTorch exporters write for CNN families beyond the zoo assets (issue 11),
+each as a small onnx.helper graph checked against onnxruntime: imported, compiled
+unquantized, its crossbar program simulated (helpers of test_digital_ops)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+from test_digital_ops import _check, _model
+
+from imcc.errors import UnsupportedError
+from imcc.frontend import import_proto
+
+RNG = np.random.default_rng(3)
+
+
+def _as_strided(perm: np.ndarray, consumer: str = "Gather") -> list:
+    """ConvNeXt's dynamo export (batch 1): a conv, then torch's as_strided written as a
+    flatten of the whole tensor and a Gather of constant indices of shape (1, C, 1, 1)."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("ReduceMean", ["c", "axes"], ["m"], keepdims=1),
+             helper.make_node("Reshape", ["m", "flat"], ["f"])]
+    if consumer == "Gather":
+        nodes.append(helper.make_node("Gather", ["f", "idx"], ["g"], axis=0))
+        nodes.append(helper.make_node("Transpose", ["g"], ["y"], perm=[0, 2, 3, 1]))
+    else:
+        nodes.append(helper.make_node(consumer, ["f"], ["y"]))
+    return nodes
+
+
+def _inits(perm: np.ndarray) -> dict[str, np.ndarray]:
+    return {"w": RNG.standard_normal((6, 4, 3, 3)).astype(np.float32),
+            "axes": np.array([-1, -2], np.int64), "flat": np.array([-1], np.int64),
+            "idx": perm.reshape(1, 6, 1, 1).astype(np.int64)}
+
+
+@pytest.mark.parametrize("perm", [np.arange(6), np.array([5, 0, 3, 1, 4, 2]),
+                                  np.array([-1, 0, 0, 2, 3, -6])],
+                         ids=["identity", "permuted", "negative-repeated"])
+def test_flatten_whole_then_gather_on_batch_1(perm: np.ndarray) -> None:
+    m = _model(_as_strided(perm), _inits(perm), 20, x_shape=[1, 4, 5, 5])
+    _check(m, RNG.standard_normal((1, 4, 5, 5)).astype(np.float32))
+
+
+def test_flatten_whole_with_another_consumer_is_refused() -> None:
+    perm = np.arange(6)
+    m = _model(_as_strided(perm, "Relu"), _inits(perm), 20, x_shape=[1, 4, 5, 5])
+    with pytest.raises(UnsupportedError, match="Reshape node .*moves the batch axis"):
+        import_proto(m, "t")
+
+
+def test_flatten_whole_of_a_dynamic_batch_is_refused() -> None:
+    perm = np.arange(6)
+    m = _model(_as_strided(perm), _inits(perm), 20, x_shape=["N", 4, 5, 5])
+    with pytest.raises(UnsupportedError, match="Reshape node .*moves the batch axis"):
+        import_proto(m, "t")
