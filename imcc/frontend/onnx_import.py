@@ -245,7 +245,9 @@ class _Importer:
                         # Downstream of a reported node: its input is an activation, so it
                         # cannot fold; still report its own op type if unsupported.
                         self.defined.update(outs)
-                        if node.op_type not in _TRANSLATE:
+                        # (Shape, Size and Constant are handled before translation, so
+                        # they are never an unsupported op type themselves.)
+                        if node.op_type not in _TRANSLATE and node.op_type not in _PRE_TRANSLATED:
                             raise self.fail(node, _unsupported_op(node.op_type))
                         continue
                     raise self.fail(node, f"input {missing[0]!r} is not defined")
@@ -1165,6 +1167,9 @@ _TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Any]
     "ReduceMax": _reduce, "LayerNormalization": _layernorm, "Gather": _gather,
     "Split": _split, "Expand": _expand, "Where": _where,
 }
+
+# Op types _Importer._node handles itself (folded or read off shapes), not via _TRANSLATE.
+_PRE_TRANSLATED = frozenset({"Shape", "Size", "Constant"})
 
 SUPPORTED_OPS = sorted(_TRANSLATE)
 
