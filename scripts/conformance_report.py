@@ -1,7 +1,7 @@
-"""Regenerate docs/limits.md from the ONNX conformance run (tests/conformance/runner.py).
+"""Regenerate docs/conformance.md from the ONNX conformance run (tests/conformance/runner.py).
 
-    python scripts/conformance_report.py           # rewrite docs/limits.md, print a summary
-    python scripts/conformance_report.py --check   # exit 1 if docs/limits.md is stale
+    python scripts/conformance_report.py           # rewrite docs/conformance.md, print a summary
+    python scripts/conformance_report.py --check   # exit 1 if docs/conformance.md is stale
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMITS = ROOT / "docs" / "limits.md"
+LIMITS = ROOT / "docs" / "conformance.md"
 
 
 def main(argv: list[str] | None = None) -> int:

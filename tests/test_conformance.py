@@ -1,7 +1,7 @@
 """ONNX conformance: every backend node test case of an op imcc claims either matches after
 compile (unquantized) + crossbar simulation, or is refused at import/compile time with a
 message naming the unsupported construct. See tests/conformance/runner.py and
-docs/limits.md (regenerate with `python scripts/conformance_report.py`)."""
+docs/conformance.md (regenerate with `python scripts/conformance_report.py`)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from conformance.runner import (
 
 from imcc.targets.crossbar import CrossbarTarget
 
-LIMITS = Path(__file__).resolve().parent.parent / "docs" / "limits.md"
+LIMITS = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +76,10 @@ def test_limits_doc_is_current(outcomes: list[Outcome]) -> None:
     text = LIMITS.read_text() if LIMITS.is_file() else ""
     m = re.search(r"\(onnx ([^)]+)\)", text)
     if m and m.group(1) != onnx.__version__:
-        pytest.skip(f"docs/limits.md was generated with onnx {m.group(1)}, "
+        pytest.skip(f"docs/conformance.md was generated with onnx {m.group(1)}, "
                     f"this is onnx {onnx.__version__}")
     assert text == render_limits(outcomes), \
-        "docs/limits.md is stale: run python scripts/conformance_report.py"
+        "docs/conformance.md is stale: run python scripts/conformance_report.py"
 
 
 def test_single_slice_unquantized_layout(cases: list[Case]) -> None:

@@ -103,8 +103,9 @@ _ARITY: dict[str, tuple[int, int]] = {
 # op, not a digital one (the refusal says which).
 _CROSSBAR_LIKE = frozenset({"ConvTranspose", "ConvInteger", "QLinearConv", "MatMulInteger",
                             "QLinearMatMul", "DeformConv", "RNN", "LSTM", "GRU"})
-# Translated ops that write several outputs themselves (one Slice per Split output).
-_MULTI_OUTPUT = frozenset({"MaxPool", "Split"})
+# Translated ops that write several outputs themselves (one Slice per Split output), or
+# refuse the extra ones with their own reason (LayerNormalization's Mean/InvStdDev).
+_MULTI_OUTPUT = frozenset({"MaxPool", "Split", "LayerNormalization"})
 
 
 def _attrs(im: _Importer, node: onnx.NodeProto) -> dict[str, Any]:
@@ -695,7 +696,17 @@ def _softmax(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
 
 def _binary(op: O.Op) -> Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Value]:
     def f(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
-        ins = [im.operand_value(n) for n in node.input]
+        exp = im.env[node.input[1]] if len(node.input) > 1 else None
+        if node.op_type == "Pow" and isinstance(exp, np.ndarray) and exp.dtype.kind in "iu":
+            # ONNX's Pow takes an integer exponent with a float base (T2 != T1); as float32
+            # it is the same exponent while it is exactly representable.
+            if np.abs(exp).max(initial=0) >= 1 << 24:
+                raise im.fail(node, "integer exponent beyond float32's exact range")
+            im.env[node.input[1]] = exp.astype(np.float32)
+        try:
+            ins = [im.operand_value(n) for n in node.input]
+        except UnsupportedError as exc:  # a constant operand of a type imcc does not carry
+            raise im.fail(node, "; ".join(exc.problems)) from exc
         for v in ins:
             if v.is_const and v.data is not None and v.data.dtype == np.float64:
                 v.data = v.data.astype(np.float32)
