@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMITS = ROOT / "docs" / "conformance.md"
+CONFORMANCE = ROOT / "docs" / "conformance.md"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,24 +20,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="only check that the file is current")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))  # the runner is shared with the test suite
-    from conformance.runner import render_limits, run_all, summary
+    from conformance.runner import render_conformance, run_all, summary
 
     with warnings.catch_warnings():
         # ONNX's Cast cases overflow float8 on purpose while generating their data.
         warnings.simplefilter("ignore", RuntimeWarning)
         outcomes = run_all()
-    text = render_limits(outcomes)
+    text = render_conformance(outcomes)
     print(summary(outcomes))
     if args.check:
-        current = LIMITS.read_text() if LIMITS.is_file() else ""
+        current = CONFORMANCE.read_text() if CONFORMANCE.is_file() else ""
         if current != text:
-            print(f"{LIMITS.relative_to(ROOT)} is stale: run python scripts/conformance_report.py",
-                  file=sys.stderr)
+            print(f"{CONFORMANCE.relative_to(ROOT)} is stale: "
+                  "run python scripts/conformance_report.py", file=sys.stderr)
             return 1
         return 0
-    LIMITS.parent.mkdir(parents=True, exist_ok=True)
-    LIMITS.write_text(text)
-    print(f"wrote {LIMITS.relative_to(ROOT)}")
+    from imcc.fileio import atomic_write_bytes
+
+    CONFORMANCE.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(CONFORMANCE, text.encode())
+    print(f"wrote {CONFORMANCE.relative_to(ROOT)}")
     return 0
 
 

@@ -17,14 +17,14 @@ from conformance.runner import (
     Outcome,
     extra_cases,
     onnx_cases,
-    render_limits,
+    render_conformance,
     run_case,
     summary,
 )
 
 from imcc.targets.crossbar import CrossbarTarget
 
-LIMITS = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
+CONFORMANCE = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +72,13 @@ def test_crossbar_ops_and_their_attributes_are_covered(outcomes: list[Outcome]) 
     assert {"im2col", "sdk", "vw-sdk"} <= used, used
 
 
-def test_limits_doc_is_current(outcomes: list[Outcome]) -> None:
-    text = LIMITS.read_text() if LIMITS.is_file() else ""
+def test_conformance_doc_is_current(outcomes: list[Outcome]) -> None:
+    text = CONFORMANCE.read_text() if CONFORMANCE.is_file() else ""
     m = re.search(r"\(onnx ([^)]+)\)", text)
     if m and m.group(1) != onnx.__version__:
         pytest.skip(f"docs/conformance.md was generated with onnx {m.group(1)}, "
                     f"this is onnx {onnx.__version__}")
-    assert text == render_limits(outcomes), \
+    assert text == render_conformance(outcomes), \
         "docs/conformance.md is stale: run python scripts/conformance_report.py"
 
 

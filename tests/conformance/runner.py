@@ -351,7 +351,7 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_limits(outcomes: list[Outcome]) -> str:
+def render_conformance(outcomes: list[Outcome]) -> str:
     """docs/conformance.md: per-op counts and every refused case with imcc's reason."""
     ops = sorted({o.op for o in outcomes}, key=lambda op: (op not in CROSSBAR_OPS, op))
     n_onnx = sum(o.source == "onnx" for o in outcomes)
