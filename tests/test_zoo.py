@@ -26,7 +26,11 @@ EXPORTS = [pytest.param(f"{m}{s}", marks=() if m == "squeezenet1_1" else pytest.
 # except where the exporter hard-coded the sizes: dynamo's channel-shuffle reshapes
 # (1, 2, 24, 28, 28) in ShuffleNet.
 NATIVE = {"shufflenet_v2_x0_5_dynamo"}
-VIT = ["vit_tiny", "vit_tiny_dynamo"]
+# The TorchScript ViT unquantized (dynamic batch merged with the heads) stays in the fast
+# subset; the other three take a few seconds each.
+VIT = [pytest.param(m, mode, marks=() if (m, mode) == ("vit_tiny", "float") else
+                    pytest.mark.slow)
+       for m in ("vit_tiny", "vit_tiny_dynamo") for mode in MODES]
 
 
 def _load(name: str, tmp_path: Path) -> Path:
@@ -43,22 +47,26 @@ def _load(name: str, tmp_path: Path) -> Path:
 def test_cnn_export(name: str, mode: str, tmp_path: Path) -> None:
     o = check(_load(name, tmp_path), mode, n=2, workdir=tmp_path)
     assert o.status == "passed", o.reason
-    assert o.agreement == 1.0 and o.max_diff <= o.tolerance
+    assert o.scale > 0 and o.agreement == 1.0 and o.max_diff <= o.tolerance
     assert o.report_cycles == o.executed_cycles > 0
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", VIT)
-@pytest.mark.xfail(strict=True, reason="needs branch vit (attention: batch-axis tracking, "
-                                       "activation x activation MatMul)")
+@pytest.mark.parametrize(("name", "mode"), VIT)
 def test_vit_export(name: str, mode: str, tmp_path: Path) -> None:
+    """torchvision's ViT as both exporters write it: attention moves the batch to axis 1
+    and merges it with the heads ((B, T, C) -> (T, B*heads, d) -> (B*heads, T, d)), which
+    the importer tracks per value; the two activation x activation MatMuls are digital."""
     o = check(_vit(name, tmp_path), mode, n=2, workdir=tmp_path)
     assert o.status == "passed", o.reason
+    assert o.scale > 0 and o.agreement == 1.0 and o.max_diff <= o.tolerance
+    assert o.report_cycles == o.executed_cycles > 0
 
 
 def _vit(name: str, tmp_path: Path) -> Path:
     p = tmp_path / f"{name}.onnx"
-    onnx.save(restore(onnx.load(str(ZOO / f"{name}.onnx"))), str(p))  # 32x32 already
+    # 32x32 already; the zero-initialized head and class token drawn at the other
+    # weights' scale, so the logits are not all 0.
+    onnx.save(restore(onnx.load(str(ZOO / f"{name}.onnx")), zeros=0.05), str(p))
     return p
 
 

@@ -59,9 +59,12 @@ def is_stripped(t: onnx.TensorProto) -> bool:
     return t.doc_string.startswith("{") and MARK in t.doc_string
 
 
-def restore(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+def restore(model: onnx.ModelProto, seed: int = 0, zeros: float = 0.0) -> onnx.ModelProto:
     """A copy of a stripped model with every stripped tensor regenerated (see the module
-    docstring); the same ``seed`` gives byte-identical tensors."""
+    docstring); the same ``seed`` gives byte-identical tensors. ``zeros``: the standard
+    deviation to draw tensors that were all zero with (torchvision zero-initializes ViT's
+    class token and classifier head: restored as zeros, every logit is 0 and a comparison
+    checks nothing)."""
     full = onnx.ModelProto()
     full.CopyFrom(model)
     for t in _tensors(full):
@@ -70,7 +73,8 @@ def restore(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
         stats = json.loads(t.doc_string)[MARK]
         # The name, not the position, seeds the tensor: stable if the graph is re-ordered.
         rng = np.random.default_rng([seed, zlib.crc32(t.name.encode())])
-        a = rng.normal(stats["mean"], stats["std"], size=tuple(t.dims))
+        std = stats["std"] or (zeros if stats["mean"] == 0 else 0.0)
+        a = rng.normal(stats["mean"], std, size=tuple(t.dims))
         if stats["nonneg"]:
             a = np.abs(a)
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
