@@ -56,8 +56,8 @@ def test_flatten_whole_with_another_consumer_is_refused() -> None:
 def test_flatten_whole_of_a_dynamic_batch_is_refused() -> None:
     perm = np.arange(6)
     m = _model(_as_strided(perm), _inits(perm), 20, x_shape=["N", 4, 5, 5])
-    with pytest.raises(UnsupportedError, match="Gather node 'g': .*of shape \\(6\\*B,\\) "
-                                               "has the batch on axis 0 merged"):
+    with pytest.raises(UnsupportedError, match="Gather node 'g': .*of shape \\(6\\*B,\\) with "
+                                               "the batch on axis 0 merged"):
         import_proto(m, "t")
 
 

@@ -1340,26 +1340,6 @@ def _expand(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return im.emit(O.Expand(tuple(out)), [x], node)
 
 
-_TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Any]] = {
-    "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _bn,
-    "Relu": _unary(O.Relu()), "Sigmoid": _unary(O.Sigmoid()), "Tanh": _unary(O.Tanh()),
-    "LeakyRelu": _leaky, "Clip": _clip, "Softmax": _softmax,
-    "Add": _binary(O.Add()), "Sub": _binary(O.Sub()), "Mul": _binary(O.Mul()),
-    "Div": _binary(O.Div()),
-    "MaxPool": _pool, "AveragePool": _pool,
-    "GlobalAveragePool": _global(O.GlobalAveragePool()),
-    "GlobalMaxPool": _global(O.GlobalMaxPool()),
-    "Pad": _pad, "Slice": _slice, "Concat": _concat, "Reshape": _reshape, "Flatten": _flatten,
-    "Squeeze": _squeeze_like, "Unsqueeze": _squeeze_like, "Transpose": _transpose,
-    "Identity": _identity, "Dropout": _dropout, "Cast": _cast,
-    "HardSigmoid": _hardsigmoid, "HardSwish": _unary(O.HardSwish()), "Erf": _unary(O.Erf()),
-    "Gelu": _gelu, "Sqrt": _unary(O.Sqrt()), "Reciprocal": _unary(O.Reciprocal()),
-    "Pow": _binary(O.Pow()), "ReduceMean": _reduce, "ReduceSum": _reduce,
-    "ReduceMax": _reduce, "LayerNormalization": _layernorm, "Gather": _gather,
-    "Split": _split, "Expand": _expand, "Where": _where,
-}
-
-
 # ----------------------------------------------------- translators of moved-batch tensors
 # Called when an input's batch is not alone on its axis 0 (see imcc/frontend/layout.py);
 # each returns the batch-first IR value and the ONNX tensor's layout.
@@ -1373,15 +1353,17 @@ def _batch_place(lay: Layout, vs: list[Sym]) -> str:
     return f"on axis {k}" + (" merged with other axes" if len(real) > 1 else "")
 
 
-def _merged(im: _Importer, node: onnx.NodeProto, idx: int, axis: int, to_end: bool
-            ) -> tuple[Value, Layout, int]:
-    """Input ``idx`` with its ONNX ``axis`` one axis of the IR value (the last when
-    ``to_end``): the value, its layout and that axis."""
-    x, lay = im.laid(node, idx)
+def _merged(im: _Importer, node: onnx.NodeProto, idx: int, axis: int, to_end: bool,
+            laid: tuple[Value, Layout] | None = None) -> tuple[Value, Layout, int]:
+    """Input ``idx`` (or the tensor ``laid``) with its ONNX ``axis`` one axis of the IR
+    value (the last when ``to_end``): the value, its layout and that axis."""
+    x, lay = laid or im.laid(node, idx)
     try:
         plan, ax = plan_merge(lay, sym_sizes(x.type.shape), axis, to_end)
     except LayoutError as exc:
-        raise im.fail(node, f"axis {axis} of input {im.where_batch(node.input[idx])}: "
+        vs = sym_sizes(x.type.shape)
+        raise im.fail(node, f"axis {axis} of input {node.input[idx]!r} of shape "
+                            f"{lay.describe(vs)} with the batch {_batch_place(lay, vs)}: "
                             f"{exc}") from exc
     return im.relayout(node, x, plan), plan.layout, ax
 
@@ -1452,28 +1434,109 @@ def _l_linear(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
     return out, lay
 
 
-def _matmul_act(im: _Importer, node: onnx.NodeProto) -> Value | tuple[Value, Layout]:
+def _matmul_act(im: _Importer, node: onnx.NodeProto,
+                operands: Sequence[tuple[Value, Layout]] | None = None
+                ) -> Value | tuple[Value, Layout]:
     """A product of two activations (attention scores, attention x values): a digital
-    MatMul. Both operands are laid out with the batch alone on one leading (broadcast)
-    axis, the same in both, so the IR product is batch first and per sample."""
+    MatMul (``operands``: the two tensors laid out as ONNX MatMul operands, else the node's
+    inputs). Its leading (broadcast) axes are elementwise, so a leading axis merging
+    several IR axes -- the batch with the heads, torch's (B*heads, T, d) -- is the same
+    product over those axes split, when both operands merge the same sizes; so split, both
+    are laid out with the batch alone on the same leading axis and the IR product is batch
+    first and per sample."""
+    pairs = list(operands or [im.laid(node, 0), im.laid(node, 1)])
+    ranks = [lay.rank for _, lay in pairs]
+    views: list[tuple[Value, Layout, list[int]]] = []
+    for v, lay in pairs:
+        vs = sym_sizes(v.type.shape)
+        lead = [[a for a in g if a == 0 or vs[a] != ONE] for g in lay.groups[:-2]]
+        views.append((v, Layout(tuple((a,) for m in lead for a in m) + lay.groups[-2:]),
+                      [len(m) for m in lead]))
+    seqs = [[sym_sizes(v.type.shape)[g[0]] for g in lay.groups[:-2]] for v, lay, _ in views]
+    if ranks[0] != ranks[1] or views[0][2] != views[1][2] or seqs[0] != seqs[1]:
+        views = [(v, lay, [1] * (lay.rank - 2)) for v, lay in pairs]  # as written
     laid: list[tuple[Value, Plan, int | None, int]] = []
-    for n in node.input[:2]:
-        v = im.env[n]
-        assert isinstance(v, Value)
-        lay = im.layout(n)
+    for i, (v, lay, _) in enumerate(views):
+        vs = sym_sizes(v.type.shape)
         try:
-            plan, kb = plan_normal(lay, sym_sizes(v.type.shape))
+            plan, kb = plan_normal(lay, vs)
         except LayoutError as exc:
-            raise im.fail(node, f"operand {im.where_batch(n)}: {exc}") from exc
+            raise im.fail(node, f"operand {i} of shape {pairs[i][1].describe(vs)}: "
+                                f"{exc}") from exc
         laid.append((v, plan, kb, lay.rank))
     (va, pa, ka, ra), (vb, pb, kb_, rb) = laid
-    if ra != rb or ra < 3 or ka is None or ka != kb_ or ka >= ra - 2:
-        raise im.fail(node, f"a product of two activations of ranks {ra} and {rb} with the "
-                            f"batch on axes {ka} and {kb_} (supported: equal ranks, the "
-                            "batch on the same leading axis of both)")
+    static = va.type.shape[0] is not None and ka is None
+    if ra != rb or ra < 2 or ka != kb_ or (not static and (ka is None or ka >= ra - 2)):
+        raise im.fail(node, f"a product of two activations of ranks {ranks[0]} and "
+                            f"{ranks[1]} with the batch on axes {ka} and {kb_} (supported: "
+                            "the batch on the same leading axis of both)")
     xa, xb = im.relayout(node, va, pa), im.relayout(node, vb, pb)
     y = im.emit(O.MatMul(), [xa, xb], node)
-    return y, pa.layout
+    # Merge the split leading axes back as the operands had them.
+    groups: list[tuple[int, ...]] = []
+    j = 0
+    for span in views[0][2]:
+        groups.append(tuple(a for g in pa.layout.groups[j:j + span] for a in g))
+        j += span
+    return y, Layout(tuple(groups) + pa.layout.groups[-2:])
+
+
+def _einsum(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+            ) -> Value | tuple[Value, Layout]:
+    """Einsum where it is a matrix product: two operands, each letter once per operand, no
+    ellipsis; the letters of both operands and the output are batch axes, one letter of
+    each operand alone in the output its rows / columns, one letter of both operands only
+    the contraction. Two activations: the digital MatMul of the operands transposed to
+    (batch, rows, contraction) and (batch, contraction, columns); a constant 2-D second
+    operand: a crossbar Linear (its contraction letter becomes the features axis)."""
+    eq = str(a.get("equation", "")).replace(" ", "")
+    if "->" not in eq or "..." in eq:
+        raise im.fail(node, f"equation {eq!r} (supported: explicit output, no ellipsis)")
+    lhs, so = eq.split("->")
+    subs = lhs.split(",")
+    if len(subs) != 2 or any(len(set(t)) != len(t) for t in (*subs, so)) \
+            or not all(t.isalpha() for t in (*subs, so)):
+        raise im.fail(node, f"equation {eq!r} (supported: two operands, each letter once)")
+    sa, sb = subs
+    const_b = not isinstance(im.env[node.input[1]], Value)
+    if isinstance(im.env[node.input[0]], np.ndarray):
+        raise im.fail(node, "a constant first operand (only x . W with constant W is mapped)")
+    contr = [c for c in sa if c in sb and c not in so]
+    batch = [c for c in so if c in sa and c in sb]
+    rows = [c for c in so if c in sa and c not in sb]
+    cols = [c for c in so if c in sb and c not in sa]
+    if set(so) - set(sa + sb) or len(contr) != 1 or len(cols) != 1 or \
+            set(sa + sb) != set(so) | set(contr) or (not const_b and len(rows) != 1) or \
+            (const_b and (batch or len(sb) != 2)):
+        raise im.fail(node, f"equation {eq!r} is not a matrix product")
+    x, lay = im.laid(node, 0)
+    if len(sa) != lay.rank:
+        raise im.fail(node, f"equation {eq!r} for an operand of rank {lay.rank}")
+    if const_b:
+        w = im.const(node, 1, "the weight")
+        assert w is not None
+        if w.ndim != 2:
+            raise im.fail(node, f"a weight of rank {w.ndim}")
+        wt = w if sb == contr[0] + cols[0] else w.T  # (features in, features out)
+        order = rows + contr  # the operand as (rows..., features)
+        xa, la, _ = _merged(im, node, 0, len(order) - 1, True,
+                            (x, lay.permute([sa.index(c) for c in order])))
+        if wt.shape[0] != xa.type.shape[-1]:
+            raise im.fail(node, f"weight {list(w.shape)} does not match "
+                                f"{xa.type.shape[-1]} input features", sized=True)
+        _finite(im, node, wt, "the weight")
+        y = im.emit(O.Linear(), [xa, im.g.const(node.input[1],
+                                                np.ascontiguousarray(wt.T, np.float32))], node)
+        cur = rows + cols
+        return y, la.permute([cur.index(c) for c in so])
+    vb, lb = im.laid(node, 1)
+    if len(sb) != lb.rank:
+        raise im.fail(node, f"equation {eq!r} for an operand of rank {lb.rank}")
+    out = _matmul_act(im, node, [(x, lay.permute([sa.index(c) for c in batch + rows + contr])),
+                                 (vb, lb.permute([sb.index(c) for c in batch + contr + cols]))])
+    y, ly = out if isinstance(out, tuple) else (out, Layout.identity(out.type.rank))
+    cur = batch + rows + cols
+    return y, ly.permute([cur.index(c) for c in so])
 
 
 def _l_softmax(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
@@ -1511,6 +1574,26 @@ def _l_gather(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
     return out, Layout(groups)
 
 
+_TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Any]] = {
+    "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _bn,
+    "Relu": _unary(O.Relu()), "Sigmoid": _unary(O.Sigmoid()), "Tanh": _unary(O.Tanh()),
+    "LeakyRelu": _leaky, "Clip": _clip, "Softmax": _softmax,
+    "Add": _binary(O.Add()), "Sub": _binary(O.Sub()), "Mul": _binary(O.Mul()),
+    "Div": _binary(O.Div()),
+    "MaxPool": _pool, "AveragePool": _pool,
+    "GlobalAveragePool": _global(O.GlobalAveragePool()),
+    "GlobalMaxPool": _global(O.GlobalMaxPool()),
+    "Pad": _pad, "Slice": _slice, "Concat": _concat, "Reshape": _reshape, "Flatten": _flatten,
+    "Squeeze": _squeeze_like, "Unsqueeze": _squeeze_like, "Transpose": _transpose,
+    "Identity": _identity, "Dropout": _dropout, "Cast": _cast,
+    "HardSigmoid": _hardsigmoid, "HardSwish": _unary(O.HardSwish()), "Erf": _unary(O.Erf()),
+    "Gelu": _gelu, "Sqrt": _unary(O.Sqrt()), "Reciprocal": _unary(O.Reciprocal()),
+    "Pow": _binary(O.Pow()), "ReduceMean": _reduce, "ReduceSum": _reduce,
+    "ReduceMax": _reduce, "LayerNormalization": _layernorm, "Gather": _gather,
+    "Split": _split, "Expand": _expand, "Where": _where, "Einsum": _einsum,
+}
+
+
 # Ops with a rule for a tensor whose batch moved (any other op takes it batch first).
 _LAYOUT_TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Any]] = {
     **dict.fromkeys(("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid",
@@ -1518,7 +1601,7 @@ _LAYOUT_TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]
                      "Cast"), _l_same),
     **dict.fromkeys(("Add", "Sub", "Mul", "Div", "Pow"), _l_binary),
     "Gemm": _l_linear, "MatMul": _l_linear, "Softmax": _l_softmax,
-    "LayerNormalization": _l_layernorm, "Gather": _l_gather,
+    "LayerNormalization": _l_layernorm, "Gather": _l_gather, "Einsum": _einsum,
     "Reshape": _reshape, "Flatten": _flatten, "Squeeze": _squeeze_like,
     "Unsqueeze": _squeeze_like, "Transpose": _transpose,
 }

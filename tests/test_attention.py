@@ -1,0 +1,201 @@
+"""Attention as the exporters write it (issue 11): the batch moved off axis 0 and merged
+with the heads, products of two activations, Einsum. Each graph is built with onnx.helper,
+imported, exported back (compiled.onnx) and simulated, all against onnxruntime
+(test_digital_ops._check); the batch-axis bookkeeping (imcc/frontend/layout.py) is
+property-tested against numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import helper
+from test_digital_ops import _check, _model
+
+from imcc.errors import UnsupportedError
+from imcc.frontend import import_proto
+from imcc.frontend.layout import Layout, plan_reshape, sym_sizes
+from imcc.ir import ops as O
+
+RNG = np.random.default_rng(0)
+T, C, H = 5, 8, 2  # tokens, channels, heads
+D = C // H
+
+
+def _w(*shape: int) -> np.ndarray:
+    return (RNG.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32)
+
+
+def attention_nodes() -> tuple[list, dict[str, np.ndarray]]:
+    """torch's multi-head attention (TorchScript form) on x (B, T, C): the batch goes to
+    axis 1, is merged with the heads ((T, B*H, d)) and comes back."""
+    c = helper.make_node
+    nodes = [
+        c("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),                     # (T, B, C)
+        c("MatMul", ["xt", "w_qkv"], ["qkv0"]),                            # (T, B, 3C)
+        c("Add", ["b_qkv", "qkv0"], ["qkv"]),
+        c("Reshape", ["qkv", "s_split"], ["qkv5"]),                         # (T, B, 3, C)
+        c("Unsqueeze", ["qkv5", "ax0"], ["u"]),                            # (1, T, B, 3, C)
+        c("Transpose", ["u"], ["ut"], perm=[3, 1, 2, 0, 4]),               # (3, T, B, 1, C)
+        c("Squeeze", ["ut", "ax3"], ["sq"]),                               # (3, T, B, C)
+        c("Gather", ["sq", "i0"], ["q0"], axis=0),
+        c("Gather", ["sq", "i1"], ["k0"], axis=0),
+        c("Gather", ["sq", "i2"], ["v0"], axis=0),                         # (T, B, C)
+        *[c("Reshape", [f"{n}0", "s_heads"], [f"{n}1"]) for n in "qkv"],  # (T, B*H, d)
+        *[c("Transpose", [f"{n}1"], [f"{n}2"], perm=[1, 0, 2]) for n in "qkv"],  # (B*H, T, d)
+        c("Transpose", ["k2"], ["kt"], perm=[0, 2, 1]),                    # (B*H, d, T)
+        c("Mul", ["q2", "scale"], ["qs"]),
+        c("MatMul", ["qs", "kt"], ["scores"]),                             # (B*H, T, T)
+        c("Softmax", ["scores"], ["p"], axis=-1),
+        c("MatMul", ["p", "v2"], ["ctx"]),                                 # (B*H, T, d)
+        c("Transpose", ["ctx"], ["ctxt"], perm=[1, 0, 2]),                 # (T, B*H, d)
+        c("Reshape", ["ctxt", "s_flat"], ["flat"]),                        # (T*B, C)
+        c("Gemm", ["flat", "w_o", "b_o"], ["o"], transB=1),
+        c("Reshape", ["o", "s_back"], ["ob"]),                             # (T, B, C)
+        c("Transpose", ["ob"], ["obt"], perm=[1, 0, 2]),                   # (B, T, C)
+        c("Add", ["obt", "x"], ["res"]),
+        c("LayerNormalization", ["res", "ln_s", "ln_b"], ["y"], axis=-1),
+    ]
+    i64 = np.int64
+    inits = {
+        "w_qkv": _w(C, 3 * C), "b_qkv": _w(3 * C), "w_o": _w(C, C), "b_o": _w(C),
+        "ln_s": _w(C) + 1, "ln_b": _w(C),
+        "s_split": np.array([T, -1, 3, C], i64), "ax0": np.array([0], i64),
+        "ax3": np.array([3], i64), "i0": np.array(0, i64), "i1": np.array(1, i64),
+        "i2": np.array(2, i64), "s_heads": np.array([T, -1, D], i64),
+        "scale": np.array([D ** -0.5], np.float32), "s_flat": np.array([-1, C], i64),
+        "s_back": np.array([T, -1, C], i64),
+    }
+    return nodes, inits
+
+
+@pytest.mark.parametrize("batch", ["N", 1])
+def test_torch_attention_block_matches_onnxruntime(batch: str | int) -> None:
+    """A dynamic batch (merged with the heads as B*H) and a static batch of 1."""
+    nodes, inits = attention_nodes()
+    m = _model(nodes, inits, 17, x_shape=[batch, T, C])
+    _check(m, RNG.standard_normal((2 if batch == "N" else 1, T, C)).astype(np.float32),
+           rtol=1e-4, atol=1e-5)
+
+
+def test_attention_products_are_digital_and_projections_token_parallel() -> None:
+    nodes, inits = attention_nodes()
+    g = import_proto(_model(nodes, inits, 17, x_shape=["N", T, C]), "t")
+    mm = [n for n in g.nodes if isinstance(n.op, O.MatMul)]
+    assert [n.op.crossbar for n in mm] == [False, False]
+    # scores (B, H, T, d) @ (B, H, d, T), then (B, H, T, T) @ (B, H, T, d), batch first
+    assert [(n.inputs[0].type.shape, n.inputs[1].type.shape) for n in mm] == [
+        ((None, H, T, D), (None, H, D, T)), ((None, H, T, T), (None, H, T, D))]
+    lin = [n for n in g.nodes if isinstance(n.op, O.Linear)]
+    # Each projection runs per token: T positions of C features.
+    assert [(n.inputs[0].type.shape, n.output.type.shape) for n in lin] == [
+        ((None, T, C), (None, T, 3 * C)), ((None, T, C), (None, T, C))]
+
+
+@pytest.mark.parametrize("batch", ["N", 1])
+def test_einsum_products_match_onnxruntime(batch: str | int) -> None:
+    """Einsum as a MatMul: a constant projection (crossbar), scores with the key
+    transposed by the equation, attention x values (digital)."""
+    c = helper.make_node
+    nodes = [
+        c("Einsum", ["x", "w"], ["p"], equation="btc,oc->bto"),          # (B, T, 2C)
+        c("Reshape", ["p", "s4"], ["p4"]),                                 # (B, T, 2H, d)
+        c("Transpose", ["p4"], ["p4t"], perm=[0, 2, 1, 3]),                # (B, 2H, T, d)
+        c("Split", ["p4t", "sp"], ["q", "k"], axis=1),                     # (B, H, T, d) x2
+        c("Einsum", ["q", "k"], ["s"], equation="bhid,bhjd->bhij"),
+        c("Softmax", ["s"], ["a"], axis=-1),
+        c("Einsum", ["a", "k"], ["o"], equation="bhij,bhjd->bihd"),       # (B, T, H, d)
+        c("Reshape", ["o", "s3"], ["y"]),
+    ]
+    inits = {"w": _w(2 * C, C), "s4": np.array([0, T, 2 * H, D], np.int64),
+             "sp": np.array([H, H], np.int64), "s3": np.array([0, T, C], np.int64)}
+    m = _model(nodes, inits, 17, x_shape=[batch, T, C])
+    _check(m, RNG.standard_normal((2 if batch == "N" else 1, T, C)).astype(np.float32),
+           rtol=1e-4, atol=1e-5)
+    g = import_proto(m, "t")
+    assert [type(n.op).__name__ for n in g.nodes if type(n.op) in (O.Linear, O.MatMul)] == \
+        ["Linear", "MatMul", "MatMul"]
+
+
+def test_einsum_that_is_not_a_product_is_refused() -> None:
+    m = _model([helper.make_node("Einsum", ["x", "x"], ["y"], equation="btc,btc->bt")], {}, 17,
+               x_shape=["N", T, C])
+    with pytest.raises(UnsupportedError, match="Einsum node 'y': equation 'btc,btc->bt' is "
+                                               "not a matrix product"):
+        import_proto(m, "t")
+
+
+def test_op_across_the_merged_batch_is_refused_saying_where_the_batch_is() -> None:
+    """(B, T, C) -> (B*T, C): a Softmax over axis 0 would mix the samples."""
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["f"]),
+             helper.make_node("Softmax", ["f"], ["y"], axis=0)]
+    m = _model(nodes, {"s": np.array([-1, C], np.int64)}, 17, x_shape=["N", T, C])
+    with pytest.raises(UnsupportedError, match=r"Softmax node 'y': axis 0 of input 'f' of shape "
+                                               r"\(5\*B, 8\) with the batch on axis 0 merged "
+                                               r"with other axes: .*mix the samples"):
+        import_proto(m, "t")
+
+
+def test_reshape_one_minus_one_merges_a_dynamic_batch() -> None:
+    """[1, -1] on a dynamic batch is (1, B*T*C), not one sample per row: its consumer is
+    refused instead of computing something else for a batch of 2."""
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["f"]),
+             helper.make_node("Relu", ["f"], ["y"])]
+    m = _model(nodes, {"s": np.array([1, -1], np.int64)}, 17, x_shape=["N", T, C])
+    with pytest.raises(UnsupportedError, match=r"graph output 'y' of shape \(1, 40\*B\) has "
+                                               "the batch on axis 1 merged"):
+        import_proto(m, "t")
+    m = _model(nodes, {"s": np.array([1, -1], np.int64)}, 17, x_shape=[1, T, C])
+    _check(m, RNG.standard_normal((1, T, C)).astype(np.float32))  # a batch of 1 is 1
+
+
+# ------------------------------------------------------------ the layout bookkeeping
+
+
+def _materialize(v: np.ndarray, lay: Layout) -> np.ndarray:
+    """The ONNX tensor a batch-first value and its layout stand for (module docstring of
+    imcc/frontend/layout.py)."""
+    order = [a for g in lay.groups for a in g]
+    orphans = [a for a in range(v.ndim) if a not in order]
+    assert all(v.shape[a] == 1 for a in orphans)
+    sizes = [int(np.prod([v.shape[a] for a in g])) for g in lay.groups]
+    return v.transpose(order + orphans).reshape(sizes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.randoms(use_true_random=False),
+       st.integers(2, 3))
+def test_reshape_plan_equals_numpy(dims: list[int], rnd, batch: int) -> None:
+    """Any regrouping of a transposed batch-first tensor (its axes split into factors,
+    adjacent factors merged, the batch with them): the planned IR reshape and layout give
+    the tensor numpy's reshape gives."""
+    shape = [batch, *dims]
+    v = np.arange(int(np.prod(shape))).reshape(shape)
+    perm = list(range(len(shape)))
+    rnd.shuffle(perm)
+    lay = Layout(tuple((p,) for p in perm))
+    x = v.transpose(perm)
+    # Target: each axis split into random factors, then adjacent factors merged at random.
+    factors: list[tuple[int, bool]] = []  # (size, holds the batch)
+    for p, d in zip(perm, x.shape, strict=True):
+        if p == 0:
+            factors.append((d, True))
+            continue
+        while d > 1 and rnd.random() < 0.5:
+            f = next((f for f in range(2, d + 1) if d % f == 0), d)
+            factors.append((f, False))
+            d //= f
+        factors.append((d, False))
+    target: list[tuple[int, int]] = []
+    for size, has_b in factors:
+        if target and rnd.random() < 0.4:
+            k, e = target[-1]
+            target[-1] = (k * (1 if has_b else size), e + has_b)
+        else:
+            target.append((1, 1) if has_b else (size, 0))
+    new_vs, new_lay = plan_reshape(lay, sym_sizes([None, *dims]), target)
+    concrete = [k * batch ** e for k, e in new_vs]
+    got = _materialize(v.reshape(concrete), new_lay)
+    want = x.reshape([k * batch ** e for k, e in target])
+    np.testing.assert_array_equal(got, want)
