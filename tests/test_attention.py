@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from onnx import helper
 from test_digital_ops import _check, _model
 
-from imcc.errors import UnsupportedError
+from imcc.errors import DataError, UnsupportedError
 from imcc.frontend import import_proto
 from imcc.frontend.layout import Layout, plan_reshape, sym_sizes
 from imcc.ir import ops as O
@@ -46,7 +46,7 @@ def attention_nodes() -> tuple[list, dict[str, np.ndarray]]:
         *[c("Transpose", [f"{n}1"], [f"{n}2"], perm=[1, 0, 2]) for n in "qkv"],  # (B*H, T, d)
         c("Transpose", ["k2"], ["kt"], perm=[0, 2, 1]),                    # (B*H, d, T)
         c("Mul", ["q2", "scale"], ["qs"]),
-        c("MatMul", ["qs", "kt"], ["scores"]),                             # (B*H, T, T)
+        c("MatMul", ["qs", "kt"], ["scores"], name="attn_scores"),         # (B*H, T, T)
         c("Softmax", ["scores"], ["p"], axis=-1),
         c("MatMul", ["p", "v2"], ["ctx"]),                                 # (B*H, T, d)
         c("Transpose", ["ctx"], ["ctxt"], perm=[1, 0, 2]),                 # (T, B*H, d)
@@ -199,3 +199,56 @@ def test_reshape_plan_equals_numpy(dims: list[int], rnd, batch: int) -> None:
     got = _materialize(v.reshape(concrete), new_lay)
     want = x.reshape([k * batch ** e for k, e in target])
     np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------ where the MACs run
+
+
+def test_mac_share_of_an_attention_block(tmp_path) -> None:
+    """Hand-counted MACs per image of attention_nodes() on T=5 tokens, C=8, H=2 heads:
+    QKV projection T*C*3C = 960 and output projection T*C*C = 320 on crossbars; scores
+    H*T*T*d = 200 and attention x values H*T*T*d = 200 digital. In report.json, its typed
+    model read back, the terminal table/summary, Markdown and HTML."""
+    import json
+
+    import onnx
+
+    import imcc
+    from imcc.report import to_html, to_markdown
+    from imcc.report.model import Report
+    from imcc.report.terminal import mac_table, summary_lines
+
+    nodes, inits = attention_nodes()
+    path = tmp_path / "attn.onnx"
+    onnx.save(_model(nodes, inits, 17, x_shape=["N", T, C]), str(path))
+    res = imcc.compile(path, quantize=False, output=tmp_path / "out")
+    macs = res.report.macs
+    assert macs is not None
+    assert [(o.op, o.unit, o.macs) for o in macs.ops] == [
+        ("Linear", "crossbar", T * C * 3 * C), ("MatMul", "digital", H * T * T * D),
+        ("MatMul", "digital", H * T * T * D), ("Linear", "crossbar", T * C * C)]
+    assert (macs.crossbar, macs.digital, macs.total) == (1280, 400, 1680)
+    assert macs.crossbar_share == pytest.approx(1280 / 1680)
+    assert [la.macs for la in res.report.layers] == [960, 320]
+    raw = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert raw["macs"]["crossbar"] == 1280 and raw["macs"]["digital"] == 400
+    assert raw["macs"]["ops"][1] == {"name": "attn_scores", "op": "MatMul", "unit": "digital",
+                                     "macs": 200, "share": pytest.approx(200 / 1680)}
+    assert Report.from_json(raw) == res.report
+    bad = json.loads(json.dumps(raw))
+    bad["macs"]["digital"] = 1
+    with pytest.raises(DataError, match="macs.digital is 1, its ops add up to 400"):
+        Report.from_json(bad)
+    del raw["macs"]  # a report written before the key
+    assert Report.from_json(raw).macs is None
+    line = "1,680 MACs per image: 76.2% on crossbars (2 layers), 23.8% digital (2 products"
+    assert any(s.startswith(line) for s in summary_lines(res.report))
+    table, dropped = mac_table(res.report, width=120)
+    assert not dropped and [str(c.header) for c in table.columns] == [
+        "layer", "runs on", "op", "MACs", "share"]
+    md = to_markdown(res.report)
+    assert "| `attn_scores` | digital | MatMul | 200 | 11.9% |" in md
+    assert "**MACs:** 1,680 per image, 76.2% on crossbars" in md
+    page = to_html(res.report)
+    assert "<h2>Where the MACs run</h2>" in page and "<code>attn_scores</code>" in page
+

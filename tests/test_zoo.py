@@ -90,3 +90,23 @@ def test_assets_are_stripped_exports_restored_deterministically() -> None:
     assert [n.SerializeToString() for n in a.graph.node] == \
         [n.SerializeToString() for n in m.graph.node]
     onnx.checker.check_model(a)
+
+
+def test_vit_mac_share(tmp_path: Path) -> None:
+    """The TorchScript ViT (4 blocks, 65 tokens of 128 channels): hand-counted MACs per
+    image. Crossbars: the 4x4 patch embedding 8*8*128*48, per block QKV 65*128*384, output
+    projection 65*128*128 and the MLP 2*65*128*256, the head 128*10. Digital: per block the
+    scores and attention x values, 65*65*128 each; neither is ever a crossbar layer."""
+    import imcc
+
+    res = imcc.compile(_vit("vit_tiny", tmp_path), quantize=False, output=tmp_path / "out")
+    macs = res.report.macs
+    assert macs is not None
+    digital = [o for o in macs.ops if o.unit == "digital"]
+    assert [(o.op, o.macs) for o in digital] == [("MatMul", 65 * 65 * 128)] * 8
+    assert {o.name for o in digital}.isdisjoint(la.name for la in res.report.layers)
+    assert {la.op for la in res.report.layers} == {"Conv", "Linear"}
+    block = 65 * 128 * 384 + 65 * 128 * 128 + 2 * 65 * 128 * 256
+    assert macs.crossbar == 8 * 8 * 128 * 48 + 4 * block + 128 * 10 == 34_473_216
+    assert macs.digital == 8 * 65 * 65 * 128 == 4_326_400
+    assert f"{macs.crossbar_share:.4f}" == "0.8885"

@@ -221,9 +221,10 @@ class _Importer:
         return v if isinstance(v, Value) else self.g.const(name, v)
 
     def emit(self, op: O.Op, ins: list[Value], node: onnx.NodeProto,
-             out_name: str | None = None) -> Value:
+             out_name: str | None = None, name: str | None = None) -> Value:
+        """Add ``op`` for ``node`` (IR node ``name``, default the ONNX node's)."""
         try:
-            n = self.g.add(op, ins, node.name or node.output[0],
+            n = self.g.add(op, ins, name or node.name or node.output[0],
                            out_names=[out_name or node.output[0]])
         except UnsupportedError as exc:  # shape inference refused the model's shapes
             raise self.fail(node, "; ".join(exc.problems), sized=True) from exc
@@ -252,11 +253,11 @@ class _Importer:
         """Emit a plan's IR Transpose and Reshape (both keep the batch on axis 0)."""
         base = (node.name or node.output[0]) + "/relayout"
         if plan.perm is not None:
-            v = self.emit(O.Transpose(plan.perm), [v], node, out_name=base)
+            v = self.emit(O.Transpose(plan.perm), [v], node, out_name=base, name=base)
         if plan.shape is not None:
             shape = tuple(int(k) for k, _ in plan.shape[1:])
             assert all(e == 0 for _, e in plan.shape[1:])  # only the batch is symbolic
-            v = self.emit(O.Reshape(shape), [v], node, out_name=base)
+            v = self.emit(O.Reshape(shape), [v], node, out_name=base, name=base)
         return v
 
     def where_batch(self, name: str) -> str:
@@ -955,7 +956,7 @@ def _concat(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
         # A constant of one sample (a batch-1 export's class token) joins every sample:
         # an Expand to the batch of an activation operand.
         ins = [im.emit(O.Expand(tuple(int(d or 1) for d in v.type.shape[1:])), [v, act], node,
-                       out_name=f"{v.name}/expand")
+                       out_name=f"{v.name}/expand", name=f"{v.name}/expand")
                if v.is_const and v.type.rank == act.type.rank and v.type.shape[0] == 1
                else v for v in ins]
     rank = ins[0].type.rank
@@ -1040,7 +1041,8 @@ def _reshape_to(im: _Importer, node: onnx.NodeProto, x: Value, full: list[int | 
                             f"({exc})", sized=True) from exc
     if new_vs != vs:
         split = im.emit(O.Reshape(tuple(k for k, _ in new_vs[1:])), [x], node,
-                        out_name=node.output[0] + "/split")
+                        out_name=node.output[0] + "/split",
+                        name=(node.name or node.output[0]) + "/split")
         return _finish(im, node, split, new_lay)
     return _finish(im, node, x, new_lay)
 
