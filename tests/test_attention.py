@@ -252,3 +252,73 @@ def test_mac_share_of_an_attention_block(tmp_path) -> None:
     page = to_html(res.report)
     assert "<h2>Where the MACs run</h2>" in page and "<code>attn_scores</code>" in page
 
+
+
+# ------------------------------------------------------------ quantization and low-rank
+
+
+def _mlp_block() -> tuple[list, dict[str, np.ndarray]]:
+    """attention_nodes() followed by a GELU MLP (exact Erf form, as TorchScript writes it)."""
+    nodes, inits = attention_nodes()
+    c = helper.make_node
+    nodes[-1] = c("LayerNormalization", ["res", "ln_s", "ln_b"], ["ln"], axis=-1)
+    nodes += [c("MatMul", ["ln", "w1"], ["h"]), c("Div", ["h", "sqrt2"], ["hd"]),
+              c("Erf", ["hd"], ["e"]), c("Add", ["e", "one"], ["e1"]),
+              c("Mul", ["h", "e1"], ["he"]), c("Mul", ["he", "half"], ["g"]),
+              c("MatMul", ["g", "w2"], ["y"])]
+    inits.update(w1=_w(C, 2 * C), w2=_w(2 * C, C), sqrt2=np.array(np.sqrt(2), np.float32),
+                 one=np.array(1, np.float32), half=np.array(0.5, np.float32))
+    return nodes, inits
+
+
+def test_quantized_inputs_after_layernorm_and_gelu_are_signed() -> None:
+    """Every crossbar input of a transformer block is signed (LayerNorm, the attention
+    context and GELU all go negative), and the quantized program equals compiled.onnx."""
+    from imcc.compiler import CompileOptions, compile_graph
+    from imcc.ir.onnx_export import to_onnx
+    from imcc.sim.simulator import simulate
+
+    nodes, inits = _mlp_block()
+    m = _model(nodes, inits, 17, x_shape=["N", T, C])
+    x = RNG.standard_normal((3, T, C)).astype(np.float32)
+    g = import_proto(m, "t")
+    res = compile_graph(g, CompileOptions(calib=x), "t")
+    fq = {n.output.users[0].name: n.op for n in res.graph.nodes
+          if isinstance(n.op, O.FakeQuant) and n.output.users[0].op.crossbar}
+    assert len(fq) == 4 and all(op.signed for op in fq.values()), fq
+    got = simulate(res.program, {"x": x}).outputs[res.program.outputs[0]]
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(to_onnx(res.graph).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_lowrank_linear_pairs_run_token_parallel_and_bit_exact(tmp_path) -> None:
+    """lowrank{include_linear} on the block: every Linear (QKV, output projection, MLP) is
+    a pair whose halves run over the T tokens with one shared window (a parallel window
+    of several tokens when that is cheaper, Theorem 2 of DESIGN.md), and the quantized
+    program equals compiled.onnx bit for bit."""
+    import onnx
+
+    import imcc
+    from imcc.dataset import Dataset
+
+    nodes, inits = _mlp_block()
+    path = tmp_path / "block.onnx"
+    onnx.save(_model(nodes, inits, 17, x_shape=["N", T, C]), str(path))
+    res = imcc.compile(path, output=tmp_path / "out", passes="fold-bn, lowrank{rank=m/2, "
+                       "groups=2, include_linear=true, include_first_last=true}, quantize, map")
+    layers = res.report.layers
+    assert [la.role for la in layers] == ["R", "L"] * 4
+    for r, lh in zip(layers[::2], layers[1::2], strict=True):
+        assert r.shape.startswith(f"{T}x") and lh.shape.startswith(f"{T}x")
+        assert (r.pw, r.windows) == (lh.pw, lh.windows)
+        assert r.pw is not None and r.windows == -(-T // r.pw[0])
+        assert r.cycles == r.windows * r.tiles
+    x = RNG.standard_normal((2, T, C)).astype(np.float32)
+    sim = imcc.simulate(res, data=Dataset(x, None, "random"))
+    assert sim.matches_onnxruntime is True and sim.cycles_per_image == sim.report_cycles
+    assert float(np.abs(np.asarray(sim.saved["simulated"]) -
+                        np.asarray(sim.saved["onnxruntime"])).max()) == 0.0

@@ -110,3 +110,26 @@ def test_vit_mac_share(tmp_path: Path) -> None:
     assert macs.crossbar == 8 * 8 * 128 * 48 + 4 * block + 128 * 10 == 34_473_216
     assert macs.digital == 8 * 65 * 65 * 128 == 4_326_400
     assert f"{macs.crossbar_share:.4f}" == "0.8885"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vit_tiny", "vit_tiny_dynamo"])
+def test_vit_lowrank_linear_is_bit_exact(name: str, tmp_path: Path) -> None:
+    """Group low-rank on every Linear of the ViT (include_linear), quantized: the program
+    equals compiled.onnx bit for bit and executes the cycles the report states."""
+    import numpy as np
+    from zoo.check import random_inputs
+
+    import imcc
+    from imcc.dataset import Dataset
+
+    path = _vit(name, tmp_path)
+    res = imcc.compile(path, output=tmp_path / "out", passes="fold-bn, lowrank{rank=m/4, "
+                       "groups=2, include_linear=true}, quantize, map")
+    assert res.report.lowrank is not None and res.report.lowrank.factorized_layers == 16
+    x = random_inputs(onnx.load(str(path)), 2)
+    sim = imcc.simulate(res, data=Dataset(x, None, "random"))
+    y, ref = np.asarray(sim.saved["simulated"]), np.asarray(sim.saved["onnxruntime"])
+    assert sim.matches_onnxruntime is True and np.abs(ref).max() > 0
+    assert float(np.abs(y - ref).max()) == 0.0
+    assert sim.cycles_per_image == sim.report_cycles == res.report.total_cycles
