@@ -118,6 +118,38 @@ def test_einsum_products_match_onnxruntime(batch: str | int) -> None:
         ["Linear", "MatMul", "MatMul"]
 
 
+@pytest.mark.parametrize("batch", ["N", 1])
+def test_window_attention_with_windows_folded_into_the_batch(batch: str | int) -> None:
+    """Swin's window attention: (B, 4, 4, C) cut into 2x2 windows, the windows folded into
+    the batch ((B*4, 4, C)), a product of two activations on each, and folded back."""
+    c = helper.make_node
+    nodes = [
+        c("Reshape", ["x", "s6"], ["x6"]),                               # (B, 2, 2, 2, 2, C)
+        c("Transpose", ["x6"], ["x6t"], perm=[0, 1, 3, 2, 4, 5]),
+        c("Reshape", ["x6t", "s3"], ["win"]),                             # (B*4, 4, C)
+        c("Transpose", ["win"], ["wt"], perm=[0, 2, 1]),
+        c("MatMul", ["win", "wt"], ["s"]),                                # (B*4, 4, 4)
+        # As Swin adds its shift mask: per image (B, 4 windows, 4, 4), through an op that
+        # takes it batch first (so the 2x2 windows become one axis of 4), and back.
+        c("Reshape", ["s", "s4s"], ["s4d"]),
+        c("Slice", ["s4d", "st", "en", "ax"], ["sl"]),
+        c("Reshape", ["sl", "s3n"], ["sm"]),
+        c("Softmax", ["sm"], ["a"], axis=-1),
+        c("MatMul", ["a", "win"], ["o"]),                                 # (B*4, 4, C)
+        c("Reshape", ["o", "s6"], ["o6"]),
+        c("Transpose", ["o6"], ["o6t"], perm=[0, 1, 3, 2, 4, 5]),
+        c("Reshape", ["o6t", "s4"], ["y"]),                               # (B, 4, 4, C)
+    ]
+    i64 = np.int64
+    inits = {"s6": np.array([-1, 2, 2, 2, 2, C], i64), "s3": np.array([-1, 4, C], i64),
+             "s4": np.array([-1, 4, 4, C], i64), "s4s": np.array([-1, 4, 4, 4], i64),
+             "st": np.array([0], i64), "en": np.array([4], i64), "ax": np.array([3], i64),
+             "s3n": np.array([-1, 4, 4], i64)}
+    m = _model(nodes, inits, 17, x_shape=[batch, 4, 4, C])
+    _check(m, RNG.standard_normal((3 if batch == "N" else 1, 4, 4, C)).astype(np.float32),
+           rtol=1e-4, atol=1e-5)
+
+
 def test_einsum_that_is_not_a_product_is_refused() -> None:
     m = _model([helper.make_node("Einsum", ["x", "x"], ["y"], equation="btc,btc->bt")], {}, 17,
                x_shape=["N", T, C])

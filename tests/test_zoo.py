@@ -62,6 +62,24 @@ def test_vit_export(name: str, mode: str, tmp_path: Path) -> None:
     assert o.report_cycles == o.executed_cycles > 0
 
 
+# Swin (scripts/export_zoo.py: embed 32, depths 2-2, 4x4 windows, 64x64 input): windows
+# folded into the batch, shifted windows (roll as Slice + Concat), attention masks and the
+# relative position bias. Its all-zero tensors were redrawn before export.
+SWIN = [pytest.param(m, mode, marks=() if (m, mode) == ("swin_small_custom", "float") else
+                     pytest.mark.slow)
+        for m in ("swin_small_custom", "swin_small_custom_dynamo") for mode in MODES]
+
+
+@pytest.mark.parametrize(("name", "mode"), SWIN)
+def test_swin_export(name: str, mode: str, tmp_path: Path) -> None:
+    p = tmp_path / f"{name}.onnx"
+    onnx.save(restore(onnx.load(str(ZOO / f"{name}.onnx"))), str(p))  # at its 64x64
+    o = check(p, mode, n=2, workdir=tmp_path)
+    assert o.status == "passed", o.reason
+    assert o.scale > 0 and o.agreement == 1.0 and o.max_diff <= o.tolerance
+    assert o.report_cycles == o.executed_cycles > 0
+
+
 def _vit(name: str, tmp_path: Path) -> Path:
     p = tmp_path / f"{name}.onnx"
     # 32x32 already; the zero-initialized head and class token drawn at the other
@@ -76,7 +94,8 @@ def test_assets_are_stripped_exports_restored_deterministically() -> None:
     seeds."""
     for p in sorted(ZOO.glob("*.onnx")):
         m = onnx.load(str(p))
-        assert p.stat().st_size < 400 << 10, p.name
+        # (the TorchScript Swin's 2,320 nodes with their scope names take 430 KiB)
+        assert p.stat().st_size < 512 << 10, p.name
         assert m.producer_name == "pytorch" and len(m.graph.node) > 50, p.name
         stripped = [t for t in m.graph.initializer if is_stripped(t)]
         assert stripped, p.name

@@ -258,6 +258,41 @@ def _set(layout: Layout, k: int, g: tuple[int, ...]) -> Layout:
     return Layout(layout.groups[:k] + (g,) + layout.groups[k + 1:])
 
 
+def plan_runs(layout: Layout, vs: Sequence[Sym], axes: Sequence[int]) -> Plan:
+    """Merge, in each ONNX axis of ``axes``, every run of consecutive axes of ``V`` between
+    the batch (or its ends) into one axis of ``V``: a canonical form of axes that merge the
+    batch with others (Swin's (B*windows, ...), however the windows were split), so two
+    tensors merging the same sizes get the same axes."""
+    blocks = []
+    for k in axes:
+        run: list[int] = []
+        for a in [*_real(layout.groups[k], vs), 0]:
+            if a == 0:
+                if len(run) > 1:
+                    blocks.append(run)
+                run = []
+            else:
+                run.append(a)
+    first = {b[0]: b for b in blocks}
+    inside = {a for b in blocks for a in b}
+    order: list[int] = []
+    for a in range(len(vs)):
+        if a in first:
+            order += first[a]
+        elif a not in inside:
+            order.append(a)
+    perm, shape, where = _relayout(vs, order, blocks)
+    groups = []
+    for g in layout.groups:
+        out: list[int] = []
+        for a in g:
+            w = where[a]
+            if not out or out[-1] != w or a not in inside:
+                out.append(w)
+        groups.append(tuple(out))
+    return Plan(perm, shape, Layout(tuple(groups)))
+
+
 def plan_normal(layout: Layout, vs: Sequence[Sym]) -> tuple[Plan, int | None]:
     """The tensor with every axis but the batch's its own axis of ``V``, in order: the
     plan and the ONNX axis holding the batch alone (``kb``; the result's layout puts
@@ -333,4 +368,5 @@ def total(sizes: Sequence[Sym]) -> Sym:
 
 
 __all__ = ["Sym", "ONE", "Layout", "LayoutError", "Plan", "sym_sizes", "sym_text", "sym_prod",
-           "plan_reshape", "plan_merge", "plan_normal", "const_to_v", "concrete", "total"]
+           "plan_reshape", "plan_merge", "plan_normal", "plan_runs", "const_to_v", "concrete",
+           "total"]

@@ -36,6 +36,7 @@ from imcc.frontend.layout import (
     plan_merge,
     plan_normal,
     plan_reshape,
+    plan_runs,
     sym_prod,
     sym_sizes,
     sym_text,
@@ -1448,6 +1449,9 @@ def _matmul_act(im: _Importer, node: onnx.NodeProto,
     first and per sample."""
     pairs = list(operands or [im.laid(node, 0), im.laid(node, 1)])
     ranks = [lay.rank for _, lay in pairs]
+    for i, (v, lay) in enumerate(pairs):
+        run = plan_runs(lay, sym_sizes(v.type.shape), range(lay.rank - 2))
+        pairs[i] = (im.relayout(node, v, run), run.layout)
     views: list[tuple[Value, Layout, list[int]]] = []
     for v, lay in pairs:
         vs = sym_sizes(v.type.shape)

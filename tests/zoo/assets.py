@@ -3,8 +3,9 @@ stripped (`strip`) and regenerated deterministically when a test loads them (`re
 
 A zoo export is mostly weights (tens of MB) around a graph of a few hundred KB. `strip`
 keeps the graph exactly as the exporter wrote it -- every node, attribute, value_info, the
-opset, and every integer or small float tensor (shape constants, axes, HardSigmoid's
-alpha, LayerNorm epsilons, ...) verbatim -- and replaces each float tensor of more than
+opset (only the dynamo exporter's per-node source locations are dropped), and every
+integer or small float tensor (shape constants, axes, HardSigmoid's alpha, LayerNorm
+epsilons, ...) verbatim -- and replaces each float tensor of more than
 `MAX_KEPT` elements by its shape and dtype plus three statistics of the original values,
 written as JSON into the tensor's ``doc_string``: mean, standard deviation, and whether
 all values were >= 0. `restore` draws each stripped tensor from a normal distribution
@@ -41,6 +42,10 @@ def strip(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` with its large float tensors replaced by their statistics."""
     small = onnx.ModelProto()
     small.CopyFrom(model)
+    for node in small.graph.node:
+        # The dynamo exporter's per-node source locations (most of a Swin export's bytes);
+        # they are not part of the graph's meaning.
+        del node.metadata_props[:]
     for t in _tensors(small):
         if t.data_type not in FLOATS or int(np.prod(t.dims, dtype=np.int64)) <= MAX_KEPT:
             continue
