@@ -1396,15 +1396,15 @@ def _l_binary(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
         return _TRANSLATE[node.op_type](im, node, a)
     lay = lays[acts[0]]
     vs = sym_sizes(im.env[acts[0]].type.shape)  # type: ignore[union-attr]
-    if node.op_type == "Pow":
-        exp = im.env[node.input[1]]
-        if isinstance(exp, np.ndarray) and exp.dtype.kind in "iu":
-            if np.abs(exp).max(initial=0) >= 1 << 24:
-                raise im.fail(node, "integer exponent beyond float32's exact range")
-            im.env[node.input[1]] = exp.astype(np.float32)
     ins: list[Value] = []
-    for n in node.input:
+    for i, n in enumerate(node.input):
         e = im.env[n]
+        if node.op_type == "Pow" and i == 1 and isinstance(e, np.ndarray) and \
+                e.dtype.kind in "iu":
+            # An integer exponent as float32, for this node only (as `_binary`).
+            if np.abs(e).max(initial=0) >= 1 << 24:
+                raise im.fail(node, "integer exponent beyond float32's exact range")
+            e = e.astype(np.float32)
         if isinstance(e, Value):
             ins.append(e)
         elif isinstance(e, BatchDep):
