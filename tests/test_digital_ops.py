@@ -86,6 +86,14 @@ def test_sqrt_reciprocal_pow() -> None:
                           "three": np.array(3.0, np.float32)}, 17), _x())
 
 
+def test_pow_integer_exponent_shared_with_an_integer_consumer() -> None:
+    # One int64 initializer is both Pow's exponent and Gather's indices: converting the
+    # exponent to float for Pow must not turn the indices into floats (they were, once).
+    nodes = [helper.make_node("Pow", ["x", "e"], ["p"]),
+             helper.make_node("Gather", ["p", "e"], ["y"], axis=1)]
+    _check(_model(nodes, {"e": np.array([2], I64)}, 17), _x())
+
+
 REDUCE = [(op, axes, keep, opset, form) for op in ("ReduceMean", "ReduceSum", "ReduceMax")
           for axes, keep in (([2, 3], 1), ([-1], 0), ([1], 1))
           for opset, form in ((13, "attr"), (18, "input"))]

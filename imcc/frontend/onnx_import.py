@@ -822,14 +822,19 @@ def _softmax(im: _Importer, node: onnx.NodeProto, a: dict[str, Any], x: Value | 
 def _binary(op: O.Op) -> Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Value]:
     def f(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
         exp = im.env[node.input[1]] if len(node.input) > 1 else None
+        float_exp: np.ndarray | None = None
         if node.op_type == "Pow" and isinstance(exp, np.ndarray) and exp.dtype.kind in "iu":
             # ONNX's Pow takes an integer exponent with a float base (T2 != T1); as float32
-            # it is the same exponent while it is exactly representable.
+            # it is the same exponent while it is exactly representable.  Converted for
+            # this node only: the initializer may also feed a node that needs integers.
             if np.abs(exp).max(initial=0) >= 1 << 24:
                 raise im.fail(node, "integer exponent beyond float32's exact range")
-            im.env[node.input[1]] = exp.astype(np.float32)
+            float_exp = exp.astype(np.float32)
         try:
-            ins = [im.operand_value(n) for n in node.input]
+            if float_exp is None:
+                ins = [im.operand_value(n) for n in node.input]
+            else:
+                ins = [im.operand_value(node.input[0]), im.g.const(node.input[1], float_exp)]
         except UnsupportedError as exc:  # a constant operand of a type imcc does not carry
             raise im.fail(node, "; ".join(exc.problems)) from exc
         for v in ins:
