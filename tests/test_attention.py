@@ -354,3 +354,15 @@ def test_lowrank_linear_pairs_run_token_parallel_and_bit_exact(tmp_path) -> None
     assert sim.matches_onnxruntime is True and sim.cycles_per_image == sim.report_cycles
     assert float(np.abs(np.asarray(sim.saved["simulated"]) -
                         np.asarray(sim.saved["onnxruntime"])).max()) == 0.0
+
+
+def test_short_names_keep_the_op_type_where_they_would_collide() -> None:
+    """A transformer block's QKV MatMul and output Gemm share a scope: the tables show them
+    with their op type, and either spelling resolves."""
+    from imcc.ir.names import resolve_layer_names, short_names
+
+    full = ["/enc/layer_0/attn/MatMul", "/enc/layer_0/attn/Gemm", "/enc/layer_0/mlp/MatMul"]
+    assert short_names(full) == ["enc/layer_0/attn/MatMul", "enc/layer_0/attn/Gemm",
+                                 "enc/layer_0/mlp"]
+    assert resolve_layer_names(["enc/layer_0/attn/Gemm", "enc/layer_0/mlp"], full, "t") == {
+        "enc/layer_0/attn/Gemm": full[1], "enc/layer_0/mlp": full[2]}

@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from imcc.ir.names import short_name
+from imcc.ir.names import short_name as short_name  # re-exported (tests use it)
+from imcc.ir.names import short_names
 from imcc.report.model import LayerReport, Report
 from imcc.report.sweep import TERMINAL_DROP, SweepResult, terminal_table
 from imcc.report.units import (
@@ -152,7 +153,8 @@ def report_columns(report: Report, full_names: bool = False) -> list[Column]:
     tiles, energy, utilization, windows and the op/shape text."""
     layers = report.layers
     energy = report.energy
-    names = [la.name if full_names else short_name(la.name) for la in layers]
+    names = [la.name for la in layers] if full_names else short_names([la.name
+                                                                         for la in layers])
     cols = [
         Column("layer", names, footer="total"),
         Column("op / shape", [f"{la.op} {la.shape}" for la in layers], drop=1),
@@ -250,7 +252,8 @@ def mac_columns(report: Report, full_names: bool = False) -> list[Column]:
     assert macs is not None
     ops = macs.ops
     return [
-        Column("layer", [o.name if full_names else short_name(o.name) for o in ops],
+        Column("layer", [o.name for o in ops] if full_names else
+               short_names([o.name for o in ops]),
                footer="total"),
         Column("runs on", [o.unit for o in ops], footer=f"{pct_text(macs.crossbar_share)} "
                                                          "crossbar"),
