@@ -15,7 +15,16 @@ from test_digital_ops import _check, _model
 
 from imcc.errors import DataError, UnsupportedError
 from imcc.frontend import import_proto
-from imcc.frontend.layout import Layout, plan_reshape, sym_sizes
+from imcc.frontend.layout import (
+    Layout,
+    LayoutError,
+    Plan,
+    plan_merge,
+    plan_normal,
+    plan_reshape,
+    plan_runs,
+    sym_sizes,
+)
 from imcc.ir import ops as O
 
 RNG = np.random.default_rng(0)
@@ -195,21 +204,18 @@ def _materialize(v: np.ndarray, lay: Layout) -> np.ndarray:
     return v.transpose(order + orphans).reshape(sizes)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.randoms(use_true_random=False),
-       st.integers(2, 3))
-def test_reshape_plan_equals_numpy(dims: list[int], rnd, batch: int) -> None:
-    """Any regrouping of a transposed batch-first tensor (its axes split into factors,
-    adjacent factors merged, the batch with them): the planned IR reshape and layout give
-    the tensor numpy's reshape gives."""
+def _regrouped(dims: list[int], rnd, batch: int
+               ) -> tuple[np.ndarray, Layout, list[tuple[int, int]], np.ndarray, list]:
+    """A batch-first tensor (batch ``batch``, sizes ``dims``) transposed at random and
+    regrouped at random (each axis split into factors, adjacent factors merged, the batch
+    with them): (V, its layout, the target sizes with the batch symbolic, numpy's result,
+    the symbolic sizes of V)."""
     shape = [batch, *dims]
     v = np.arange(int(np.prod(shape))).reshape(shape)
     perm = list(range(len(shape)))
     rnd.shuffle(perm)
-    lay = Layout(tuple((p,) for p in perm))
-    x = v.transpose(perm)
-    # Target: each axis split into random factors, then adjacent factors merged at random.
     factors: list[tuple[int, bool]] = []  # (size, holds the batch)
+    x = v.transpose(perm)
     for p, d in zip(perm, x.shape, strict=True):
         if p == 0:
             factors.append((d, True))
@@ -226,11 +232,55 @@ def test_reshape_plan_equals_numpy(dims: list[int], rnd, batch: int) -> None:
             target[-1] = (k * (1 if has_b else size), e + has_b)
         else:
             target.append((1, 1) if has_b else (size, 0))
-    new_vs, new_lay = plan_reshape(lay, sym_sizes([None, *dims]), target)
-    concrete = [k * batch ** e for k, e in new_vs]
-    got = _materialize(v.reshape(concrete), new_lay)
     want = x.reshape([k * batch ** e for k, e in target])
+    return v, Layout(tuple((p,) for p in perm)), target, want, sym_sizes([None, *dims])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.randoms(use_true_random=False),
+       st.integers(2, 3))
+def test_reshape_plan_equals_numpy(dims: list[int], rnd, batch: int) -> None:
+    """Any regrouping of a transposed batch-first tensor: the planned IR reshape and layout
+    give the tensor numpy's reshape gives."""
+    v, lay, target, want, vs = _regrouped(dims, rnd, batch)
+    new_vs, new_lay = plan_reshape(lay, vs, target)
+    got = _materialize(v.reshape([k * batch ** e for k, e in new_vs]), new_lay)
     np.testing.assert_array_equal(got, want)
+
+
+def _apply(v: np.ndarray, plan: Plan, batch: int) -> np.ndarray:
+    if plan.perm is not None:
+        v = v.transpose(plan.perm)
+    if plan.shape is not None:
+        v = v.reshape([k * batch ** e for k, e in plan.shape])
+    return v
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.randoms(use_true_random=False),
+       st.integers(2, 3))
+def test_relayout_plans_keep_the_tensor(dims: list[int], rnd, batch: int) -> None:
+    """plan_merge (each axis, to the end or in place), plan_runs and plan_normal emit IR
+    ops (batch first) after which the new layout stands for the same tensor; plan_merge and
+    plan_normal refuse only axes that hold the batch with others."""
+    v, lay, target, want, vs = _regrouped(dims, rnd, batch)
+    new_vs, lay = plan_reshape(lay, vs, target)
+    v = v.reshape([k * batch ** e for k, e in new_vs])
+    plans = [plan_runs(lay, new_vs, range(lay.rank))]
+    for k in range(lay.rank):
+        for to_end in (False, True):
+            try:
+                plans.append(plan_merge(lay, new_vs, k, to_end)[0])
+            except LayoutError:
+                assert 0 in lay.groups[k]
+    try:
+        plans.append(plan_normal(lay, new_vs)[0])
+    except LayoutError:
+        assert any(0 in g and len(g) > 1 for g in lay.groups)
+    for plan in plans:
+        out = _apply(v, plan, batch)
+        assert plan.perm is None or plan.perm[0] == 0
+        np.testing.assert_array_equal(_materialize(out, plan.layout), want)
 
 
 # ------------------------------------------------------------ where the MACs run

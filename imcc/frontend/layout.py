@@ -231,11 +231,11 @@ def plan_merge(layout: Layout, vs: Sequence[Sym], k: int, to_end: bool) -> tuple
     if 0 in members:
         raise LayoutError("an op along that axis would mix the samples")
     n = len(vs)
-    if not members:  # a size-1 axis: give it a size-1 axis of V of its own
-        members_sz1 = [a for a in layout.groups[k] if a != 0]
-        if members_sz1 and (not to_end or members_sz1[-1] == n - 1):
-            return Plan(None, None, _set(layout, k, (members_sz1[-1],))), members_sz1[-1]
-        raise LayoutError("a size-1 axis with no axis of its own")
+    if not members:  # a size-1 axis: one of its size-1 axes of V, else a new last one
+        ones = [a for a in layout.groups[k] if a != 0]
+        if ones and (not to_end or ones[-1] == n - 1):
+            return Plan(None, None, _set(layout, k, (ones[-1],))), ones[-1]
+        return Plan(None, (*vs, ONE), _set(layout, k, (n,))), n
     if len(members) == 1 and (not to_end or members[0] == n - 1):
         return Plan(None, None, _set(layout, k, (members[0],))), members[0]
     others = [a for a in range(n) if a not in members]
@@ -263,7 +263,7 @@ def plan_runs(layout: Layout, vs: Sequence[Sym], axes: Sequence[int]) -> Plan:
     the batch (or its ends) into one axis of ``V``: a canonical form of axes that merge the
     batch with others (Swin's (B*windows, ...), however the windows were split), so two
     tensors merging the same sizes get the same axes."""
-    blocks = []
+    blocks: list[list[int]] = []
     for k in axes:
         run: list[int] = []
         for a in [*_real(layout.groups[k], vs), 0]:
@@ -283,9 +283,11 @@ def plan_runs(layout: Layout, vs: Sequence[Sym], axes: Sequence[int]) -> Plan:
             order.append(a)
     perm, shape, where = _relayout(vs, order, blocks)
     groups = []
-    for g in layout.groups:
+    for k, g in enumerate(layout.groups):
         out: list[int] = []
         for a in g:
+            if k in axes and a != 0 and vs[a] == ONE:
+                continue  # a size-1 axis inside a run: left in no group
             w = where[a]
             if not out or out[-1] != w or a not in inside:
                 out.append(w)
