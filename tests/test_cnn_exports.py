@@ -61,6 +61,29 @@ def test_flatten_whole_of_a_dynamic_batch_is_refused() -> None:
         import_proto(m, "t")
 
 
+def test_shape_arithmetic_downstream_of_a_refusal_is_not_called_unsupported() -> None:
+    """A Mod/Range/ConstantOfShape of a refused tensor's Shape would have folded (Swin's
+    TorchScript export listed 'Mod x10', 'Range x18', ... below one refusal); an op that
+    reads the activation itself is still named."""
+    nodes = [helper.make_node("Foo", ["x"], ["f"]),
+             helper.make_node("Shape", ["f"], ["s"]),
+             helper.make_node("Mod", ["s", "two"], ["m"]),
+             helper.make_node("ConstantOfShape", ["m"], ["z"]),
+             helper.make_node("Range", ["zero", "two", "one"], ["r"]),
+             helper.make_node("Reshape", ["f", "s"], ["g"]),
+             helper.make_node("Bar", ["g"], ["y"])]
+    inits = {"two": np.array(2, np.int64), "zero": np.array(0, np.int64),
+             "one": np.array(1, np.int64)}
+    m = _model(nodes, inits, 17, x_shape=["N", 4, 5, 5])
+    with pytest.raises(UnsupportedError) as exc:
+        import_proto(m, "t")
+    text = str(exc.value)
+    assert text.startswith("2 unsupported constructs: Bar node 'y'") or \
+        text.startswith("2 unsupported constructs: Foo node 'f'"), text
+    assert "Foo" in text and "Bar" in text
+    assert not any(op in text for op in ("Mod", "ConstantOfShape", "Range", "Shape"))
+
+
 def test_shape_downstream_of_a_refusal_is_not_called_unsupported() -> None:
     """Shape is read off the activation's shape; below a refused node it used to be listed
     as an op type imcc does not implement (ViT and Swin exports: 'Shape x176')."""

@@ -173,6 +173,8 @@ class _Importer:
         self.env: dict[str, Operand] = {}
         self.problems: list[str | Construct] = []
         self.defined: set[str] = set()  # names defined but unusable (after a problem)
+        # Of those, the results of Shape/Size/Constant and of arithmetic on them only.
+        self.shape_arith: set[str] = set()
         # Outputs of a Reshape that flattened a batch-1 tensor whole (see _reshape): held
         # as (1, size) per-sample flattens, so only a Gather of constant indices may use one.
         self.flat: set[str] = set()
@@ -345,8 +347,13 @@ class _Importer:
                         # cannot fold; still report its own op type if unsupported.
                         self.defined.update(outs)
                         # (Shape, Size and Constant are handled before translation, so
-                        # they are never an unsupported op type themselves.)
-                        if node.op_type not in _TRANSLATE and node.op_type not in _PRE_TRANSLATED:
+                        # they are never an unsupported op type themselves; nor is shape
+                        # arithmetic on their results -- a Mod or Range of a Shape --
+                        # which would have been folded.)
+                        if node.op_type in _PRE_TRANSLATED or all(
+                                m in self.shape_arith for m in missing):
+                            self.shape_arith.update(outs)
+                        elif node.op_type not in _TRANSLATE:
                             raise self.fail(node, _unsupported_op(node.op_type))
                         continue
                     raise self.fail(node, f"input {missing[0]!r} is not defined")
