@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from imcc.errors import UsageError
-from imcc.ir.names import short_name
+from imcc.ir.names import short_names
 from imcc.report.model import Report
 from imcc.report.units import conv_text
 
@@ -98,13 +98,15 @@ def layers(model: PathLike = "resnet20", *,
     first, last = first_last_crossbar(graph)
     edge = {id(n) for n in first + last}
     out: list[LayerInfo] = []
-    for node in graph.crossbar_nodes():
+    nodes = list(graph.crossbar_nodes())
+    shorts = short_names([n.name for n in nodes])
+    for node, short in zip(nodes, shorts, strict=True):
         op = node.op
         w = node.inputs[1].type.shape
         detail = (conv_text(op.kernel, op.stride, op.pads, op.dilation, op.group)
                   if isinstance(op, Conv) else "")
         out.append(LayerInfo(
-            name=short_name(node.name), full=node.name, kind=op.kind,
+            name=short, full=node.name, kind=op.kind,
             input=tuple(node.inputs[0].type.shape[1:]), output=tuple(node.output.type.shape[1:]),
             weight=tuple(int(d) for d in w if d is not None), detail=detail,
             first_or_last=id(node) in edge))

@@ -6,6 +6,12 @@ that exporters emit), translated to one typed IR op (Conv, Gemm and MatMul with 
 weights become crossbar `Conv`/`Linear`; the rest are digital ops), or reported. All
 unsupported constructs are collected and raised together in one `UnsupportedError`.
 Only the batch dimension may be dynamic; every other size must be static.
+
+The IR keeps the batch on axis 0; an ONNX tensor whose batch an exporter moved (attention's
+(T, B*heads, d) reshapes) is held as a batch-first IR value plus its `Layout`
+(imcc/frontend/layout.py): Transpose/Reshape/Squeeze/Unsqueeze change the layout, the ops
+of `_LAYOUT_TRANSLATE` read it, and every other op takes its inputs laid out batch first,
+or refuses them saying where the batch is.
 """
 
 from __future__ import annotations
@@ -20,6 +26,21 @@ import onnx
 from onnx import helper, numpy_helper
 
 from imcc.errors import Construct, ModelError, UnsupportedError, UsageError
+from imcc.frontend.layout import (
+    ONE,
+    Layout,
+    LayoutError,
+    Plan,
+    Sym,
+    const_to_v,
+    plan_merge,
+    plan_normal,
+    plan_reshape,
+    plan_runs,
+    sym_prod,
+    sym_sizes,
+    sym_text,
+)
 from imcc.frontend.loader import check_onnx, load_onnx, validate_model
 from imcc.ir import Graph, TensorType, Value
 from imcc.ir import ops as O
@@ -152,11 +173,17 @@ class _Importer:
         self.env: dict[str, Operand] = {}
         self.problems: list[str | Construct] = []
         self.defined: set[str] = set()  # names defined but unusable (after a problem)
+        # Of those, the results of Shape/Size/Constant and of arithmetic on them only.
+        self.shape_arith: set[str] = set()
         # Outputs of a Reshape that flattened a batch-1 tensor whole (see _reshape): held
         # as (1, size) per-sample flattens, so only a Gather of constant indices may use one.
         self.flat: set[str] = set()
         self.gather_data = {n.input[0] for n in model.graph.node
                             if n.op_type == "Gather" and n.input}
+        # ONNX tensors whose batch is not alone on axis 0: env holds their batch-first IR
+        # value, this their layout, and `origin` the node that last moved the batch.
+        self.layouts: dict[str, Layout] = {}
+        self.origin: dict[str, str] = {}
 
     # -- helpers
     def fail(self, node: onnx.NodeProto, why: str, sized: bool = False) -> _Skip:
@@ -197,9 +224,10 @@ class _Importer:
         return v if isinstance(v, Value) else self.g.const(name, v)
 
     def emit(self, op: O.Op, ins: list[Value], node: onnx.NodeProto,
-             out_name: str | None = None) -> Value:
+             out_name: str | None = None, name: str | None = None) -> Value:
+        """Add ``op`` for ``node`` (IR node ``name``, default the ONNX node's)."""
         try:
-            n = self.g.add(op, ins, node.name or node.output[0],
+            n = self.g.add(op, ins, name or node.name or node.output[0],
                            out_names=[out_name or node.output[0]])
         except UnsupportedError as exc:  # shape inference refused the model's shapes
             raise self.fail(node, "; ".join(exc.problems), sized=True) from exc
@@ -209,6 +237,78 @@ class _Importer:
             raise self.fail(node, f"output of {size} elements per sample is too large",
                             sized=True)
         return n.output
+
+    # -- layouts (see imcc/frontend/layout.py)
+    def layout(self, name: str) -> Layout:
+        lay = self.layouts.get(name)
+        if lay is not None:
+            return lay
+        v = self.env[name]
+        assert isinstance(v, Value)
+        return Layout.identity(v.type.rank)
+
+    def laid(self, node: onnx.NodeProto, idx: int = 0) -> tuple[Value, Layout]:
+        """Input ``idx`` as (batch-first IR value, the ONNX tensor's layout)."""
+        v = self.act(node, idx)
+        return v, self.layouts.get(node.input[idx]) or Layout.identity(v.type.rank)
+
+    def relayout(self, node: onnx.NodeProto, v: Value, plan: Plan) -> Value:
+        """Emit a plan's IR Transpose and Reshape (both keep the batch on axis 0)."""
+        base = (node.name or node.output[0]) + "/relayout"
+        if plan.perm is not None:
+            v = self.emit(O.Transpose(plan.perm), [v], node, out_name=base, name=base)
+        if plan.shape is not None:
+            shape = tuple(int(k) for k, _ in plan.shape[1:])
+            assert all(e == 0 for _, e in plan.shape[1:])  # only the batch is symbolic
+            v = self.emit(O.Reshape(shape), [v], node, out_name=base, name=base)
+        return v
+
+    def where_batch(self, name: str) -> str:
+        v = self.env[name]
+        assert isinstance(v, Value)
+        lay = self.layout(name)
+        by = self.origin.get(name)
+        vs = sym_sizes(v.type.shape)
+        return (f"{name!r} of shape {lay.describe(vs)} has the batch {_batch_place(lay, vs)}"
+                + (f" (since {by})" if by else ""))
+
+    def normal(self, node: onnx.NodeProto | None, name: str) -> Value:
+        """The ONNX tensor ``name`` with the batch alone on axis 0, as the IR holds every
+        value: re-laid out (and cached), or refused saying where the batch is."""
+        v = self.env[name]
+        assert isinstance(v, Value)
+        lay = self.layouts.get(name)
+        if lay is None:
+            return v
+        vs = sym_sizes(v.type.shape)
+        try:
+            plan, kb = plan_normal(lay, vs)
+        except LayoutError as exc:
+            if node is None:
+                raise _Skip(f"{self.where_batch(name)}; an output needs the batch alone on "
+                            "axis 0") from exc
+            raise self.fail(node, f"input {self.where_batch(name)}; {node.op_type} takes it "
+                                  "only with the batch alone on axis 0") from exc
+        if kb != 0:
+            if node is None:
+                raise _Skip(f"{self.where_batch(name)}; an output needs the batch on axis 0")
+            raise self.fail(node, f"input {self.where_batch(name)}; {node.op_type} takes it "
+                                  "only with the batch on axis 0")
+        at = node if node is not None else helper.make_node("Identity", [name], [name],
+                                                              name=f"output {name}")
+        out = self.relayout(at, v, plan)
+        self.env[name] = out
+        del self.layouts[name]
+        return out
+
+    def set_out(self, node: onnx.NodeProto, name: str, v: Value, lay: Layout) -> None:
+        self.env[name] = v
+        if lay.is_identity(v.type.rank):
+            self.layouts.pop(name, None)
+            return
+        self.layouts[name] = lay
+        self.origin[name] = next((self.origin[n] for n in node.input if n in self.origin),
+                                 f"{node.op_type} node {node.name or node.output[0]!r}")
 
     # -- main loop
     def run(self) -> Graph:
@@ -247,8 +347,13 @@ class _Importer:
                         # cannot fold; still report its own op type if unsupported.
                         self.defined.update(outs)
                         # (Shape, Size and Constant are handled before translation, so
-                        # they are never an unsupported op type themselves.)
-                        if node.op_type not in _TRANSLATE and node.op_type not in _PRE_TRANSLATED:
+                        # they are never an unsupported op type themselves; nor is shape
+                        # arithmetic on their results -- a Mod or Range of a Shape --
+                        # which would have been folded.)
+                        if node.op_type in _PRE_TRANSLATED or all(
+                                m in self.shape_arith for m in missing):
+                            self.shape_arith.update(outs)
+                        elif node.op_type not in _TRANSLATE:
                             raise self.fail(node, _unsupported_op(node.op_type))
                         continue
                     raise self.fail(node, f"input {missing[0]!r} is not defined")
@@ -263,6 +368,12 @@ class _Importer:
                 self.defined.update(outs)
         self.g.outputs = []
         for o in gp.output:
+            if o.name in self.layouts:
+                try:
+                    self.normal(None, o.name)
+                except _Skip as s:
+                    self.problems.append(f"graph output {s.construct}")
+                    continue
             v = self.env.get(o.name)
             if o.name in self.flat:
                 self.problems.append(f"graph output {o.name!r} flattens the batch axis")
@@ -334,7 +445,8 @@ class _Importer:
             raise self.fail(node, f"input {flat[0]!r} is a batch-1 tensor flattened whole; "
                                   "only a Gather of constant indices may use one")
         if node.op_type in ("Shape", "Size") and len(ins) == 1 and isinstance(ins[0], Value):
-            self.env[node.output[0]] = self._shape_of(node, ins[0])
+            sizes = self.layout(node.input[0]).sizes(sym_sizes(ins[0].type.shape))
+            self.env[node.output[0]] = self._shape_of(node, ins[0], sizes)
             return
         if node.op_type == "Expand" and len(ins) == 2 and isinstance(ins[1], BatchDep) \
                 and isinstance(ins[0], np.ndarray):
@@ -346,6 +458,12 @@ class _Importer:
         fn = _TRANSLATE.get(node.op_type)
         if fn is None:
             raise self.fail(node, _unsupported_op(node.op_type))
+        moved = [n for n in node.input if n in self.layouts]
+        if moved and node.op_type in _LAYOUT_TRANSLATE:
+            fn = _LAYOUT_TRANSLATE[node.op_type]
+        else:
+            for n in moved:
+                self.normal(node, n)
         if len([o for o in node.output if o]) > 1 and node.op_type not in _MULTI_OUTPUT:
             raise self.fail(node, "several outputs are not supported")
         lo, hi = _ARITY.get(node.op_type, (1, 1))
@@ -353,18 +471,22 @@ class _Importer:
             raise self.fail(node, f"{len(node.input)} inputs ({', '.join(map(repr, node.input))})"
                                   f"; it takes {lo}" + (f" to {hi}" if hi > lo else ""))
         out = fn(self, node, _attrs(self, node))
-        if isinstance(out, list):  # one Value per output (Split)
+        if isinstance(out, tuple):  # (batch-first value, the ONNX tensor's layout)
+            self.set_out(node, node.output[0], *out)
+        elif isinstance(out, list):  # one Value per output (Split)
             for name, v in zip(node.output, out, strict=True):
                 if name and v is not None:
                     self.env[name] = v
         else:
             self.env[node.output[0]] = out
 
-    def _shape_of(self, node: onnx.NodeProto, x: Value) -> np.ndarray | BatchDep:
-        """Shape/Size of an activation: a constant when its sizes are static, else the
-        sizes with the batch as a symbol (see `BatchDep`)."""
+    def _shape_of(self, node: onnx.NodeProto, x: Value, sizes: list[Sym]
+                  ) -> np.ndarray | BatchDep:
+        """Shape/Size of an activation (its ONNX sizes, the batch symbolic): a constant
+        when they are static, else the sizes with the batch as a symbol (see
+        `BatchDep`)."""
         a = _attrs(self, node)
-        dims = list(x.type.shape)
+        dims = list(sizes)
         if node.op_type == "Shape":
             r = len(dims)
             start, end = int(a.get("start", 0)), int(a.get("end", r))
@@ -379,8 +501,8 @@ class _Importer:
         return BatchDep(vals[0], vals[1], x)
 
     @staticmethod
-    def _dim(d: int | None, batch: int) -> int:
-        return batch if d is None else int(d)
+    def _dim(d: Sym, batch: int) -> int:
+        return d[0] * batch ** d[1]
 
     def _fold(self, node: onnx.NodeProto, ins: list[Any]) -> None:
         deps = [v for v in ins if isinstance(v, BatchDep)]
@@ -586,12 +708,15 @@ def _conv(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return im.emit(op, ins, node)
 
 
-def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
-    x = im.act(node)
+def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any], x: Value | None = None
+          ) -> Value:
+    """``x``: the input laid out with the features last (`_l_linear`), else input 0."""
     if a.get("transA", 0):
         raise im.fail(node, "transA=1 (the activation must be the left operand, untransposed)")
-    if x.type.rank != 2:
-        raise im.fail(node, f"input rank {x.type.rank} (Gemm takes 2-D inputs)")
+    if x is None:
+        x = im.act(node)
+        if x.type.rank != 2:
+            raise im.fail(node, f"input rank {x.type.rank} (Gemm takes 2-D inputs)")
     bmat = im.const(node, 1, "the weight (B)")
     if bmat is None or bmat.ndim != 2:
         raise im.fail(node, "the weight (B) must be a 2-D constant")
@@ -600,8 +725,8 @@ def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     if alpha != 1.0:  # scaled in float64, rounded once; alpha 1 is exact in float32 as is
         w = w.astype(np.float64) * alpha
     n_out = w.shape[0]
-    if w.shape[1] != x.type.shape[1]:
-        raise im.fail(node, f"weight {list(bmat.shape)} does not match {x.type.shape[1]} "
+    if w.shape[1] != x.type.shape[-1]:
+        raise im.fail(node, f"weight {list(bmat.shape)} does not match {x.type.shape[-1]} "
                             "input features", sized=True)
     _finite(im, node, w, "the weight (B) times alpha")
     # A float32 weight is kept as it is (VGG-11's first Gemm: 411 MB), not copied.
@@ -619,10 +744,16 @@ def _gemm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return im.emit(O.Linear(), ins, node)
 
 
-def _matmul(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+def _matmul(im: _Importer, node: onnx.NodeProto, a: dict[str, Any], x: Value | None = None
+            ) -> Value | tuple[Value, Layout]:
+    """``x @ W`` with a constant ``W`` is a crossbar Linear (``x``: the input laid out with
+    the features last, `_l_linear`); a product of two activations is a digital MatMul."""
     if isinstance(im.env[node.input[0]], np.ndarray):
         raise im.fail(node, "a constant left operand (only x @ W with constant W is mapped)")
-    x = im.act(node)
+    if isinstance(im.env[node.input[1]], Value):
+        return _matmul_act(im, node)
+    if x is None:
+        x = im.act(node)
     w = im.const(node, 1, "the right operand (weight)")
     if w is None:
         raise im.fail(node, "no right operand")
@@ -681,8 +812,9 @@ def _clip(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return im.emit(O.Clip(lo, hi), [im.act(node)], node)
 
 
-def _softmax(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
-    x = im.act(node)
+def _softmax(im: _Importer, node: onnx.NodeProto, a: dict[str, Any], x: Value | None = None
+             ) -> Value:
+    x = im.act(node) if x is None else x
     axis = int(a.get("axis", -1 if im.opset >= 13 else 1))
     if not -x.type.rank <= axis < x.type.rank:
         raise im.fail(node, f"axis={axis} is out of range for rank {x.type.rank}")
@@ -832,6 +964,14 @@ def _slice(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
 
 def _concat(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     ins = [im.operand_value(n) for n in node.input if n]
+    act = next((v for v in ins if not v.is_const), None)
+    if act is not None:
+        # A constant of one sample (a batch-1 export's class token) joins every sample:
+        # an Expand to the batch of an activation operand.
+        ins = [im.emit(O.Expand(tuple(int(d or 1) for d in v.type.shape[1:])), [v, act], node,
+                       out_name=f"{v.name}/expand", name=f"{v.name}/expand")
+               if v.is_const and v.type.rank == act.type.rank and v.type.shape[0] == 1
+               else v for v in ins]
     rank = ins[0].type.rank
     axis = int(a["axis"])
     if not -rank <= axis < rank:
@@ -850,105 +990,153 @@ def _concat(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return im.emit(O.Concat(axis), ins, node)
 
 
-def _reshape_to(im: _Importer, node: onnx.NodeProto, x: Value, full: list[int]) -> Value:
-    """Reshape whose first output axis must stay the batch axis."""
-    shp = x.type.shape
-    per = math.prod(int(d or 0) for d in shp[1:])
-    rest = full[1:]
-    if rest.count(-1) > 1 or any(d < -1 for d in rest):
+def _finish(im: _Importer, node: onnx.NodeProto, x: Value, lay: Layout
+            ) -> Value | tuple[Value, Layout]:
+    """The output of a layout change: a plain IR Reshape when the result has the batch
+    alone on axis 0 without moving axes (every reshape of a CNN), else the value and its
+    layout, re-laid out only when an op needs it."""
+    vs = sym_sizes(x.type.shape)
+    if lay.is_identity(len(vs)):
+        return x
+    try:
+        plan, kb = plan_normal(lay, vs)
+    except LayoutError:
+        return x, lay
+    if kb != 0 or plan.perm is not None:
+        return x, lay
+    shape = tuple(int(k) for k, _ in (plan.shape or vs)[1:])
+    return im.emit(O.Reshape(shape), [x], node)
+
+
+def _reshape_to(im: _Importer, node: onnx.NodeProto, x: Value, full: list[int | Sym],
+                allowzero: bool = False) -> Value | tuple[Value, Layout]:
+    """ONNX Reshape of input 0 (batch-first value ``x``) to ``full``: ints as ONNX writes
+    them (0 copies the input's size unless ``allowzero``, -1 is inferred) or sizes with the
+    batch symbolic (from batch-dependent shape arithmetic). The batch goes where the
+    element order puts it (`plan_reshape`): a 1 is the batch only when the batch is 1."""
+    lay = im.layouts.get(node.input[0]) or Layout.identity(x.type.rank)
+    vs = sym_sizes(x.type.shape)
+    sizes = lay.sizes(vs)
+    out: list[Sym | None] = []
+    for j, d in enumerate(full):
+        if isinstance(d, tuple):
+            out.append(d)
+        elif d == 0 and not allowzero:
+            if j >= len(sizes):
+                raise im.fail(node, f"shape {full}: a 0 (copy) beyond the input's rank "
+                                    f"{len(sizes)}")
+            out.append(sizes[j])
+        elif d == -1:
+            out.append(None)
+        elif d < 1:
+            raise im.fail(node, f"shape {full}")
+        else:
+            out.append((int(d), 0))
+    if out.count(None) > 1:
         raise im.fail(node, f"shape {full}")
-    known = math.prod(d for d in rest if d != -1)
-    if -1 in rest:
-        if known == 0 or per % known:
-            raise im.fail(node, f"cannot reshape {x.type} to {full}", sized=True)
-        rest = [per // known if d == -1 else d for d in rest]
-    if math.prod(rest) != per or (full[0] not in (0, -1) and shp[0] is not None and
-                                  full[0] != shp[0]):
-        raise im.fail(node, f"reshape of {x.type} to {full} moves the batch axis")
-    return im.emit(O.Reshape(tuple(int(d) for d in rest)), [x], node)
+    tot = sym_prod(sizes)
+    known = sym_prod([d for d in out if d is not None])
+    if None in out:
+        if known[0] == 0 or tot[0] % known[0] or tot[1] < known[1]:
+            raise im.fail(node, f"cannot reshape {lay.describe(vs)} to {full}", sized=True)
+        out = [(tot[0] // known[0], tot[1] - known[1]) if d is None else d for d in out]
+    target = [d for d in out if d is not None]
+    text = "(" + ", ".join(sym_text(d) for d in target) + ")"
+    if sym_prod(target) != tot:
+        raise im.fail(node, f"cannot reshape {lay.describe(vs)} to {text}", sized=True)
+    if lay.is_identity(len(vs)) and target[0] == vs[0]:
+        # The batch stays axis 0: a reshape of each sample, whatever it does to the rest.
+        return im.emit(O.Reshape(tuple(k for k, _ in target[1:])), [x], node)
+    try:
+        new_vs, new_lay = plan_reshape(lay, vs, target)
+    except LayoutError as exc:
+        raise im.fail(node, f"reshape of {lay.describe(vs)} to {text} moves the batch axis "
+                            f"({exc})", sized=True) from exc
+    if new_vs != vs:
+        split = im.emit(O.Reshape(tuple(k for k, _ in new_vs[1:])), [x], node,
+                        out_name=node.output[0] + "/split",
+                        name=(node.name or node.output[0]) + "/split")
+        return _finish(im, node, split, new_lay)
+    return _finish(im, node, x, new_lay)
 
 
-def _reshape(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+def _reshape(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+             ) -> Value | tuple[Value, Layout]:
     x = im.act(node)
     dep = im.env[node.input[1]] if len(node.input) > 1 and node.input[1] else None
     if isinstance(dep, BatchDep):
-        # Shape arithmetic that keeps the batch as the first size: a reshape per sample.
-        f = dep.batch_factor()
-        if not f or f[0] != 1 or any(k != 0 for k in f[1:]):
-            raise im.fail(node, "a target shape that depends on the batch other than as its "
-                                "first size")
-        full = [0] + [int(v) for v in dep.v1.reshape(-1)[1:]]
-        return _reshape_to(im, node, x, full)
+        # Shape arithmetic with the batch as a symbol: each size a constant or k * batch.
+        full: list[int | Sym] = []
+        for f, v in zip(dep.batch_factor(), dep.v1.reshape(-1).tolist(), strict=True):
+            if f is None:
+                raise im.fail(node, "a target shape that depends on the batch other than as "
+                                    "a multiple of it")
+            full.append(int(v) if f == 0 else (f, 1))
+        return _reshape_to(im, node, x, full, bool(a.get("allowzero", 0)))
     s = im.const(node, 1, "the shape")
     if s is None:
         raise im.fail(node, "the shape input is missing")
-    full = [int(v) for v in s.reshape(-1)]
-    if not a.get("allowzero", 0) and any(d == 0 for d in full[x.type.rank:]):
-        raise im.fail(node, f"shape {full}: a 0 (copy) beyond the input's rank {x.type.rank}")
-    if not a.get("allowzero", 0):
-        full = [int(x.type.shape[i]) if d == 0 and i > 0 else d  # type: ignore[arg-type]
-                for i, d in enumerate(full)]
-    if not full:
+    ints = [int(v) for v in s.reshape(-1)]
+    if not ints:
         raise im.fail(node, "reshape to a scalar")
     per = math.prod(int(d or 0) for d in x.type.shape[1:])
-    if len(full) == 1 and x.type.shape[0] == 1 and full[0] in (-1, per) \
-            and node.output[0] in im.gather_data:
+    if len(ints) == 1 and x.type.shape[0] == 1 and ints[0] in (-1, per) \
+            and node.output[0] in im.gather_data and node.input[0] not in im.layouts:
         # The dynamo exporter writes torch's as_strided on a static batch of 1 (ConvNeXt's
         # LayerNorm2d before the classifier) as Reshape(x, [-1]) followed by a Gather of
         # constant indices of shape (1, ...): one sample's elements picked by flat index.
         # Held as a per-sample flatten; _gather keeps the batch axis first.
         im.flat.add(node.output[0])
-        return _reshape_to(im, node, x, [0, -1])
-    return _reshape_to(im, node, x, full)
+        return im.emit(O.Reshape((per,)), [x], node)
+    return _reshape_to(im, node, x, list(ints), bool(a.get("allowzero", 0)))
 
 
-def _flatten(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
-    x = im.act(node)
+def _flatten(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+             ) -> Value | tuple[Value, Layout]:
+    x, lay = im.laid(node)
+    r = lay.rank
     # ONNX allows axis in [-r, r]; a negative axis counts from the end (-1 is r - 1).
     axis = int(a.get("axis", 1))
-    if not -x.type.rank <= axis <= x.type.rank:
-        raise im.fail(node, f"axis={axis} is out of range for rank {x.type.rank}")
-    axis = axis + x.type.rank if axis < 0 else axis
-    inner = x.type.shape[1:axis]
-    if axis == 0 or any(d != 1 for d in inner):
-        raise im.fail(node, f"Flatten axis={axis} merges the batch axis")
-    return _reshape_to(im, node, x, [0, -1])
+    if not -r <= axis <= r:
+        raise im.fail(node, f"axis={axis} is out of range for rank {r}")
+    axis = axis + r if axis < 0 else axis
+    sizes = lay.sizes(sym_sizes(x.type.shape))
+    return _reshape_to(im, node, x, [sym_prod(sizes[:axis]), sym_prod(sizes[axis:])])
 
 
-def _squeeze_like(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
-    x = im.act(node)
+def _squeeze_like(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+                  ) -> Value | tuple[Value, Layout]:
+    x, lay = im.laid(node)
     if "axes" in a:
         axes = list(a["axes"])
     else:
         c = im.const(node, 1, "axes")
         axes = [] if c is None else [int(v) for v in c.reshape(-1)]
-    shp = list(x.type.shape)
-    n = len(shp) + (len(axes) if node.op_type == "Unsqueeze" else 0)
+    vs = sym_sizes(x.type.shape)
+    sizes = lay.sizes(vs)
+    n = len(sizes) + (len(axes) if node.op_type == "Unsqueeze" else 0)
     if any(not -n <= ax < n for ax in axes) or len({ax % n for ax in axes}) != len(axes):
         raise im.fail(node, f"axes {axes} are out of range or repeated for rank {n}")
     if node.op_type == "Squeeze":
-        axes = [ax % len(shp) for ax in axes] or [i for i, d in enumerate(shp) if d == 1]
-        if 0 in axes:
-            raise im.fail(node, "squeezing the batch axis")
-        new = [d for i, d in enumerate(shp) if i not in axes]
+        axes = [ax % n for ax in axes] or [i for i, d in enumerate(sizes) if d == ONE]
+        try:
+            new = lay.squeeze(axes, vs)
+        except LayoutError as exc:
+            raise im.fail(node, f"squeezing {lay.describe(vs)}: {exc}") from exc
     else:
-        axes = sorted(ax % n for ax in axes)
-        if 0 in axes:
-            raise im.fail(node, "unsqueezing before the batch axis")
-        new = list(shp)
-        for ax in axes:
-            new.insert(ax, 1)
-    return _reshape_to(im, node, x, [0] + [int(d) for d in new[1:]])  # type: ignore[arg-type]
+        new = lay.unsqueeze(sorted(ax % n for ax in axes))
+    return _finish(im, node, x, new)
 
 
-def _transpose(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
-    x = im.act(node)
-    perm = tuple(int(p) for p in a.get("perm", reversed(range(x.type.rank))))
-    if sorted(perm) != list(range(x.type.rank)):
-        raise im.fail(node, f"perm {list(perm)} is not a permutation of {x.type.rank} axes")
-    if perm[0] != 0:
-        raise im.fail(node, f"perm {list(perm)} moves the batch axis")
-    return im.emit(O.Transpose(perm), [x], node)
+def _transpose(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+               ) -> Value | tuple[Value, Layout]:
+    x, lay = im.laid(node)
+    perm = tuple(int(p) for p in a.get("perm", reversed(range(lay.rank))))
+    if sorted(perm) != list(range(lay.rank)):
+        raise im.fail(node, f"perm {list(perm)} is not a permutation of {lay.rank} axes")
+    if perm[0] == 0 and node.input[0] not in im.layouts:
+        return im.emit(O.Transpose(perm), [x], node)
+    return x, lay.permute(perm)  # the batch moves: only the layout changes
 
 
 def _identity(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
@@ -1024,8 +1212,9 @@ def _reduce(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return im.emit(op, [x], node)
 
 
-def _layernorm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
-    x = im.act(node)
+def _layernorm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any],
+               x: Value | None = None) -> Value:
+    x = im.act(node) if x is None else x
     axis = _axis_of(im, node, int(a.get("axis", -1)), x.type.rank)
     if len([o for o in node.output if o]) > 1:
         raise im.fail(node, "the Mean/InvStdDev outputs")
@@ -1049,11 +1238,12 @@ def _layernorm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return im.emit(O.LayerNorm(axis, float(a.get("epsilon", 1e-5))), ins, node)
 
 
-def _gather(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
+def _gather(im: _Importer, node: onnx.NodeProto, a: dict[str, Any], x: Value | None = None
+            ) -> Value:
     if isinstance(im.env[node.input[0]], np.ndarray):
         raise im.fail(node, "constant data gathered by activation indices (an embedding "
                             "lookup)")
-    x = im.act(node)
+    x = im.act(node) if x is None else x
     idx = im.const(node, 1, "the indices")
     assert idx is not None  # the arity check requires it
     if node.input[0] in im.flat:
@@ -1165,6 +1355,243 @@ def _expand(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> Value:
     return im.emit(O.Expand(tuple(out)), [x], node)
 
 
+# ----------------------------------------------------- translators of moved-batch tensors
+# Called when an input's batch is not alone on its axis 0 (see imcc/frontend/layout.py);
+# each returns the batch-first IR value and the ONNX tensor's layout.
+
+
+def _batch_place(lay: Layout, vs: list[Sym]) -> str:
+    k = lay.batch_axis()
+    if k is None:
+        return "squeezed away"
+    real = [a for a in lay.groups[k] if a == 0 or vs[a] != ONE]
+    return f"on axis {k}" + (" merged with other axes" if len(real) > 1 else "")
+
+
+def _merged(im: _Importer, node: onnx.NodeProto, idx: int, axis: int, to_end: bool,
+            laid: tuple[Value, Layout] | None = None) -> tuple[Value, Layout, int]:
+    """Input ``idx`` (or the tensor ``laid``) with its ONNX ``axis`` one axis of the IR
+    value (the last when ``to_end``): the value, its layout and that axis."""
+    x, lay = laid or im.laid(node, idx)
+    try:
+        plan, ax = plan_merge(lay, sym_sizes(x.type.shape), axis, to_end)
+    except LayoutError as exc:
+        vs = sym_sizes(x.type.shape)
+        raise im.fail(node, f"axis {axis} of input {node.input[idx]!r} of shape "
+                            f"{lay.describe(vs)} with the batch {_batch_place(lay, vs)}: "
+                            f"{exc}") from exc
+    return im.relayout(node, x, plan), plan.layout, ax
+
+
+def _onnx_axis(im: _Importer, node: onnx.NodeProto, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise im.fail(node, f"axis={axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+def _l_same(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]) -> tuple[Value, Layout]:
+    """An elementwise op of one activation: the same op on the IR value, the same layout."""
+    lay = im.layouts[node.input[0]]
+    out = _TRANSLATE[node.op_type](im, node, a)
+    return out, lay
+
+
+def _l_binary(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+              ) -> Value | tuple[Value, Layout]:
+    """An elementwise binary op: constants re-laid out to the activation's layout; two
+    activations of different layouts are both laid out batch first."""
+    acts = [n for n in node.input if isinstance(im.env[n], Value)]
+    lays = {n: im.layout(n) for n in acts}
+    if len(set(lays.values())) > 1:
+        for n in acts:
+            im.normal(node, n)
+        return _TRANSLATE[node.op_type](im, node, a)
+    lay = lays[acts[0]]
+    vs = sym_sizes(im.env[acts[0]].type.shape)  # type: ignore[union-attr]
+    ins: list[Value] = []
+    for i, n in enumerate(node.input):
+        e = im.env[n]
+        if node.op_type == "Pow" and i == 1 and isinstance(e, np.ndarray) and \
+                e.dtype.kind in "iu":
+            # An integer exponent as float32, for this node only (as `_binary`).
+            if np.abs(e).max(initial=0) >= 1 << 24:
+                raise im.fail(node, "integer exponent beyond float32's exact range")
+            e = e.astype(np.float32)
+        if isinstance(e, Value):
+            ins.append(e)
+        elif isinstance(e, BatchDep):
+            raise im.fail(node, f"operand {n!r} depends on the batch size")
+        else:
+            c = e.astype(np.float32) if e.dtype == np.float64 else e
+            try:
+                ins.append(im.g.const(n, const_to_v(lay, vs, c)))
+            except LayoutError as exc:
+                raise im.fail(node, f"operand {n!r} for input {im.where_batch(acts[0])}: "
+                                    f"{exc}") from exc
+    op = {"Add": O.Add(), "Sub": O.Sub(), "Mul": O.Mul(), "Div": O.Div(), "Pow": O.Pow()
+          }[node.op_type]
+    return im.emit(op, ins, node), lay
+
+
+def _l_linear(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+              ) -> Value | tuple[Value, Layout]:
+    """Gemm / MatMul with a constant weight on a tensor whose batch moved: its features
+    (the last ONNX axis) made the last IR axis; every other axis, the batch's included, is
+    a position of the token-parallel crossbar layer."""
+    if node.op_type == "MatMul" and isinstance(im.env[node.input[1]], Value):
+        return _matmul_act(im, node)
+    rank = im.layouts[node.input[0]].rank
+    if node.op_type == "Gemm" and rank != 2:
+        raise im.fail(node, f"input rank {rank} (Gemm takes 2-D inputs)")
+    x, lay, _ = _merged(im, node, 0, rank - 1, True)
+    out = _gemm(im, node, a, x) if node.op_type == "Gemm" else _matmul(im, node, a, x)
+    assert isinstance(out, Value)
+    return out, lay
+
+
+def _matmul_act(im: _Importer, node: onnx.NodeProto,
+                operands: Sequence[tuple[Value, Layout]] | None = None
+                ) -> Value | tuple[Value, Layout]:
+    """A product of two activations (attention scores, attention x values): a digital
+    MatMul (``operands``: the two tensors laid out as ONNX MatMul operands, else the node's
+    inputs). Its leading (broadcast) axes are elementwise, so a leading axis merging
+    several IR axes -- the batch with the heads, torch's (B*heads, T, d) -- is the same
+    product over those axes split, when both operands merge the same sizes; so split, both
+    are laid out with the batch alone on the same leading axis and the IR product is batch
+    first and per sample."""
+    pairs = list(operands or [im.laid(node, 0), im.laid(node, 1)])
+    ranks = [lay.rank for _, lay in pairs]
+    for i, (v, lay) in enumerate(pairs):
+        run = plan_runs(lay, sym_sizes(v.type.shape), range(lay.rank - 2))
+        pairs[i] = (im.relayout(node, v, run), run.layout)
+    views: list[tuple[Value, Layout, list[int]]] = []
+    for v, lay in pairs:
+        vs = sym_sizes(v.type.shape)
+        lead = [[a for a in g if a == 0 or vs[a] != ONE] for g in lay.groups[:-2]]
+        views.append((v, Layout(tuple((a,) for m in lead for a in m) + lay.groups[-2:]),
+                      [len(m) for m in lead]))
+    seqs = [[sym_sizes(v.type.shape)[g[0]] for g in lay.groups[:-2]] for v, lay, _ in views]
+    if ranks[0] != ranks[1] or views[0][2] != views[1][2] or seqs[0] != seqs[1]:
+        views = [(v, lay, [1] * (lay.rank - 2)) for v, lay in pairs]  # as written
+    laid: list[tuple[Value, Plan, int | None, int]] = []
+    for i, (v, lay, _) in enumerate(views):
+        vs = sym_sizes(v.type.shape)
+        try:
+            plan, kb = plan_normal(lay, vs)
+        except LayoutError as exc:
+            raise im.fail(node, f"operand {i} of shape {pairs[i][1].describe(vs)}: "
+                                f"{exc}") from exc
+        laid.append((v, plan, kb, lay.rank))
+    (va, pa, ka, ra), (vb, pb, kb_, rb) = laid
+    static = va.type.shape[0] is not None and ka is None
+    if ra != rb or ra < 2 or ka != kb_ or (not static and (ka is None or ka >= ra - 2)):
+        raise im.fail(node, f"a product of two activations of ranks {ranks[0]} and "
+                            f"{ranks[1]} with the batch on axes {ka} and {kb_} (supported: "
+                            "the batch on the same leading axis of both)")
+    xa, xb = im.relayout(node, va, pa), im.relayout(node, vb, pb)
+    y = im.emit(O.MatMul(), [xa, xb], node)
+    # Merge the split leading axes back as the operands had them.
+    groups: list[tuple[int, ...]] = []
+    j = 0
+    for span in views[0][2]:
+        groups.append(tuple(a for g in pa.layout.groups[j:j + span] for a in g))
+        j += span
+    return y, Layout(tuple(groups) + pa.layout.groups[-2:])
+
+
+def _einsum(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+            ) -> Value | tuple[Value, Layout]:
+    """Einsum where it is a matrix product: two operands, each letter once per operand, no
+    ellipsis; the letters of both operands and the output are batch axes, one letter of
+    each operand alone in the output its rows / columns, one letter of both operands only
+    the contraction. Two activations: the digital MatMul of the operands transposed to
+    (batch, rows, contraction) and (batch, contraction, columns); a constant 2-D second
+    operand: a crossbar Linear (its contraction letter becomes the features axis)."""
+    eq = str(a.get("equation", "")).replace(" ", "")
+    if "->" not in eq or "..." in eq:
+        raise im.fail(node, f"equation {eq!r} (supported: explicit output, no ellipsis)")
+    lhs, so = eq.split("->")
+    subs = lhs.split(",")
+    if len(subs) != 2 or any(len(set(t)) != len(t) for t in (*subs, so)) \
+            or not all(t.isalpha() for t in (*subs, so)):
+        raise im.fail(node, f"equation {eq!r} (supported: two operands, each letter once)")
+    sa, sb = subs
+    const_b = not isinstance(im.env[node.input[1]], Value)
+    if isinstance(im.env[node.input[0]], np.ndarray):
+        raise im.fail(node, "a constant first operand (only x . W with constant W is mapped)")
+    contr = [c for c in sa if c in sb and c not in so]
+    batch = [c for c in so if c in sa and c in sb]
+    rows = [c for c in so if c in sa and c not in sb]
+    cols = [c for c in so if c in sb and c not in sa]
+    if set(so) - set(sa + sb) or len(contr) != 1 or len(cols) != 1 or \
+            set(sa + sb) != set(so) | set(contr) or (not const_b and len(rows) != 1) or \
+            (const_b and (batch or len(sb) != 2)):
+        raise im.fail(node, f"equation {eq!r} is not a matrix product")
+    x, lay = im.laid(node, 0)
+    if len(sa) != lay.rank:
+        raise im.fail(node, f"equation {eq!r} for an operand of rank {lay.rank}")
+    if const_b:
+        w = im.const(node, 1, "the weight")
+        assert w is not None
+        if w.ndim != 2:
+            raise im.fail(node, f"a weight of rank {w.ndim}")
+        wt = w if sb == contr[0] + cols[0] else w.T  # (features in, features out)
+        order = rows + contr  # the operand as (rows..., features)
+        xa, la, _ = _merged(im, node, 0, len(order) - 1, True,
+                            (x, lay.permute([sa.index(c) for c in order])))
+        if wt.shape[0] != xa.type.shape[-1]:
+            raise im.fail(node, f"weight {list(w.shape)} does not match "
+                                f"{xa.type.shape[-1]} input features", sized=True)
+        _finite(im, node, wt, "the weight")
+        y = im.emit(O.Linear(), [xa, im.g.const(node.input[1],
+                                                np.ascontiguousarray(wt.T, np.float32))], node)
+        cur = rows + cols
+        return y, la.permute([cur.index(c) for c in so])
+    vb, lb = im.laid(node, 1)
+    if len(sb) != lb.rank:
+        raise im.fail(node, f"equation {eq!r} for an operand of rank {lb.rank}")
+    out = _matmul_act(im, node, [(x, lay.permute([sa.index(c) for c in batch + rows + contr])),
+                                 (vb, lb.permute([sb.index(c) for c in batch + contr + cols]))])
+    y, ly = out if isinstance(out, tuple) else (out, Layout.identity(out.type.rank))
+    cur = batch + rows + cols
+    return y, ly.permute([cur.index(c) for c in so])
+
+
+def _l_softmax(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+               ) -> tuple[Value, Layout]:
+    rank = im.layouts[node.input[0]].rank
+    axis = _onnx_axis(im, node, int(a.get("axis", -1 if im.opset >= 13 else 1)), rank)
+    if im.opset < 13 and axis != rank - 1:
+        raise im.fail(node, "opset < 13 Softmax over several axes")
+    x, lay, ax = _merged(im, node, 0, axis, False)
+    return _softmax(im, node, dict(a, axis=ax), x), lay
+
+
+def _l_layernorm(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+                 ) -> Value | tuple[Value, Layout]:
+    rank = im.layouts[node.input[0]].rank
+    axis = _onnx_axis(im, node, int(a.get("axis", -1)), rank)
+    if axis != rank - 1:  # several normalized axes: batch first, or refused
+        im.normal(node, node.input[0])
+        return _layernorm(im, node, a)
+    x, lay, _ = _merged(im, node, 0, axis, True)
+    return _layernorm(im, node, dict(a, axis=-1), x), lay
+
+
+def _l_gather(im: _Importer, node: onnx.NodeProto, a: dict[str, Any]
+              ) -> tuple[Value, Layout]:
+    rank = im.layouts[node.input[0]].rank
+    axis = _onnx_axis(im, node, int(a.get("axis", 0)), rank)
+    x, lay, ax = _merged(im, node, 0, axis, False)
+    out = _gather(im, node, dict(a, axis=ax), x)
+    if out.type.rank == x.type.rank:
+        return out, lay
+    # A scalar index removed axis `ax` of the IR value and axis `axis` of the tensor.
+    groups = tuple(tuple(b - (b > ax) for b in g) for i, g in enumerate(lay.groups)
+                   if i != axis)
+    return out, Layout(groups)
+
+
 _TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Any]] = {
     "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _bn,
     "Relu": _unary(O.Relu()), "Sigmoid": _unary(O.Sigmoid()), "Tanh": _unary(O.Tanh()),
@@ -1181,7 +1608,20 @@ _TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Any]
     "Gelu": _gelu, "Sqrt": _unary(O.Sqrt()), "Reciprocal": _unary(O.Reciprocal()),
     "Pow": _binary(O.Pow()), "ReduceMean": _reduce, "ReduceSum": _reduce,
     "ReduceMax": _reduce, "LayerNormalization": _layernorm, "Gather": _gather,
-    "Split": _split, "Expand": _expand, "Where": _where,
+    "Split": _split, "Expand": _expand, "Where": _where, "Einsum": _einsum,
+}
+
+
+# Ops with a rule for a tensor whose batch moved (any other op takes it batch first).
+_LAYOUT_TRANSLATE: dict[str, Callable[[_Importer, onnx.NodeProto, dict[str, Any]], Any]] = {
+    **dict.fromkeys(("Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid",
+                     "HardSwish", "Erf", "Gelu", "Sqrt", "Reciprocal", "Identity", "Dropout",
+                     "Cast"), _l_same),
+    **dict.fromkeys(("Add", "Sub", "Mul", "Div", "Pow"), _l_binary),
+    "Gemm": _l_linear, "MatMul": _l_linear, "Softmax": _l_softmax,
+    "LayerNormalization": _l_layernorm, "Gather": _l_gather, "Einsum": _einsum,
+    "Reshape": _reshape, "Flatten": _flatten, "Squeeze": _squeeze_like,
+    "Unsqueeze": _squeeze_like, "Transpose": _transpose,
 }
 
 # Op types _Importer._node handles itself (folded or read off shapes), not via _TRANSLATE.

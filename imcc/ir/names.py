@@ -39,8 +39,26 @@ def short_name(name: str) -> str:
     return "/".join(parts) or name
 
 
+def short_names(names: Sequence[str]) -> list[str]:
+    """`short_name` of each, except that names whose short forms collide (a transformer
+    block's ``attn/MatMul`` and ``attn/Gemm``) keep their op type: ``attn/MatMul``."""
+    shorts = [short_name(n) for n in names]
+    counts: dict[str, int] = {}
+    for s in shorts:
+        counts[s] = counts.get(s, 0) + 1
+    return [_with_tail(n) if counts[s] > 1 else s for n, s in zip(names, shorts, strict=True)]
+
+
+def _with_tail(name: str) -> str:
+    """The short form with the trailing op type kept."""
+    parts = [p for p in name.strip("/").split("/") if p]
+    if len(parts) > 2 and parts[1].startswith(parts[0] + "."):
+        parts = parts[1:]
+    return "/".join(parts) or name
+
+
 def _aliases(full: str) -> set[str]:
-    return {full, full.lstrip("/"), short_name(full)}
+    return {full, full.lstrip("/"), short_name(full), _with_tail(full)}
 
 
 def resolve_layer_names(requested: Iterable[str], layers: Sequence[str], what: str
@@ -84,4 +102,4 @@ def resolve_layer_names(requested: Iterable[str], layers: Sequence[str], what: s
     return resolved
 
 
-__all__ = ["resolve_layer_names", "short_name"]
+__all__ = ["resolve_layer_names", "short_name", "short_names"]

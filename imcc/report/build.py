@@ -14,6 +14,7 @@ from imcc.analysis.place import ChipPlan
 from imcc.ir import Strategy
 from imcc.ir.names import short_name
 from imcc.ir.records import LowRankRecord
+from imcc.report.macs import crossbar_macs, mac_summary
 from imcc.report.model import (
     FORMAT,
     ChipLayer,
@@ -186,6 +187,9 @@ def build_report(program: Program, target: CrossbarTarget,
             segment=placed[entry.name].segment, replicas=placed[entry.name].replicas,
             stage_ns=placed[entry.name].stage_ns, arrays=placed[entry.name].arrays_used))
             for entry in layers)
+    macs = mac_summary(program)
+    per_layer = {o.name: o.macs for o in macs.ops if o.unit == "crossbar"}
+    layers = tuple(dataclasses.replace(entry, macs=per_layer[entry.name]) for entry in layers)
     total = program.total_cycles
     base = sum(entry.im2col_cycles for entry in layers)
     original = uncompressed_im2col_cycles(program, target)
@@ -210,18 +214,14 @@ def build_report(program: Program, target: CrossbarTarget,
             breakdown=energy.breakdown, adc_bits=energy.adc_bits),
         passes=None if passes is None else tuple(passes), pipeline=pipeline,
         chip=None if chip is None else _chip_summary(chip, program, energy),
-        weight_method=weight_method, warnings=clamp_warnings(lowrank))
+        weight_method=weight_method, warnings=clamp_warnings(lowrank), macs=macs)
 
 
 def ops_per_inference(program: Program) -> int:
     """Operations of one inference on the crossbars: 2 per multiply-accumulate (a multiply
     and an add, the TOPS convention) of every crossbar layer as compiled (a factorized
     pair counts both halves)."""
-    macs = 0
-    for layer in program.crossbar_layers():
-        g = layer_geom(layer)
-        macs += g.oc * g.ic_g * g.kh * g.kw * g.ho * g.wo
-    return 2 * macs
+    return 2 * sum(crossbar_macs(layer) for layer in program.crossbar_layers())
 
 
 def _chip_summary(plan: ChipPlan, program: Program, energy: EnergyReport | None

@@ -294,6 +294,79 @@ class ChipSummary:
                                 for i, la in enumerate(layers)), **later)
 
 
+UNITS = ("crossbar", "digital")
+
+
+@dataclass(frozen=True)
+class MacEntry:
+    """One matrix product of the network: where it runs (``unit``: "crossbar" or
+    "digital") and its multiply-accumulates per image (imcc/report/macs.py)."""
+
+    name: str
+    op: str        # Conv / Linear on a crossbar; MatMul (two activations) digital
+    unit: str
+    macs: int
+
+    @classmethod
+    def _read(cls, r: _Reader) -> MacEntry:
+        unit = r.string("unit")
+        if unit not in UNITS:
+            raise DataError(f"report: key {r.where}.unit must be crossbar or digital, got "
+                            f"{unit!r}"[:200])
+        return cls(name=r.string("name"), op=r.string("op"), unit=unit,
+                   macs=r.integer("macs"))
+
+
+@dataclass(frozen=True)
+class MacSummary:
+    """The network's MACs per image by where they run, and every matrix product in
+    program order (report.json's ``macs``; shares are fractions of all MACs)."""
+
+    ops: tuple[MacEntry, ...]
+
+    def total_on(self, unit: str) -> int:
+        return sum(o.macs for o in self.ops if o.unit == unit)
+
+    @property
+    def crossbar(self) -> int:
+        return self.total_on("crossbar")
+
+    @property
+    def digital(self) -> int:
+        return self.total_on("digital")
+
+    @property
+    def total(self) -> int:
+        return self.crossbar + self.digital
+
+    def share(self, macs: int) -> float | None:
+        """``macs`` as a fraction of the network's (None for a network without MACs)."""
+        return macs / self.total if self.total else None
+
+    @property
+    def crossbar_share(self) -> float | None:
+        return self.share(self.crossbar)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"crossbar": self.crossbar, "digital": self.digital, "total": self.total,
+                "crossbar_share": self.crossbar_share,
+                "ops": [{"name": o.name, "op": o.op, "unit": o.unit, "macs": o.macs,
+                         "share": self.share(o.macs)} for o in self.ops]}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> MacSummary:
+        raw = r.array("ops")
+        assert raw is not None
+        out = cls(tuple(MacEntry._read(_Reader(o, f"{r.where}.ops[{i}]"))
+                        for i, o in enumerate(raw)))
+        for key, want in (("crossbar", out.crossbar), ("digital", out.digital),
+                          ("total", out.total)):
+            if r.integer(key) != want:
+                raise DataError(f"report: key {r.where}.{key} is {r.raw[key]}, its ops add "
+                                f"up to {want}")
+        return out
+
+
 @dataclass(frozen=True)
 class LayerReport:
     """One crossbar layer: its mapping, tiles, cycles beside the im2col baseline, low-rank
@@ -335,6 +408,8 @@ class LayerReport:
     # Activations no correct layout of this layer goes below (imcc.targets.tiling,
     # "Lower bound"); None: a report written before the key.
     lower_bound_cycles: int | None = None
+    # Multiply-accumulates per image (imcc/report/macs.py); None: a report before the key
+    macs: int | None = None
 
     @property
     def bound_ratio(self) -> float | None:
@@ -346,6 +421,8 @@ class LayerReport:
         d: dict[str, Any] = {
             "name": self.name, "op": self.op, "shape": self.shape, "mapping": self.mapping,
             "pw": None if self.pw is None else list(self.pw), "n_parallel": self.n_parallel}
+        if self.macs is not None:
+            d["macs"] = self.macs
         if self.group_pack is not None:
             d["group_pack"] = self.group_pack
         d.update({
@@ -409,7 +486,8 @@ class LayerReport:
             weight_params=r.integer("weight_params"), slices=r.integer("slices", optional=True),
             input_bits=r.integer("input_bits", optional=True), energy=energy, chip=chip,
             lowrank_method=r.string("lowrank_method", optional=True),
-            data_error=r.number("data_error", nullable=True, optional=True))
+            data_error=r.number("data_error", nullable=True, optional=True),
+            macs=r.integer("macs", optional=True))
 
 
 @dataclass(frozen=True)
@@ -453,6 +531,8 @@ class Report:
     warnings: tuple[str, ...] = ()
     # The sum of the layers' lower_bound_cycles (None: a report written before the key).
     lower_bound_cycles: int | None = None
+    # MACs per image on crossbars and digitally (None: a report written before the key).
+    macs: MacSummary | None = None
     format: str = FORMAT
 
     @property
@@ -500,6 +580,8 @@ class Report:
                       "energy_breakdown": dict(self.energy.breakdown),
                       "adc_bits": self.energy.adc_bits})
         d["layers"] = [layer.to_json() for layer in self.layers]
+        if self.macs is not None:
+            d["macs"] = self.macs.to_json()
         if self.passes is not None:
             d["passes"] = list(self.passes)
         if self.pipeline is not None:
@@ -534,6 +616,7 @@ class Report:
                                    breakdown=r.breakdown("energy_breakdown"),
                                    adc_bits=r.integer("adc_bits"))
         chip = r.obj("chip", optional=True)
+        macs = r.obj("macs", optional=True)
         passes = r.array("passes", optional=True)
         if passes is not None and not all(isinstance(p, str) for p in passes):
             raise DataError("report: key passes must be a list of pass names")
@@ -557,8 +640,10 @@ class Report:
             energy=energy, passes=None if passes is None else tuple(passes),
             pipeline=r.string("pipeline", nullable=True, optional=True),
             chip=None if chip is None else ChipSummary._read(chip),
-            weight_method=r.string("weight_method", optional=True), warnings=tuple(warnings))
+            weight_method=r.string("weight_method", optional=True), warnings=tuple(warnings),
+            macs=None if macs is None else MacSummary._read(macs))
 
 
-__all__ = ["FORMAT", "ChipLayer", "ChipSummary", "EnergySummary", "LayerChip", "LayerEnergy",
-           "LayerReport", "LowRankSummary", "Precision", "Report", "TargetInfo"]
+__all__ = ["FORMAT", "UNITS", "ChipLayer", "ChipSummary", "EnergySummary", "LayerChip",
+           "LayerEnergy", "LayerReport", "LowRankSummary", "MacEntry", "MacSummary", "Precision",
+           "Report", "TargetInfo"]

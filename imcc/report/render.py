@@ -28,6 +28,7 @@ from imcc.report.units import (
     count_text,
     csv_value,
     energy_unit,
+    mac_share_text,
     nice_axis,
     pct_text,
     ratio,
@@ -139,6 +140,10 @@ def to_markdown(report: Report) -> str:
         summary.append(f"**Energy:** {unit.text(energy.total_energy_pj)}")
         summary.append(f"**Latency:** {time_text(energy.total_latency_ns)}")
     summary.append(f"**Arrays:** {count_text(report.n_arrays)}")
+    macs = report.macs
+    if macs is not None and macs.total:
+        summary.append(f"**MACs:** {compact_count(macs.total)} per image, "
+                       f"{pct_text(macs.crossbar_share)} on crossbars")
     lines += [" · ".join(summary), ""]
 
     header = ["Layer", "Op", "Mapping", "PW", "Tiles", "Windows", "Cycles", "im2col cycles",
@@ -172,6 +177,13 @@ def to_markdown(report: Report) -> str:
     if energy is not None:
         total.append(f"**{unit.fmt(energy.total_energy_pj)}**")
     lines.append("| " + " | ".join(total) + " |")
+    if macs is not None and macs.digital:
+        lines += ["", f"**Where the MACs run:** {_md(mac_share_text(macs))}", "",
+                  "| Layer | Runs on | Op | MACs | Share |", "|:--|:--|:--|--:|--:|"]
+        lines += [f"| {_md_name(o.name)} | {o.unit} | {_md(o.op)} | {count_text(o.macs)} | "
+                  f"{pct_text(macs.share(o.macs))} |" for o in macs.ops]
+        lines.append(f"| **Total** | {pct_text(macs.crossbar_share)} crossbar | | "
+                     f"**{count_text(macs.total)}** | |")
     if report.chip is not None:
         from imcc.report.chip import markdown
 
@@ -393,6 +405,13 @@ def to_html(report: Report) -> str:
         ("Arrays", count_text(report.n_arrays)),
         ("Crossbar layers", str(len(layers))),
     ]
+    macs = report.macs
+    if macs is not None and macs.total:
+        summary += [("MACs per image", count_text(macs.total)),
+                    ("\u2003on crossbars", f"{count_text(macs.crossbar)} "
+                                           f"({pct_text(macs.crossbar_share)})"),
+                    ("\u2003digital (products of two activations)",
+                     f"{count_text(macs.digital)} ({pct_text(macs.share(macs.digital))})")]
     lr = report.lowrank
     if lr is not None:
         summary.append(("Low-rank", f"rank {lr.rank}, {lr.groups} groups, "
@@ -485,6 +504,20 @@ def to_html(report: Report) -> str:
     rows.append('<tr class="total">' + "".join(total) + "</tr>")
     parts.append('<div class="scroll"><table class="layers">' + "\n".join(rows)
                  + "</table></div>")
+    if macs is not None and macs.digital:
+        parts.append("<h2>Where the MACs run</h2>")
+        parts.append(f"<p>{_E(mac_share_text(macs))}</p>")
+        mrows = ["<tr>" + "".join(f"<th>{h}</th>" for h in
+                                  ("Layer", "Runs on", "Op", "MACs", "Share")) + "</tr>"]
+        mrows += ["<tr>" + "".join([f"<td><code>{_E(o.name)}</code></td>", _td(o.unit),
+                                    _td(o.op), _td(count_text(o.macs), True),
+                                    _td(pct_text(macs.share(o.macs)), True)]) + "</tr>"
+                  for o in macs.ops]
+        mrows.append('<tr class="total">' + "".join(
+            [_td("Total"), _td(f"{pct_text(macs.crossbar_share)} crossbar"), _td(""),
+             _td(count_text(macs.total), True), _td("")]) + "</tr>")
+        parts.append('<div class="scroll"><table class="layers">' + "\n".join(mrows)
+                     + "</table></div>")
     if report.chip is not None:
         from imcc.report.chip import html_section
 

@@ -13,15 +13,18 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from imcc.ir.names import short_name
+from imcc.ir.names import short_name as short_name  # re-exported (tests use it)
+from imcc.ir.names import short_names
 from imcc.report.model import LayerReport, Report
 from imcc.report.sweep import TERMINAL_DROP, SweepResult, terminal_table
 from imcc.report.units import (
     NONE_TEXT,
+    compact_count,
     count_text,
     decimal_text,
     energy_text,
     energy_unit,
+    mac_share_text,
     pct_text,
     ratio_text,
     safe_text,
@@ -150,7 +153,8 @@ def report_columns(report: Report, full_names: bool = False) -> list[Column]:
     tiles, energy, utilization, windows and the op/shape text."""
     layers = report.layers
     energy = report.energy
-    names = [la.name if full_names else short_name(la.name) for la in layers]
+    names = [la.name for la in layers] if full_names else short_names([la.name
+                                                                         for la in layers])
     cols = [
         Column("layer", names, footer="total"),
         Column("op / shape", [f"{la.op} {la.shape}" for la in layers], drop=1),
@@ -241,10 +245,39 @@ def speedup_text(report: Report) -> str:
     return text
 
 
+def mac_columns(report: Report, full_names: bool = False) -> list[Column]:
+    """The columns of the MAC table: every matrix product in program order, where it runs,
+    its MACs per image and its share of the network's."""
+    macs = report.macs
+    assert macs is not None
+    ops = macs.ops
+    return [
+        Column("layer", [o.name for o in ops] if full_names else
+               short_names([o.name for o in ops]),
+               footer="total"),
+        Column("runs on", [o.unit for o in ops], footer=f"{pct_text(macs.crossbar_share)} "
+                                                         "crossbar"),
+        Column("op", [o.op for o in ops], drop=1),
+        Column("MACs", [count_text(o.macs) for o in ops], footer=count_text(macs.total),
+               right=True, short=("MACs", [compact_count(o.macs) for o in ops],
+                                  compact_count(macs.total)), shrink=2),
+        Column("share", [pct_text(macs.share(o.macs)) for o in ops], right=True, drop=3)]
+
+
+def mac_table(report: Report, width: int = 160, full_names: bool = False
+              ) -> tuple[Table, list[str]]:
+    """Where the network's MACs run (crossbar layers and digital products), fitted to
+    `width` cells, and the headers of columns left out."""
+    return fitted_table(f"{report.model}: multiply-accumulates per image",
+                        mac_columns(report, full_names), width)
+
+
 def summary_lines(report: Report) -> list[str]:
     """The lines under the table (rich markup; user-controlled text escaped)."""
     lines = [f"total: {count_text(report.total_cycles)} cycles on {report.n_arrays} arrays; "
              + speedup_text(report)]
+    if report.macs is not None and report.macs.total:
+        lines.append(mac_share_text(report.macs))
     if report.lower_bound_cycles:
         lines.append(f"lower bound: {count_text(report.lower_bound_cycles)} cycles (no correct "
                      f"layout goes below it); cycles / bound {ratio_text(report.bound_ratio)}")
@@ -280,6 +313,13 @@ def print_report(report: Report, console: Console, full_names: bool = False) -> 
     note = omitted_line(dropped, console.width)
     if note is not None:
         console.print(note, highlight=False, style="dim")
+    if report.macs is not None and report.macs.digital:
+        # Some products run digitally (attention): list every product and where it runs.
+        table, dropped = mac_table(report, console.width, full_names)
+        console.print(table)
+        note = omitted_line(dropped, console.width)
+        if note is not None:
+            console.print(note, highlight=False, style="dim")
     for line in summary_lines(report):
         console.print(line)
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imcc.report.model import MacSummary
 
 # The components of the energy model (imcc.analysis.energy), in report order, and how a
 # reader sees them.
@@ -144,6 +148,20 @@ def compact_count(v: float, full_below: float = 1e4) -> str:
             if v >= div:
                 return f"{v / div:.3g}{suffix}"
     return f"{v:,.0f}"
+
+
+def mac_share_text(macs: MacSummary) -> str:
+    """One line on where the MACs run, e.g. ``"38.8M MACs per image: 88.8% on crossbars
+    (18 layers), 11.2% digital (8 products of two activations)"``."""
+    n_x = sum(o.unit == "crossbar" for o in macs.ops)
+    n_d = len(macs.ops) - n_x
+    text = (f"{compact_count(macs.total)} MACs per image: "
+            f"{pct_text(macs.crossbar_share)} on crossbars ({n_x} layer"
+            f"{'s' if n_x != 1 else ''})")
+    if n_d:
+        text += (f", {pct_text(macs.share(macs.digital))} digital ({n_d} product"
+                 f"{'s' if n_d != 1 else ''} of two activations)")
+    return text
 
 
 CSV_DIGITS = 6  # significant digits of a float in a CSV cell

@@ -51,6 +51,8 @@ OPS: dict[str, str] = {
     "ReduceMean": "reducemean", "ReduceSum": "reducesum", "ReduceMax": "reducemax",
     "LayerNormalization": "layernormalization", "Gather": "gather", "Split": "split",
     "Expand": "expand", "Where": "where",
+    # Attention (ViT): a product of two activations, digital
+    "Einsum": "einsum",
 }
 CROSSBAR_OPS = ("Conv", "Gemm", "MatMul")
 

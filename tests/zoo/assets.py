@@ -3,8 +3,9 @@ stripped (`strip`) and regenerated deterministically when a test loads them (`re
 
 A zoo export is mostly weights (tens of MB) around a graph of a few hundred KB. `strip`
 keeps the graph exactly as the exporter wrote it -- every node, attribute, value_info, the
-opset, and every integer or small float tensor (shape constants, axes, HardSigmoid's
-alpha, LayerNorm epsilons, ...) verbatim -- and replaces each float tensor of more than
+opset (only the dynamo exporter's per-node source locations are dropped), and every
+integer or small float tensor (shape constants, axes, HardSigmoid's alpha, LayerNorm
+epsilons, ...) verbatim -- and replaces each float tensor of more than
 `MAX_KEPT` elements by its shape and dtype plus three statistics of the original values,
 written as JSON into the tensor's ``doc_string``: mean, standard deviation, and whether
 all values were >= 0. `restore` draws each stripped tensor from a normal distribution
@@ -41,6 +42,10 @@ def strip(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` with its large float tensors replaced by their statistics."""
     small = onnx.ModelProto()
     small.CopyFrom(model)
+    for node in small.graph.node:
+        # The dynamo exporter's per-node source locations (most of a Swin export's bytes);
+        # they are not part of the graph's meaning.
+        del node.metadata_props[:]
     for t in _tensors(small):
         if t.data_type not in FLOATS or int(np.prod(t.dims, dtype=np.int64)) <= MAX_KEPT:
             continue
@@ -59,9 +64,12 @@ def is_stripped(t: onnx.TensorProto) -> bool:
     return t.doc_string.startswith("{") and MARK in t.doc_string
 
 
-def restore(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+def restore(model: onnx.ModelProto, seed: int = 0, zeros: float = 0.0) -> onnx.ModelProto:
     """A copy of a stripped model with every stripped tensor regenerated (see the module
-    docstring); the same ``seed`` gives byte-identical tensors."""
+    docstring); the same ``seed`` gives byte-identical tensors. ``zeros``: the standard
+    deviation to draw tensors that were all zero with (torchvision zero-initializes ViT's
+    class token and classifier head: restored as zeros, every logit is 0 and a comparison
+    checks nothing)."""
     full = onnx.ModelProto()
     full.CopyFrom(model)
     for t in _tensors(full):
@@ -70,7 +78,8 @@ def restore(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
         stats = json.loads(t.doc_string)[MARK]
         # The name, not the position, seeds the tensor: stable if the graph is re-ordered.
         rng = np.random.default_rng([seed, zlib.crc32(t.name.encode())])
-        a = rng.normal(stats["mean"], stats["std"], size=tuple(t.dims))
+        std = stats["std"] or (zeros if stats["mean"] == 0 else 0.0)
+        a = rng.normal(stats["mean"], std, size=tuple(t.dims))
         if stats["nonneg"]:
             a = np.abs(a)
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
