@@ -39,8 +39,7 @@ SIZES = (32, 64, 128)
 def cold(unit: Callable[[], object]) -> object:
     """Run one search with the planner's memo caches empty (identical layers of the same
     network would otherwise reuse each other's plans), so each time is a cold search."""
-    tiling.planned_plan.cache_clear()
-    tiling._offsets.cache_clear()
+    tiling.clear_plan_caches()
     return unit()
 
 
