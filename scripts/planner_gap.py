@@ -56,6 +56,28 @@ def layer_units(model: str, rank: str, groups: int) -> list[tuple[Any, ...]]:
     return units
 
 
+def search_seconds(graph: Any, target: Any) -> float:
+    """CPU seconds of the `auto` search the map pass runs on `graph`'s crossbar layers for
+    `target` (each pair jointly, every other layer alone), from cold planner caches; the
+    layouts found are not kept."""
+    from imcc.passes.map import find_pairs
+    from imcc.targets.cost import best_mapping, best_pair_mapping
+    from imcc.targets.tiling import clear_plan_caches, node_geometry, node_slices
+
+    clear_plan_caches()
+    t0 = time.process_time()
+    done: set[int] = set()
+    rows, cols = target.rows, target.cols
+    for r, l in find_pairs(graph):  # noqa: E741 -- the paper's name
+        best_pair_mapping(node_geometry(r), node_geometry(l), "auto", rows, cols,
+                          node_slices(r, target), node_slices(l, target))
+        done.update((id(r), id(l)))
+    for n in graph.crossbar_nodes():
+        if id(n) not in done:
+            best_mapping(node_geometry(n), "auto", rows, cols, node_slices(n, target))
+    return time.process_time() - t0
+
+
 def cost_unit(geoms: tuple[Any, ...], slices: tuple[int, ...], size: int
               ) -> tuple[tuple[Any, ...], tuple[int, ...], float]:
     """The auto plans of one unit on size x size arrays, their bounds, and the search's CPU
@@ -94,6 +116,9 @@ def shape_of(g: Any) -> str:
 
 def cell(units: list[tuple[Any, ...]], size: int) -> dict[str, Any]:
     """Cost every unit of one network on size x size arrays."""
+    from imcc.targets.tiling import clear_plan_caches
+
+    clear_plan_caches()  # each cell from cold caches, as one compile would run it
     layers = []
     t_max = t_sum = 0.0
     for names, geoms, slices in units:
