@@ -22,7 +22,7 @@ from imcc.targets.cost import (
     im2col_cost,
     pw_cost,
 )
-from imcc.targets.tiling import lower_bound_cycles
+from imcc.targets.tiling import BICLIQUE_MAX_PIXELS, biclique_plan, lower_bound_cycles
 
 
 def conv(ic: int, oc: int, h: int, w: int, k: int = 3, s: int = 1, p: int = 0, d: int = 1,
@@ -359,7 +359,7 @@ def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: in
                        patches: bool = True) -> int:
     """Every window shared by `geoms`, each layer the cheapest of its channel-granular plan
     (with group packing), its pieces, strips and (`patches`) patches of up to 4 x 4 read
-    offsets at that window."""
+    offsets and dense blocks at that window."""
     g0 = geoms[0]
     best = None
     for i in range(1, g0.ho + 1):
@@ -377,6 +377,11 @@ def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: in
                 if patches:
                     p = min([p] + [patch_cycles(g, i, j, rows, cols, s, u, v)
                                    for u in range(1, 5) for v in range(1, 5)])
+                    if 1 < i * j <= BICLIQUE_MAX_PIXELS:
+                        # dense blocks: the library's cover (checked product by product
+                        # against the emitted program in tests/test_planner.py)
+                        p = min(p, biclique_plan(g, i, j, rows, cols, s,
+                                                 max(1, cols // (g.oc_g * s))).cycles)
                 total += p if classic is None else min(p, classic)
             best = total if best is None else min(best, total)
     assert best is not None
@@ -388,14 +393,14 @@ def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: in
 def test_auto_equals_exhaustive_with_planner(g: LayerGeom, arr: tuple[int, int, int]) -> None:
     """auto = today's auto (im2col or a window, group packing) unless the planner's
     pieces are strictly cheaper; it is never above today's auto nor below the bound. The
-    oracle here leaves patches out (`test_auto_equals_exhaustive_with_patches` has them):
-    auto is at most its value, and equal to it when auto took no patches."""
+    oracle here leaves patches and dense blocks out (`test_auto_equals_exhaustive_with_patches`
+    has them): auto is at most its value, and equal to it when auto took neither."""
     rows, cols, s = arr
     choice, cost = best_mapping(g, "auto", rows, cols, s)
     today = today_auto(g, rows, cols, s)
     no_patch = min(today, planner_exhaustive((g,), rows, cols, s, patches=False))
     assert cost.cycles <= no_patch
-    if cost.patch == (0, 0):
+    if not cost.is_packed:
         assert cost.cycles == no_patch
     assert lower_bound_cycles(g, s, rows, cols) <= cost.cycles <= today
     assert choice.group_pack == cost.group_pack and choice.pieces == cost.pieces

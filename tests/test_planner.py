@@ -26,6 +26,7 @@ from imcc.targets.emit import emit_program
 from imcc.targets.program_io import read_program
 from imcc.targets.tiling import (
     LayerGeom,
+    biclique_plan,
     column_bound_cycles,
     complete_column_bound,
     complete_pixels,
@@ -124,6 +125,7 @@ def test_no_plan_is_below_the_lower_bound(g, arr, m):
             if g.dh == g.dw == 1:
                 plans += [strip_plan(g, i, j, rows, cols, s, ax) for ax in ("x", "y")]
             plans += [patch_plan(g, i, j, rows, cols, s, (u, v)) for u in (1, 2) for v in (1, 3)]
+            plans += [biclique_plan(g, i, j, rows, cols, s, b) for b in (1, 2, 4)]
             plans.append(planned_plan(g, i, j, rows, cols, s))
     plans += [best_mapping(g, req, rows, cols, s)[1] for req in ("im2col", "sdk", "vw-sdk",
                                                                   "auto")]
@@ -227,6 +229,49 @@ def test_patches_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, strid
         assert sum(len(maps[(rt, ct)][0]) for _, rt, ct in b) <= rows
         assert sum(len(maps[(rt, ct)][1]) for _, rt, ct in b) <= cols
     check_emitted_plan(m, graph, node, plan, tgt, icg * g, hw, i * j)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(icg=st.integers(1, 6), ocg=st.integers(1, 3), g=st.integers(1, 3),
+       kh=st.integers(1, 3), kw=st.integers(1, 3), hw=st.integers(3, 8),
+       stride=st.integers(1, 2), pad=st.integers(0, 1), dil=st.integers(1, 2),
+       i=st.integers(1, 4), j=st.integers(1, 4), b=st.integers(1, 5),
+       rows=st.sampled_from([6, 8, 16, 32]), cols=st.sampled_from([8, 16, 32]))
+def test_dense_blocks_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, stride, pad,
+                                                       dil, i, j, b, rows, cols):
+    """Any dense-block layout (window i x j, blocks of up to b pixels, all groups' pieces
+    packed into bins), dilated and strided layers included: brute-force cover, simulation
+    against onnxruntime and cycle checks, and every cell of every piece holds a weight."""
+    if hw + 2 * pad < (max(kh, kw) - 1) * dil + 1:
+        return
+    m = conv_model(icg * g, ocg * g, kh, kw, hw, stride, pad, dil, g)
+    tgt = CrossbarTarget(rows=rows, cols=cols, weight_bits=4, cell_bits=1)
+    graph = MapPass().run(import_proto(m, "t"), CompileContext(target=tgt)).graph
+    (node,) = graph.crossbar_nodes()
+    plan = biclique_plan(node_geometry(node), i, j, rows, cols, tgt.slices_for(4), b)
+    bins = plan.bins()
+    pieces = [p for bn in bins for p in bn]
+    assert len(bins) == plan.tiles and len(set(pieces)) == len(pieces)
+    check_emitted_plan(m, graph, node, plan, tgt, icg * g, hw, i * j)
+    (layer,) = emit_program(graph, tgt).crossbar_layers()
+    # dense: the products the tiles hold are all their pieces' cells (float program: slice 0)
+    s = len(layer.slice_weights)
+    assert sum(int(np.count_nonzero(t.cells)) for t in layer.tiles) * s == \
+        sum(len(r) * len(c) for r, c in plan.piece_maps().values()) * g
+
+
+def test_dense_blocks_reach_the_bound():
+    """WRN16-4's g4 m/16 stage-1 R half (4 groups of 16 -> 4 channels, 3x3 on 32x32, S = 4)
+    on 32x32 arrays: 2 x 2 windows of dense blocks take 10 arrays per group for 4 pixels,
+    10,240 cycles = the column bound (a column's 144 products in 4 full passes and a half);
+    the best whole-channel or patch layout takes 12,288."""
+    g = LayerGeom.from_conv(64, 16, 4, (3, 3), (1, 1), (1, 1), (32, 32))
+    plan = biclique_plan(g, 2, 2, 32, 32, 4, 2)
+    assert plan.tiles == 40 and plan.cycles == 10240 == lower_bound_cycles(g, 4, 32, 32)
+    choice, best = best_mapping(g, "auto", 32, 32, 4)
+    assert best.cycles == 10240 and choice.bicliques == best.bicliques >= 1
+    others = [planned_plan(g, i, j, 32, 32, 4) for i in (1, 2, 4) for j in (1, 2, 4)]
+    assert min(p.cycles for p in others if not p.bicliques) == 12288
 
 
 # ------------------------------------------------------------------ auto and the planner

@@ -242,6 +242,10 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
         _pair(m.patch, "mapping patch")
         if m.pieces != 1 or m.strip:
             raise DataError(f"patch {list(m.patch)} takes pieces 1 and no strip")
+    if isinstance(m.bicliques, bool) or not isinstance(m.bicliques, int) or m.bicliques < 0 \
+            or (m.bicliques and (m.pieces != 1 or m.strip or tuple(m.patch) != (0, 0))):
+        raise DataError(f"bicliques {m.bicliques!r} must be 0 or a number of pixels per "
+                        "dense block (with pieces 1, no strip, no patch)")
     if tuple(s.windows) != (cdiv(ho, i), cdiv(wo, j)):
         raise DataError(f"window loop {list(s.windows)} is not the one a {i}x{j} window over "
                         f"a {ho}x{wo} output takes ({[cdiv(ho, i), cdiv(wo, j)]})")

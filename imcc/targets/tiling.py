@@ -60,6 +60,18 @@ pieces of a bin each total at most `rows` / `cols`) by first-fit decreasing over
 shapes (`_pack`): `tiles` = the number of bins. Cells of a bin outside its pieces' own
 blocks are 0, so each piece still sees only its own inputs.
 
+**Dense blocks** (`bicliques = b`, `pieces = 1`, windows of at most `BICLIQUE_MAX_PIXELS`
+pixels): the window's (pixel, read position) incidences are covered by disjoint blocks
+`P x Q`, every pixel of `Q` reading every position of `P` (`_bicliques`, greedy and
+deterministic), at most `a = rows // IC_g` positions and `b` pixels each. A block's rows are
+`IC_g x P` (channel major, chunks of `rows`), its columns `(oc, pixel, s)` for `Q` (chunks
+of `cols`); every cell of a block holds a weight, and every product lies in exactly one
+block because every incidence does. Pieces are packed into bins as for patches. With
+`b = cols // (OC_g * S)` a block fills an array: e.g. 16 channels -> 4 (S = 4) per group,
+3x3, on 32x32 arrays, a 2 x 2 window takes 10 arrays for its 4 pixels (2.5 per pixel, the
+column bound's `ceil(144 / 32) * 16 / 32`), where any window of whole-channel or
+whole-patch pieces takes 3 per pixel.
+
 **Lower bound** (`lower_bound_cycles`). Dense weights, no data-dependent skipping. Each
 output column of the layer, one (output pixel, output channel, bit slice) of the
 `Ho*Wo*OC*S` there are, is a sum of its fan-in `F = Kh*Kw*IC_g` products (a group only
@@ -216,6 +228,20 @@ class TilePlan:
     # (0, 0), or (u, v) with pieces = 1: patches of u x v read offsets, their pieces packed
     # into bins by first-fit decreasing ("Patches").
     patch: tuple[int, int] = (0, 0)
+    # 0, or b >= 1 with pieces = 1: dense blocks of up to b window pixels times the input
+    # positions all of them read, pieces packed into bins ("Dense blocks").
+    bicliques: int = 0
+
+    @property
+    def is_packed(self) -> bool:
+        """Patches or dense blocks: pieces of any shape, packed by `_pack`."""
+        return self.patch != (0, 0) or self.bicliques > 0
+
+    def _shapes(self) -> tuple[tuple[tuple[int, int], int], ...]:
+        if self.bicliques:
+            return biclique_shapes(self.geom, self.pw, self.bicliques, self.ict, self.oct,
+                                   self.slices)
+        return patch_shapes(self.geom, self.pw, self.patch, self.ict, self.oct, self.slices)
 
     @property
     def is_im2col(self) -> bool:
@@ -272,10 +298,8 @@ class TilePlan:
         """Array tiles of the whole layer (all groups)."""
         if self.strip:
             return self.groups * int((-(-self._strip_cols() // self.oct)).sum())
-        if self.patch != (0, 0):
-            return sum(n for n, _ in _pack(patch_shapes(self.geom, self.pw, self.patch,
-                                                        self.ict, self.oct, self.slices),
-                                           self.ict, self.oct))
+        if self.is_packed:
+            return sum(n for n, _ in _pack(self._shapes(), self.ict, self.oct))
         if self.pieces:
             return cdiv(self.groups * self.row_tiles * self.col_tiles, self.pieces)
         return cdiv(self.groups, self.group_pack) * self.row_tiles * self.col_tiles
@@ -289,7 +313,8 @@ class TilePlan:
         """The IR annotation recording this plan (and its expected cycles)."""
         return MappingChoice(strategy or self.strategy, self.pw, reason=reason,
                              group_pack=self.group_pack, cycles=self.cycles,
-                             pieces=self.pieces, strip=self.strip, patch=self.patch)
+                             pieces=self.pieces, strip=self.strip, patch=self.patch,
+                             bicliques=self.bicliques)
 
     # -- the maps the emitter writes (group-relative channels)
 
@@ -311,7 +336,7 @@ class TilePlan:
     def row_maps(self) -> list[np.ndarray]:
         """Per row tile, its rows `(c, dy, dx)` (input channel within the group, offset
         from the window origin), `row_tiles` of them."""
-        if self.patch != (0, 0):
+        if self.is_packed:
             return [r for r, _ in self._patch_layout]
         pos = self.positions()
         if self.strip:
@@ -331,7 +356,7 @@ class TilePlan:
         """Per column tile, its columns `(oc, py, px, s)` (output channel within the group,
         pixel of the window, bit slice), `col_tiles` of them."""
         g, s = self.geom, self.slices
-        if self.patch != (0, 0):
+        if self.is_packed:
             return [c for _, cs in self._patch_layout for c in cs]
         if self.pieces:
             grid = np.meshgrid(np.arange(g.oc_g), np.arange(self.pw[0]), np.arange(self.pw[1]),
@@ -408,7 +433,7 @@ class TilePlan:
     def piece_maps(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
         """(row tile, column tile) -> its (rows, columns), group-relative: the blocks the
         emitter places. For strips a column tile is a chunk of its row tile's columns."""
-        if self.patch != (0, 0):
+        if self.is_packed:
             return {(rt, ct): (r, c) for rt, (r, cs) in enumerate(self._patch_layout)
                     for ct, c in enumerate(cs)}
         rmaps = self.row_maps()
@@ -425,7 +450,7 @@ class TilePlan:
     def bins(self) -> list[list[tuple[int, int, int]]]:
         """The arrays of the layer, in emission order: for each, its pieces `(group, row
         tile, column tile)`, placed on its block diagonal in this order."""
-        if self.patch != (0, 0):
+        if self.is_packed:
             return self._patch_bins()
         if self.strip:
             chunks = [cdiv(int(n), self.oct) for n in self._strip_cols()]
@@ -447,8 +472,22 @@ class TilePlan:
         """Per (patch, row chunk), patches row-major then chunks in order: its rows
         `(c, dy, dx)` and its column chunks `(oc, py, px, s)`, group-relative."""
         g = self.geom
-        u, v = self.patch
         out = []
+        if self.bicliques:
+            for pos, pix in _bicliques(g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, self.pw,
+                                       max(1, self.ict // g.ic_g), self.bicliques):
+                pa, pp = np.asarray(pos, np.int64), np.asarray(pix, np.int64)
+                rows_all = np.column_stack([np.repeat(np.arange(g.ic_g), len(pa)),
+                                            np.tile(pa, (g.ic_g, 1))])
+                b_grid = np.meshgrid(np.arange(g.oc_g), np.arange(len(pp)),
+                                     np.arange(self.slices), indexing="ij")
+                o, q, sl = (a.ravel() for a in b_grid)
+                cols_all = np.column_stack([o, pp[q, 0], pp[q, 1], sl])
+                cols = [cols_all[a:a + self.oct] for a in range(0, len(cols_all), self.oct)]
+                out += [(rows_all[a:a + self.ict], cols)
+                        for a in range(0, len(rows_all), self.ict)]
+            return out
+        u, v = self.patch
         for oy, py in _axis_patches(self.pw[0], g.sh, g.kh, g.dh, u):
             for ox, px in _axis_patches(self.pw[1], g.sw, g.kw, g.dw, v):
                 r_grid = np.meshgrid(np.arange(g.ic_g), oy, ox, indexing="ij")
@@ -471,9 +510,9 @@ class TilePlan:
             for rt, (r, cs) in enumerate(blocks):
                 for ct, c in enumerate(cs):
                     queues.setdefault((len(r), len(c)), []).append((gi, rt, ct))
-        shapes = patch_shapes(self.geom, self.pw, self.patch, self.ict, self.oct, self.slices)
+        shapes = self._shapes()
         if {k: len(q) for k, q in queues.items()} != dict(shapes):
-            raise VerifyError("patch pieces disagree with their counted shapes")
+            raise VerifyError("packed pieces disagree with their counted shapes")
         at = dict.fromkeys(queues, 0)
         out = []
         for n, content in _pack(shapes, self.ict, self.oct):
@@ -498,6 +537,64 @@ def _axis_patches(n: int, stride: int, k: int, d: int, u: int
         pix = tuple(p for p in range(n) if any(p * stride + t * d in run for t in range(k)))
         out.append((tuple(offs[a:a + u]), pix))
     return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _bicliques(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pw: tuple[int, int],
+               a: int, b: int) -> tuple[tuple[tuple[tuple[int, int], ...],
+                                        tuple[tuple[int, int], ...]], ...]:
+    """Dense blocks of an `i x j` window ("Dense blocks" in the module docstring): a cover
+    of its (pixel, read position) incidences by disjoint blocks `P x Q`, every pixel of `Q`
+    reading every position of `P`, `|P| <= a`, `|Q| <= b`. Greedy, in rounds: pixels in
+    row-major order each seed a set, grown (up to `b`) by the pixel sharing the most of
+    their still uncovered positions (ties: the earliest) while at least `a` are shared;
+    each set of two or more pixels takes its shared positions in runs of `a` (sorted), and
+    those incidences are covered. When a round covers nothing, every pixel's remaining
+    positions become blocks of that pixel alone, in runs of `a`."""
+    i, j = pw
+    pixels = [(py, px) for py in range(i) for px in range(j)]
+    rem = {p: {(p[0] * sh + ty * dh, p[1] * sw + tx * dw) for ty in range(kh)
+               for tx in range(kw)} for p in pixels}
+    out: list[tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = []
+    while b > 1:
+        todo = [p for p in pixels if rem[p]]
+        covered = False
+        while todo:
+            grp = [todo.pop(0)]
+            common = set(rem[grp[0]])
+            while len(grp) < b and todo:
+                shared = [len(common & rem[q]) for q in todo]
+                best = max(shared)
+                if best < a:
+                    break
+                q = todo.pop(shared.index(best))  # the earliest of the ties
+                grp.append(q)
+                common &= rem[q]
+            take = sorted(common)[:len(common) // a * a] if len(grp) > 1 else []
+            for t in range(0, len(take), a):
+                out.append((tuple(take[t:t + a]), tuple(grp)))
+            for q in grp:
+                rem[q] -= set(take)
+            covered |= bool(take)
+        if not covered:
+            break
+    for p in pixels:
+        left = sorted(rem[p])
+        out += [(tuple(left[t:t + a]), (p,)) for t in range(0, len(left), a)]
+    return tuple(out)
+
+
+@lru_cache(maxsize=8192)
+def biclique_shapes(g: LayerGeom, pw: tuple[int, int], b: int, rows: int, cols: int, S: int
+                    ) -> tuple[tuple[tuple[int, int], int], ...]:
+    """The pieces of a dense-block layout counted by shape, like `patch_shapes`."""
+    a = max(1, rows // g.ic_g)
+    shapes: dict[tuple[int, int], int] = {}
+    for pos, pix in _bicliques(g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, pw, a, b):
+        for rs, rn in _chunks(g.ic_g * len(pos), rows):
+            for cs, cn in _chunks(g.oc_g * len(pix) * S, cols):
+                shapes[(rs, cs)] = shapes.get((rs, cs), 0) + rn * cn * g.groups
+    return tuple(sorted(shapes.items()))
 
 
 def _chunks(n: int, cap: int) -> list[tuple[int, int]]:
@@ -753,6 +850,24 @@ def patch_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int,
     return TilePlan(g, strategy, (i, j), S, ict=rows, oct=cols, pieces=1, patch=(u, v))
 
 
+def biclique_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, b: int,
+                  strategy: Strategy | None = None) -> TilePlan:
+    """The planner's dense blocks of up to `b` pixels for window `i x j` (module docstring,
+    "Dense blocks")."""
+    _check_array(rows, cols, S)
+    if not (isinstance(b, int) and not isinstance(b, bool) and b >= 1):
+        raise VerifyError(f"dense blocks of {b!r} pixels must be a positive integer")
+    if strategy is None:
+        strategy = Strategy.IM2COL if (i, j) == (1, 1) else \
+            Strategy.SDK if i == j else Strategy.VW_SDK
+    return TilePlan(g, strategy, (i, j), S, ict=rows, oct=cols, pieces=1, bicliques=b)
+
+
+# Dense blocks are searched on windows of at most this many pixels (the greedy cover is
+# quadratic in them).
+BICLIQUE_MAX_PIXELS = 16
+
+
 # The patch runs `planned_plan` tries per axis (1..PATCH_MAX offsets; a run as long as the
 # axis's read offsets is the whole window along it).
 PATCH_MAX = 4
@@ -805,13 +920,18 @@ def planned_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> 
     pp = _best_patch(g, i, j, rows, cols, S)
     if pp is not None and pp.tiles < plan.tiles:
         plan = pp
+    if 1 < i * j <= BICLIQUE_MAX_PIXELS:
+        bp = biclique_plan(g, i, j, rows, cols, S, max(1, cols // (g.oc_g * S)))
+        if bp.tiles < plan.tiles:
+            plan = bp
     return plan
 
 
 def clear_plan_caches() -> None:
     """Empty the planner's memo caches, so that the next search runs cold (benchmarks and
     the docs tables time searches this way; identical layers of one network share them)."""
-    for f in (planned_plan, patch_shapes, _axis_patches, _offsets, min_field, complete_pixels):
+    for f in (planned_plan, patch_shapes, _axis_patches, _offsets, min_field, complete_pixels,
+              biclique_shapes, _bicliques):
         f.cache_clear()
 
 
@@ -822,9 +942,13 @@ def plan_for(g: LayerGeom, choice: MappingChoice, rows: int, cols: int, S: int) 
     if choice.pieces:
         if choice.group_pack != 1:
             raise VerifyError("a planner layout (pieces per array) has no group packing")
-        if choice.patch != (0, 0):
-            if choice.pieces != 1 or choice.strip:
-                raise VerifyError("patches take pieces = 1 and no strip")
+        if choice.patch != (0, 0) or choice.bicliques:
+            if choice.pieces != 1 or choice.strip or (choice.patch != (0, 0)
+                                                      and choice.bicliques):
+                raise VerifyError("patches or dense blocks take pieces = 1 and no strip")
+            if choice.bicliques:
+                return biclique_plan(g, *choice.pw, rows, cols, S, choice.bicliques,
+                                     choice.strategy)
             return patch_plan(g, *choice.pw, rows, cols, S, choice.patch, choice.strategy)
         if choice.strip:
             if choice.pieces != 1:
@@ -900,7 +1024,8 @@ def node_plan(node: Node, target: CrossbarTarget) -> TilePlan:
 
 
 __all__ = ["LayerGeom", "TilePlan", "cdiv", "window_extent", "im2col_plan", "pw_plan",
-           "packed_plan", "strip_plan", "patch_plan", "patch_shapes", "planned_plan",
+           "packed_plan", "strip_plan", "patch_plan", "patch_shapes", "biclique_plan",
+           "biclique_shapes", "planned_plan",
            "position_count", "lower_bound_cycles", "column_bound_cycles",
            "complete_column_bound", "min_field", "clear_plan_caches", "plan_for",
            "node_geometry", "node_slices", "node_plan"]
