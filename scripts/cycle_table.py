@@ -151,7 +151,8 @@ def render(results: dict[Job, Outcome]) -> str:
         "keeps), and uses the planner: element-granular pieces (`pieces` in the mix: "
         "rows and columns cut inside a channel's window, shared between groups and "
         "chunks; strips; and patches, input-side sub-patches times every output pixel "
-        "whose field touches them, packed from all groups into arrays block-diagonally) "
+        "whose field touches them, and dense blocks, pixels times the input positions "
+        "all of them read, both packed from all groups into arrays block-diagonally) "
         "where they are strictly cheaper, and a pair's `L` on its own window "
         "where that is strictly cheaper than R's (`L alone`: how many pairs);",
         "- bound: the sum over crossbar layers of `lower_bound_cycles`, the larger of "
