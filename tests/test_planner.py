@@ -406,3 +406,18 @@ def test_auto_patches_program_is_exact():
         for i in range(1, 9) for j in range(1, 33)])
     strips = strip_plan(g, 4, 32, 64, 64, 4, "x").cycles
     assert layer.lower_bound_cycles <= layer.cycles == 408 < strips == 416 < today
+
+
+def test_auto_dense_blocks_program_is_exact():
+    """4 groups of 16 -> 4 channels, 3x3 on 6x6, 32x32 arrays: auto takes dense blocks on
+    2x2 windows (360 cycles = the column bound); the quantized program read back from disk
+    equals onnxruntime on compiled.onnx and executes the cycles it reports."""
+    m = conv_model(64, 16, 3, 3, 6, 1, 1, 1, 4)
+    x = np.random.default_rng(5).normal(size=(2, 64, 6, 6)).astype(np.float32)
+    tgt = CrossbarTarget(rows=32, cols=32, weight_bits=4, cell_bits=1)
+    res = compile_graph(import_proto(m, "t"), CompileOptions(target=tgt, mapping="auto",
+                                                             calib=x, verify_each=True), "t")
+    prog = check_bit_exact(res, x)
+    (layer,) = prog.crossbar_layers()
+    assert layer.mapping.bicliques == 2 and layer.pw == (2, 2)
+    assert layer.cycles == layer.lower_bound_cycles == 360
