@@ -75,6 +75,8 @@ def _layer_label(layer: CrossbarLayer) -> str:
         f"{m.strategy.value} {m.pw[0]}x{m.pw[1]}"
     if m.patch != (0, 0):
         return base + f" patches {m.patch[0]}x{m.patch[1]}"
+    if m.bicliques:
+        return base + " dense blocks"
     if m.strip:
         return base + f" strips {m.strip}"
     return base + (" pieces" if m.pieces else "")

@@ -105,8 +105,10 @@ def describe(p: Any) -> str:
         kind += f" gp={p.group_pack}"
     if p.strip:
         kind += f" strip-{p.strip}"
-    if getattr(p, "patch", (0, 0)) != (0, 0):
+    if p.patch != (0, 0):
         kind += f" patch {p.patch[0]}x{p.patch[1]}"
+    if p.bicliques:
+        kind += f" dense b={p.bicliques}"
     return kind
 
 
