@@ -22,6 +22,7 @@ from pathlib import Path
 import onnx
 
 from imcc.frontend import import_model
+from imcc.passes.base import CompileContext
 from imcc.passes.fold_bn import FoldBatchNorm
 from imcc.passes.lowrank import LowRankPass
 from imcc.targets import tiling
@@ -39,8 +40,7 @@ SIZES = (32, 64, 128)
 def cold(unit: Callable[[], object]) -> object:
     """Run one search with the planner's memo caches empty (identical layers of the same
     network would otherwise reuse each other's plans), so each time is a cold search."""
-    tiling.planned_plan.cache_clear()
-    tiling._offsets.cache_clear()
+    tiling.clear_plan_caches()
     return unit()
 
 
@@ -58,9 +58,10 @@ def main() -> int:
               "| slowest search ms |")
         print("|---|---:|---|---:|---:|---:|---:|")
         for rank, groups in CONFIGS:
-            graph = FoldBatchNorm().run(import_model(model, name=model.stem))
+            ctx = CompileContext()
+            graph = FoldBatchNorm().run(import_model(model, name=model.stem), ctx).graph
             if rank != "none":
-                graph = LowRankPass(rank=rank, groups=groups).run(graph)
+                graph = LowRankPass(rank=rank, groups=groups).run(graph, ctx).graph
             for size in SIZES:
                 units = search_units(graph, CrossbarTarget(rows=size, cols=size), "auto")
                 times = [min(timed(partial(cold, u), args.repeat)) for u in units]

@@ -22,7 +22,7 @@ from imcc.targets.cost import (
     im2col_cost,
     pw_cost,
 )
-from imcc.targets.tiling import lower_bound_cycles
+from imcc.targets.tiling import BICLIQUE_MAX_PIXELS, biclique_plan, lower_bound_cycles
 
 
 def conv(ic: int, oc: int, h: int, w: int, k: int = 3, s: int = 1, p: int = 0, d: int = 1,
@@ -315,6 +315,37 @@ def strip_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int, axi
     return cdiv(g.ho, i) * cdiv(g.wo, j) * g.groups * tiles
 
 
+def patch_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int,
+                 u: int, v: int) -> int:
+    """The planner's patches restated by brute force: each axis's read offsets cut into runs
+    of u (height) / v (width); a patch's rows are IC_g x its offsets, cut into chunks of
+    `rows`, its columns every window pixel whose taps read one of its offsets, cut into
+    chunks of `cols`; the pieces of all groups go one at a time, widest then tallest first,
+    into the first array (in opening order) with room for both its rows and its columns."""
+    ys = sorted({py * g.sh + ky * g.dh for py in range(i) for ky in range(g.kh)})
+    xs = sorted({px * g.sw + kx * g.dw for px in range(j) for kx in range(g.kw)})
+    pieces = []
+    for a in range(0, len(ys), u):
+        for b in range(0, len(xs), v):
+            oy, ox = set(ys[a:a + u]), set(xs[b:b + v])
+            # a pixel reads the patch iff one tap row reads oy and one tap column reads ox
+            pys = {py for py in range(i) for ky in range(g.kh) if py * g.sh + ky * g.dh in oy}
+            pxs = {px for px in range(j) for kx in range(g.kw) if px * g.sw + kx * g.dw in ox}
+            n_r, n_c = g.ic_g * len(oy) * len(ox), g.oc_g * len(pys) * len(pxs) * s
+            pieces += [(min(rows, n_r - r0), min(cols, n_c - c0)) for r0 in range(0, n_r, rows)
+                       for c0 in range(0, n_c, cols)] * g.groups
+    bins: list[list[int]] = []
+    for r, c in sorted(pieces, key=lambda rc: (-rc[1], -rc[0])):
+        for b in bins:
+            if b[0] + r <= rows and b[1] + c <= cols:
+                b[0] += r
+                b[1] += c
+                break
+        else:
+            bins.append([r, c])
+    return cdiv(g.ho, i) * cdiv(g.wo, j) * len(bins)
+
+
 def today_auto(g: LayerGeom, rows: int, cols: int, s: int) -> int:
     """`auto` before the planner: im2col or any window, with group packing."""
     im = packed(g, None, 1, rows, cols, s, im2col_cost(g, rows, cols, s).cycles)
@@ -324,9 +355,11 @@ def today_auto(g: LayerGeom, rows: int, cols: int, s: int) -> int:
     return min([im, *wins])
 
 
-def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: int) -> int:
-    """Every window shared by `geoms`, each layer the cheaper of its channel-granular plan
-    (with group packing) and its pieces at that window."""
+def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: int,
+                       patches: bool = True) -> int:
+    """Every window shared by `geoms`, each layer the cheapest of its channel-granular plan
+    (with group packing), its pieces, strips and (`patches`) patches of up to 4 x 4 read
+    offsets and dense blocks at that window."""
     g0 = geoms[0]
     best = None
     for i in range(1, g0.ho + 1):
@@ -341,6 +374,14 @@ def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: in
                 if g.dh == 1 and g.dw == 1:  # strips: undilated layers
                     p = min([p] + [strip_cycles(g, i, j, rows, cols, s, ax)
                                    for ax, n in (("x", j), ("y", i)) if n > 1])
+                if patches:
+                    p = min([p] + [patch_cycles(g, i, j, rows, cols, s, u, v)
+                                   for u in range(1, 5) for v in range(1, 5)])
+                    if 1 < i * j <= BICLIQUE_MAX_PIXELS:
+                        # dense blocks: the library's cover (checked product by product
+                        # against the emitted program in tests/test_planner.py)
+                        p = min(p, biclique_plan(g, i, j, rows, cols, s,
+                                                 max(1, cols // (g.oc_g * s))).cycles)
                 total += p if classic is None else min(p, classic)
             best = total if best is None else min(best, total)
     assert best is not None
@@ -351,16 +392,33 @@ def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: in
 @given(mid_geoms, mid_arrays)
 def test_auto_equals_exhaustive_with_planner(g: LayerGeom, arr: tuple[int, int, int]) -> None:
     """auto = today's auto (im2col or a window, group packing) unless the planner's
-    pieces are strictly cheaper; it is never above today's auto nor below the bound."""
+    pieces are strictly cheaper; it is never above today's auto nor below the bound. The
+    oracle here leaves patches and dense blocks out (`test_auto_equals_exhaustive_with_patches`
+    has them): auto is at most its value, and equal to it when auto took neither."""
     rows, cols, s = arr
     choice, cost = best_mapping(g, "auto", rows, cols, s)
     today = today_auto(g, rows, cols, s)
-    assert cost.cycles == min(today, planner_exhaustive((g,), rows, cols, s))
+    no_patch = min(today, planner_exhaustive((g,), rows, cols, s, patches=False))
+    assert cost.cycles <= no_patch
+    if not cost.is_packed:
+        assert cost.cycles == no_patch
     assert lower_bound_cycles(g, s, rows, cols) <= cost.cycles <= today
     assert choice.group_pack == cost.group_pack and choice.pieces == cost.pieces
     assert choice.cycles == cost.tiles * cost.windows == cost.cycles
     if cost.pieces:
         assert cost.cycles < today
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(mid_geoms, mid_arrays)
+def test_auto_equals_exhaustive_with_patches(g: LayerGeom, arr: tuple[int, int, int]) -> None:
+    """auto = the cheapest of today's auto and every planner layout at every window,
+    patches included (restated by brute force in `patch_cycles`)."""
+    rows, cols, s = arr
+    _, cost = best_mapping(g, "auto", rows, cols, s)
+    assert cost.cycles == min(today_auto(g, rows, cols, s),
+                              planner_exhaustive((g,), rows, cols, s))
 
 
 def test_group_packing_hand_values() -> None:
@@ -464,14 +522,15 @@ def test_pair_mapping(r: LayerGeom, m: int, arr: tuple[int, int, int]) -> None:
         totals[req] = total
         assert total <= im_total
         if req == "auto":
-            # today's joint auto, the planner's joint window, or each half on its own
+            # today's joint auto, the planner's joint window, or each half on its own; the
+            # oracle without patches bounds auto from above (test_pair_auto_with_patches
+            # has the exact value)
             want_today, _ = exhaustive_pair(r, lg, rows, cols, s, False, True)
-            joint = min(want_today, planner_exhaustive((r, lg), rows, cols, s))
-            alone = sum(min(today_auto(g, rows, cols, s), planner_exhaustive((g,), rows, cols, s))
-                        for g in (r, lg))
-            assert total == min(joint, alone) <= want_today
-            assert cl_choice.reason.startswith(L_ALONE) == (alone < joint)
-            if alone < joint:
+            joint = min(want_today, planner_exhaustive((r, lg), rows, cols, s, False))
+            alone = sum(min(today_auto(g, rows, cols, s),
+                            planner_exhaustive((g,), rows, cols, s, False)) for g in (r, lg))
+            assert total <= min(joint, alone) <= want_today
+            if cl_choice.reason.startswith(L_ALONE):
                 continue
         assert cr_choice.pw == cl_choice.pw == cr.pw == cl.pw  # one shared window
         assert cr_choice.strategy is cl_choice.strategy
@@ -487,6 +546,24 @@ def test_pair_mapping(r: LayerGeom, m: int, arr: tuple[int, int, int]) -> None:
     cr_choice, cr, cl_choice, cl = best_pair_mapping(r, lg, "im2col", rows, cols, s)
     assert cr_choice.strategy is cl_choice.strategy is Strategy.IM2COL
     assert cr.cycles + cl.cycles == im_total
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(mid_geoms, st.integers(1, 12), mid_arrays)
+def test_pair_auto_with_patches(r: LayerGeom, m: int, arr: tuple[int, int, int]) -> None:
+    """auto on a pair = the cheapest of the shared window (today's or the planner's,
+    patches included) and each half on its own, L_ALONE recorded exactly when the latter
+    is strictly cheaper."""
+    rows, cols, s = arr
+    lg = LayerGeom.from_conv(r.oc, m, 1, (1, 1), (1, 1), (1, 1), (r.ho, r.wo))
+    _, cr, cl_choice, cl = best_pair_mapping(r, lg, "auto", rows, cols, s)
+    want_today, _ = exhaustive_pair(r, lg, rows, cols, s, False, True)
+    joint = min(want_today, planner_exhaustive((r, lg), rows, cols, s))
+    alone = sum(min(today_auto(g, rows, cols, s), planner_exhaustive((g,), rows, cols, s))
+                for g in (r, lg))
+    assert cr.cycles + cl.cycles == min(joint, alone)
+    assert cl_choice.reason.startswith(L_ALONE) == (alone < joint)
 
 
 def test_pair_geometry_checked() -> None:

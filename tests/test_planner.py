@@ -26,10 +26,16 @@ from imcc.targets.emit import emit_program
 from imcc.targets.program_io import read_program
 from imcc.targets.tiling import (
     LayerGeom,
+    biclique_plan,
+    column_bound_cycles,
+    complete_column_bound,
+    complete_pixels,
     im2col_plan,
     lower_bound_cycles,
+    min_field,
     node_geometry,
     packed_plan,
+    patch_plan,
     planned_plan,
     pw_plan,
     strip_plan,
@@ -51,6 +57,43 @@ def test_lower_bound_hand_values():
     assert lower_bound_cycles(LayerGeom.from_linear(64, 10), 8, 128, 128) == 1
 
 
+def test_min_field_holds_for_every_pixel_set():
+    """The isoperimetric bound of the complete-column refinement, against every set of
+    pixels of a 3 x 4 grid (4,095 sets) for kernels up to 3x3, strides and dilations 1, 2:
+    the receptive fields of n pixels never cover fewer positions than `min_field(n)`, and
+    the bound is reached for the sets it is tight on (a 2 x 2 block of a 3x3 kernel, 16)."""
+    from itertools import product
+    cells = [(y, x) for y in range(3) for x in range(4)]
+    for kh, kw, sh, sw, dh, dw in product((1, 2, 3), (1, 3), (1, 2), (1, 2), (1, 2), (1,)):
+        least: dict[int, int] = {}
+        for mask in range(1, 1 << len(cells)):
+            q = [c for b, c in enumerate(cells) if mask >> b & 1]
+            field = {(y * sh + ty * dh, x * sw + tx * dw) for y, x in q
+                     for ty in range(kh) for tx in range(kw)}
+            least[len(q)] = min(least.get(len(q), len(field)), len(field))
+        for n, f in least.items():
+            assert min_field(kh, kw, sh, sw, dh, dw, n) <= f, (kh, kw, sh, sw, dh, dw, n, f)
+    assert min_field(3, 3, 1, 1, 1, 1, 4) == 16 and min_field(3, 3, 1, 1, 1, 1, 5) == 19
+    assert min_field(3, 3, 2, 2, 1, 1, 2) == 15
+
+
+def test_complete_column_bound_hand_values():
+    """ResNet-20's g8 m/16 stage-1 R half (8 groups of 2 -> 1 channels, 3x3 on
+    32x32, S = 4) on 32x32 arrays: F = 18 <= 32 rows; 16 rows of one group drive at most a
+    2 x 2 block of complete pixels (4 x 4 positions x 2 channels = 32 rows), so an activation
+    holds at most h = 4 pixels x 4 slices = 16 complete columns, and
+    cycles >= ceil(2 * 32768 / (32 + 16)) = 1366 (the column bound: 1024)."""
+    g = LayerGeom.from_conv(16, 8, 8, (3, 3), (1, 1), (1, 1), (32, 32))
+    assert complete_pixels(g, 32) == 4
+    assert column_bound_cycles(g, 4, 32, 32) == 1024
+    assert complete_column_bound(g, 4, 32, 32) == lower_bound_cycles(g, 4, 32, 32) == 1366
+    # F > rows: the refinement does not apply; a wide enough h: the column bound stands
+    big = LayerGeom.from_conv(64, 8, 2, (3, 3), (1, 1), (1, 1), (8, 8))
+    assert complete_column_bound(big, 4, 32, 32) == 0
+    wide = LayerGeom.from_conv(16, 16, 4, (3, 3), (1, 1), (1, 1), (32, 32))
+    assert lower_bound_cycles(wide, 4, 128, 128) == column_bound_cycles(wide, 4, 128, 128)
+
+
 @st.composite
 def geoms(draw: st.DrawFn) -> LayerGeom:
     g = draw(st.integers(1, 4))
@@ -68,8 +111,9 @@ arrays = st.tuples(st.integers(4, 96), st.integers(4, 96), st.sampled_from([1, 2
 @given(geoms(), arrays, st.integers(1, 12))
 def test_no_plan_is_below_the_lower_bound(g, arr, m):
     """Every layout the tiling model, the search or the planner produces is at or above the
-    bound: channel-granular (with and without group packing), pieces for any k, and the
-    searches' choices for every request, single layers and low-rank pairs."""
+    bound (the column bound and its complete-column refinement): channel-granular (with and
+    without group packing), pieces for any k, strips, patches, and the searches' choices
+    for every request, single layers and low-rank pairs."""
     rows, cols, s = arr
     lb = lower_bound_cycles(g, s, rows, cols)
     plans = [im2col_plan(g, rows, cols, s, pack) for pack in (False, True)]
@@ -80,6 +124,8 @@ def test_no_plan_is_below_the_lower_bound(g, arr, m):
                       if k <= min(rows, cols)]
             if g.dh == g.dw == 1:
                 plans += [strip_plan(g, i, j, rows, cols, s, ax) for ax in ("x", "y")]
+            plans += [patch_plan(g, i, j, rows, cols, s, (u, v)) for u in (1, 2) for v in (1, 3)]
+            plans += [biclique_plan(g, i, j, rows, cols, s, b) for b in (1, 2, 4)]
             plans.append(planned_plan(g, i, j, rows, cols, s))
     plans += [best_mapping(g, req, rows, cols, s)[1] for req in ("im2col", "sdk", "vw-sdk",
                                                                   "auto")]
@@ -131,6 +177,14 @@ def test_pieces_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, stride
         plan = strip_plan(geom, i, j, rows, cols, tgt.slices_for(4), "x" if k == 0 else "y")
     else:
         plan = packed_plan(geom, i, j, rows, cols, tgt.slices_for(4), k)
+    check_emitted_plan(m, graph, node, plan, tgt, icg * g, hw, i * j)
+
+
+def check_emitted_plan(m, graph, node, plan, tgt, ic, hw, n_pix):
+    """Emit `plan` for the one conv of `graph` and check it by brute force (every tile
+    fits, every product on exactly one tap cell, zeros elsewhere), by simulation against
+    onnxruntime, and by the cycles it executes."""
+    rows, cols = tgt.rows, tgt.cols
     node.mapping = plan.choice()
     prog = emit_program(graph, tgt)
     (layer,) = prog.crossbar_layers()
@@ -140,12 +194,84 @@ def test_pieces_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, stride
     keys, nonzero = tap_products(layer)
     s = len(layer.slice_weights)
     assert np.all(keys[nonzero] % s == 0)
-    assert len(np.unique(keys[nonzero])) == nonzero.sum() == layer.weight_params * i * j
+    assert len(np.unique(keys[nonzero])) == nonzero.sum() == layer.weight_params * n_pix
     assert sum(int(np.count_nonzero(t.cells)) for t in layer.tiles) == nonzero.sum()
-    x = np.random.default_rng(1).normal(size=(2, icg * g, hw, hw)).astype(np.float32)
+    x = np.random.default_rng(1).normal(size=(2, ic, hw, hw)).astype(np.float32)
     sim = simulate(prog, {"x": x})
     np.testing.assert_allclose(sim.outputs["y"], ort_run(m, {"x": x})[0], rtol=1e-4, atol=1e-4)
     check_counted_cycles(prog, sim.cycles)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(icg=st.integers(1, 5), ocg=st.integers(1, 3), g=st.integers(1, 4),
+       kh=st.integers(1, 3), kw=st.integers(1, 3), hw=st.integers(3, 8),
+       stride=st.integers(1, 2), pad=st.integers(0, 1), dil=st.integers(1, 2),
+       i=st.integers(1, 4), j=st.integers(1, 5), u=st.integers(1, 3), v=st.integers(1, 3),
+       rows=st.sampled_from([8, 12, 16, 32]), cols=st.sampled_from([8, 16, 20, 32]))
+def test_patches_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, stride, pad, dil,
+                                                  i, j, u, v, rows, cols):
+    """Any patch layout (window i x j, u x v read offsets per patch, pieces of all groups
+    packed into bins), dilated and strided layers included, passes the same brute-force,
+    simulation and cycle checks; its bins fit the array and hold every piece once."""
+    if hw + 2 * pad < (max(kh, kw) - 1) * dil + 1:
+        return
+    m = conv_model(icg * g, ocg * g, kh, kw, hw, stride, pad, dil, g)
+    tgt = CrossbarTarget(rows=rows, cols=cols, weight_bits=4, cell_bits=1)
+    graph = MapPass().run(import_proto(m, "t"), CompileContext(target=tgt)).graph
+    (node,) = graph.crossbar_nodes()
+    plan = patch_plan(node_geometry(node), i, j, rows, cols, tgt.slices_for(4), (u, v))
+    bins = plan.bins()
+    pieces = [p for b in bins for p in b]
+    assert len(bins) == plan.tiles and len(set(pieces)) == len(pieces)
+    maps = plan.piece_maps()
+    assert len(pieces) == g * len(maps)
+    for b in bins:
+        assert sum(len(maps[(rt, ct)][0]) for _, rt, ct in b) <= rows
+        assert sum(len(maps[(rt, ct)][1]) for _, rt, ct in b) <= cols
+    check_emitted_plan(m, graph, node, plan, tgt, icg * g, hw, i * j)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(icg=st.integers(1, 6), ocg=st.integers(1, 3), g=st.integers(1, 3),
+       kh=st.integers(1, 3), kw=st.integers(1, 3), hw=st.integers(3, 8),
+       stride=st.integers(1, 2), pad=st.integers(0, 1), dil=st.integers(1, 2),
+       i=st.integers(1, 4), j=st.integers(1, 4), b=st.integers(1, 5),
+       rows=st.sampled_from([6, 8, 16, 32]), cols=st.sampled_from([8, 16, 32]))
+def test_dense_blocks_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, stride, pad,
+                                                       dil, i, j, b, rows, cols):
+    """Any dense-block layout (window i x j, blocks of up to b pixels, all groups' pieces
+    packed into bins), dilated and strided layers included: brute-force cover, simulation
+    against onnxruntime and cycle checks, and every cell of every piece holds a weight."""
+    if hw + 2 * pad < (max(kh, kw) - 1) * dil + 1:
+        return
+    m = conv_model(icg * g, ocg * g, kh, kw, hw, stride, pad, dil, g)
+    tgt = CrossbarTarget(rows=rows, cols=cols, weight_bits=4, cell_bits=1)
+    graph = MapPass().run(import_proto(m, "t"), CompileContext(target=tgt)).graph
+    (node,) = graph.crossbar_nodes()
+    plan = biclique_plan(node_geometry(node), i, j, rows, cols, tgt.slices_for(4), b)
+    bins = plan.bins()
+    pieces = [p for bn in bins for p in bn]
+    assert len(bins) == plan.tiles and len(set(pieces)) == len(pieces)
+    check_emitted_plan(m, graph, node, plan, tgt, icg * g, hw, i * j)
+    (layer,) = emit_program(graph, tgt).crossbar_layers()
+    # dense: the products the tiles hold are all their pieces' cells (float program: slice 0)
+    s = len(layer.slice_weights)
+    assert sum(int(np.count_nonzero(t.cells)) for t in layer.tiles) * s == \
+        sum(len(r) * len(c) for r, c in plan.piece_maps().values()) * g
+
+
+def test_dense_blocks_reach_the_bound():
+    """WRN16-4's g4 m/16 stage-1 R half (4 groups of 16 -> 4 channels, 3x3 on 32x32, S = 4)
+    on 32x32 arrays: 2 x 2 windows of dense blocks take 10 arrays per group for 4 pixels,
+    10,240 cycles = the column bound (a column's 144 products in 4 full passes and a half);
+    the best whole-channel or patch layout takes 12,288."""
+    g = LayerGeom.from_conv(64, 16, 4, (3, 3), (1, 1), (1, 1), (32, 32))
+    plan = biclique_plan(g, 2, 2, 32, 32, 4, 2)
+    assert plan.tiles == 40 and plan.cycles == 10240 == lower_bound_cycles(g, 4, 32, 32)
+    choice, best = best_mapping(g, "auto", 32, 32, 4)
+    assert best.cycles == 10240 and choice.bicliques == best.bicliques >= 1
+    others = [planned_plan(g, i, j, 32, 32, 4) for i in (1, 2, 4) for j in (1, 2, 4)]
+    assert min(p.cycles for p in others if not p.bicliques) == 12288
 
 
 # ------------------------------------------------------------------ auto and the planner
@@ -210,15 +336,17 @@ def pair_model(ic, k, m, g, hw, seed=0):
 
 
 def test_l_on_its_own_is_cheaper_and_exact():
-    """16 -> 8 channels in 8 groups (rank 1 per group), then 8 -> 16, on 8x8 and 64x64
-    arrays: R's best window is 3x4, which costs L 80 cycles; L alone (im2col) costs 64."""
-    ic, k, m, g, hw = 16, 1, 16, 8, 8
-    tgt = CrossbarTarget(rows=64, cols=64, weight_bits=4, cell_bits=1)
+    """16 -> 8 channels in 8 groups (rank 1 per group), then 8 -> 16, on 5x5 and 32x32
+    arrays: R's best window is 2x5 (48 cycles), which costs L 60 cycles (3 windows, the
+    third half past the map); L alone (im2col) costs 50."""
+    ic, k, m, g, hw = 16, 1, 16, 8, 5
+    tgt = CrossbarTarget(rows=32, cols=32, weight_bits=4, cell_bits=1)
     rg = LayerGeom.from_conv(ic, g * k, g, (3, 3), (1, 1), (1, 1), (hw, hw))
     lg = LayerGeom.from_conv(g * k, m, 1, (1, 1), (1, 1), (1, 1), (hw, hw))
-    cr, pr, cl, pl = best_pair_mapping(rg, lg, "auto", 64, 64, 4)
+    cr, pr, cl, pl = best_pair_mapping(rg, lg, "auto", 32, 32, 4)
     assert cl.reason.startswith(L_ALONE) and pr.pw != pl.pw
-    shared = best_pair_mapping(rg, lg, "vw-sdk", 64, 64, 4)
+    assert (pr.cycles, pl.cycles) == (48, 50)
+    shared = best_pair_mapping(rg, lg, "vw-sdk", 32, 32, 4)
     assert pr.cycles + pl.cycles < shared[1].cycles + shared[3].cycles
     x = np.random.default_rng(3).normal(size=(4, ic, hw, hw)).astype(np.float32)
     res = compile_graph(import_proto(pair_model(ic, k, m, g, hw), "t"),
@@ -259,10 +387,11 @@ def test_program_records_and_checks_the_bound():
         check_program(prog)
 
 
-def test_auto_strips_program_is_exact():
+def test_auto_patches_program_is_exact():
     """ResNet-20's g2 m/16 stage-1 R half on 64x64 arrays (2 groups of 8 -> 1 channels on
-    32x32): auto takes strips along the width of a 4x32 window; the quantized program read
-    back from disk equals onnxruntime on compiled.onnx and executes the cycles it reports."""
+    32x32): auto takes patches of 4x2 read offsets on a 4x32 window (408 cycles; strips
+    along its width, the layout before patches, 416); the quantized program read back
+    from disk equals onnxruntime on compiled.onnx and executes the cycles it reports."""
     m = conv_model(16, 2, 3, 3, 32, 1, 1, 1, 2)
     x = np.random.default_rng(4).normal(size=(2, 16, 32, 32)).astype(np.float32)
     tgt = CrossbarTarget(rows=64, cols=64, weight_bits=4, cell_bits=1)
@@ -270,9 +399,25 @@ def test_auto_strips_program_is_exact():
                                                              calib=x, verify_each=True), "t")
     prog = check_bit_exact(res, x)
     (layer,) = prog.crossbar_layers()
-    assert layer.mapping.strip and layer.mapping.pieces == 1
+    assert layer.mapping.patch == (4, 2) and layer.mapping.pieces == 1
     g = LayerGeom.from_conv(16, 2, 2, (3, 3), (1, 1), (1, 1), (32, 32))
     today = min(p.cycles for p in [im2col_plan(g, 64, 64, 4, True)] + [
         pw_plan(g, i, j, 64, 64, 4, True) or im2col_plan(g, 64, 64, 4, True)
         for i in range(1, 9) for j in range(1, 33)])
-    assert layer.lower_bound_cycles <= layer.cycles < today
+    strips = strip_plan(g, 4, 32, 64, 64, 4, "x").cycles
+    assert layer.lower_bound_cycles <= layer.cycles == 408 < strips == 416 < today
+
+
+def test_auto_dense_blocks_program_is_exact():
+    """4 groups of 16 -> 4 channels, 3x3 on 6x6, 32x32 arrays: auto takes dense blocks on
+    2x2 windows (360 cycles = the column bound); the quantized program read back from disk
+    equals onnxruntime on compiled.onnx and executes the cycles it reports."""
+    m = conv_model(64, 16, 3, 3, 6, 1, 1, 1, 4)
+    x = np.random.default_rng(5).normal(size=(2, 64, 6, 6)).astype(np.float32)
+    tgt = CrossbarTarget(rows=32, cols=32, weight_bits=4, cell_bits=1)
+    res = compile_graph(import_proto(m, "t"), CompileOptions(target=tgt, mapping="auto",
+                                                             calib=x, verify_each=True), "t")
+    prog = check_bit_exact(res, x)
+    (layer,) = prog.crossbar_layers()
+    assert layer.mapping.bicliques == 2 and layer.pw == (2, 2)
+    assert layer.cycles == layer.lower_bound_cycles == 360

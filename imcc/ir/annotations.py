@@ -33,6 +33,12 @@ class MappingChoice:
     pieces: int = 0
     # "x" / "y": the planner's strips along the window's width / height ("" otherwise).
     strip: str = ""
+    # (u, v): the planner's patches of u x v read offsets, pieces packed into bins
+    # (imcc.targets.tiling, "Patches"); (0, 0) otherwise.
+    patch: tuple[int, int] = (0, 0)
+    # b >= 1: the planner's dense blocks of up to b window pixels times the input positions
+    # all of them read, pieces packed into bins ("Dense blocks"); 0 otherwise.
+    bicliques: int = 0
 
     @property
     def n_parallel(self) -> int:

@@ -46,6 +46,32 @@ lies in exactly one tile (the row is in one chunk, and that chunk has every colu
 reads it), so a wide window no longer costs every column one activation per row chunk of
 the whole window: `tiles = groups * sum over chunks of ceil(columns(chunk) / cols)`.
 
+**Patches** (`patch = (u, v)`, `pieces = 1`, any layer): the window's read offsets along
+each axis are cut into runs of `u` (height) and `v` (width) consecutive offsets; a patch
+is one run along each axis, and its rows are the group's `IC_g * (its offsets)` input
+elements `(c, dy, dx)`, channel major, cut into chunks of `rows` elements. Its columns are
+`(oc, py, px, s)` for exactly the window pixels some tap of which reads an offset of the
+patch (an input-side sub-patch times every output pixel whose field touches it), cut into
+chunks of `cols`. A piece is one (group, patch row chunk, column chunk) block; each
+(row, column) product lies in exactly one piece, since the row is in one chunk of one
+patch and that patch has every column that reads it. Pieces of any group, patch or chunk
+are then packed into arrays (**bins**, block-diagonal: the rows and the columns of the
+pieces of a bin each total at most `rows` / `cols`) by first-fit decreasing over the piece
+shapes (`_pack`): `tiles` = the number of bins. Cells of a bin outside its pieces' own
+blocks are 0, so each piece still sees only its own inputs.
+
+**Dense blocks** (`bicliques = b`, `pieces = 1`, windows of at most `BICLIQUE_MAX_PIXELS`
+pixels): the window's (pixel, read position) incidences are covered by disjoint blocks
+`P x Q`, every pixel of `Q` reading every position of `P` (`_bicliques`, greedy and
+deterministic), at most `a = rows // IC_g` positions and `b` pixels each. A block's rows are
+`IC_g x P` (channel major, chunks of `rows`), its columns `(oc, pixel, s)` for `Q` (chunks
+of `cols`); every cell of a block holds a weight, and every product lies in exactly one
+block because every incidence does. Pieces are packed into bins as for patches. With
+`b = cols // (OC_g * S)` a block fills an array: e.g. 16 channels -> 4 (S = 4) per group,
+3x3, on 32x32 arrays, a 2 x 2 window takes 10 arrays for its 4 pixels (2.5 per pixel, the
+column bound's `ceil(144 / 32) * 16 / 32`), where any window of whole-channel or
+whole-patch pieces takes 3 per pixel.
+
 **Lower bound** (`lower_bound_cycles`). Dense weights, no data-dependent skipping. Each
 output column of the layer, one (output pixel, output channel, bit slice) of the
 `Ho*Wo*OC*S` there are, is a sum of its fan-in `F = Kh*Kw*IC_g` products (a group only
@@ -59,7 +85,35 @@ activations. One activation reads at most `cols` columns. Hence for any layout
 Rows and columns enter separately, so the bound holds for non-square arrays; groups enter
 only through `F` (packing groups shares arrays, it cannot shorten a column's sum). A
 parallel window does not escape it: its columns still each add into one output, and the
-pixels it computes past the output only add activations.
+pixels it computes past the output only add activations. This is `column_bound_cycles`.
+
+**Complete-column refinement** (`complete_column_bound`, when `F <= rows`). Then every
+output column needs at least one column activation; call it *complete* when one column of
+one activation sums all its `F` products (`n_c = 1`), and let `n_c >= 2` for the others.
+A complete column's activation drives every input element of its pixel's receptive field
+in its group, so for the set `Q` of (pixel, group) pairs with a complete column in one
+activation, its rows hold `sum over groups IC_g * |field(Q_g)|` distinct input elements,
+at most `rows`. At most `OC_g * S` output columns share a (pixel, group), so one
+activation holds at most `h = min(cols, OC_g * S * pmax)` complete columns, `pmax` the
+most pixels any such `Q` can have. With `y` complete columns of the `N = Ho*Wo*OC*S`:
+`cycles * cols >= sum n_c >= y + 2 (N - y)` and `y <= cycles * h`, hence
+
+    cycles >= ceil(2 N / (cols + h)),
+
+above the column bound exactly when `h < cols`. `pmax` needs the least receptive field
+`n` pixels can have (`min_field`, a discrete isoperimetric bound): along one axis, `n`
+distinct pixels with stride `s`, `k` taps and dilation `d` read at least
+`k + (n - 1) * g` offsets, `g = min(k, s)` when `d = 1` (each further pixel, being at
+least one step right of the last, adds its `min(k, s)` rightmost taps), `g = 1` otherwise
+(it adds at least its last tap). Dilating `Q` first along x line by line (`m_y` lines),
+then along y (over `m_x' >= g_x * m_x + k_w - g_x` lines, `m_x` the distinct x of `Q`):
+`|field(Q)| >= g_y (g_x n + (k_w - g_x) m_y) + (k_h - g_y)(g_x m_x + k_w - g_x)`, and the
+same with the axes swapped; `m_x m_y >= n`, so the least of the larger of the two over
+all such `(m_x, m_y)` bounds every `Q` of `n` pixels (tests/test_planner.py checks it
+against every pixel set of small grids). `pmax` is then a knapsack over the groups (each
+group a set of `n_g` pixels costing `IC_g * min_field(n_g)` rows). As for the column
+bound, products with padded inputs count (the program's windows read the padded input).
+`lower_bound_cycles` is the larger of the two.
 """
 
 from __future__ import annotations
@@ -171,6 +225,23 @@ class TilePlan:
     # "" (pieces cut channel-major) or "x" / "y": strips, pieces cut along the window's
     # width / height, each with only the columns of the pixels it feeds ("Strips").
     strip: str = ""
+    # (0, 0), or (u, v) with pieces = 1: patches of u x v read offsets, their pieces packed
+    # into bins by first-fit decreasing ("Patches").
+    patch: tuple[int, int] = (0, 0)
+    # 0, or b >= 1 with pieces = 1: dense blocks of up to b window pixels times the input
+    # positions all of them read, pieces packed into bins ("Dense blocks").
+    bicliques: int = 0
+
+    @property
+    def is_packed(self) -> bool:
+        """Patches or dense blocks: pieces of any shape, packed by `_pack`."""
+        return self.patch != (0, 0) or self.bicliques > 0
+
+    def _shapes(self) -> tuple[tuple[tuple[int, int], int], ...]:
+        if self.bicliques:
+            return biclique_shapes(self.geom, self.pw, self.bicliques, self.ict, self.oct,
+                                   self.slices)
+        return patch_shapes(self.geom, self.pw, self.patch, self.ict, self.oct, self.slices)
 
     @property
     def is_im2col(self) -> bool:
@@ -227,6 +298,8 @@ class TilePlan:
         """Array tiles of the whole layer (all groups)."""
         if self.strip:
             return self.groups * int((-(-self._strip_cols() // self.oct)).sum())
+        if self.is_packed:
+            return sum(n for n, _ in _pack(self._shapes(), self.ict, self.oct))
         if self.pieces:
             return cdiv(self.groups * self.row_tiles * self.col_tiles, self.pieces)
         return cdiv(self.groups, self.group_pack) * self.row_tiles * self.col_tiles
@@ -240,7 +313,8 @@ class TilePlan:
         """The IR annotation recording this plan (and its expected cycles)."""
         return MappingChoice(strategy or self.strategy, self.pw, reason=reason,
                              group_pack=self.group_pack, cycles=self.cycles,
-                             pieces=self.pieces, strip=self.strip)
+                             pieces=self.pieces, strip=self.strip, patch=self.patch,
+                             bicliques=self.bicliques)
 
     # -- the maps the emitter writes (group-relative channels)
 
@@ -262,6 +336,8 @@ class TilePlan:
     def row_maps(self) -> list[np.ndarray]:
         """Per row tile, its rows `(c, dy, dx)` (input channel within the group, offset
         from the window origin), `row_tiles` of them."""
+        if self.is_packed:
+            return [r for r, _ in self._patch_layout]
         pos = self.positions()
         if self.strip:
             rows_all = self._strip_rows()
@@ -280,6 +356,8 @@ class TilePlan:
         """Per column tile, its columns `(oc, py, px, s)` (output channel within the group,
         pixel of the window, bit slice), `col_tiles` of them."""
         g, s = self.geom, self.slices
+        if self.is_packed:
+            return [c for _, cs in self._patch_layout for c in cs]
         if self.pieces:
             grid = np.meshgrid(np.arange(g.oc_g), np.arange(self.pw[0]), np.arange(self.pw[1]),
                                np.arange(s), indexing="ij")
@@ -355,6 +433,9 @@ class TilePlan:
     def piece_maps(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
         """(row tile, column tile) -> its (rows, columns), group-relative: the blocks the
         emitter places. For strips a column tile is a chunk of its row tile's columns."""
+        if self.is_packed:
+            return {(rt, ct): (r, c) for rt, (r, cs) in enumerate(self._patch_layout)
+                    for ct, c in enumerate(cs)}
         rmaps = self.row_maps()
         if self.strip:
             out = {}
@@ -369,6 +450,8 @@ class TilePlan:
     def bins(self) -> list[list[tuple[int, int, int]]]:
         """The arrays of the layer, in emission order: for each, its pieces `(group, row
         tile, column tile)`, placed on its block diagonal in this order."""
+        if self.is_packed:
+            return self._patch_bins()
         if self.strip:
             chunks = [cdiv(int(n), self.oct) for n in self._strip_cols()]
             return [[(gi, rt, ct)] for gi in range(self.groups)
@@ -380,6 +463,207 @@ class TilePlan:
             return [all_pieces[a:a + k] for a in range(0, len(all_pieces), k)]
         return [[(gi, rt, ct) for gi in gs] for gs in self.group_sets()
                 for rt in range(self.row_tiles) for ct in range(self.col_tiles)]
+
+
+    # -- patches ("Patches" in the module docstring)
+
+    @cached_property
+    def _patch_layout(self) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+        """Per (patch, row chunk), patches row-major then chunks in order: its rows
+        `(c, dy, dx)` and its column chunks `(oc, py, px, s)`, group-relative."""
+        g = self.geom
+        out = []
+        if self.bicliques:
+            for pos, pix in _bicliques(g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, self.pw,
+                                       max(1, self.ict // g.ic_g), self.bicliques):
+                pa, pp = np.asarray(pos, np.int64), np.asarray(pix, np.int64)
+                rows_all = np.column_stack([np.repeat(np.arange(g.ic_g), len(pa)),
+                                            np.tile(pa, (g.ic_g, 1))])
+                b_grid = np.meshgrid(np.arange(g.oc_g), np.arange(len(pp)),
+                                     np.arange(self.slices), indexing="ij")
+                o, q, sl = (a.ravel() for a in b_grid)
+                cols_all = np.column_stack([o, pp[q, 0], pp[q, 1], sl])
+                cols = [cols_all[a:a + self.oct] for a in range(0, len(cols_all), self.oct)]
+                out += [(rows_all[a:a + self.ict], cols)
+                        for a in range(0, len(rows_all), self.ict)]
+            return out
+        u, v = self.patch
+        for oy, py in _axis_patches(self.pw[0], g.sh, g.kh, g.dh, u):
+            for ox, px in _axis_patches(self.pw[1], g.sw, g.kw, g.dw, v):
+                r_grid = np.meshgrid(np.arange(g.ic_g), oy, ox, indexing="ij")
+                rows_all = np.stack([a.ravel() for a in r_grid], 1)
+                c_grid = np.meshgrid(np.arange(g.oc_g), py, px, np.arange(self.slices),
+                                     indexing="ij")
+                cols_all = np.stack([a.ravel() for a in c_grid], 1)
+                cols = [cols_all[a:a + self.oct] for a in range(0, len(cols_all), self.oct)]
+                out += [(rows_all[a:a + self.ict], cols)
+                        for a in range(0, len(rows_all), self.ict)]
+        return out
+
+    def _patch_bins(self) -> list[list[tuple[int, int, int]]]:
+        """The bins of `_pack` filled with the actual pieces: the pieces of each shape, in
+        (group, row tile, column tile) order, go to the bins asking for that shape in bin
+        order. The shapes counted here are `patch_shapes`'s (checked)."""
+        queues: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        blocks = self._patch_layout
+        for gi in range(self.groups):
+            for rt, (r, cs) in enumerate(blocks):
+                for ct, c in enumerate(cs):
+                    queues.setdefault((len(r), len(c)), []).append((gi, rt, ct))
+        shapes = self._shapes()
+        if {k: len(q) for k, q in queues.items()} != dict(shapes):
+            raise VerifyError("packed pieces disagree with their counted shapes")
+        at = dict.fromkeys(queues, 0)
+        out = []
+        for n, content in _pack(shapes, self.ict, self.oct):
+            for _ in range(n):
+                one = []
+                for shape, k in content:
+                    one += queues[shape][at[shape]:at[shape] + k]
+                    at[shape] += k
+                out.append(one)
+        return out
+
+
+@lru_cache(maxsize=8192)
+def _axis_patches(n: int, stride: int, k: int, d: int, u: int
+                  ) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
+    """Along one axis of an `n`-pixel window: the read offsets (`_offsets`) cut into runs of
+    `u` consecutive ones, each with the window pixels some tap of which reads one of them."""
+    offs = _offsets(n, stride, k, d)
+    out = []
+    for a in range(0, len(offs), u):
+        run = set(offs[a:a + u])
+        pix = tuple(p for p in range(n) if any(p * stride + t * d in run for t in range(k)))
+        out.append((tuple(offs[a:a + u]), pix))
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _bicliques(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pw: tuple[int, int],
+               a: int, b: int) -> tuple[tuple[tuple[tuple[int, int], ...],
+                                        tuple[tuple[int, int], ...]], ...]:
+    """Dense blocks of an `i x j` window ("Dense blocks" in the module docstring): a cover
+    of its (pixel, read position) incidences by disjoint blocks `P x Q`, every pixel of `Q`
+    reading every position of `P`, `|P| <= a`, `|Q| <= b`. Greedy, in rounds: pixels in
+    row-major order each seed a set, grown (up to `b`) by the pixel sharing the most of
+    their still uncovered positions (ties: the earliest) while at least `a` are shared;
+    each set of two or more pixels takes its shared positions in runs of `a` (sorted), and
+    those incidences are covered. When a round covers nothing, every pixel's remaining
+    positions become blocks of that pixel alone, in runs of `a`."""
+    i, j = pw
+    pixels = [(py, px) for py in range(i) for px in range(j)]
+    rem = {p: {(p[0] * sh + ty * dh, p[1] * sw + tx * dw) for ty in range(kh)
+               for tx in range(kw)} for p in pixels}
+    out: list[tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = []
+    while b > 1:
+        todo = [p for p in pixels if rem[p]]
+        covered = False
+        while todo:
+            grp = [todo.pop(0)]
+            common = set(rem[grp[0]])
+            while len(grp) < b and todo:
+                shared = [len(common & rem[q]) for q in todo]
+                best = max(shared)
+                if best < a:
+                    break
+                q = todo.pop(shared.index(best))  # the earliest of the ties
+                grp.append(q)
+                common &= rem[q]
+            take = sorted(common)[:len(common) // a * a] if len(grp) > 1 else []
+            for t in range(0, len(take), a):
+                out.append((tuple(take[t:t + a]), tuple(grp)))
+            for q in grp:
+                rem[q] -= set(take)
+            covered |= bool(take)
+        if not covered:
+            break
+    for p in pixels:
+        left = sorted(rem[p])
+        out += [(tuple(left[t:t + a]), (p,)) for t in range(0, len(left), a)]
+    return tuple(out)
+
+
+@lru_cache(maxsize=8192)
+def biclique_shapes(g: LayerGeom, pw: tuple[int, int], b: int, rows: int, cols: int, S: int
+                    ) -> tuple[tuple[tuple[int, int], int], ...]:
+    """The pieces of a dense-block layout counted by shape, like `patch_shapes`."""
+    a = max(1, rows // g.ic_g)
+    shapes: dict[tuple[int, int], int] = {}
+    for pos, pix in _bicliques(g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, pw, a, b):
+        for rs, rn in _chunks(g.ic_g * len(pos), rows):
+            for cs, cn in _chunks(g.oc_g * len(pix) * S, cols):
+                shapes[(rs, cs)] = shapes.get((rs, cs), 0) + rn * cn * g.groups
+    return tuple(sorted(shapes.items()))
+
+
+def _chunks(n: int, cap: int) -> list[tuple[int, int]]:
+    """`n` elements cut into chunks of `cap`: [(size, how many)]."""
+    full, rem = divmod(n, cap)
+    return [(s, c) for s, c in ((cap, full), (rem, 1 if rem else 0)) if c]
+
+
+@lru_cache(maxsize=8192)
+def patch_shapes(g: LayerGeom, pw: tuple[int, int], patch: tuple[int, int], rows: int,
+                 cols: int, S: int) -> tuple[tuple[tuple[int, int], int], ...]:
+    """The pieces of a patch layout counted by shape: ((rows, cols), how many), sorted. The
+    per-axis patches are counted separately and combined (a patch's rows and columns are
+    products of one factor per axis), so this costs O(distinct axis patches^2)."""
+    def axis(n: int, stride: int, k: int, d: int, u: int) -> dict[tuple[int, int], int]:
+        out: dict[tuple[int, int], int] = {}
+        for offs, pix in _axis_patches(n, stride, k, d, u):
+            key = (len(offs), len(pix))
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    ys = axis(pw[0], g.sh, g.kh, g.dh, patch[0])
+    xs = axis(pw[1], g.sw, g.kw, g.dw, patch[1])
+    shapes: dict[tuple[int, int], int] = {}
+    for (uy, ny), cy in ys.items():
+        for (vx, nx), cx in xs.items():
+            for rs, rn in _chunks(g.ic_g * uy * vx, rows):
+                for cs, cn in _chunks(g.oc_g * ny * nx * S, cols):
+                    shapes[(rs, cs)] = shapes.get((rs, cs), 0) + rn * cn * cy * cx * g.groups
+    return tuple(sorted(shapes.items()))
+
+
+def _pack(shapes: tuple[tuple[tuple[int, int], int], ...], rows: int, cols: int
+          ) -> list[tuple[int, tuple[tuple[tuple[int, int], int], ...]]]:
+    """First-fit decreasing of pieces (by shape, widest first, then tallest) into bins of
+    `rows x cols` whose pieces sit on the block diagonal (rows add up, columns add up).
+    Bins are kept as kinds: (how many bins, their content ((shape, pieces of it), ...)),
+    in the order they were opened; a kind that only partly takes a shape splits. Every
+    piece must fit an empty bin."""
+    kinds: list[list] = []  # [n bins, rows used, cols used, content]
+    for (r, c), n in sorted(shapes, key=lambda sc: (-sc[0][1], -sc[0][0])):
+        if r > rows or c > cols or r < 1 or c < 1:
+            raise VerifyError(f"a {r}x{c} piece does not fit a {rows}x{cols} array")
+        idx = 0
+        while n and idx < len(kinds):
+            nb, ru, cu, content = kinds[idx]
+            f = min((rows - ru) // r, (cols - cu) // c)
+            if f <= 0:
+                idx += 1
+                continue
+            full, rem = divmod(min(n, nb * f), f)
+            new = []
+            if full:
+                new.append([full, ru + f * r, cu + f * c, content + (((r, c), f),)])
+            if rem:
+                new.append([1, ru + rem * r, cu + rem * c, content + (((r, c), rem),)])
+            if nb - full - (1 if rem else 0):
+                new.append([nb - full - (1 if rem else 0), ru, cu, content])
+            n -= full * f + rem
+            kinds[idx:idx + 1] = new
+            idx += len(new)
+        if n:
+            f = min(rows // r, cols // c)
+            full, rem = divmod(n, f)
+            if full:
+                kinds.append([full, f * r, f * c, (((r, c), f),)])
+            if rem:
+                kinds.append([1, rem * r, rem * c, (((r, c), rem),)])
+    return [(k[0], k[3]) for k in kinds]
 
 
 @lru_cache(maxsize=4096)
@@ -395,13 +679,83 @@ def position_count(g: LayerGeom, pw: tuple[int, int]) -> int:
     return len(_offsets(pw[0], g.sh, g.kh, g.dh)) * len(_offsets(pw[1], g.sw, g.kw, g.dw))
 
 
-def lower_bound_cycles(g: LayerGeom, S: int, rows: int, cols: int) -> int:
-    """Activations no layout of this layer on `rows x cols` arrays can go below (module
-    docstring, "Lower bound"): `ceil(Ho*Wo*OC * S * ceil(F / rows) / cols)`,
-    `F = Kh*Kw*IC_g`."""
+def column_bound_cycles(g: LayerGeom, S: int, rows: int, cols: int) -> int:
+    """The column bound (module docstring, "Lower bound"):
+    `ceil(Ho*Wo*OC * S * ceil(F / rows) / cols)`, `F = Kh*Kw*IC_g`."""
     _check_array(rows, cols, S)
     fan_in = g.kh * g.kw * g.ic_g
     return cdiv(g.ho * g.wo * g.oc * S * cdiv(fan_in, rows), cols)
+
+
+def _axis_gain(k: int, s: int, d: int) -> int:
+    """Offsets each further pixel along one axis adds to the read set, at least."""
+    return min(k, s) if d == 1 else 1
+
+
+@lru_cache(maxsize=4096)
+def min_field(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, n: int) -> int:
+    """A lower bound on how many input positions the receptive fields of `n >= 1` distinct
+    output pixels cover together (module docstring, "Complete-column refinement")."""
+    gy, gx = _axis_gain(kh, sh, dh), _axis_gain(kw, sw, dw)
+    best = None
+    for mx in range(1, n + 1):
+        my = cdiv(n, mx)  # larger m_y only raises both expressions
+        a = gy * (gx * n + (kw - gx) * my) + (kh - gy) * (gx * mx + kw - gx)
+        b = gx * (gy * n + (kh - gy) * mx) + (kw - gx) * (gy * my + kh - gy)
+        v = max(a, b)
+        best = v if best is None or v < best else best
+    assert best is not None
+    return best
+
+
+# Row budgets above this skip the refinement's knapsack (the column bound alone stays valid).
+_REFINE_MAX_ROWS = 4096
+
+
+@lru_cache(maxsize=4096)
+def complete_pixels(g: LayerGeom, rows: int) -> int:
+    """`pmax`: the most (pixel, group) pairs whose receptive fields (in their own groups)
+    one activation of `rows` rows can drive completely, by `min_field` and a knapsack over
+    at most `groups` groups (each group's pixels cost `IC_g * min_field(n)` rows)."""
+    def cost(n: int) -> int:
+        return g.ic_g * min_field(g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, n)
+
+    items = []
+    n = 1
+    while cost(n) <= rows:
+        items.append((n, cost(n)))
+        n += 1
+    if not items:
+        return 0
+    sets = min(g.groups, rows // items[0][1])
+    best = [0] * (rows + 1)  # best[r]: most pixels within r rows, with the sets used so far
+    for _ in range(sets):
+        nxt = best[:]
+        for r in range(rows + 1):
+            for n, c in items:
+                if c > r:
+                    break
+                if best[r - c] + n > nxt[r]:
+                    nxt[r] = best[r - c] + n
+        best = nxt
+    return best[rows]
+
+
+def complete_column_bound(g: LayerGeom, S: int, rows: int, cols: int) -> int:
+    """The complete-column refinement `ceil(2 N / (cols + h))` (module docstring); 0 where
+    it does not apply (`F > rows`, or more than `_REFINE_MAX_ROWS` rows)."""
+    _check_array(rows, cols, S)
+    if g.kh * g.kw * g.ic_g > rows or rows > _REFINE_MAX_ROWS:
+        return 0
+    h = min(cols, g.oc_g * S * complete_pixels(g, rows))
+    return cdiv(2 * g.ho * g.wo * g.oc * S, cols + h)
+
+
+def lower_bound_cycles(g: LayerGeom, S: int, rows: int, cols: int) -> int:
+    """Activations no layout of this layer on `rows x cols` arrays can go below (module
+    docstring, "Lower bound"): the larger of `column_bound_cycles` and
+    `complete_column_bound`."""
+    return max(column_bound_cycles(g, S, rows, cols), complete_column_bound(g, S, rows, cols))
 
 
 def _check_array(rows: int, cols: int, slices: int) -> None:
@@ -482,6 +836,59 @@ def packed_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, k: i
                     oct=min(n_cols, cols // k), pieces=k)
 
 
+def patch_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int,
+               patch: tuple[int, int], strategy: Strategy | None = None) -> TilePlan:
+    """The planner's patches for window `i x j` (`1 x 1`: im2col): runs of `patch = (u, v)`
+    read offsets per axis, pieces packed into bins (module docstring, "Patches")."""
+    _check_array(rows, cols, S)
+    u, v = patch
+    if not all(isinstance(a, int) and not isinstance(a, bool) and a >= 1 for a in (u, v)):
+        raise VerifyError(f"patch {u}x{v} must be positive integers")
+    if strategy is None:
+        strategy = Strategy.IM2COL if (i, j) == (1, 1) else \
+            Strategy.SDK if i == j else Strategy.VW_SDK
+    return TilePlan(g, strategy, (i, j), S, ict=rows, oct=cols, pieces=1, patch=(u, v))
+
+
+def biclique_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, b: int,
+                  strategy: Strategy | None = None) -> TilePlan:
+    """The planner's dense blocks of up to `b` pixels for window `i x j` (module docstring,
+    "Dense blocks")."""
+    _check_array(rows, cols, S)
+    if not (isinstance(b, int) and not isinstance(b, bool) and b >= 1):
+        raise VerifyError(f"dense blocks of {b!r} pixels must be a positive integer")
+    if strategy is None:
+        strategy = Strategy.IM2COL if (i, j) == (1, 1) else \
+            Strategy.SDK if i == j else Strategy.VW_SDK
+    return TilePlan(g, strategy, (i, j), S, ict=rows, oct=cols, pieces=1, bicliques=b)
+
+
+# Dense blocks are searched on windows of at most this many pixels (the greedy cover is
+# quadratic in them).
+BICLIQUE_MAX_PIXELS = 16
+
+
+# The patch runs `planned_plan` tries per axis (1..PATCH_MAX offsets; a run as long as the
+# axis's read offsets is the whole window along it).
+PATCH_MAX = 4
+
+
+def _best_patch(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int
+                ) -> TilePlan | None:
+    """The cheapest patch layout at window `i x j` over `u, v <= PATCH_MAX` (ties: smaller
+    u, then v); None when none is cheaper than the whole window as one patch."""
+    ny = min(PATCH_MAX, len(_offsets(i, g.sh, g.kh, g.dh)))
+    nx = min(PATCH_MAX, len(_offsets(j, g.sw, g.kw, g.dw)))
+    best: tuple[int, tuple[int, int]] | None = None
+    for u in range(1, ny + 1):
+        for v in range(1, nx + 1):
+            tiles = sum(n for n, _ in _pack(patch_shapes(g, (i, j), (u, v), rows, cols, S),
+                                            rows, cols))
+            if best is None or tiles < best[0]:
+                best = (tiles, (u, v))
+    return None if best is None else patch_plan(g, i, j, rows, cols, S, best[1])
+
+
 @lru_cache(maxsize=8192)
 def planned_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> TilePlan:
     """The cheapest `packed_plan` for window `i x j` over the pieces per array `k` (ties:
@@ -510,7 +917,22 @@ def planned_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> 
                 sp = strip_plan(g, i, j, rows, cols, S, axis)
                 if sp.tiles < plan.tiles:
                     plan = sp
+    pp = _best_patch(g, i, j, rows, cols, S)
+    if pp is not None and pp.tiles < plan.tiles:
+        plan = pp
+    if 1 < i * j <= BICLIQUE_MAX_PIXELS:
+        bp = biclique_plan(g, i, j, rows, cols, S, max(1, cols // (g.oc_g * S)))
+        if bp.tiles < plan.tiles:
+            plan = bp
     return plan
+
+
+def clear_plan_caches() -> None:
+    """Empty the planner's memo caches, so that the next search runs cold (benchmarks and
+    the docs tables time searches this way; identical layers of one network share them)."""
+    for f in (planned_plan, patch_shapes, _axis_patches, _offsets, min_field, complete_pixels,
+              biclique_shapes, _bicliques):
+        f.cache_clear()
 
 
 def plan_for(g: LayerGeom, choice: MappingChoice, rows: int, cols: int, S: int) -> TilePlan:
@@ -520,6 +942,14 @@ def plan_for(g: LayerGeom, choice: MappingChoice, rows: int, cols: int, S: int) 
     if choice.pieces:
         if choice.group_pack != 1:
             raise VerifyError("a planner layout (pieces per array) has no group packing")
+        if choice.patch != (0, 0) or choice.bicliques:
+            if choice.pieces != 1 or choice.strip or (choice.patch != (0, 0)
+                                                      and choice.bicliques):
+                raise VerifyError("patches or dense blocks take pieces = 1 and no strip")
+            if choice.bicliques:
+                return biclique_plan(g, *choice.pw, rows, cols, S, choice.bicliques,
+                                     choice.strategy)
+            return patch_plan(g, *choice.pw, rows, cols, S, choice.patch, choice.strategy)
         if choice.strip:
             if choice.pieces != 1:
                 raise VerifyError("strips take one piece per array")
@@ -594,6 +1024,8 @@ def node_plan(node: Node, target: CrossbarTarget) -> TilePlan:
 
 
 __all__ = ["LayerGeom", "TilePlan", "cdiv", "window_extent", "im2col_plan", "pw_plan",
-           "packed_plan", "strip_plan", "planned_plan", "position_count", "lower_bound_cycles",
-           "plan_for",
+           "packed_plan", "strip_plan", "patch_plan", "patch_shapes", "biclique_plan",
+           "biclique_shapes", "planned_plan",
+           "position_count", "lower_bound_cycles", "column_bound_cycles",
+           "complete_column_bound", "min_field", "clear_plan_caches", "plan_for",
            "node_geometry", "node_slices", "node_plan"]
