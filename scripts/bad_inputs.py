@@ -34,6 +34,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from imcc.report.progress import without_progress
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "bad-inputs.md"
 TIMEOUT_S = 120
@@ -508,7 +510,7 @@ class Observation:
             out.append(f"exit code {self.code}, expected {'/'.join(map(str, self.case.codes))}")
         if self.code == 0 or self.code not in (2, 3, 4, 5):
             out.append(f"exit code {self.code} is not a documented error code")
-        lines = [ln for ln in self.stderr.splitlines() if ln.strip()]
+        lines = without_progress(self.stderr)
         if len(lines) != 1:
             out.append(f"stderr has {len(lines)} lines, expected one")
         if "Traceback" in self.stderr or "Traceback" in self.stdout:

@@ -32,6 +32,7 @@ from imcc.errors import DataError
 from imcc.frontend import import_proto
 from imcc.report.chip import html_section, markdown, terminal_lines
 from imcc.report.model import Report
+from imcc.report.progress import without_progress
 from imcc.report.render import to_html, to_markdown
 from imcc.sim.evaluate import evaluate
 from imcc.sim.simulator import simulate
@@ -367,9 +368,9 @@ def test_too_small_chip_is_a_usage_error(tmp_path: Path) -> None:
     proc = imcc(tmp_path, "compile", "resnet20", "--chip", "isaac", "--chip-arrays", "9",
                 "-o", "out")
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip() == (
+    assert without_progress(proc.stderr) == [
         "imcc: error: layer /layer3/layer3.0/conv2/Conv needs 10 arrays but the chip has 9 "
-        "(use --chip-arrays 10 or more)")
+        "(use --chip-arrays 10 or more)"]
     assert not (tmp_path / "out").exists()
     proc = imcc(tmp_path, "compile", "resnet20", "--chip-batch", "4", "-o", "out")
     assert proc.returncode == 2 and "--chip-batch needs --chip" in proc.stderr

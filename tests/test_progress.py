@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from imcc.report.progress import PlainProgress, progress
+from imcc.report.progress import PlainProgress, progress, without_progress
 
 
 class Clock:
@@ -49,6 +49,20 @@ def test_long_work_prints_periodic_lines_and_the_end() -> None:
                      "imcc: simulating 300/500 (30 s)", "imcc: simulating 400/500 (40 s)",
                      "imcc: simulating 500/500 (50 s)", "imcc: sweep 128x128 m/2 done (50 s)"]
     assert "\x1b[" not in buf.getvalue()
+
+
+def test_without_progress_drops_exactly_the_progress_lines() -> None:
+    clock = Clock()
+    p, buf = plain(clock)
+    with p:
+        task = p.add_task("passes", total=None)
+        clock.now += 11
+        p.advance(task, 1200)
+    err = buf.getvalue() + "imcc: error: layer conv needs 10 arrays (use 10 or more)\n"
+    assert len(err.splitlines()) == 3  # "passes 1,200 (11 s)" and "passes done (11 s)"
+    assert without_progress(err) == ["imcc: error: layer conv needs 10 arrays (use 10 or more)"]
+    assert without_progress("imcc: error: took too long (12 s)\n") == [
+        "imcc: error: took too long (12 s)"]
 
 
 def test_terminal_gets_a_rich_bar_and_a_pipe_plain_lines() -> None:

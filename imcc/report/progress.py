@@ -10,6 +10,7 @@ imcc uses: `add_task`, `advance`, `update`, and use as a context manager.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,16 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+# One line `PlainProgress` prints. The bad-input checks hold a failing command to one
+# line of reason; on a slow machine a long pass may print progress before that line.
+PROGRESS_LINE = re.compile(r"imcc: .* (done|[0-9,]+(/[0-9,]+)?) \([0-9]+ s\)")
+
+
+def without_progress(stderr: str) -> list[str]:
+    """The non-blank lines of `stderr` that are not `PlainProgress` lines."""
+    return [ln for ln in stderr.splitlines()
+            if ln.strip() and not PROGRESS_LINE.fullmatch(ln.strip())]
 
 
 @dataclass
