@@ -533,9 +533,13 @@ def _axis_patches(n: int, stride: int, k: int, d: int, u: int
     offs = _offsets(n, stride, k, d)
     out = []
     for a in range(0, len(offs), u):
-        run = set(offs[a:a + u])
-        pix = tuple(p for p in range(n) if any(p * stride + t * d in run for t in range(k)))
-        out.append((tuple(offs[a:a + u]), pix))
+        run = offs[a:a + u]
+        # pixel p reads offset r through tap t when r = p*stride + t*d: solved per (r, t),
+        # O(u*k) a run rather than a scan of every pixel (windows can be 1000 wide)
+        pix = tuple(sorted({(r - t * d) // stride for r in run for t in range(k)
+                            if r >= t * d and (r - t * d) % stride == 0
+                            and (r - t * d) // stride < n}))
+        out.append((tuple(run), pix))
     return tuple(out)
 
 
