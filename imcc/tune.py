@@ -688,8 +688,9 @@ def tune(model: PathLike = "resnet20", calib: PathLike | None = None, *,
             report("layer sensitivity", i + 1, len(futures))
         moves = order_moves([options[n] for n in layers])
         pairs = [(fit.x, held.x), (held.x, fit.x)][:folds]
-        fold_labels = None if labels is None else np.concatenate(
-            [held.labels, fit.labels][:folds])  # type: ignore[list-item]
+        fold_labels: np.ndarray | None = None
+        if labels is not None and fit.labels is not None:
+            fold_labels = np.concatenate([labels, fit.labels][:folds])
         search = _Search(pool, jobs, str(path), {**compile_kw,
                                                  "first_last_bits": first_last_bits},
                          layers, options, pairs, fold_labels, max_drop, first_last_bits,
