@@ -15,10 +15,11 @@ low-rank method {svd, data} at W4A4 with 8-bit first/last layers, then one row p
 ``--tuned FILE`` (repeatable) reads what `imcc tune ... --json` printed: the tuner's own
 verified figures and wall time, and its policy, which is then compiled (calibrated on
 images 0-249, at the tuner's target) and simulated on images 250-499, which the tuner never
-saw. For each target of a tuned policy the script also measures the uniform data-aware
-grid (groups x ranks, W4A4, 8-bit first/last) at that target and checks that none of it
-dominates the policy (fewer cycles and a higher top-1). ``--tuned-only`` measures only
-that and replaces the "Tuned per-layer policies" section of the existing output file.
+saw. At each ``--dominance TARGET`` (default 32x32) that a tuned policy has, the script also
+measures the uniform data-aware grid (groups x ranks, W4A4, 8-bit first/last) and checks
+that none of it dominates the policy (fewer cycles and a higher top-1). ``--tuned-only``
+measures only that and replaces the "Tuned per-layer policies" section of the existing
+output file.
 """
 
 from __future__ import annotations
@@ -128,17 +129,26 @@ class Tuned:
     source: Path
     doc: dict[str, Any]
     row: Row
+    cpu_s: float | None = None   # user + sys of the tuner's processes, when measured
 
 
-def tuned_inputs(paths: list[str], tmp: Path) -> list[Tuned]:
+def _cpu_seconds(path: str) -> float:
+    """user + sys from a `/usr/bin/time -f "%e s wall %U s user %S s sys"` file."""
+    words = Path(path).read_text().split()
+    return float(words[words.index("user") - 2]) + float(words[words.index("sys") - 2])
+
+
+def tuned_inputs(specs: list[str], tmp: Path) -> list[Tuned]:
     res = []
-    for i, p in enumerate(paths):
+    for i, spec in enumerate(specs):
+        p, _, timing = spec.partition(",")
         doc = json.loads(Path(p).read_text())
         pol = tmp / f"tuned{i}.json"
         pol.write_text(json.dumps(doc["policy"]))
         label = f"tuned {doc['target']} --max-drop {doc['max_drop']:g}"
         res.append(Tuned(Path(p), doc, Row(label, f"--target {doc['target']} --policy FILE",
-                                           _policy_options(pol, doc["target"]))))
+                                           _policy_options(pol, doc["target"])),
+                         _cpu_seconds(timing) if timing else None))
     return res
 
 
@@ -164,8 +174,10 @@ Each row is one run of
 The tuner only reads images 0-249. It verifies every candidate policy by real compiles
 with 2-fold cross-fitting: it calibrates on images 0-124 and scores 125-249, then the other
 way round, so all 250 images are held-out scores. "tuner drop" is what the tuner verified
-for the policy it emitted, and "tuner wall" is its own wall time: 2 worker processes on
-the shared 2-core machine, so other jobs ran beside it. After that, the policy is compiled
+for the policy it emitted. "tuner wall" is its own wall time with 2 worker processes on
+the shared 2-core machine, where other jobs ran beside it (load average up to 11). "tuner
+CPU" is the user + system time of all its processes (`/usr/bin/time`), which bounds the
+wall time on 2 idle cores from above. After that, the policy is compiled
 as `imcc compile --target T --policy FILE --calib cifar10 --calib-limit 250` and
 simulated on images 250-499, which the tuner never saw. Those are the "top-1" and
 "vs float" columns, measured like the rows above.
@@ -174,15 +186,16 @@ simulated on images 250-499, which the tuner never saw. Those are the "top-1" an
         out.append("_None in this run: `python scripts/accuracy_table.py --tuned T.json` adds "
                    "them (T.json: what `imcc tune ... --json` printed)._")
         return "\n".join(out)
-    out.append("| target | --max-drop | tuner drop (points) | tuner wall (s) | verifications "
-               "| cycles | uncompressed cycles | speedup | 8-bit layers | factorized layers "
-               "| top-1 (250-499) | vs float (points) | = onnxruntime |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
+    out.append("| target | --max-drop | tuner drop (points) | tuner wall (s) | tuner CPU (s) "
+               "| verifications | cycles | uncompressed cycles | speedup | 8-bit layers "
+               "| factorized layers | top-1 (250-499) | vs float (points) | = onnxruntime |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
     for t, r in tuned:
         d = t.doc
         fact = [f"{la['name']} {la['setting']}" for la in d["layers"] if la["setting"] != "none"]
         out.append(f"| {d['target']} | {d['max_drop']:g} | {d['drop']:.2f} | "
-                   f"{d['seconds']:.0f} | {len(d['verifications'])} | {r.cycles:,} | "
+                   f"{d['seconds']:.0f} | {'-' if t.cpu_s is None else f'{t.cpu_s:.0f}'} | "
+                   f"{len(d['verifications'])} | {r.cycles:,} | "
                    f"{d['baseline_cycles']:,} | {d['baseline_cycles'] / r.cycles:.2f}x | "
                    f"{', '.join(d['eight_bit']) or '-'} | {'; '.join(fact) or '-'} | "
                    f"{r.top1:.1%} | {(r.top1 - r.float_top1) * 100:+.1f} | "
@@ -345,14 +358,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-grid", action="store_true", help="skip the rank x groups grid")
     ap.add_argument("--policy", action="append", default=[], metavar="FILE[=LABEL]",
                     help="also measure a low-rank policy file (repeatable)")
-    ap.add_argument("--tuned", action="append", default=[], metavar="JSON",
+    ap.add_argument("--tuned", action="append", default=[], metavar="JSON[,TIME]",
                     help="what `imcc tune --json` printed (repeatable): its policy is "
-                         "measured and checked against the uniform grid at its target")
+                         "measured and checked against the uniform grid at its target; "
+                         "TIME: the tuner's `/usr/bin/time -f '%%e s wall %%U s user %%S s "
+                         "sys'` output")
     ap.add_argument("--tuned-only", action="store_true",
                     help="measure only the tuned policies and their dominance grids, and "
                          "replace that section of the existing output file")
+    ap.add_argument("--dominance", action="append", default=None, metavar="TARGET",
+                    help="targets at which the tuned policies are checked against the uniform "
+                         "grid (repeatable; default 32x32)")
     ap.add_argument("--cache", type=Path, metavar="DIR",
                     help="keep each measured row in DIR and reuse it on the next run")
+    ap.add_argument("--reverse", action="store_true",
+                    help="measure the grid rows last to first (a second process sharing "
+                         "--cache then meets the first halfway)")
     ap.add_argument("-o", "--output", type=Path,
                     default=Path(__file__).resolve().parent.parent / "docs" / "accuracy.md",
                     help="Markdown file to write (default docs/accuracy.md)")
@@ -391,8 +412,11 @@ def main(argv: list[str] | None = None) -> None:
         for i, rows in plan:
             sections[i] += [run(row, tmp) for row in rows]
         tuned = [(t, run(t.row, tmp)) for t in tuned_inputs(args.tuned, Path(tmp))]
-        targets = sorted({t.doc["target"] for t, _ in tuned})
-        grids = {tg: [run(row, tmp) for row in dominance_rows(tg)] for tg in targets}
+        targets = sorted({t.doc["target"] for t, _ in tuned}
+                         & set(args.dominance or ["32x32"]))
+        order = (lambda rows: rows[::-1]) if args.reverse else (lambda rows: rows)
+        grids = {tg: order([run(row, tmp) for row in order(dominance_rows(tg))])
+                 for tg in targets}
     section = tuned_section(tuned, grids)
     if only:
         text = args.output.read_text()

@@ -379,8 +379,11 @@ def tune_summary(result: dict[str, Any]) -> str:
     drop, ref = result["drop"], result["reference"]
     taken = result["moves_taken"]
     eight = result["eight_bit"]
-    return (f"verified on {result['eval_images']} held-out images (calibrated on "
-            f"{result['calib_images']}): {result['metric']} {result['accuracy']:.2%} vs float "
+    split = (f"2 folds of {result['calib_images']}, each calibrating while the other is "
+             f"scored" if result.get("folds") == 2 else
+             f"calibrated on the other {result['calib_images']}")
+    return (f"verified on {result['eval_images']} held-out images ({split}): "
+            f"{result['metric']} {result['accuracy']:.2%} vs float "
             f"{ref:.2%} (drop {drop:.2f} points, budget {result['max_drop']:g}); "
             f"{result['total_cycles']:,} cycles per image vs {result['baseline_cycles']:,} "
             f"uncompressed ({result['baseline_cycles'] / max(result['total_cycles'], 1):.2f}x); "
