@@ -341,7 +341,7 @@ class QuantizePass(Pass):
                                 "(MSE-searched scales + GPTQ error feedback on the calibration "
                                 "data; kept only where no worse than rtn) or auto (gptq with "
                                 "--calib data, else rtn)")
-    spec_omit_default: ClassVar[frozenset[str]] = frozenset({"weight_method"})
+    spec_omit_default: ClassVar[frozenset[str]] = frozenset({"weight_method", "layer_bits"})
 
     def __post_init__(self) -> None:
         if self.weight_method not in WEIGHT_METHODS:
