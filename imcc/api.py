@@ -205,10 +205,15 @@ def compile(model: PathLike = "resnet20", *, target: str = "128x128", weight_bit
     )
     from imcc.dataset import load_npz
     from imcc.frontend import import_model
-    from imcc.passes.lowrank import LowRankPass
+    from imcc.passes.lowrank import LowRankPass, policy_bits
     from imcc.targets.crossbar import CrossbarTarget
 
     rows, cols = CrossbarTarget.parse_shape(target)
+    layer_bits: dict[str, int] = {}
+    if policy is not None:
+        # the policy's bits (e.g. what `imcc tune` verified); --first-last-bits overrides
+        pol_fl, layer_bits = policy_bits(policy)
+        first_last_bits = pol_fl if first_last_bits is None else first_last_bits
     if quantize:  # the quantize pass's range, narrower than the target's [1, 16]
         from imcc.passes.quantize import check_bit_widths
 
@@ -226,8 +231,8 @@ def compile(model: PathLike = "resnet20", *, target: str = "128x128", weight_bit
         target=tgt, mapping=mapping, rank=str(rank), groups=groups, layer_ranks=ranks,
         policy=None if policy is None else LowRankPass.policy_from_file(policy),
         include_first_last=include_first_last, quantize=quantize,
-        first_last_bits=first_last_bits, tech=tech, passes=passes, verify_each=verify_each,
-        chip=chip, chip_arrays=chip_arrays, chip_batch=chip_batch,
+        first_last_bits=first_last_bits, layer_bits=layer_bits, tech=tech, passes=passes,
+        verify_each=verify_each, chip=chip, chip_arrays=chip_arrays, chip_batch=chip_batch,
         lowrank_method=lowrank_method)
     path = resolve_model(str(model))
     graph = import_model(path, name=path.stem, input_shapes=input_shapes)

@@ -611,6 +611,84 @@ def sweep_cmd(
     info(escape(f"wrote {dest}" + (f" and {plot}" if plot is not None else "")))
 
 
+@app.command("tune")
+def tune_cmd(
+    model: ModelArg = "resnet20",
+    calib: Annotated[Path | None, typer.Option(
+        help="Calibration data (.npz, or 'cifar10' for the bundled sample); required. The "
+             "first half calibrates (data fit, GPTQ, activation scales), the second half is "
+             "held out to measure the accuracy loss.")] = None,
+    calib_limit: Annotated[int, typer.Option(
+        help="Use at most this many calibration samples (the first ones; >= 2).")] = 256,
+    target: TargetOpt = "128x128",
+    max_drop: Annotated[float, typer.Option(
+        help="Accuracy the tuned network may lose against the float model on the held-out "
+             "half, in percentage points (0-100).")] = 1.0,
+    metric: Annotated[str | None, typer.Option(
+        help="top1 (needs labels) or agreement (with the float model's argmax). Default: "
+             "top1 when the data has labels.")] = None,
+    budget: Annotated[str, typer.Option(
+        help="What to minimize: cycles (computing cycles per image) or energy (pJ per "
+             "image).")] = "cycles",
+    folds: Annotated[int, typer.Option(
+        help="2: calibrate on each half and score on the other (every sample is scored once, "
+             "by a compile that did not see it); 1: calibrate on the first half, score the "
+             "second.")] = 2,
+    allow_8bit: Annotated[bool, typer.Option(
+        "--allow-8bit", help="Let layers keep 8-bit weights and inputs when the "
+        "uncompressed 4-bit network misses the budget.")] = False,
+    first_last_bits: Annotated[int, typer.Option(
+        help="Bits for weights and inputs of the first and last crossbar layers "
+             "(bits; written into the policy).")] = 8,
+    weight_bits: WBitsOpt = 4, act_bits: ABitsOpt = 4, tech: TechOpt = "isaac",
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", help="Worker processes for the per-layer measurements and the "
+        "verification compiles (one BLAS thread each).")] = 1,
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="Policy file to write (TOML), for `imcc compile --policy`.")
+    ] = Path("policy.toml"),
+    json_: JsonOpt = False, quiet: QuietOpt = False, width: WidthOpt = None,
+    no_color: NoColorOpt = False, full_names: FullNamesOpt = False,
+) -> None:
+    """Search per-layer low-rank settings (rank none or m/2..m/16, groups 1, 2, 4, 8; with
+    --allow-8bit, 8-bit layers) minimizing cycles (or energy) while the compiled network
+    loses at most --max-drop points on the held-out half of --calib, checked by real
+    compiles. Writes the policy file (atomically) and prints the chosen setting per layer.
+    Exit 1 when no policy meets the budget."""
+    _STATE["quiet"] = _STATE["quiet"] or quiet
+    _screen(width, no_color)
+    from imcc.report.terminal import tune_summary, tune_table
+    from imcc.tune import tune, write_policy
+
+    if calib is None:
+        raise UsageError("tune needs --calib: half of the data calibrates, half is held out "
+                         "to measure the accuracy loss", hint="e.g. --calib cifar10")
+    if output.suffix.lower() != ".toml":
+        raise UsageError(f"-o {output}: the policy is written as TOML; name it *.toml")
+    with _progress() as p:
+        task = p.add_task("tuning", total=None)
+
+        def step(phase: str, done: int, total: int) -> None:
+            p.update(task, description=phase, completed=done, total=total)
+
+        res = tune(model, calib, calib_limit=calib_limit, target=target, max_drop=max_drop,
+                   metric=metric, budget=budget, jobs=jobs, folds=folds,
+                   allow_8bit=allow_8bit,
+                   first_last_bits=first_last_bits, weight_bits=weight_bits,
+                   act_bits=act_bits, tech=tech, progress=step)
+    write_policy(res, output)
+    payload = res.to_json()
+    if json_:
+        from imcc.report.envelope import envelope
+
+        out.print_json(json.dumps(envelope("tune", "tune", res.model, payload),
+                                  allow_nan=False))
+    else:
+        out.print(tune_table(payload, full_names))
+        out.print(tune_summary(payload), highlight=False, soft_wrap=True)
+    info(f"wrote {escape(str(output))}")
+
+
 @app.command("layers")
 def layers_cmd(
     model: ModelArg = "resnet20", input_shape: InputShapeOpt = None, json_: JsonOpt = False,

@@ -59,6 +59,7 @@ class CompileOptions:
     mapping: str = "auto"
     quantize: bool = True
     first_last_bits: int | None = None
+    layer_bits: dict[str, int] = field(default_factory=dict)  # quantize: per-layer bits
     calib: np.ndarray | None = None
     lowrank: LowRankPass = field(default_factory=LowRankPass)
     tech: str = "isaac"
@@ -133,7 +134,8 @@ def default_pipeline(opts: CompileOptions) -> list[Pass]:
     if opts.quantize:
         pipeline.append(QuantizePass(weight_bits=opts.target.weight_bits,
                                      act_bits=opts.target.act_bits,
-                                     first_last_bits=opts.first_last_bits))
+                                     first_last_bits=opts.first_last_bits,
+                                     layer_bits=dict(opts.layer_bits)))
     pipeline.append(MapPass(strategy=opts.mapping))
     return pipeline
 
@@ -155,6 +157,7 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
                        groups: int = 1, layer_ranks: Mapping[str, str] | None = None,
                        policy: LowRankPass | None = None, include_first_last: bool = False,
                        quantize: bool = True, first_last_bits: int | None = None,
+                       layer_bits: Mapping[str, int] | None = None,
                        calib: np.ndarray | None = None, tech: str = "isaac",
                        passes: str | None = None, verify_each: bool = False,
                        chip: str | None = None, chip_arrays: int | None = None,
@@ -193,6 +196,7 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
             ("--layer-rank", bool(layer_ranks)), ("--policy", policy is not None),
             ("--no-quantize", not quantize),
             ("--first-last-bits", first_last_bits is not None), ("--mapping", mapping != "auto"),
+            ("policy bits", bool(layer_bits)),
             ("--include-first-last", include_first_last),
             ("--lowrank-method", lowrank_method != "auto")) if used]
         if clash:
@@ -208,8 +212,12 @@ def options_from_flags(*, target: CrossbarTarget, mapping: str = "auto", rank: s
         raise UsageError("--chip-arrays needs --chip", hint="e.g. --chip isaac --chip-arrays 64")
     elif chip_batch is not None:
         raise UsageError("--chip-batch needs --chip", hint="e.g. --chip isaac --chip-batch 16")
+    if layer_bits and quantize:
+        QuantizePass(weight_bits=target.weight_bits, act_bits=target.act_bits,
+                     layer_bits=dict(layer_bits))  # checks the widths before any work
     opts = CompileOptions(target=target, mapping=mapping, quantize=quantize,
-                          first_last_bits=first_last_bits, calib=calib, lowrank=lowrank,
+                          first_last_bits=first_last_bits, layer_bits=dict(layer_bits or {}),
+                          calib=calib, lowrank=lowrank,
                           tech=tech, pipeline=pipeline, verify_each=verify_each,
                           chip=chip_desc)
     check_pipeline(opts.passes())

@@ -58,9 +58,9 @@ import copy
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ from imcc.ir import Graph
 from imcc.ir.onnx_export import serialize
 from imcc.ir.records import CalibrationRecord, Record
 from imcc.passes.base import CompileContext, Pass
-from imcc.passes.lowrank import LowRankPass, parse_rank
+from imcc.passes.lowrank import LowRankPass, parse_rank, policy_bits
 from imcc.passes.map import MapPass
 from imcc.passes.pipeline import pipeline_spec
 from imcc.report.model import Report
@@ -92,7 +92,7 @@ from imcc.report.sweep import SweepResult, SweepRow, SweepSettings
 from imcc.sweep_log import Label
 from imcc.targets.cost import MappingRequest
 from imcc.targets.crossbar import CrossbarTarget
-from imcc.threads import limit_threads
+from imcc.threads import limit_threads, pinned_worker_threads
 
 Progress = Callable[[int, int, str], None]  # (rows done, rows total, what is running)
 
@@ -317,11 +317,16 @@ def plan_sweep(spec: SweepSpec) -> list[Config]:
         raise UsageError(f"--skip must be >= 0, got {spec.skip}")
     if spec.data is None and (spec.limit is not None or spec.skip):
         raise UsageError("--limit and --skip select evaluation inputs; they need --data")
+    # a policy's quantize settings: first/last bits (--first-last-bits overrides) and
+    # per-layer bits
+    pol_bits = (None, {}) if spec.policy is None else policy_bits(spec.policy)
     shared: dict[str, Any] = dict(
         layer_ranks=parse_layer_ranks(spec.layer_rank),
         policy=None if spec.policy is None else LowRankPass.policy_from_file(spec.policy),
         include_first_last=spec.include_first_last, quantize=spec.quantize,
-        first_last_bits=spec.first_last_bits, tech=spec.tech, passes=spec.passes,
+        first_last_bits=(pol_bits[0] if spec.first_last_bits is None
+                         else spec.first_last_bits), layer_bits=pol_bits[1],
+        tech=spec.tech, passes=spec.passes,
         verify_each=spec.verify_each, lowrank_method=spec.lowrank_method)
 
     def options(tgt: CrossbarTarget, rank: str, groups: int, mapping: str,
@@ -679,7 +684,7 @@ def _run_pool(front_jobs: list[_FrontJob], backs: Callable[[_Front], list[_BackJ
     float_top1: float | None = None
     # future -> ("front", None) | ("back", its configs) | ("float", None)
     pending: dict[Future[Any], tuple[str, tuple[Config, ...] | None]] = {}
-    with _single_threaded_math(), ProcessPoolExecutor(max_workers=workers,
+    with pinned_worker_threads(), ProcessPoolExecutor(max_workers=workers,
                                                       mp_context=ctx) as pool:
         try:
             for fj in front_jobs:
@@ -760,7 +765,7 @@ def _run_dask(scheduler: str, jobs: int, plans: list[_FrontPlan],
 
     with ExitStack() as stack:
         if scheduler == "local":
-            stack.enter_context(_single_threaded_math())
+            stack.enter_context(pinned_worker_threads())
             cluster = stack.enter_context(LocalCluster(
                 n_workers=jobs, threads_per_worker=1, processes=True,
                 dashboard_address=None, silence_logs=logging.ERROR))
@@ -795,28 +800,6 @@ def _run_dask(scheduler: str, jobs: int, plans: list[_FrontPlan],
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
-@contextmanager
-def _single_threaded_math() -> Iterator[None]:
-    """Start worker processes with one BLAS/OpenMP thread each. The pool already uses
-    every core; on top of it, each worker's BLAS threads busy-wait between the many small
-    matrix products of calibration and steal the cores the other workers need (measured
-    on a busy 2-core machine: a 20-configuration ResNet-20 sweep took 36 s, not 4-10 s).
-    The variables are read when a worker starts, so they are set for the pool's lifetime
-    and restored afterwards; a value the user set is kept."""
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    for k in _THREAD_VARS:
-        os.environ.setdefault(k, "1")
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _describe_row(row: SweepRow) -> str:

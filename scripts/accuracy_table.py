@@ -3,6 +3,7 @@
     python scripts/accuracy_table.py                 # everything (~15 min on 2 cores)
     python scripts/accuracy_table.py --no-grid       # only the baseline rows
     python scripts/accuracy_table.py --policy tuned.toml[=LABEL] ...   # add policy rows
+    python scripts/accuracy_table.py --tuned-only --tuned T.json ...  # only the tuned section
 
 Calibrates on images 0-249 of the bundled CIFAR-10 sample and evaluates on images 250-499
 by simulating the emitted crossbar program (`imcc.sim.evaluate.evaluate`, what
@@ -10,11 +11,23 @@ by simulating the emitted crossbar program (`imcc.sim.evaluate.evaluate`, what
 W4A4 with 8-bit first/last layers, then the grid groups {1,2,4,8} x ranks {m/2..m/16} x
 low-rank method {svd, data} at W4A4 with 8-bit first/last layers, then one row per
 ``--policy`` file (e.g. the policy `imcc tune` writes), each with its wall times.
+
+``--tuned FILE`` (repeatable) reads what `imcc tune ... --json` printed: the tuner's own
+verified figures and wall time, and its policy, which is then compiled (calibrated on
+images 0-249, at the tuner's target) and simulated on images 250-499, which the tuner never
+saw. At each ``--dominance TARGET`` (default 32x32) that a tuned policy has, the script also
+measures the uniform data-aware grid (groups x ranks, W4A4, 8-bit first/last) and checks
+that none of it dominates the policy (fewer cycles and a higher top-1). ``--tuned-only``
+measures only that and replaces the "Tuned per-layer policies" section of the existing
+output file.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -29,9 +42,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from imcc.compiler import CompileOptions, compile_model, write_outputs  # noqa: E402
 from imcc.dataset import Dataset, bundled_example_data, load_npz  # noqa: E402
-from imcc.passes.lowrank import LowRankPass  # noqa: E402
+from imcc.fileio import atomic_write_bytes  # noqa: E402
+from imcc.passes.lowrank import LowRankPass, policy_bits  # noqa: E402
 from imcc.report.model import Report  # noqa: E402
 from imcc.sim.evaluate import evaluate  # noqa: E402
+from imcc.targets.crossbar import CrossbarTarget  # noqa: E402
 
 CALIB_IMAGES = 250          # images [0, 250) calibrate, [250, 500) evaluate
 GROUPS = (1, 2, 4, 8)
@@ -88,13 +103,126 @@ def grid_rows() -> list[Row]:
     return rows
 
 
+def _policy_options(path: Path | str, target: str | None = None) -> dict[str, Any]:
+    """CompileOptions fields of a policy file as `imcc compile --policy` reads it (its
+    first/last bits, default 8 here, and per-layer bits)."""
+    fl, bits = policy_bits(path)
+    opts: dict[str, Any] = {"first_last_bits": FL if fl is None else fl, "layer_bits": bits,
+                            "lowrank": LowRankPass.policy_from_file(path)}
+    if target is not None:
+        opts["target"] = CrossbarTarget(*CrossbarTarget.parse_shape(target))
+    return opts
+
+
 def policy_rows(specs: list[str]) -> list[Row]:
     rows = []
     for spec in specs:
         path, _, label = spec.partition("=")
-        rows.append(Row(label or Path(path).name, f"--first-last-bits {FL} --policy {path}",
-                        {"first_last_bits": FL, "policy": LowRankPass.policy_from_file(path)}))
+        rows.append(Row(label or Path(path).name, f"--policy {path}", _policy_options(path)))
     return rows
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """One `imcc tune --json` document, with its policy written out as a file."""
+
+    source: Path
+    doc: dict[str, Any]
+    row: Row
+    cpu_s: float | None = None   # user + sys of the tuner's processes, when measured
+
+
+def _cpu_seconds(path: str) -> float:
+    """user + sys from a `/usr/bin/time -f "%e s wall %U s user %S s sys"` file."""
+    words = Path(path).read_text().split()
+    return float(words[words.index("user") - 2]) + float(words[words.index("sys") - 2])
+
+
+def tuned_inputs(specs: list[str], tmp: Path) -> list[Tuned]:
+    res = []
+    for i, spec in enumerate(specs):
+        p, _, timing = spec.partition(",")
+        doc = json.loads(Path(p).read_text())
+        pol = tmp / f"tuned{i}.json"
+        pol.write_text(json.dumps(doc["policy"]))
+        label = f"tuned {doc['target']} --max-drop {doc['max_drop']:g}"
+        res.append(Tuned(Path(p), doc, Row(label, f"--target {doc['target']} --policy FILE",
+                                           _policy_options(pol, doc["target"])),
+                         _cpu_seconds(timing) if timing else None))
+    return res
+
+
+def dominance_rows(target: str) -> list[Row]:
+    t = CrossbarTarget(*CrossbarTarget.parse_shape(target))
+    rows = [Row(f"{target} W4A4 {FL}-bit first/last", f"--target {target} --first-last-bits "
+                f"{FL}", {"target": t, "first_last_bits": FL})]
+    for g in GROUPS:
+        for r in RANKS:
+            rows.append(Row(f"{target} {r} g{g} data", f"--target {target} --first-last-bits "
+                            f"{FL} --rank {r} --groups {g}",
+                            {"target": t, "first_last_bits": FL,
+                             "lowrank": LowRankPass(rank=r, groups=g, method="data")}))
+    return rows
+
+
+def tuned_section(tuned: list[tuple[Tuned, Result]], grids: dict[str, list[Result]]) -> str:
+    """The "Tuned per-layer policies" section: the tuner's runs and the dominance check."""
+    out = ["""## Tuned per-layer policies
+
+Each row is one run of
+`imcc tune resnet20 --calib cifar10 --calib-limit 250 --target T --max-drop D --jobs 2`.
+The tuner only reads images 0-249. It verifies every candidate policy by real compiles
+with 2-fold cross-fitting: it calibrates on images 0-124 and scores 125-249, then the other
+way round, so all 250 images are held-out scores. "tuner drop" is what the tuner verified
+for the policy it emitted. "tuner wall" is its own wall time with 2 worker processes on
+the shared 2-core machine, where other jobs ran beside it (load average up to 11). "tuner
+CPU" is the user + system time of all its processes (`/usr/bin/time`), which bounds the
+wall time on 2 idle cores from above. After that, the policy is compiled
+as `imcc compile --target T --policy FILE --calib cifar10 --calib-limit 250` and
+simulated on images 250-499, which the tuner never saw. Those are the "top-1" and
+"vs float" columns, measured like the rows above.
+"""]
+    if not tuned:
+        out.append("_None in this run: `python scripts/accuracy_table.py --tuned T.json` adds "
+                   "them (T.json: what `imcc tune ... --json` printed)._")
+        return "\n".join(out)
+    out.append("| target | --max-drop | tuner drop (points) | tuner wall (s) | tuner CPU (s) "
+               "| verifications | cycles | uncompressed cycles | speedup | 8-bit layers "
+               "| factorized layers | top-1 (250-499) | vs float (points) | = onnxruntime |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
+    for t, r in tuned:
+        d = t.doc
+        fact = [f"{la['name']} {la['setting']}" for la in d["layers"] if la["setting"] != "none"]
+        out.append(f"| {d['target']} | {d['max_drop']:g} | {d['drop']:.2f} | "
+                   f"{d['seconds']:.0f} | {'-' if t.cpu_s is None else f'{t.cpu_s:.0f}'} | "
+                   f"{len(d['verifications'])} | {r.cycles:,} | "
+                   f"{d['baseline_cycles']:,} | {d['baseline_cycles'] / r.cycles:.2f}x | "
+                   f"{', '.join(d['eight_bit']) or '-'} | {'; '.join(fact) or '-'} | "
+                   f"{r.top1:.1%} | {(r.top1 - r.float_top1) * 100:+.1f} | "
+                   f"{r.agreement:.0%} |")
+        assert r.cycles == d["total_cycles"], "the compiled cycles are the tuner's"
+    for target, grid in grids.items():
+        pols = [(t, r) for t, r in tuned if t.doc["target"] == target]
+        out.append(f"""
+### Dominance check at {target}
+
+The uniform configurations (W4A4, {FL}-bit first/last, data-aware fit), compiled at
+{target} with the same calibration and simulated on the same images 250-499. A row
+*dominates* a tuned policy when it has both fewer cycles and a higher top-1.
+""")
+        heads = " | ".join(f"dominates {t.row.label}" for t, _ in pols)
+        out.append(f"| configuration | cycles ({target}) | top-1 (250-499) | {heads} |")
+        out.append("|---|---:|---:|" + "---|" * len(pols))
+        for g in grid:
+            marks = " | ".join("**yes**" if g.cycles < r.cycles and g.top1 > r.top1 else "no"
+                               for _, r in pols)
+            out.append(f"| `{g.row.flags}` | {g.cycles:,} | {g.top1:.1%} | {marks} |")
+        for t, r in pols:
+            dom = [g for g in grid if g.cycles < r.cycles and g.top1 > r.top1]
+            out.append(f"\n{t.row.label} ({r.cycles:,} cycles, {r.top1:.1%}): "
+                       + ("dominated by " + ", ".join(f"`{g.row.flags}`" for g in dom)
+                          if dom else "not dominated by any uniform configuration."))
+    return "\n".join(out)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -140,7 +268,7 @@ SEP = "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 
 
 def render(base: list[Result], grid: list[Result], policies: list[Result],
-           load: tuple[float, float] = (0.0, 0.0)) -> str:
+           load: tuple[float, float] = (0.0, 0.0), tuned: str = "") -> str:
     float_top1 = base[0].float_top1 if base else (grid or policies)[0].float_top1
     out = [f"""# Accuracy of the compiled ResNet-20 (measured)
 
@@ -191,18 +319,17 @@ that tracks accuracy.
 | rank | groups | method {HEAD}
 |---|---:|---{SEP}""")
         out += [_line(r, r.row.label) for r in grid]
-    out.append("""
-## Tuned per-layer policies
-
-Rows of `--policy FILE` (e.g. the policy `imcc tune` writes), compiled with
-`--first-last-bits 8 --policy FILE` and measured like the rows above.
-""")
+    out.append("\n" + (tuned or tuned_section([], {})))
     if policies:
-        out.append(f"| policy | flags {HEAD}\n|---|---{SEP}")
+        out.append(f"""
+### Policy files
+
+Rows of `--policy FILE`, compiled with `--policy FILE` (its first/last bits, else
+{FL}) and measured like the rows above.
+
+| policy | flags {HEAD}
+|---|---{SEP}""")
         out += [_line(r, f"{r.row.label} | `{r.row.flags}`") for r in policies]
-    else:
-        out.append("_None in this run: `python scripts/accuracy_table.py --policy FILE` adds "
-                   "them._")
     out.append(f"""
 ## Reproducing one row
 
@@ -231,6 +358,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-grid", action="store_true", help="skip the rank x groups grid")
     ap.add_argument("--policy", action="append", default=[], metavar="FILE[=LABEL]",
                     help="also measure a low-rank policy file (repeatable)")
+    ap.add_argument("--tuned", action="append", default=[], metavar="JSON[,TIME]",
+                    help="what `imcc tune --json` printed (repeatable): its policy is "
+                         "measured and checked against the uniform grid at its target; "
+                         "TIME: the tuner's `/usr/bin/time -f '%%e s wall %%U s user %%S s "
+                         "sys'` output")
+    ap.add_argument("--tuned-only", action="store_true",
+                    help="measure only the tuned policies and their dominance grids, and "
+                         "replace that section of the existing output file")
+    ap.add_argument("--dominance", action="append", default=None, metavar="TARGET",
+                    help="targets at which the tuned policies are checked against the uniform "
+                         "grid (repeatable; default 32x32)")
+    ap.add_argument("--cache", type=Path, metavar="DIR",
+                    help="keep each measured row in DIR and reuse it on the next run")
+    ap.add_argument("--reverse", action="store_true",
+                    help="measure the grid rows last to first (a second process sharing "
+                         "--cache then meets the first halfway)")
     ap.add_argument("-o", "--output", type=Path,
                     default=Path(__file__).resolve().parent.parent / "docs" / "accuracy.md",
                     help="Markdown file to write (default docs/accuracy.md)")
@@ -238,17 +381,51 @@ def main(argv: list[str] | None = None) -> None:
     data = load_npz(bundled_example_data(), "input", (None, 3, 32, 32))
     calib, ev = data.split(CALIB_IMAGES)
     sections: list[list[Result]] = [[], [], []]
-    plan = [(0, baseline_rows()), (1, [] if args.no_grid else grid_rows()),
-            (2, policy_rows(args.policy))]
+    only = args.tuned_only
+    plan = [(0, [] if only else baseline_rows()),
+            (1, [] if args.no_grid or only else grid_rows()),
+            (2, [] if only else policy_rows(args.policy))]
     load0 = os.getloadavg()[0]
+
+    def run(row: Row, tmp: str) -> Result:
+        key = None
+        if args.cache is not None:
+            # a measured row is reused by its label and flags (and, for a policy, its content)
+            pol = row.options.get("lowrank")
+            ident = json.dumps([row.label, row.flags, repr(pol), row.options.get("layer_bits"),
+                                repr(row.options.get("target"))])
+            key = args.cache / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
+            if key.is_file():
+                vals = json.loads(key.read_text())
+                print(f"{row.label}: cached", file=sys.stderr, flush=True)
+                return Result(row, **vals)
+        r = measure(row, calib, ev, Path(tmp))
+        if key is not None:
+            vals = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name != "row"}
+            key.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(key, json.dumps(vals).encode())
+        print(f"{row.label}: top-1 {r.top1:.1%}, {r.cycles:,} cycles ({r.compile_s:.0f}s + "
+              f"{r.simulate_s:.0f}s)", file=sys.stderr, flush=True)
+        return r
+
     with tempfile.TemporaryDirectory() as tmp:
         for i, rows in plan:
-            for row in rows:
-                r = measure(row, calib, ev, Path(tmp))
-                sections[i].append(r)
-                print(f"{row.label}: top-1 {r.top1:.1%} ({r.compile_s:.0f}s + "
-                      f"{r.simulate_s:.0f}s)", file=sys.stderr, flush=True)
-    args.output.write_text(render(*sections, load=(load0, os.getloadavg()[0])))
+            sections[i] += [run(row, tmp) for row in rows]
+        tuned = [(t, run(t.row, tmp)) for t in tuned_inputs(args.tuned, Path(tmp))]
+        targets = sorted({t.doc["target"] for t, _ in tuned}
+                         & set(args.dominance or ["32x32"]))
+        order = (lambda rows: rows[::-1]) if args.reverse else (lambda rows: rows)
+        grids = {tg: order([run(row, tmp) for row in order(dominance_rows(tg))])
+                 for tg in targets}
+    section = tuned_section(tuned, grids)
+    if only:
+        text = args.output.read_text()
+        start = text.index("## Tuned per-layer policies")
+        end = text.index("## Reproducing one row")
+        atomic_write_bytes(args.output, (text[:start] + section + "\n\n" + text[end:]).encode())
+    else:
+        atomic_write_bytes(args.output, render(*sections, load=(load0, os.getloadavg()[0]),
+                                               tuned=section).encode())
     print(f"wrote {args.output}", file=sys.stderr)
 
 

@@ -562,7 +562,10 @@ def test_policy_toml(tmp_path: Path) -> None:
     ("a.json", '{"layers": ["conv1"]}', "layers"),
     ("a.json", '{"layers": {"conv2": {"rank": "m/x"}}}', "layers.conv2.rank"),
     ("a.json", '{"layers": {"conv2": {"groups": 0}}}', "layers.conv2.groups"),
-    ("a.json", '{"layers": {"conv2": {"rank": "2", "bits": 4}}}', "bits"),
+    ("a.json", '{"layers": {"conv2": {"rank": "2", "width": 4}}}', "width"),
+    ("a.json", '{"layers": {"conv2": {"rank": "2", "bits": 1}}}', "layers.conv2.bits"),
+    ("a.json", '{"first_last_bits": 8.0}', "first_last_bits"),
+    ("a.json", '{"method": "pca"}', "method"),
     ("a.yaml", "rank: m/2", "json or .toml"),
 ])
 def test_policy_malformed(tmp_path: Path, name: str, text: str, match: str) -> None:

@@ -192,8 +192,17 @@ class Pass(ABC):
         items = [f"{f.name}={format_value(getattr(self, f.name), f'{self.name}.{f.name}')}"
                  for f in dataclasses.fields(self)  # type: ignore[arg-type]
                  if f.init and not (f.name in self.spec_omit_default
-                                    and getattr(self, f.name) == f.default)]
+                                    and _is_default(f, getattr(self, f.name)))]
         return self.name + ("{" + ",".join(items) + "}" if items else "")
+
+
+def _is_default(f: dataclasses.Field[Any], value: object) -> bool:
+    """Whether ``value`` is the field's default (a ``default_factory``'s value included)."""
+    if f.default is not dataclasses.MISSING:
+        return bool(value == f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return bool(value == f.default_factory())
+    return False
 
 
 __all__ = ["CompileContext", "Contract", "OptionInfo", "Pass", "PassInfo", "PassResult",

@@ -97,7 +97,7 @@ from imcc.passes.quantize import calibration_feeds
 log = logging.getLogger(__name__)
 
 __all__ = ["RankKind", "RankSpec", "parse_rank", "grouped_lowrank", "LayerDecision",
-           "LowRankPass", "policy_from_file", "METHODS"]
+           "LowRankPass", "policy_from_file", "policy_bits", "METHODS"]
 
 
 # --------------------------------------------------------------------------------- rank specs
@@ -418,14 +418,20 @@ class LowRankPass(Pass):
         """Read a JSON (``.json``) or TOML (``.toml``) policy file::
 
             {"rank": "m/2", "groups": 4, "include_first_last": false, "include_linear": false,
-             "layers": {"<name>": {"rank": "m/4", "groups": 2}, "<name2>": "none"}}
+             "method": "data", "first_last_bits": 8,
+             "layers": {"<name>": {"rank": "m/4", "groups": 2, "bits": 8}, "<name2>": "none"}}
 
         Every key is optional. A layer entry is a rank spec (string or integer) or a table
-        with ``rank`` and/or ``groups``. A malformed file raises ``DataError`` naming the
-        problem."""
+        with ``rank`` and/or ``groups``. ``method`` is the pass's (``data`` makes a compile
+        without calibration data a usage error, rather than a silently different fit).
+        ``first_last_bits`` and a layer's ``bits`` (weights and inputs) belong to the
+        quantize pass: they are checked here and read by `policy_bits` (a compile's own
+        ``--first-last-bits`` overrides the policy's). A malformed file raises
+        ``DataError`` naming the problem."""
         p = Path(path)
         raw = _load_policy(p)
-        known = {"rank", "groups", "layers", "include_first_last", "include_linear"}
+        known = {"rank", "groups", "layers", "include_first_last", "include_linear",
+                 "method", "first_last_bits"}
         extra = sorted(set(raw) - known)
         if extra:
             raise DataError(f"{p}: unknown key(s) {', '.join(extra)}",
@@ -440,6 +446,12 @@ class LowRankPass(Pass):
                 if not isinstance(raw[flag], bool):
                     raise DataError(f"{p}: {flag} must be true or false, got {raw[flag]!r}")
                 kwargs[flag] = raw[flag]
+        if "method" in raw:
+            if raw["method"] not in METHODS:
+                raise DataError(f"{p}: method must be one of {', '.join(METHODS)}, got "
+                                f"{raw['method']!r}")
+            kwargs["method"] = raw["method"]
+        _policy_bits(p, raw)
         layer_ranks: dict[str, str] = {}
         layer_groups: dict[str, int] = {}
         layers = raw.get("layers", {})
@@ -449,10 +461,10 @@ class LowRankPass(Pass):
         for layer, entry in layers.items():
             where = f"layers.{layer}"
             if isinstance(entry, dict):
-                bad = sorted(set(entry) - {"rank", "groups"})
+                bad = sorted(set(entry) - {"rank", "groups", "bits"})
                 if bad:
                     raise DataError(f"{p}: {where}: unknown key(s) {', '.join(bad)}",
-                                    hint="allowed: rank, groups")
+                                    hint="allowed: rank, groups, bits")
                 if "rank" in entry:
                     layer_ranks[layer] = _policy_rank(p, f"{where}.rank", entry["rank"])
                 if "groups" in entry:
@@ -639,6 +651,13 @@ def policy_from_file(path: str | Path) -> LowRankPass:
     return LowRankPass.policy_from_file(path)
 
 
+def policy_bits(path: str | Path) -> tuple[int | None, dict[str, int]]:
+    """A policy file's quantize settings: ``first_last_bits`` (None when it has none) and
+    the layers' ``bits`` entries (``{layer: bits}``)."""
+    p = Path(path)
+    return _policy_bits(p, _load_policy(p))
+
+
 # ------------------------------------------------------------------------ policy file helpers
 
 
@@ -657,6 +676,22 @@ def _load_policy(p: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise DataError(f"{p}: the top level must be a table/object, got {type(raw).__name__}")
     return raw
+
+
+def _policy_bits(p: Path, raw: dict[str, Any]) -> tuple[int | None, dict[str, int]]:
+    from imcc.passes.quantize import MAX_BITS, MIN_BITS
+
+    def bits(where: str, v: object) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not MIN_BITS <= v <= MAX_BITS:
+            raise DataError(f"{p}: {where} must be an integer in [{MIN_BITS}, {MAX_BITS}], "
+                            f"got {v!r}")
+        return v
+
+    fl = bits("first_last_bits", raw["first_last_bits"]) if "first_last_bits" in raw else None
+    layers = raw.get("layers", {})
+    per = ({name: bits(f"layers.{name}.bits", e["bits"]) for name, e in layers.items()
+            if isinstance(e, dict) and "bits" in e} if isinstance(layers, dict) else {})
+    return fl, per
 
 
 def _policy_rank(p: Path, where: str, value: object) -> str:

@@ -35,6 +35,11 @@ the digital periphery at full precision; only the DAC-driven crossbar rows need 
 `imcc.ir.topology.first_last_crossbar` defines them; a low-rank half whose partner is
 first/last counts as first/last too.
 
+``layer_bits`` sets weight and input-activation bits of named layers (``{layer: bits}``;
+a layer named by its original name covers both halves of its low-rank pair), e.g. the
+8-bit exceptions `imcc tune --allow-8bit` chooses; it takes precedence over
+``first_last_bits``.
+
 Calibration (``method``): activation scales are chosen on the calibration inputs, after
 the weights are quantized, in one forward pass in topological order in which every
 FakeQuant is calibrated on its input *as produced by the already quantized upstream
@@ -88,6 +93,7 @@ import numpy as np
 from imcc.errors import DataError, ModelError, UsageError
 from imcc.ir import Graph, Node, PairRole, Value, WeightQuant, ops
 from imcc.ir.interp import run_streaming
+from imcc.ir.names import resolve_layer_names
 from imcc.ir.records import CalibrationRecord
 from imcc.ir.topology import first_last_crossbar
 from imcc.passes import datafit
@@ -325,19 +331,29 @@ class QuantizePass(Pass):
                            f"{MIN_BITS} to {MAX_BITS}")
     first_last_bits: int | None = option(None, unit="bits", help="weights and inputs of the "
                                          "first and last crossbar layers (none: as the others)")
+    layer_bits: dict[str, int] = option(
+        default_factory=dict, unit="bits", help="per-layer weight and input bits, "
+        "{LAYER=BITS,...}; LAYER as the tables show it or in full (a factorized layer by its "
+        "original name: both halves)")
     method: str = option("mse", help="activation clipping: mse (minimize the quantization "
                          "error on the calibration data) or max (no clipping)")
     weight_method: str = option("auto", help="weight rounding: rtn (round to nearest), gptq "
                                 "(MSE-searched scales + GPTQ error feedback on the calibration "
                                 "data; kept only where no worse than rtn) or auto (gptq with "
                                 "--calib data, else rtn)")
-    spec_omit_default: ClassVar[frozenset[str]] = frozenset({"weight_method"})
+    spec_omit_default: ClassVar[frozenset[str]] = frozenset({"weight_method", "layer_bits"})
 
     def __post_init__(self) -> None:
         if self.weight_method not in WEIGHT_METHODS:
             raise UsageError(f"quantize weight_method={self.weight_method!r} is unknown; "
                              f"choose one of {', '.join(WEIGHT_METHODS)}")
         check_bit_widths(self.weight_bits, self.act_bits, self.first_last_bits)
+        object.__setattr__(self, "layer_bits", dict(self.layer_bits))
+        for layer, b in self.layer_bits.items():
+            try:
+                _check_bits("layer_bits", b, False)
+            except UsageError as exc:
+                raise UsageError(f"layer {layer!r}: {exc.message}", hint=exc.hint) from exc
         if self.method not in METHODS:
             raise UsageError(f"quantize method={self.method!r} is unknown; choose one of "
                              f"{', '.join(METHODS)}")
@@ -351,7 +367,18 @@ class QuantizePass(Pass):
         # Everything that can fail on user input is checked before the graph is edited.
         feeds, source = self._feeds(graph, ctx.calib)
         special = _first_last(graph, xbar) if fl is not None else set()
+        own = self._layer_bits(xbar)
         nonneg = _nonnegative_values(graph)
+
+        def w_bits(node: Node) -> int:
+            if id(node) in own:
+                return own[id(node)]
+            return fl if fl is not None and id(node) in special else wbits
+
+        def a_bits(node: Node) -> int:
+            if id(node) in own:
+                return own[id(node)]
+            return fl if fl is not None and id(node) in special else abits
 
         wm = self.weight_method
         if wm == "auto":
@@ -360,7 +387,7 @@ class QuantizePass(Pass):
         targets = _pair_targets(graph, feeds, xbar) if wm == "gptq" else {}
         fitted: dict[int, int] = {}  # GPTQ: node id -> weight bits, quantized during the run
         for node in xbar:
-            bits = fl if fl is not None and id(node) in special else wbits
+            bits = w_bits(node)
             if wm == "rtn":
                 self._quantize_weights(graph, node, bits)
             else:
@@ -370,7 +397,7 @@ class QuantizePass(Pass):
         # One FakeQuant per (value, bits), in the order the crossbar layers come.
         groups: dict[tuple[int, int], list[Node]] = {}
         for node in xbar:
-            bits = fl if (fl is not None and id(node) in special) else abits
+            bits = a_bits(node)
             groups.setdefault((id(node.inputs[0]), bits), []).append(node)
         pending: set[int] = set()
         for (_, bits), consumers in groups.items():
@@ -382,6 +409,17 @@ class QuantizePass(Pass):
                           records=(CalibrationRecord(source, weight_method=wm),))
 
     # -- helpers
+    def _layer_bits(self, xbar: list[Node]) -> dict[int, int]:
+        """node id -> bits of the ``layer_bits`` entries (names resolved like the low-rank
+        pass's; a pair's original name covers both halves)."""
+        if not self.layer_bits:
+            return {}
+        owner = {n.name: n.lowrank.source if n.lowrank is not None else n.name for n in xbar}
+        names = resolve_layer_names(self.layer_bits, sorted(set(owner.values())),
+                                    "quantize: layer_bits (policy bits)")
+        by_layer = {names[k]: int(v) for k, v in self.layer_bits.items()}
+        return {id(n): by_layer[owner[n.name]] for n in xbar if owner[n.name] in by_layer}
+
     @staticmethod
     def _feeds(graph: Graph, calib: np.ndarray | None) -> tuple[dict[str, np.ndarray], str]:
         return calibration_feeds(graph, calib)

@@ -7,9 +7,10 @@ Each document is one JSON object whose first keys say what it is::
      ...the payload's keys}
 
 ``format`` names the payload's schema (``imcc-report``, ``imcc-simulation``,
-``imcc-check``, ``imcc-sweep``) and ``format_version`` its version, raised only when a key
-changes meaning or goes away (new keys may appear within a version). The payload's keys sit
-beside the envelope's, so a reader of the payload alone keeps working. Totals are named
+``imcc-check``, ``imcc-sweep``, ``imcc-tune``) and ``format_version`` its version, raised
+only when a key changes meaning or goes away (new keys may appear within a version). The
+payload's keys sit beside the envelope's, so a reader of the payload alone keeps working.
+Totals are named
 ``total_<quantity>`` (``total_cycles``, ``total_energy_pj``) in every payload.
 """
 
@@ -25,7 +26,7 @@ ENVELOPE_KEYS: tuple[str, ...] = ("format", "format_version", "imcc_version", "c
 
 # kind -> current format_version
 FORMAT_VERSIONS: dict[str, int] = {"report": 1, "simulation": 1, "check": 1, "sweep": 1,
-                                   "layers": 1, "passes": 1, "examples": 1}
+                                   "layers": 1, "passes": 1, "examples": 1, "tune": 1}
 
 
 def envelope(kind: str, command: str, model: str | None, payload: Mapping[str, Any],

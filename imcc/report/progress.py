@@ -68,8 +68,11 @@ class PlainProgress:
         self._tick()
 
     def update(self, task: int, *, completed: float | None = None,
-               description: str | None = None, **_: Any) -> None:
+               description: str | None = None, total: float | None = None,
+               **_: Any) -> None:
         t = self.tasks[task]
+        if total is not None:
+            t.total = total
         if completed is not None:
             t.completed = completed
         if description is not None:

@@ -391,3 +391,42 @@ def sim_table(result: dict[str, Any]) -> Table:
             text = str(val)
         table.add_row(plain(key), plain(text))
     return table
+
+
+def tune_table(result: dict[str, Any], full_names: bool = False) -> Table:
+    """`imcc tune`'s table from its JSON payload (`imcc.tune.TuneResult.to_json`): per
+    layer the chosen setting, its cycles beside the uncompressed layer's, and its accuracy
+    effect measured with that layer alone changed (float elsewhere, held-out half)."""
+    metric = result["metric"]
+    table = Table(title=f"tuned policy: {result['target']}, at most {result['max_drop']:g} "
+                        f"points of {metric} lost", header_style="bold")
+    for head, just in (("layer", "left"), ("setting", "left"), ("bits", "right"),
+                       ("cycles", "right"), ("uncompressed", "right"), ("saved", "right"),
+                       ("alone: KL (nats)", "right"), (f"alone: {metric} drop (pts)", "right")):
+        table.add_column(head, justify=just)  # type: ignore[arg-type]
+    for la in result["layers"]:
+        saved = la["baseline_cycles"] - la["cycles"]
+        table.add_row(plain(la["full"] if full_names else la["name"]), plain(la["setting"]),
+                      "8" if la["bits"] else "", f"{la['cycles']:,}",
+                      f"{la['baseline_cycles']:,}", f"{saved:,}" if saved else "",
+                      "" if la["setting"] == "none" else f"{la['kl']:.4f}",
+                      "" if la["setting"] == "none" else f"{la['drop']:+.1f}")
+    return table
+
+
+def tune_summary(result: dict[str, Any]) -> str:
+    """The verified outcome of `imcc tune`, one line."""
+    drop, ref = result["drop"], result["reference"]
+    taken = result["moves_taken"]
+    eight = result["eight_bit"]
+    split = (f"2 folds of {result['calib_images']}, each calibrating while the other is "
+             f"scored" if result.get("folds") == 2 else
+             f"calibrated on the other {result['calib_images']}")
+    return (f"verified on {result['eval_images']} held-out images ({split}): "
+            f"{result['metric']} {result['accuracy']:.2%} vs float "
+            f"{ref:.2%} (drop {drop:.2f} points, budget {result['max_drop']:g}); "
+            f"{result['total_cycles']:,} cycles per image vs {result['baseline_cycles']:,} "
+            f"uncompressed ({result['baseline_cycles'] / max(result['total_cycles'], 1):.2f}x); "
+            f"{taken} of {result['moves']} moves; "
+            f"{'8-bit: ' + ', '.join(eight) if eight else 'no 8-bit layers'}; "
+            f"{len(result['verifications'])} verifications, {result['seconds']:.0f} s")
