@@ -245,7 +245,9 @@ def _adc_plan(layer: CrossbarLayer, pieces: list[_Piece], g: int, kdim: int, ndi
     off = [0] * g
     for pc in pieces:
         gi, a, nc = pc.group, off[pc.group], pc.cells.shape[1]
-        cells[gi, pc.k, a:a + nc] += pc.cells
+        # add.at: a tile may drive two rows with one input (planner pieces on its block
+        # diagonal); fancy-index += would keep only one of them.
+        np.add.at(cells[gi, :, a:a + nc], pc.k, pc.cells)
         combine[gi, a:a + nc] = pc.combine
         fs[gi, 0, a:a + nc] = tile_fs[pc.tile]
         col_tile[gi, a:a + nc] = pc.tile
