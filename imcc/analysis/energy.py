@@ -93,7 +93,15 @@ def _distinct_inputs(layer: CrossbarLayer) -> int:
              for t in layer.tiles if t.rows.shape[0]]
     if not keyed:
         return 0
-    return int(np.unique(np.concatenate(keyed), axis=0).shape[0])
+    rows = np.concatenate(keyed)
+    # One mixed-radix integer per row: a 1-D unique (np.unique(axis=0) sorts rows as
+    # structured values, seconds on an ImageNet-sized layer).
+    rows -= rows.min(axis=0)
+    radix = rows.max(axis=0) + 1
+    key = np.zeros(rows.shape[0], np.int64)
+    for col, base in zip(rows.T, radix, strict=True):
+        key = key * base + col
+    return int(np.unique(key).shape[0])
 
 
 def analyze_layer(layer: CrossbarLayer, target: CrossbarTarget, tech: TechProfile,

@@ -60,6 +60,10 @@ def _windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int
 
 # ---------------------------------------------------------------------------- crossbar ops
 
+# Output maps at least this large (ho * wo) are convolved one image at a time: each GEMM is
+# then big enough on its own, and its result is already channels-first.
+PER_IMAGE_GEMM = 256
+
 
 @dataclass(frozen=True)
 class Conv(Op):
@@ -86,22 +90,46 @@ class Conv(Op):
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x, w = xs[0], xs[1]
+        dt = np.result_type(x.dtype, w.dtype)
         t, lft, b, r = self.pads
-        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (lft, r)))
+        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (lft, r))) if any(self.pads) else x
+        xp = np.ascontiguousarray(xp, dtype=dt)
+        n = x.shape[0]
         ho, wo = self.out_hw(x.shape[2], x.shape[3])
-        g = self.group
-        oc, icg = w.shape[0], w.shape[1]
-        ocg = oc // g
-        outs = []
-        for gi in range(g):
-            win = _windows(np.ascontiguousarray(xp[:, gi * icg:(gi + 1) * icg]), *self.kernel,
-                           *self.stride, *self.dilation, ho, wo)
-            outs.append(np.einsum("nchwij,ocij->nohw", win, w[gi * ocg:(gi + 1) * ocg],
-                                  optimize=True))
-        y = np.concatenate(outs, axis=1)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        g, (oc, icg) = self.group, w.shape[:2]
+        ocg, kk, hw = oc // g, icg * kh * kw, ho * wo
+        wm = np.asarray(w, dtype=dt).reshape(g, ocg, icg, kh, kw)
+        s0, s1, s2, s3 = xp.strides
+        # view[b, g, c, ky, kx, oy, ox] = xp[b, g * icg + c, oy * sh + ky * dh, ox * sw + kx * dw]
+        view = np.lib.stride_tricks.as_strided(
+            xp, (n, g, icg, kh, kw, ho, wo),
+            (s0, icg * s1, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
+        y = np.zeros((n, g, ocg, ho, wo), dt)
+        if icg == 1:
+            # Depthwise: one multiply-add over the whole batch per kernel tap (a GEMM per
+            # group and image would be thousands of 1-row products).
+            for ky in range(kh):
+                for kx in range(kw):
+                    y += wm[None, :, :, 0, ky, kx, None, None] * view[:, :, :, ky, kx]
+        elif hw >= PER_IMAGE_GEMM:
+            # Large maps: per image and group one (ocg x K) @ (K x ho*wo) GEMM on the
+            # unrolled windows (im2col, channels-first: no transpose of the result).
+            yv = y.reshape(n, g, ocg, hw)
+            for i in range(n):
+                for gi in range(g):
+                    np.matmul(wm[gi].reshape(ocg, kk), view[i, gi].reshape(kk, hw),
+                              out=yv[i, gi])
+        else:
+            # Small maps: one GEMM over all windows of the batch per group.
+            for gi in range(g):
+                cols = view[:, gi].transpose(0, 4, 5, 1, 2, 3).reshape(n * hw, kk)
+                prod = cols @ wm[gi].reshape(ocg, kk).T
+                y[:, gi] = prod.reshape(n, ho, wo, ocg).transpose(0, 3, 1, 2)
+        y = y.reshape(n, oc, ho, wo)
         if len(xs) > 2:
-            y = y + xs[2].reshape(1, -1, 1, 1)
-        return y.astype(x.dtype)
+            y += xs[2].reshape(1, -1, 1, 1).astype(dt, copy=False)
+        return y.astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -123,7 +151,7 @@ class Linear(Op):
         y = xs[0] @ xs[1].T
         if len(xs) > 2:
             y = y + xs[2]
-        return y.astype(xs[0].dtype)
+        return y.astype(xs[0].dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- digital ops
@@ -139,7 +167,7 @@ class Relu(Unary):
     kind: ClassVar[str] = "Relu"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.maximum(xs[0], 0).astype(xs[0].dtype)
+        return np.maximum(xs[0], 0).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -149,7 +177,7 @@ class LeakyRelu(Unary):
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
-        return np.where(x >= 0, x, x * np.float32(self.alpha)).astype(x.dtype)
+        return np.where(x >= 0, x, x * np.float32(self.alpha)).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -157,7 +185,7 @@ class Sigmoid(Unary):
     kind: ClassVar[str] = "Sigmoid"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return (1.0 / (1.0 + np.exp(-xs[0]))).astype(xs[0].dtype)
+        return (1.0 / (1.0 + np.exp(-xs[0]))).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -178,7 +206,7 @@ class Clip(Unary):
         x = xs[0]
         lo = -np.inf if self.min is None else self.min
         hi = np.inf if self.max is None else self.max
-        return np.clip(x, lo, hi).astype(x.dtype)
+        return np.clip(x, lo, hi).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -189,7 +217,7 @@ class Softmax(Unary):
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
         e = np.exp(x - x.max(axis=self.axis, keepdims=True))
-        return (e / e.sum(axis=self.axis, keepdims=True)).astype(x.dtype)
+        return (e / e.sum(axis=self.axis, keepdims=True)).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -202,7 +230,7 @@ class Affine(Unary):
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x, sc, sh = xs
         shp = (1, -1) + (1,) * (x.ndim - 2)
-        return (x * sc.reshape(shp) + sh.reshape(shp)).astype(x.dtype)
+        return (x * sc.reshape(shp) + sh.reshape(shp)).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -229,7 +257,7 @@ class FakeQuant(Unary):
         return np.clip(np.rint(x / np.float32(self.scale)), lo, hi)
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return (self.quantize(xs[0]) * np.float32(self.scale)).astype(xs[0].dtype)
+        return (self.quantize(xs[0]) * np.float32(self.scale)).astype(xs[0].dtype, copy=False)
 
 
 def _broadcast(a: Shape, b: Shape) -> Shape:
@@ -257,7 +285,7 @@ class Binary(Op):
         return [TensorType(_broadcast(ins[0].shape, ins[1].shape), ins[0].dtype)]
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return self.ufunc(xs[0], xs[1]).astype(xs[0].dtype)
+        return self.ufunc(xs[0], xs[1]).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -315,7 +343,7 @@ class MaxPool(Op):
                      dtype=x.dtype)
         xp[:, :, t:t + x.shape[2], lft:lft + x.shape[3]] = x
         win = _windows(xp, *self.kernel, *self.stride, *self.dilation, ho, wo)
-        return win.max(axis=(4, 5)).astype(x.dtype)
+        return win.max(axis=(4, 5)).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -365,7 +393,7 @@ class AveragePool(Op):
                       slice(kx, kx + (wo - 1) * sw + 1, sw))
                 acc += xp[sl]
                 c += cnt[sl]
-        return (acc / c).astype(x.dtype)
+        return (acc / c).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -378,7 +406,7 @@ class GlobalAveragePool(Op):
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
-        return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True).astype(x.dtype)
+        return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -419,10 +447,10 @@ class Pad(Op):
         x = x[sl]
         widths = [(max(0, self.pads[i]), max(0, self.pads[i + r])) for i in range(r)]
         if self.mode == "constant":
-            return np.pad(x, widths, constant_values=self.value).astype(x.dtype)
+            return np.pad(x, widths, constant_values=self.value).astype(x.dtype, copy=False)
         mode: Literal["reflect", "edge", "wrap"] = {"reflect": "reflect", "edge": "edge",
                                                      "wrap": "wrap"}[self.mode]  # type: ignore[assignment]
-        return np.pad(x, widths, mode=mode).astype(x.dtype)
+        return np.pad(x, widths, mode=mode).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -508,7 +536,7 @@ class HardSigmoid(Unary):
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
         y = x * np.float32(self.alpha) + np.float32(self.beta)
-        return np.clip(y, 0, 1).astype(x.dtype)
+        return np.clip(y, 0, 1).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -519,7 +547,8 @@ class HardSwish(Unary):
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
-        return (x * np.clip(x * np.float32(1 / 6) + np.float32(0.5), 0, 1)).astype(x.dtype)
+        y = x * np.clip(x * np.float32(1 / 6) + np.float32(0.5), 0, 1)
+        return y.astype(x.dtype, copy=False)
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -548,7 +577,7 @@ class Erf(Unary):
     kind: ClassVar[str] = "Erf"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return erf(xs[0]).astype(xs[0].dtype)
+        return erf(xs[0]).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -567,7 +596,7 @@ class Gelu(Unary):
             y = 0.5 * x * (1 + np.tanh(inner))
         else:
             y = 0.5 * x * (1 + erf(x / math.sqrt(2)))
-        return y.astype(xs[0].dtype)
+        return y.astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -575,7 +604,7 @@ class Sqrt(Unary):
     kind: ClassVar[str] = "Sqrt"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.sqrt(xs[0]).astype(xs[0].dtype)
+        return np.sqrt(xs[0]).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -583,7 +612,7 @@ class Reciprocal(Unary):
     kind: ClassVar[str] = "Reciprocal"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return (np.float32(1) / xs[0]).astype(xs[0].dtype)
+        return (np.float32(1) / xs[0]).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -609,7 +638,7 @@ class LayerNorm(Op):
         y = ((x64 - mean) / np.sqrt(var + self.epsilon)).astype(np.float32) * xs[1]
         if len(xs) > 2:
             y = y + xs[2]
-        return y.astype(x.dtype)
+        return y.astype(x.dtype, copy=False)
 
 
 class _Reduce(Op):
@@ -646,7 +675,7 @@ class ReduceSum(_Reduce):
     keepdims: bool = True
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return xs[0].sum(axis=self.axes, keepdims=self.keepdims).astype(xs[0].dtype)
+        return xs[0].sum(axis=self.axes, keepdims=self.keepdims).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -676,7 +705,7 @@ class Where(Op):
                            ins[1].dtype)]
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.where(xs[0].astype(bool), xs[1], xs[2]).astype(xs[1].dtype)
+        return np.where(xs[0].astype(bool), xs[1], xs[2]).astype(xs[1].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -733,7 +762,7 @@ class MatMul(Op):
         return [TensorType(lead + (a[-2], b[-1]), ins[0].dtype)]
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.matmul(xs[0], xs[1]).astype(xs[0].dtype)
+        return np.matmul(xs[0], xs[1]).astype(xs[0].dtype, copy=False)
 
     @staticmethod
     def macs(a: Shape, b: Shape) -> int:
