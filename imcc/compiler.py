@@ -4,7 +4,7 @@ OUTDIR layout (all deterministic):
   report.json     the `imcc-report/1` summary (cycles, tiles, utilization, energy, ...)
   compiled.onnx   the network exactly as mapped (factorized, QDQ-quantized) for onnxruntime
   float.onnx      the imported float model, the reference for accuracy comparisons
-  program.json    the crossbar program (`imcc-program/2`, docs/program-format.md)
+  program.json    the crossbar program (`imcc-program/3`, docs/program-format.md)
   arrays.npz      its row/column maps and cell levels
 """
 

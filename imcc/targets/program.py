@@ -27,9 +27,10 @@ import numpy as np
 from imcc.ir.annotations import LowRank, MappingChoice
 from imcc.ir.ops import Op
 
-FORMAT = "imcc-program/2"
-# Formats read_program accepts: /1 has no placement section (read as placement None).
-READABLE_FORMATS = ("imcc-program/1", FORMAT)
+FORMAT = "imcc-program/3"
+# Formats read_program accepts, oldest first: /1 has no placement section (read as
+# placement None); /1 and /2 store three arrays.npz members per tile, /3 three per layer.
+READABLE_FORMATS = ("imcc-program/1", "imcc-program/2", FORMAT)
 
 
 def bit_slice(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
