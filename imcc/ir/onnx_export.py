@@ -150,7 +150,7 @@ def _weight_q(ctx: _Ctx, name: str, wq_bits: int, q: np.ndarray) -> str:
     """The weight levels as an int8/int16 initializer (symmetric: signed)."""
     dt, opset = level_type(wq_bits, True)
     ctx.need(opset)
-    return ctx.init(name, q.astype(dt))
+    return ctx.init(name, q.astype(dt, copy=False))
 
 
 def _weight(ctx: _Ctx, node: Node, v: Value) -> str:
@@ -193,7 +193,11 @@ def _int_input(ctx: _Ctx, n: Node) -> tuple[str, O.FakeQuant] | None:
 def sum_bound(q: np.ndarray, fq: O.FakeQuant) -> int:
     """An upper bound on |partial sums| of a crossbar layer on integer levels: the largest
     sum of |weight levels| over one output's fan-in times the largest |input level|."""
-    per_out = np.abs(q.astype(np.int64)).reshape(q.shape[0], -1).sum(axis=1)
+    rows = q.reshape(q.shape[0], -1)
+    # In blocks of rows: a whole int64 copy of VGG-11's 103M-level classifier is 822 MB.
+    step = max(1, (1 << 20) // max(1, rows.shape[1]))
+    per_out = np.concatenate([np.abs(rows[i:i + step].astype(np.int64)).sum(axis=1)
+                              for i in range(0, rows.shape[0], step)] or [np.zeros(0, np.int64)])
     lo, hi = fq.qrange
     return int(per_out.max(initial=0)) * max(abs(lo), abs(hi))
 

@@ -89,6 +89,7 @@ import numpy as np
 
 from imcc.errors import DataError, ModelError, UsageError
 from imcc.ir import Graph, Node, PairRole, Value, WeightQuant, ops
+from imcc.ir.annotations import level_dtype
 from imcc.ir.interp import run_streaming
 from imcc.ir.records import CalibrationRecord
 from imcc.ir.topology import first_last_crossbar
@@ -155,7 +156,7 @@ def quantize_weight(w: np.ndarray, bits: int) -> WeightQuant:
     # positive scale; 1.0 keeps the digital rescale well defined.
     scale[scale == 0] = np.float32(1.0)
     shp = (oc,) + (1,) * (w32.ndim - 1)
-    q = np.clip(np.rint(w32 / scale.reshape(shp)), -qmax, qmax).astype(np.int32)
+    q = np.clip(np.rint(w32 / scale.reshape(shp)), -qmax, qmax).astype(level_dtype(bits))
     return WeightQuant(bits, scale, q)
 
 

@@ -147,11 +147,25 @@ def _placement_from(raw: Any, layers: list[CrossbarLayer]) -> Placement | None:
             for r in lp["replicas"])) for lp in raw["layers"]))
 
 
+def program_json(doc: dict[str, Any]) -> str:
+    """program.json's text: one top-level key per line and one step per line. Each line is
+    encoded by json's C encoder (an `indent` makes json fall back to its pure-Python
+    encoder: 1 s for ResNet-50's 6,260 tile entries)."""
+    lines = []
+    for key, value in doc.items():
+        if key == "steps":
+            body = ",\n".join(f"  {json.dumps(step)}" for step in value)
+            lines.append(f' "steps": [\n{body}\n ]' if value else ' "steps": []')
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 def write_program(p: Program, outdir: Path) -> None:
     from imcc.fileio import write_npz
 
     doc, arrays = program_to_files(p)
-    (outdir / "program.json").write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    (outdir / "program.json").write_text(program_json(doc))
     write_npz(outdir / "arrays.npz", arrays)
 
 
