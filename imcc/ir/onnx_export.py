@@ -37,7 +37,8 @@ IR 10 from release 1.17 on).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 import numpy as np
 import onnx
@@ -120,10 +121,17 @@ def fakequant_onnx_nodes(name: str, x_name: str, out_name: str, fq: O.FakeQuant,
     return nodes, inits
 
 
+# Initializers at least this large are streamed by `write_onnx`, not built as protos.
+STREAM_BYTES = 1 << 16
+
+
 class _Ctx:
-    def __init__(self) -> None:
+    def __init__(self, stream: bool = False) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
+        # With `stream`: the large initializers as (name, array), written by `write_onnx`.
+        self.stream = stream
+        self.large: list[tuple[str, np.ndarray]] = []
         self.names: set[str] = set()
         self.opset = BASE_OPSET
         # FakeQuant output name -> (FakeQuant node name, its op): where the levels are.
@@ -138,7 +146,11 @@ class _Ctx:
             name = f"{base}_{i}"
             i += 1
         self.names.add(name)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        a = np.ascontiguousarray(arr)
+        if self.stream and a.nbytes >= STREAM_BYTES and a.dtype.kind in "biuf":
+            self.large.append((name, a))
+        else:
+            self.inits.append(numpy_helper.from_array(a, name))
         return name
 
     def node(self, op_type: str, ins: list[str], outs: list[str], name: str,
@@ -411,7 +423,10 @@ def _vi(v: Value) -> onnx.ValueInfoProto:
 
 
 def to_onnx(graph: Graph) -> onnx.ModelProto:
-    ctx = _Ctx()
+    return _build(graph, _Ctx())
+
+
+def _build(graph: Graph, ctx: _Ctx) -> onnx.ModelProto:
     for n in graph.nodes:
         _export_node(ctx, n)
     g = helper.make_graph(ctx.nodes, graph.name, [_vi(v) for v in graph.inputs],
@@ -427,5 +442,48 @@ def serialize(graph: Graph) -> bytes:
     return to_onnx(graph).SerializeToString(deterministic=True)
 
 
-__all__ = ["to_onnx", "serialize", "BASE_OPSET", "fakequant_onnx_nodes", "fakequant_min_opset",
-           "fakequant_levels_name", "level_type", "sum_bound"]
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+# Protobuf keys (field number << 3 | 2, length-delimited) of the fields written by hand.
+_MODEL_GRAPH = _varint(7 << 3 | 2)        # ModelProto.graph
+_GRAPH_INITIALIZER = _varint(5 << 3 | 2)  # GraphProto.initializer
+_TENSOR_RAW_DATA = _varint(9 << 3 | 2)    # TensorProto.raw_data
+
+
+def write_onnx(graph: Graph, f: IO[bytes],
+               edit: Callable[[onnx.ModelProto], None] | None = None) -> None:
+    """Write `to_onnx(graph)` (after `edit`, e.g. metadata) to `f` without building it in
+    memory: the model without its large initializers, then each large initializer as one
+    more occurrence of ModelProto.graph holding only it. A protobuf parser merges repeated
+    occurrences of a message field (the graph) and appends repeated fields (its
+    initializers), so every reader (onnx.load, onnxruntime) sees the same model, with the
+    large initializers last; the bytes are deterministic. Each tensor's data is written
+    straight from its array: the peak is the model skeleton, not a proto copy plus a
+    serialized copy of every weight (VGG-11: 531 MB each)."""
+    ctx = _Ctx(stream=True)
+    model = _build(graph, ctx)
+    if edit is not None:
+        edit(model)
+    f.write(model.SerializeToString(deterministic=True))
+    for name, a in ctx.large:
+        meta = onnx.TensorProto(name=name, dims=a.shape,
+                                data_type=helper.np_dtype_to_tensor_dtype(a.dtype))
+        head = meta.SerializeToString(deterministic=True)
+        data = np.ascontiguousarray(a, a.dtype.newbyteorder("<")).reshape(-1).view(np.uint8)
+        raw = _TENSOR_RAW_DATA + _varint(data.size)
+        tensor = len(head) + len(raw) + data.size
+        init = _GRAPH_INITIALIZER + _varint(tensor)
+        f.write(_MODEL_GRAPH + _varint(len(init) + tensor))
+        f.write(init + head + raw)
+        f.write(data.data)
+
+
+__all__ = ["to_onnx", "serialize", "write_onnx", "BASE_OPSET", "fakequant_onnx_nodes",
+           "fakequant_min_opset", "fakequant_levels_name", "level_type", "sum_bound"]
