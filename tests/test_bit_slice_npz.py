@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from imcc.fileio import NPZ_LEVEL, Stacked, npz_bytes, write_npz
-from imcc.targets.program import bit_slice
+from imcc.targets.program import bit_slice, bit_slice_at
 
 
 def slice_int64(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
@@ -32,6 +32,11 @@ def test_bit_slice_equals_int64_slicing(weight_bits: int, cell_bits: int) -> Non
         got = bit_slice(q, weight_bits, cell_bits)
         assert got.dtype == np.int8
         np.testing.assert_array_equal(got, slice_int64(q, weight_bits, cell_bits))
+        # one slice per element, as the emitter takes them from a big layer's levels
+        s = rng.integers(0, got.shape[0], q.shape)
+        at = bit_slice_at(q, s, weight_bits, cell_bits)
+        assert at.dtype == np.int8
+        np.testing.assert_array_equal(at, np.take_along_axis(got, s[None], 0)[0])
 
 
 def test_npz_is_deterministic_streamed_and_fast_deflate(tmp_path) -> None:

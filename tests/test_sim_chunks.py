@@ -185,3 +185,16 @@ def test_chunk_size_follows_the_budget():
     assert Simulator(prog, batch=2).chunk_size(100) == 2
     with pytest.raises(UsageError):
         Simulator(prog, max_memory=0)
+
+
+def test_onnxruntime_batch_follows_the_memory_budget() -> None:
+    """evaluate's onnxruntime runs are batched like the simulator: within ORT_BATCH_BYTES
+    and --max-memory (twice the largest crossbar layer's input + output per image)."""
+    from imcc.sim.evaluate import ORT_MAX_BATCH, ort_batch
+
+    prog, _ = small_program()
+    per = max(8 * (int(np.prod(la.in_shape)) + int(np.prod(la.out_shape)))
+              for la in prog.crossbar_layers())
+    assert ort_batch(prog) == ORT_MAX_BATCH
+    assert ort_batch(prog, max_memory=5 * per + 1) == 5
+    assert ort_batch(prog, max_memory=1) == 1

@@ -68,6 +68,18 @@ def bit_slice(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
     return levels
 
 
+def bit_slice_at(q: np.ndarray, s: np.ndarray, weight_bits: int, cell_bits: int
+                 ) -> np.ndarray:
+    """`bit_slice(q, weight_bits, cell_bits)[s[i], i]` elementwise: the level of slice
+    `s[i]` of `q[i]` (same shapes), without slicing every weight."""
+    n = -(-weight_bits // cell_bits)
+    u = np.asarray(q).astype(np.int64) & ((1 << (n * cell_bits)) - 1)
+    d = (u >> (np.asarray(s, np.int64) * cell_bits)) & ((1 << cell_bits) - 1)
+    top = np.asarray(s) == n - 1
+    d = np.where(top & (d >= 1 << (cell_bits - 1)), d - (1 << cell_bits), d)
+    return np.where(top, -d, d).astype(np.int8)
+
+
 @dataclass(eq=False)
 class Tile:
     """One array's contents. `rows[r] = (c, dy, dx)`: the input element (channel, offset from
