@@ -39,7 +39,10 @@ replica that serves it and one product over all windows equals the replicas' pro
 
 Memory: the batch is processed in chunks sized so that one layer's padded input, unrolled
 windows and outputs for one chunk fit `max_memory` bytes (default: a quarter of the
-machine's RAM); values are freed after their last use.
+machine's RAM); values are freed after their last use. The plan holds one float32 matrix
+per layer and group (quantized programs: integer levels, built directly in float32); the
+per-column matrices of the ADC path are built only when an ADC that is not lossless runs,
+since they grow with a layer's rows times all its tiles' columns.
 """
 
 from __future__ import annotations
