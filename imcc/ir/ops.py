@@ -60,10 +60,6 @@ def _windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int
 
 # ---------------------------------------------------------------------------- crossbar ops
 
-# Output maps at least this large (ho * wo) are convolved one image at a time: each GEMM is
-# then big enough on its own, and its result is already channels-first.
-PER_IMAGE_GEMM = 256
-
 
 @dataclass(frozen=True)
 class Conv(Op):
@@ -90,45 +86,21 @@ class Conv(Op):
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x, w = xs[0], xs[1]
-        dt = np.result_type(x.dtype, w.dtype)
         t, lft, b, r = self.pads
-        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (lft, r))) if any(self.pads) else x
-        xp = np.ascontiguousarray(xp, dtype=dt)
-        n = x.shape[0]
+        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (lft, r)))
         ho, wo = self.out_hw(x.shape[2], x.shape[3])
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
-        g, (oc, icg) = self.group, w.shape[:2]
-        ocg, kk, hw = oc // g, icg * kh * kw, ho * wo
-        wm = np.asarray(w, dtype=dt).reshape(g, ocg, icg, kh, kw)
-        s0, s1, s2, s3 = xp.strides
-        # view[b, g, c, ky, kx, oy, ox] = xp[b, g * icg + c, oy * sh + ky * dh, ox * sw + kx * dw]
-        view = np.lib.stride_tricks.as_strided(
-            xp, (n, g, icg, kh, kw, ho, wo),
-            (s0, icg * s1, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
-        y = np.zeros((n, g, ocg, ho, wo), dt)
-        if icg == 1:
-            # Depthwise: one multiply-add over the whole batch per kernel tap (a GEMM per
-            # group and image would be thousands of 1-row products).
-            for ky in range(kh):
-                for kx in range(kw):
-                    y += wm[None, :, :, 0, ky, kx, None, None] * view[:, :, :, ky, kx]
-        elif hw >= PER_IMAGE_GEMM:
-            # Large maps: per image and group one (ocg x K) @ (K x ho*wo) GEMM on the
-            # unrolled windows (im2col, channels-first: no transpose of the result).
-            yv = y.reshape(n, g, ocg, hw)
-            for i in range(n):
-                for gi in range(g):
-                    np.matmul(wm[gi].reshape(ocg, kk), view[i, gi].reshape(kk, hw),
-                              out=yv[i, gi])
-        else:
-            # Small maps: one GEMM over all windows of the batch per group.
-            for gi in range(g):
-                cols = view[:, gi].transpose(0, 4, 5, 1, 2, 3).reshape(n * hw, kk)
-                prod = cols @ wm[gi].reshape(ocg, kk).T
-                y[:, gi] = prod.reshape(n, ho, wo, ocg).transpose(0, 3, 1, 2)
-        y = y.reshape(n, oc, ho, wo)
+        g = self.group
+        oc, icg = w.shape[0], w.shape[1]
+        ocg = oc // g
+        outs = []
+        for gi in range(g):
+            win = _windows(np.ascontiguousarray(xp[:, gi * icg:(gi + 1) * icg]), *self.kernel,
+                           *self.stride, *self.dilation, ho, wo)
+            outs.append(np.einsum("nchwij,ocij->nohw", win, w[gi * ocg:(gi + 1) * ocg],
+                                  optimize=True))
+        y = np.concatenate(outs, axis=1)
         if len(xs) > 2:
-            y += xs[2].reshape(1, -1, 1, 1).astype(dt, copy=False)
+            y = y + xs[2].reshape(1, -1, 1, 1)
         return y.astype(x.dtype, copy=False)
 
 
