@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment  # noqa: E402 -- sibling module
+from common import environment, rewrite_section  # noqa: E402 -- sibling module
 from imagenet import BUILDERS  # noqa: E402 -- sibling module
 
 from imcc.dataset import bundled_example_data, load_npz  # noqa: E402
@@ -56,7 +56,6 @@ from imcc.sim.simulator import Simulator  # noqa: E402
 from imcc.targets.program_io import read_program  # noqa: E402
 from imcc.threads import limit_threads  # noqa: E402
 
-MARK_BEGIN, MARK_END = "<!-- bench_scale:begin -->", "<!-- bench_scale:end -->"
 # The peer: onnxruntime loads the model file and runs one batch-1 inference (default
 # session options: what a user of onnxruntime gets), in its own process.
 PEER = """
@@ -92,7 +91,6 @@ def imcc_cmd(*args: str) -> list[str]:
 
 
 def model_file(name: str, work: Path) -> Path:
-    import onnx
 
     path = work / f"{name}.onnx"
     if not path.exists():
@@ -101,7 +99,11 @@ def model_file(name: str, work: Path) -> Path:
 
             shutil.copyfile(resolve_model("resnet20"), path)
         else:
-            onnx.save(BUILDERS[name](0), path)
+            # In a child process: building VGG-11 here would grow this process by 1 GB
+            # (see main: the children's peak RSS would include it).
+            subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "imagenet.py"),
+                            name, "-o", str(path)], check=True, env=ENV,
+                           stdout=subprocess.DEVNULL)
     return path
 
 
@@ -186,40 +188,53 @@ def main() -> int:
     ap.add_argument("--rss-images", type=int, default=64,
                     help="images of the `imcc simulate` peak-RSS run (224x224 models)")
     ap.add_argument("--adcs", default="8,6", help="ADC widths simulated besides the ideal "
-                    "one (bits; a width lossless for the program runs the exact path)")
+                    "one on ResNet-20 (bits; a width lossless for the program runs the exact "
+                    "path)")
+    ap.add_argument("--imagenet-adcs", default="", help="the same for the 224x224 models "
+                    "(default none: their random weights make every width lossy, and the "
+                    "per-column ADC path's plan grows with rows x all tiles' columns, "
+                    "beyond memory for VGG-11's classifier)")
     ap.add_argument("--work", type=Path, help="directory for models and outputs "
                     "(default: a temporary one, removed afterwards)")
     ap.add_argument("--doc", type=Path, help="Markdown file whose bench_scale section to "
                     "rewrite with the tables")
     args = ap.parse_args()
     adcs = tuple(int(a) for a in args.adcs.split(",") if a.strip())
+    big_adcs = tuple(int(a) for a in args.imagenet_adcs.split(",") if a.strip())
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in names if m != "resnet20" and m not in BUILDERS]
     if bad:
         ap.error(f"unknown model(s): {', '.join(bad)}")
     lines = [f"Command: `python benchmarks/bench_scale.py --models {','.join(names)} "
              f"--repeat {args.repeat} --images {args.images} --imagenet-images "
-             f"{args.imagenet_images} --rss-images {args.rss_images} --adcs {args.adcs}`", "",
+             f"{args.imagenet_images} --rss-images {args.rss_images} --adcs {args.adcs}"
+             + (f" --imagenet-adcs {args.imagenet_adcs}" if big_adcs else "") + "`", "",
              f"Start: {environment()}", ""]
     comp_rows, sim_rows, rss_rows = [], [], []
     with tempfile.TemporaryDirectory(prefix="imcc-scale-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        # Every whole process first, while this process is small: the peak RSS the kernel
+        # reports for a child (wait4) includes that of the process it was forked from.
+        outs, datas = {}, {}
         for name in names:
             model = model_file(name, work)
-            row, out = bench_compile(name, model, work, args.repeat)
+            row, outs[name] = bench_compile(name, model, work, args.repeat)
             comp_rows.append(row)
             print(row, flush=True)
             n = args.images if name == "resnet20" else args.imagenet_images
-            data = images(name, max(n, args.rss_images), work)
-            sim_rows += bench_simulate(name, out, data, n, args.repeat, adcs)
-            print("\n".join(sim_rows[-1 - len(adcs):]), flush=True)
+            datas[name] = images(name, max(n, args.rss_images), work)
             if name != "resnet20":
-                p = run_proc(imcc_cmd("simulate", str(out), "--data", str(data), "--limit",
-                                      str(args.rss_images), "--ideal-adc"))
+                p = run_proc(imcc_cmd("simulate", str(outs[name]), "--data", str(datas[name]),
+                                      "--limit", str(args.rss_images), "--ideal-adc"))
                 rss_rows.append(f"| {name} | {args.rss_images} | {p.wall:.1f} "
                                 f"| {p.rss / 2**30:.2f} |")
                 print(rss_rows[-1], flush=True)
+        for name in names:
+            n = args.images if name == "resnet20" else args.imagenet_images
+            widths = adcs if name == "resnet20" else big_adcs
+            sim_rows += bench_simulate(name, outs[name], datas[name], n, args.repeat, widths)
+            print("\n".join(sim_rows[-1 - len(widths):]), flush=True)
     lines += ["### Compile vs onnxruntime load + one inference (whole processes)", "",
               "| model | file MB | imcc compile s | ORT load+infer s | ratio | compile peak "
               "RSS MB | RSS / file | ORT peak RSS MB |", "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -235,12 +250,7 @@ def main() -> int:
     text = "\n".join(lines)
     print("\n" + text)
     if args.doc is not None:
-        doc = args.doc.read_text()
-        if MARK_BEGIN not in doc or MARK_END not in doc:
-            raise SystemExit(f"{args.doc}: no {MARK_BEGIN} ... {MARK_END} section")
-        head, rest = doc.split(MARK_BEGIN, 1)
-        _, tail = rest.split(MARK_END, 1)
-        args.doc.write_text(f"{head}{MARK_BEGIN}\n{text}\n{MARK_END}{tail}")
+        rewrite_section(args.doc, "bench_scale", text)
     return 0
 
 

@@ -7,6 +7,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -26,3 +27,15 @@ def environment() -> str:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (f"{os.cpu_count()} CPUs, load average {load}; Python {platform.python_version()}, "
             f"numpy {np.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
+
+
+def rewrite_section(doc: Path, name: str, text: str) -> None:
+    """Replace the part of `doc` between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``
+    with `text`."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    body = doc.read_text()
+    if begin not in body or end not in body:
+        raise SystemExit(f"{doc}: no {begin} ... {end} section")
+    head, rest = body.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{begin}\n{text}\n{end}{tail}")

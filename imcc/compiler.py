@@ -4,21 +4,25 @@ OUTDIR layout (all deterministic):
   report.json     the `imcc-report/1` summary (cycles, tiles, utilization, energy, ...)
   compiled.onnx   the network exactly as mapped (factorized, QDQ-quantized) for onnxruntime
   float.onnx      the imported float model, the reference for accuracy comparisons
-  program.json    the crossbar program (`imcc-program/2`, docs/program-format.md)
+  program.json    the crossbar program (`imcc-program/3`, docs/program-format.md)
   arrays.npz      its row/column maps and cell levels
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import numpy as np
+import onnx
 
 from imcc.analysis.chip import Chip, load_chip
 from imcc.analysis.energy import analyze_energy
@@ -28,7 +32,7 @@ from imcc.errors import UsageError
 from imcc.fileio import atomic_dir
 from imcc.frontend import import_model
 from imcc.ir import Graph, verify
-from imcc.ir.onnx_export import serialize, to_onnx
+from imcc.ir.onnx_export import write_onnx
 from imcc.ir.records import CalibrationRecord, LowRankRecord, MappingRecord, Record
 from imcc.passes.base import CompileContext, Pass
 from imcc.passes.fold_bn import FoldBatchNorm
@@ -77,16 +81,31 @@ class CompileOptions:
         return list(self.pipeline) if self.pipeline is not None else default_pipeline(self)
 
 
+# float.onnx is kept in memory up to this size, beyond in an anonymous temporary file.
+FLOAT_SPOOL_BYTES = 64 << 20
+
+
 @dataclass
 class CompileResult:
     graph: Graph
-    float_graph_bytes: bytes
+    # float.onnx (the graph as imported), written before the passes edit the graph: a
+    # spooled temporary file, so an ImageNet model's float weights are not held twice
+    float_onnx: IO[bytes]
     program: Program
     report: dict[str, Any]  # report["passes"] names the passes run, report["pipeline"] spells them
     records: tuple[Record, ...] = ()  # what every pass decided, in order
     # How the model's input is normalized, for compiled.onnx's metadata: "none" (imcc knows
     # of none: the input is the original model's), or a JSON object (`input_normalization`)
     input_normalization: str = "none"
+
+    @property
+    def float_graph_bytes(self) -> bytes:
+        self.float_onnx.seek(0)
+        return self.float_onnx.read()
+
+    def write_float_onnx(self, f: IO[bytes]) -> None:
+        self.float_onnx.seek(0)
+        shutil.copyfileobj(self.float_onnx, f, 1 << 20)
 
 
 def input_normalization(model_path: Path) -> str:
@@ -107,12 +126,19 @@ def input_normalization(model_path: Path) -> str:
 
 
 def compiled_onnx_bytes(res: CompileResult) -> bytes:
+    """compiled.onnx's bytes (`write_compiled_onnx`)."""
+    buf = io.BytesIO()
+    write_compiled_onnx(res, buf)
+    return buf.getvalue()
+
+
+def write_compiled_onnx(res: CompileResult, f: IO[bytes]) -> None:
     """compiled.onnx: the mapped graph with ``metadata_props`` saying how to run it --
     ``imcc.input_normalization`` (see `input_normalization`), ``imcc.version``,
-    ``imcc.target`` (array size and bit widths) and ``imcc.pipeline`` (the `-p` text)."""
+    ``imcc.target`` (array size and bit widths) and ``imcc.pipeline`` (the `-p` text) --
+    streamed to `f` (`imcc.ir.onnx_export.write_onnx`)."""
     from imcc import __version__
 
-    model = to_onnx(res.graph)
     t = res.report["target"]
     meta = {"imcc.input_normalization": res.input_normalization, "imcc.version": __version__,
             "imcc.target": (f"{t['rows']}x{t['cols']} weight_bits={t['weight_bits']} "
@@ -120,10 +146,13 @@ def compiled_onnx_bytes(res: CompileResult) -> bytes:
                             f"dac_bits={t['dac_bits']} adc_bits={t['adc_bits']} "
                             f"tech={t['tech']}"),
             "imcc.pipeline": str(res.report.get("pipeline", ""))}
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        model.metadata_props.add(key=key, value=value)
-    return model.SerializeToString(deterministic=True)
+
+    def stamp(model: onnx.ModelProto) -> None:
+        del model.metadata_props[:]
+        for key, value in meta.items():
+            model.metadata_props.add(key=key, value=value)
+
+    write_onnx(res.graph, f, stamp)
 
 
 def default_pipeline(opts: CompileOptions) -> list[Pass]:
@@ -302,13 +331,14 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str,
     """Run the options' pipeline on ``graph`` (edited in place) and emit the program."""
     pipeline = opts.passes()
     check_pipeline(pipeline)  # before any work
-    float_bytes = serialize(graph)
+    float_onnx = tempfile.SpooledTemporaryFile(max_size=FLOAT_SPOOL_BYTES)
+    write_onnx(graph, float_onnx)
     graph, records = run_passes(graph, pipeline, opts.context(), opts.verify_each, progress)
     if progress:
         progress("emit")
     program, report = finish(graph, pipeline, records, opts.target, opts.tech, model_name,
                              chip=opts.chip)
-    return CompileResult(graph, float_bytes, program, report, records)
+    return CompileResult(graph, float_onnx, program, report, records)
 
 
 def compile_model(model: str, opts: CompileOptions,
@@ -326,8 +356,10 @@ def write_outputs(res: CompileResult, outdir: str | Path,
     dest = Path(outdir)
     with atomic_dir(dest, protect) as tmp:
         (tmp / "report.json").write_text(json.dumps(res.report, indent=1) + "\n")
-        (tmp / "compiled.onnx").write_bytes(compiled_onnx_bytes(res))
-        (tmp / "float.onnx").write_bytes(res.float_graph_bytes)
+        with open(tmp / "compiled.onnx", "wb") as f:
+            write_compiled_onnx(res, f)
+        with open(tmp / "float.onnx", "wb") as f:
+            res.write_float_onnx(f)
         write_program(res.program, tmp)
     return dest
 

@@ -27,10 +27,11 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
@@ -275,7 +276,45 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 NPZ_LEVEL = 1  # deflate level of .npz members (level 6, zlib's default, is ~6x slower)
 
 
-def _write_npz_to(fileobj: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+@dataclass(frozen=True)
+class Stacked:
+    """An .npz member given as parts: the concatenation of `parts` along axis 0, written
+    part by part into the member (never concatenated in memory). Every part has the same
+    dtype and the same shape after axis 0."""
+
+    parts: tuple[np.ndarray, ...]
+    dtype: np.dtype[Any]
+    tail: tuple[int, ...] = ()
+
+    @staticmethod
+    def of(parts: Sequence[np.ndarray], dtype: Any, tail: tuple[int, ...] = ()) -> Stacked:
+        dt = np.dtype(dtype)
+        ps = tuple(np.ascontiguousarray(a, dtype=dt) for a in parts)
+        for a in ps:
+            if a.shape[1:] != tail:
+                raise ValueError(f"part of shape {a.shape} does not stack on {tail}")
+        return Stacked(ps, dt, tail)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (sum(int(a.shape[0]) for a in self.parts),) + self.tail
+
+
+def _write_member(member: IO[bytes], value: np.ndarray | Stacked) -> None:
+    if not isinstance(value, Stacked):
+        np.lib.format.write_array(member, np.ascontiguousarray(value), allow_pickle=False)
+        return
+    # The header np.save writes for the whole array, then each part's bytes in order:
+    # byte-identical to write_array on the concatenation.
+    header = {"descr": np.lib.format.dtype_to_descr(value.dtype), "fortran_order": False,
+              "shape": value.shape}
+    np.lib.format.write_array_header_1_0(member, header)
+    for a in value.parts:
+        if a.size:
+            member.write(a.data)  # contiguous (Stacked.of): written as its bytes
+
+
+def _write_npz_to(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray | Stacked]) -> None:
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key in sorted(arrays):
             info = zipfile.ZipInfo(key + ".npy", date_time=_EPOCH)
@@ -284,20 +323,23 @@ def _write_npz_to(fileobj: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
             setattr(info, "compress_level" if hasattr(info, "compress_level")
                     else "_compresslevel", NPZ_LEVEL)
             info.external_attr = 0o644 << 16
-            # Streamed into the member: no serialized copy of the array is kept.
-            with zf.open(info, "w") as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(arrays[key]),
-                                          allow_pickle=False)
+            value = arrays[key]
+            size = int(np.prod(value.shape, dtype=np.int64)) * value.dtype.itemsize
+            # Streamed into the member: no serialized copy of the array is kept. (A member
+            # past 2 GiB needs zip64 entries, which zipfile only writes when told upfront.)
+            with zf.open(info, "w", force_zip64=size + (1 << 16) > zipfile.ZIP64_LIMIT
+                         ) as member:
+                _write_member(member, value)
 
 
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+def npz_bytes(arrays: Mapping[str, np.ndarray | Stacked]) -> bytes:
     """An .npz (zip of .npy members, sorted, fixed timestamps) as bytes."""
     buf = io.BytesIO()
     _write_npz_to(buf, arrays)
     return buf.getvalue()
 
 
-def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray | Stacked]) -> None:
     """The same bytes as `npz_bytes`, written straight to `path` (for large programs)."""
     with open(path, "wb") as f:
         _write_npz_to(f, arrays)

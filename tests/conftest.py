@@ -58,6 +58,36 @@ def ort_run(model: onnx.ModelProto | bytes | Path, feeds: dict[str, np.ndarray]
     return ort_session(src).run(None, feeds)
 
 
+def per_tile_layout(src: Path, dst: Path, fmt: str = "imcc-program/2") -> Path:
+    """Rewrite the program in `src` (format /3: three arrays.npz members per layer) into
+    `dst` in the older per-tile layout of formats /1 and /2 (`sNNN.tTTTT.{rows,cols,cells}`
+    named by each tile's `arrays_key`); for /1 without the placement key."""
+    import json
+
+    doc = json.loads((src / "program.json").read_text())
+    arrays = dict(np.load(src / "arrays.npz"))
+    for step in doc["steps"]:
+        if step["kind"] != "crossbar":
+            continue
+        key = step.pop("arrays_key")
+        rows, cols, cells = (arrays.pop(f"{key}.{p}") for p in ("rows", "cols", "cells"))
+        r0 = c0 = k0 = 0
+        for ti, t in enumerate(step["tiles"]):
+            r, c = t["rows_used"], t["cols_used"]
+            tk = f"{key}.t{ti:04d}"
+            arrays[f"{tk}.rows"], arrays[f"{tk}.cols"] = rows[r0:r0 + r], cols[c0:c0 + c]
+            arrays[f"{tk}.cells"] = cells[k0:k0 + r * c].reshape(r, c)
+            t["arrays_key"] = tk
+            r0, c0, k0 = r0 + r, c0 + c, k0 + r * c
+    doc["format"] = fmt
+    if fmt == "imcc-program/1":
+        del doc["placement"]
+    dst.mkdir(parents=True)
+    (dst / "program.json").write_text(json.dumps(doc))
+    np.savez(dst / "arrays.npz", **arrays)
+    return dst
+
+
 def report_layer(name: str, **kw: Any) -> dict[str, Any]:
     """One layer of a report.json dict (every key of imcc-report/1), overridden by `kw`."""
     base: dict[str, Any] = {

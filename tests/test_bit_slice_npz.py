@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from imcc.fileio import NPZ_LEVEL, npz_bytes, write_npz
-from imcc.targets.program import bit_slice
+from imcc.fileio import NPZ_LEVEL, Stacked, npz_bytes, write_npz
+from imcc.targets.program import bit_slice, bit_slice_at
 
 
 def slice_int64(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
@@ -32,6 +32,11 @@ def test_bit_slice_equals_int64_slicing(weight_bits: int, cell_bits: int) -> Non
         got = bit_slice(q, weight_bits, cell_bits)
         assert got.dtype == np.int8
         np.testing.assert_array_equal(got, slice_int64(q, weight_bits, cell_bits))
+        # one slice per element, as the emitter takes them from a big layer's levels
+        s = rng.integers(0, got.shape[0], q.shape)
+        at = bit_slice_at(q, s, weight_bits, cell_bits)
+        assert at.dtype == np.int8
+        np.testing.assert_array_equal(at, np.take_along_axis(got, s[None], 0)[0])
 
 
 def test_npz_is_deterministic_streamed_and_fast_deflate(tmp_path) -> None:
@@ -46,3 +51,19 @@ def test_npz_is_deterministic_streamed_and_fast_deflate(tmp_path) -> None:
         assert [i.filename for i in zf.infolist()] == ["a.npy", "b.npy"]
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
     assert NPZ_LEVEL == 1
+
+
+@pytest.mark.parametrize(("dtype", "tail"), [(np.int8, ()), (np.int32, (3,)),
+                                              (np.float32, (2, 2))])
+def test_stacked_member_is_the_concatenation(dtype, tail) -> None:
+    """A Stacked member (written part by part) has the bytes np.save gives the concatenated
+    array, empty parts included, and reads back as it."""
+    rng = np.random.default_rng(len(tail))
+    parts = [rng.integers(-3, 4, (n,) + tail).astype(dtype) for n in (5, 0, 1, 12)]
+    whole = np.concatenate(parts)
+    assert npz_bytes({"a": Stacked.of(parts, dtype, tail), "b": whole}) == \
+        npz_bytes({"a": whole, "b": whole})
+    back = np.load(io.BytesIO(npz_bytes({"a": Stacked.of(parts, dtype, tail)})))["a"]
+    assert back.dtype == dtype and np.array_equal(back, whole)
+    with pytest.raises(ValueError, match="does not stack"):
+        Stacked.of([np.zeros((2, 3))], np.float64, (2,))

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from imcc.ir.annotations import level_dtype
 from imcc.passes.datafit import InputStats, bias_delta, gptq_quantize
 from imcc.passes.pipeline import parse_pipeline
 from imcc.passes.quantize import QuantizePass, dequantize_weight, quantize_weight
@@ -28,7 +29,7 @@ def test_gptq_output_error_never_exceeds_rtn(m, n, p, bits, seed, corr):
     err_r = np.sum(((w.astype(np.float64) - dequantize_weight(rtn)) @ x.T) ** 2)
     assert err_g <= err_r * (1 + 1e-6) + 1e-9
     qmax = (1 << (bits - 1)) - 1
-    assert wq.q.dtype == np.int32 and np.abs(wq.q).max() <= qmax
+    assert wq.q.dtype == level_dtype(bits) and np.abs(wq.q).max() <= qmax
 
 
 def test_gptq_beats_rtn_on_correlated_inputs():

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import chip_text, make_model
+from conftest import chip_text, make_model, per_tile_layout
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
@@ -107,7 +107,7 @@ def test_placed_program_on_disk_and_simulated(placed: dict[int, tuple[CompileRes
                                               segments: list[list[str]]) -> None:
     res, outdir = placed[arrays]
     doc = json.loads((outdir / "program.json").read_text())
-    assert doc["format"] == FORMAT == "imcc-program/2"
+    assert doc["format"] == FORMAT == "imcc-program/3"
     pl = doc["placement"]
     assert (pl["chip"], pl["arrays"], pl["batch"]) == ("hand", arrays, 1)
     assert [s["layers"] for s in pl["segments"]] == segments
@@ -150,21 +150,26 @@ def test_window_ranges_of_replicas(placed: dict[int, tuple[CompileResult, Path]]
 def test_format_1_is_still_read(placed: dict[int, tuple[CompileResult, Path]],
                                 tmp_path: Path) -> None:
     _, outdir = placed[3]
-    doc = json.loads((outdir / "program.json").read_text())
-    doc["format"] = "imcc-program/1"
-    del doc["placement"]
-    d = tmp_path / "v1"
-    d.mkdir()
-    (d / "program.json").write_text(json.dumps(doc))
-    (d / "arrays.npz").write_bytes((outdir / "arrays.npz").read_bytes())
+    d = per_tile_layout(outdir, tmp_path / "v1", "imcc-program/1")
     prog = read_program(d)
     assert prog.placement is None
     sim = simulate(prog, {"x": X})
     assert sim.placed_cycles_per_image is None and sim.cycles_per_image == 36
-    doc["format"] = "imcc-program/3"
+    doc = json.loads((d / "program.json").read_text())
+    doc["format"] = "imcc-program/4"
     (d / "program.json").write_text(json.dumps(doc))
-    with pytest.raises(DataError, match="expected 'imcc-program/1' or 'imcc-program/2'"):
+    with pytest.raises(DataError, match="expected 'imcc-program/1' or 'imcc-program/2' or "
+                                        "'imcc-program/3'"):
         read_program(d)
+
+
+def test_format_2_placement_is_still_read(placed: dict[int, tuple[CompileResult, Path]],
+                                          tmp_path: Path) -> None:
+    res, outdir = placed[5]
+    prog = read_program(per_tile_layout(outdir, tmp_path / "v2"))
+    assert prog.placement == res.program.placement
+    assert np.array_equal(simulate(prog, {"x": X}).outputs["y"],
+                          simulate(read_program(outdir), {"x": X}).outputs["y"])
 
 
 def _pl(d: dict[str, Any]) -> dict[str, Any]:

@@ -176,3 +176,31 @@ def test_depthwise_packs_all_channels_into_one_array():
                         target=CrossbarTarget(128, 128))
     layer = res.report["layers"][0]
     assert layer["group_pack"] == 8 and layer["tiles"] == 1
+
+
+@pytest.mark.parametrize(("mapping", "rows", "cols"), [("im2col", 32, 32), ("sdk", 64, 32),
+                                                       ("auto", 16, 64), ("auto", 64, 64)])
+def test_levels_sliced_on_demand_give_the_same_program(monkeypatch, mapping, rows, cols):
+    """A layer whose sliced levels exceed EAGER_LEVELS_BYTES has its cells sliced from the
+    weight levels tile by tile (emit.SlicedLevels): the tiles equal the eager ones."""
+    import imcc.targets.emit as emit
+
+    rng = np.random.default_rng(rows + cols)
+    m = make_model([helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1] * 4, group=2),
+                    helper.make_node("Relu", ["a"], ["r"]),
+                    helper.make_node("Conv", ["r", "w2"], ["y"], strides=[2, 2])],
+                   [("x", ["N", 4, 8, 8])], ["y"],
+                   {"w1": rng.normal(size=(6, 2, 3, 3)).astype(np.float32),
+                    "w2": rng.normal(size=(5, 6, 2, 2)).astype(np.float32)})
+    x = rng.normal(size=(4, 4, 8, 8)).astype(np.float32)
+    opts = CompileOptions(target=CrossbarTarget(rows, cols, weight_bits=5, cell_bits=2),
+                          mapping=mapping, calib=x)
+    eager = compile_graph(import_proto(m, "t"), opts, "t").program
+    monkeypatch.setattr(emit, "EAGER_LEVELS_BYTES", 0)
+    lazy = compile_graph(import_proto(m, "t"), opts, "t").program
+    for a, b in zip(eager.crossbar_layers(), lazy.crossbar_layers(), strict=True):
+        assert len(a.tiles) == len(b.tiles) > 0
+        for ta, tb in zip(a.tiles, b.tiles, strict=True):
+            assert ta.cells.dtype == tb.cells.dtype == np.int8 and ta.taps == tb.taps
+            for part in ("rows", "cols", "cells"):
+                np.testing.assert_array_equal(getattr(ta, part), getattr(tb, part))

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_model
+from conftest import make_model, per_tile_layout
 from onnx import helper
 
 from imcc.compiler import CompileOptions, compile_graph, write_outputs
@@ -59,8 +59,10 @@ def set_(d: dict[str, Any], key: str, v: Any) -> None:
     d[key] = v
 
 
-def first_tile_key(doc: dict[str, Any], k: int = 0) -> str:
-    return xbar(doc, k)["tiles"][0]["arrays_key"]
+def first_layer_key(doc: dict[str, Any], k: int = 0) -> str:
+    """The arrays.npz prefix of crossbar layer k's tiles (its first tile's rows and columns
+    come first in `.rows` / `.cols`, its cells first in `.cells`)."""
+    return xbar(doc, k)["arrays_key"]
 
 
 def arr(key_of: Callable[[], str], part: str, fn: Callable[[np.ndarray], np.ndarray]
@@ -83,12 +85,12 @@ def _big_col(c: np.ndarray) -> np.ndarray:
 
 def _nan(c: np.ndarray) -> np.ndarray:
     c = c.astype(np.float32)
-    c[0, 0] = np.nan
+    c[0] = np.nan
     return c
 
 
 def _hundred(c: np.ndarray) -> np.ndarray:
-    c[0, 0] = 100
+    c[0] = 100
     return c
 
 
@@ -119,13 +121,16 @@ def test_tampered_documents_are_refused(outdir: Path, tmp_path: Path, name: str)
 
 def test_tampered_arrays_are_refused(outdir: Path, tmp_path: Path) -> None:
     doc = json.loads((outdir / "program.json").read_text())
-    key = first_tile_key(doc)
+    key = first_layer_key(doc)
     cases = [
         (arr(lambda: key, "rows", _neg_row), "outside"),
         (arr(lambda: key, "cols", _big_col), "outside"),
         (arr(lambda: key, "cells", _nan), "NaN|finite|integer"),
         (arr(lambda: key, "cells", _hundred), "levels"),
-        (arr(lambda: key, "cells", lambda c: c[:, :-1]), "cells must be"),
+        (arr(lambda: key, "cells", lambda c: c[:-1]), "cells holds"),
+        (arr(lambda: key, "cells", lambda c: c.reshape(1, -1)), "cells holds"),
+        (arr(lambda: key, "rows", lambda r: r[:-1]), "rows has"),
+        (arr(lambda: key, "cols", lambda c: np.concatenate([c, c[:1]])), "cols has"),
         (lambda a: a.__setitem__(f"{key.split('.')[0]}.out_scale", np.ones(2, np.float32)),
          "out_scale"),
     ]
@@ -141,3 +146,31 @@ def test_the_untampered_program_reads_and_runs(outdir: Path, tmp_path: Path) -> 
     x = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
     sim = simulate(prog, {"x": x})
     assert np.all(np.isfinite(sim.outputs["y"]))
+
+
+def test_format_2_per_tile_members_are_still_read(outdir: Path, tmp_path: Path) -> None:
+    """A program in the per-tile layout of formats /1 and /2 reads to the same tiles as the
+    /3 file it came from, and its tiles are checked the same way."""
+    new = read_program(outdir)
+    old = read_program(per_tile_layout(outdir, tmp_path / "v2"))
+    for a, b in zip(new.crossbar_layers(), old.crossbar_layers(), strict=True):
+        assert len(a.tiles) == len(b.tiles) > 0
+        for ta, tb in zip(a.tiles, b.tiles, strict=True):
+            for part in ("rows", "cols", "cells"):
+                assert np.array_equal(getattr(ta, part), getattr(tb, part))
+                assert getattr(ta, part).dtype == getattr(tb, part).dtype
+    doc = json.loads((tmp_path / "v2" / "program.json").read_text())
+    key = xbar(doc)["tiles"][0]["arrays_key"]
+    bad = tampered(tmp_path / "v2", tmp_path / "v2bad",
+                   array_edit=arr(lambda: key, "cells", lambda c: c[:, :-1]))
+    with pytest.raises(DataError, match="cells must be"):
+        read_program(bad)
+
+
+def test_arrays_npz_has_three_members_per_layer(outdir: Path) -> None:
+    doc = json.loads((outdir / "program.json").read_text())
+    names = set(np.load(outdir / "arrays.npz").files)
+    for k in range(2):
+        key = first_layer_key(doc, k)
+        assert {f"{key}.{p}" for p in ("rows", "cols", "cells")} <= names
+    assert not any(".t0" in n for n in names)

@@ -13,17 +13,20 @@ from onnx import TensorProto, helper
 
 from imcc.dataset import bundled_example_data, load_npz
 from imcc.errors import DataError, ModelError, UsageError
-from imcc.ir import Graph, LowRank, Node, PairRole, TensorType, Value, ops, verify
+from imcc.ir import DType, Graph, LowRank, Node, PairRole, TensorType, Value, ops, verify
 from imcc.ir.interp import run as interp_run
 from imcc.ir.onnx_export import fakequant_min_opset, fakequant_onnx_nodes
 from imcc.ir.records import CalibrationRecord
 from imcc.passes.base import CompileContext
 from imcc.passes.quantize import (
+    MAX_CALIB_VALUES,
     QuantizePass,
     calibrate_scale,
+    calibration_feeds,
     dequantize_weight,
     fakequant_mse,
     quantize_weight,
+    synthetic_samples,
 )
 
 # ------------------------------------------------------------------------------ fixtures
@@ -523,3 +526,18 @@ def test_onnx_qdq_conv_matches_ir_with_ort_qdq_transforms_off() -> None:
     diff = np.abs(got - want)
     assert diff.max() <= fq_out.scale * 1.0001
     assert np.count_nonzero(diff) <= 0.002 * diff.size
+
+
+@pytest.mark.parametrize(("shape", "want"), [((3, 32, 32), 32), ((3, 64, 64), 22),
+                                             ((3, 96, 96), 10), ((3, 224, 224), 8),
+                                             ((3, 512, 512), 8), ((10,), 32)])
+def test_synthetic_batch_fills_the_scale_search(shape: tuple[int, ...], want: int) -> None:
+    """32 samples for CIFAR-sized inputs (unchanged), fewer for large ones: as many as
+    needed for the input to hold MAX_CALIB_VALUES values, at least 8."""
+    assert synthetic_samples([shape]) == want
+    if 8 < want < 32:
+        assert (want - 1) * np.prod(shape) < MAX_CALIB_VALUES <= want * np.prod(shape)
+    g = Graph("big")
+    g.input("x", TensorType((None,) + shape, DType.FLOAT32))
+    feeds, source = calibration_feeds(g, None)
+    assert source == "synthetic" and feeds["x"].shape == (want,) + shape

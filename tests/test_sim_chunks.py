@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import make_model
 from cycle_oracle import check_counted_cycles
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
@@ -131,6 +131,10 @@ def compiled(model, mapping: str, quantize: bool, rows: int, cols: int, calib: n
        mapping=st.sampled_from(["im2col", "sdk", "vw-sdk", "auto"]),
        quantize=st.booleans(), adc=st.sampled_from([None, 2, 3, 5, 8]),
        rows=st.sampled_from([8, 16, 64]), cols=st.sampled_from([8, 16, 64]))
+# The planner packs two pieces of one group reading the same input rows on a tile's block
+# diagonal: the ADC path once kept only one of the duplicated rows.
+@example(icg=2, ocg=3, group=2, k=1, hw=3, stride=1, pad=0, dil=1, mapping="auto",
+         quantize=True, adc=2, rows=8, cols=8)
 def test_simulator_equals_the_per_tile_reference(icg, ocg, group, k, hw, stride, pad, dil,
                                                  mapping, quantize, adc, rows, cols):
     if hw + 2 * pad < (k - 1) * dil + 1:
@@ -181,3 +185,16 @@ def test_chunk_size_follows_the_budget():
     assert Simulator(prog, batch=2).chunk_size(100) == 2
     with pytest.raises(UsageError):
         Simulator(prog, max_memory=0)
+
+
+def test_onnxruntime_batch_follows_the_memory_budget() -> None:
+    """evaluate's onnxruntime runs are batched like the simulator: within ORT_BATCH_BYTES
+    and --max-memory (twice the largest crossbar layer's input + output per image)."""
+    from imcc.sim.evaluate import ORT_MAX_BATCH, ort_batch
+
+    prog, _ = small_program()
+    per = max(8 * (int(np.prod(la.in_shape)) + int(np.prod(la.out_shape)))
+              for la in prog.crossbar_layers())
+    assert ort_batch(prog) == ORT_MAX_BATCH
+    assert ort_batch(prog, max_memory=5 * per + 1) == 5
+    assert ort_batch(prog, max_memory=1) == 1

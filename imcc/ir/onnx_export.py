@@ -37,7 +37,8 @@ IR 10 from release 1.17 on).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 import numpy as np
 import onnx
@@ -120,10 +121,17 @@ def fakequant_onnx_nodes(name: str, x_name: str, out_name: str, fq: O.FakeQuant,
     return nodes, inits
 
 
+# Initializers at least this large are streamed by `write_onnx`, not built as protos.
+STREAM_BYTES = 1 << 16
+
+
 class _Ctx:
-    def __init__(self) -> None:
+    def __init__(self, stream: bool = False) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
+        # With `stream`: the large initializers as (name, array), written by `write_onnx`.
+        self.stream = stream
+        self.large: list[tuple[str, np.ndarray]] = []
         self.names: set[str] = set()
         self.opset = BASE_OPSET
         # FakeQuant output name -> (FakeQuant node name, its op): where the levels are.
@@ -138,7 +146,11 @@ class _Ctx:
             name = f"{base}_{i}"
             i += 1
         self.names.add(name)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        a = np.ascontiguousarray(arr)
+        if self.stream and a.nbytes >= STREAM_BYTES and a.dtype.kind in "biuf":
+            self.large.append((name, a))
+        else:
+            self.inits.append(numpy_helper.from_array(a, name))
         return name
 
     def node(self, op_type: str, ins: list[str], outs: list[str], name: str,
@@ -150,7 +162,7 @@ def _weight_q(ctx: _Ctx, name: str, wq_bits: int, q: np.ndarray) -> str:
     """The weight levels as an int8/int16 initializer (symmetric: signed)."""
     dt, opset = level_type(wq_bits, True)
     ctx.need(opset)
-    return ctx.init(name, q.astype(dt))
+    return ctx.init(name, q.astype(dt, copy=False))
 
 
 def _weight(ctx: _Ctx, node: Node, v: Value) -> str:
@@ -193,7 +205,11 @@ def _int_input(ctx: _Ctx, n: Node) -> tuple[str, O.FakeQuant] | None:
 def sum_bound(q: np.ndarray, fq: O.FakeQuant) -> int:
     """An upper bound on |partial sums| of a crossbar layer on integer levels: the largest
     sum of |weight levels| over one output's fan-in times the largest |input level|."""
-    per_out = np.abs(q.astype(np.int64)).reshape(q.shape[0], -1).sum(axis=1)
+    rows = q.reshape(q.shape[0], -1)
+    # In blocks of rows: a whole int64 copy of VGG-11's 103M-level classifier is 822 MB.
+    step = max(1, (1 << 20) // max(1, rows.shape[1]))
+    per_out = np.concatenate([np.abs(rows[i:i + step].astype(np.int64)).sum(axis=1)
+                              for i in range(0, rows.shape[0], step)] or [np.zeros(0, np.int64)])
     lo, hi = fq.qrange
     return int(per_out.max(initial=0)) * max(abs(lo), abs(hi))
 
@@ -407,7 +423,10 @@ def _vi(v: Value) -> onnx.ValueInfoProto:
 
 
 def to_onnx(graph: Graph) -> onnx.ModelProto:
-    ctx = _Ctx()
+    return _build(graph, _Ctx())
+
+
+def _build(graph: Graph, ctx: _Ctx) -> onnx.ModelProto:
     for n in graph.nodes:
         _export_node(ctx, n)
     g = helper.make_graph(ctx.nodes, graph.name, [_vi(v) for v in graph.inputs],
@@ -423,5 +442,48 @@ def serialize(graph: Graph) -> bytes:
     return to_onnx(graph).SerializeToString(deterministic=True)
 
 
-__all__ = ["to_onnx", "serialize", "BASE_OPSET", "fakequant_onnx_nodes", "fakequant_min_opset",
-           "fakequant_levels_name", "level_type", "sum_bound"]
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+# Protobuf keys (field number << 3 | 2, length-delimited) of the fields written by hand.
+_MODEL_GRAPH = _varint(7 << 3 | 2)        # ModelProto.graph
+_GRAPH_INITIALIZER = _varint(5 << 3 | 2)  # GraphProto.initializer
+_TENSOR_RAW_DATA = _varint(9 << 3 | 2)    # TensorProto.raw_data
+
+
+def write_onnx(graph: Graph, f: IO[bytes],
+               edit: Callable[[onnx.ModelProto], None] | None = None) -> None:
+    """Write `to_onnx(graph)` (after `edit`, e.g. metadata) to `f` without building it in
+    memory: the model without its large initializers, then each large initializer as one
+    more occurrence of ModelProto.graph holding only it. A protobuf parser merges repeated
+    occurrences of a message field (the graph) and appends repeated fields (its
+    initializers), so every reader (onnx.load, onnxruntime) sees the same model, with the
+    large initializers last; the bytes are deterministic. Each tensor's data is written
+    straight from its array: the peak is the model skeleton, not a proto copy plus a
+    serialized copy of every weight (VGG-11: 531 MB each)."""
+    ctx = _Ctx(stream=True)
+    model = _build(graph, ctx)
+    if edit is not None:
+        edit(model)
+    f.write(model.SerializeToString(deterministic=True))
+    for name, a in ctx.large:
+        meta = onnx.TensorProto(name=name, dims=a.shape,
+                                data_type=helper.np_dtype_to_tensor_dtype(a.dtype))
+        head = meta.SerializeToString(deterministic=True)
+        data = np.ascontiguousarray(a, a.dtype.newbyteorder("<")).reshape(-1).view(np.uint8)
+        raw = _TENSOR_RAW_DATA + _varint(data.size)
+        tensor = len(head) + len(raw) + data.size
+        init = _GRAPH_INITIALIZER + _varint(tensor)
+        f.write(_MODEL_GRAPH + _varint(len(init) + tensor))
+        f.write(init + head + raw)
+        f.write(data.data)
+
+
+__all__ = ["to_onnx", "serialize", "write_onnx", "BASE_OPSET", "fakequant_onnx_nodes",
+           "fakequant_min_opset", "fakequant_levels_name", "level_type", "sum_bound"]

@@ -101,7 +101,7 @@ class Conv(Op):
         y = np.concatenate(outs, axis=1)
         if len(xs) > 2:
             y = y + xs[2].reshape(1, -1, 1, 1)
-        return y.astype(x.dtype)
+        return y.astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class Linear(Op):
         y = xs[0] @ xs[1].T
         if len(xs) > 2:
             y = y + xs[2]
-        return y.astype(xs[0].dtype)
+        return y.astype(xs[0].dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- digital ops
@@ -139,7 +139,7 @@ class Relu(Unary):
     kind: ClassVar[str] = "Relu"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.maximum(xs[0], 0).astype(xs[0].dtype)
+        return np.maximum(xs[0], 0).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class LeakyRelu(Unary):
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
-        return np.where(x >= 0, x, x * np.float32(self.alpha)).astype(x.dtype)
+        return np.where(x >= 0, x, x * np.float32(self.alpha)).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class Sigmoid(Unary):
     kind: ClassVar[str] = "Sigmoid"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return (1.0 / (1.0 + np.exp(-xs[0]))).astype(xs[0].dtype)
+        return (1.0 / (1.0 + np.exp(-xs[0]))).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class Clip(Unary):
         x = xs[0]
         lo = -np.inf if self.min is None else self.min
         hi = np.inf if self.max is None else self.max
-        return np.clip(x, lo, hi).astype(x.dtype)
+        return np.clip(x, lo, hi).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class Softmax(Unary):
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
         e = np.exp(x - x.max(axis=self.axis, keepdims=True))
-        return (e / e.sum(axis=self.axis, keepdims=True)).astype(x.dtype)
+        return (e / e.sum(axis=self.axis, keepdims=True)).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ class Affine(Unary):
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x, sc, sh = xs
         shp = (1, -1) + (1,) * (x.ndim - 2)
-        return (x * sc.reshape(shp) + sh.reshape(shp)).astype(x.dtype)
+        return (x * sc.reshape(shp) + sh.reshape(shp)).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ class FakeQuant(Unary):
         return np.clip(np.rint(x / np.float32(self.scale)), lo, hi)
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return (self.quantize(xs[0]) * np.float32(self.scale)).astype(xs[0].dtype)
+        return (self.quantize(xs[0]) * np.float32(self.scale)).astype(xs[0].dtype, copy=False)
 
 
 def _broadcast(a: Shape, b: Shape) -> Shape:
@@ -257,7 +257,7 @@ class Binary(Op):
         return [TensorType(_broadcast(ins[0].shape, ins[1].shape), ins[0].dtype)]
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return self.ufunc(xs[0], xs[1]).astype(xs[0].dtype)
+        return self.ufunc(xs[0], xs[1]).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,7 @@ class MaxPool(Op):
                      dtype=x.dtype)
         xp[:, :, t:t + x.shape[2], lft:lft + x.shape[3]] = x
         win = _windows(xp, *self.kernel, *self.stride, *self.dilation, ho, wo)
-        return win.max(axis=(4, 5)).astype(x.dtype)
+        return win.max(axis=(4, 5)).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -365,7 +365,7 @@ class AveragePool(Op):
                       slice(kx, kx + (wo - 1) * sw + 1, sw))
                 acc += xp[sl]
                 c += cnt[sl]
-        return (acc / c).astype(x.dtype)
+        return (acc / c).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -378,7 +378,7 @@ class GlobalAveragePool(Op):
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
-        return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True).astype(x.dtype)
+        return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -419,10 +419,10 @@ class Pad(Op):
         x = x[sl]
         widths = [(max(0, self.pads[i]), max(0, self.pads[i + r])) for i in range(r)]
         if self.mode == "constant":
-            return np.pad(x, widths, constant_values=self.value).astype(x.dtype)
+            return np.pad(x, widths, constant_values=self.value).astype(x.dtype, copy=False)
         mode: Literal["reflect", "edge", "wrap"] = {"reflect": "reflect", "edge": "edge",
                                                      "wrap": "wrap"}[self.mode]  # type: ignore[assignment]
-        return np.pad(x, widths, mode=mode).astype(x.dtype)
+        return np.pad(x, widths, mode=mode).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -508,7 +508,7 @@ class HardSigmoid(Unary):
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
         y = x * np.float32(self.alpha) + np.float32(self.beta)
-        return np.clip(y, 0, 1).astype(x.dtype)
+        return np.clip(y, 0, 1).astype(x.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -519,7 +519,8 @@ class HardSwish(Unary):
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
-        return (x * np.clip(x * np.float32(1 / 6) + np.float32(0.5), 0, 1)).astype(x.dtype)
+        y = x * np.clip(x * np.float32(1 / 6) + np.float32(0.5), 0, 1)
+        return y.astype(x.dtype, copy=False)
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -548,7 +549,7 @@ class Erf(Unary):
     kind: ClassVar[str] = "Erf"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return erf(xs[0]).astype(xs[0].dtype)
+        return erf(xs[0]).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -567,7 +568,7 @@ class Gelu(Unary):
             y = 0.5 * x * (1 + np.tanh(inner))
         else:
             y = 0.5 * x * (1 + erf(x / math.sqrt(2)))
-        return y.astype(xs[0].dtype)
+        return y.astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -575,7 +576,7 @@ class Sqrt(Unary):
     kind: ClassVar[str] = "Sqrt"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.sqrt(xs[0]).astype(xs[0].dtype)
+        return np.sqrt(xs[0]).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -583,7 +584,7 @@ class Reciprocal(Unary):
     kind: ClassVar[str] = "Reciprocal"
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return (np.float32(1) / xs[0]).astype(xs[0].dtype)
+        return (np.float32(1) / xs[0]).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -609,7 +610,7 @@ class LayerNorm(Op):
         y = ((x64 - mean) / np.sqrt(var + self.epsilon)).astype(np.float32) * xs[1]
         if len(xs) > 2:
             y = y + xs[2]
-        return y.astype(x.dtype)
+        return y.astype(x.dtype, copy=False)
 
 
 class _Reduce(Op):
@@ -646,7 +647,7 @@ class ReduceSum(_Reduce):
     keepdims: bool = True
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return xs[0].sum(axis=self.axes, keepdims=self.keepdims).astype(xs[0].dtype)
+        return xs[0].sum(axis=self.axes, keepdims=self.keepdims).astype(xs[0].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -676,7 +677,7 @@ class Where(Op):
                            ins[1].dtype)]
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.where(xs[0].astype(bool), xs[1], xs[2]).astype(xs[1].dtype)
+        return np.where(xs[0].astype(bool), xs[1], xs[2]).astype(xs[1].dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -733,7 +734,7 @@ class MatMul(Op):
         return [TensorType(lead + (a[-2], b[-1]), ins[0].dtype)]
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
-        return np.matmul(xs[0], xs[1]).astype(xs[0].dtype)
+        return np.matmul(xs[0], xs[1]).astype(xs[0].dtype, copy=False)
 
     @staticmethod
     def macs(a: Shape, b: Shape) -> int:

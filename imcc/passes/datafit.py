@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imcc.ir import Node, WeightQuant
+from imcc.ir.annotations import level_dtype
 from imcc.ir.ops import Conv, Linear, _windows
 
 DAMP = 0.01
@@ -209,7 +210,8 @@ def gptq_quantize(w: np.ndarray, bits: int, stats: InputStats, groups: int = 1,
         if scores[k] < scores[best] * (1 - 1e-9):
             best = k
     sc, q = cands[best]
-    return WeightQuant(bits, sc.astype(np.float32), q.reshape(w32.shape).astype(np.int32)), best
+    return WeightQuant(bits, sc.astype(np.float32),
+                       q.reshape(w32.shape).astype(level_dtype(bits))), best
 
 
 def bias_delta(w: np.ndarray, w_new: np.ndarray, stats: InputStats, groups: int = 1,

@@ -39,20 +39,23 @@ replica that serves it and one product over all windows equals the replicas' pro
 
 Memory: the batch is processed in chunks sized so that one layer's padded input, unrolled
 windows and outputs for one chunk fit `max_memory` bytes (default: a quarter of the
-machine's RAM); values are freed after their last use.
+machine's RAM); values are freed after their last use. The plan holds one float32 matrix
+per layer and group (quantized programs: integer levels, built directly in float32); the
+per-column matrices of the ADC path are built only when an ADC that is not lossless runs,
+since they grow with a layer's rows times all its tiles' columns.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from imcc.errors import DataError, UsageError
 from imcc.ir.ops import FakeQuant
-from imcc.targets.program import CrossbarLayer, DigitalStep, Program
+from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile
 from imcc.targets.tiling import window_extent
 
 EXACT_F32 = 1 << 24  # integer sums below this are exact in float32
@@ -129,8 +132,17 @@ class _LayerPlan:
     weights: np.ndarray                  # (G, K, N) slice-combined cells, K = (dy, dx, c_g)
     dtype: type                          # compute dtype
     tiles_per_group: list[int]           # tiles folded into each group's matrix
-    adc: _AdcPlan
+    tile_fs: np.ndarray                  # (tiles,) each tile's ADC range per unit input
     lossless: dict[tuple[int, int], bool] = field(default_factory=dict)
+    # The per-column form, built on first use: only an ADC that is not lossless needs it,
+    # and it holds every tile's columns apart (quadratic in a big layer's size).
+    _adc: _AdcPlan | None = None
+
+    @property
+    def adc(self) -> _AdcPlan:
+        if self._adc is None:
+            self._adc = _adc_plan(self)
+        return self._adc
 
     @property
     def k(self) -> int:
@@ -187,8 +199,9 @@ def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
     hp = max(t + h + b, (nwh - 1) * i * sh + pwh)
     wp = max(left + w + r, (nww - 1) * j * sw + pww)
     oc = int(layer.out_scale.shape[0])
-    ay = _Axis.of({int(d) for tl in layer.tiles for d in tl.rows[:, 1]})
-    ax = _Axis.of({int(d) for tl in layer.tiles for d in tl.rows[:, 2]})
+    offsets = [np.unique(np.concatenate([tl.rows[:, k] for tl in layer.tiles]))
+               for k in (1, 2)]
+    ay, ax = (_Axis.of({int(d) for d in o}) for o in offsets)
     sl = np.asarray(layer.slice_weights, np.float64)
     # The layer splits into its conv groups when no cell links an input channel of one
     # group to an output channel of another (packed tiles hold several groups on their
@@ -203,37 +216,77 @@ def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
                 break
     cg, ocg = c // g, oc // g
     kdim, ndim = ay.count * ax.count * cg, i * j * ocg
-    pieces: list[_Piece] = []
     tiles_per_group = [0] * g
-    for ti, tile in enumerate(layer.tiles):
-        rows, cols = tile.rows.astype(np.int64), tile.cols.astype(np.int64)
-        krow = (ay.index(rows[:, 1]) * ax.count + ax.index(rows[:, 2])) * cg + rows[:, 0] % cg
-        ncol = (cols[:, 1] * j + cols[:, 2]) * ocg + cols[:, 0] % ocg
-        rg, cgp = rows[:, 0] // cg, cols[:, 0] // ocg
-        lev = tile.cells.astype(np.float64)
-        for gi in np.unique(np.concatenate([rg, cgp])) if len(rows) else []:
-            rsel, csel = np.nonzero(rg == gi)[0], np.nonzero(cgp == gi)[0]
-            comb = np.zeros((len(csel), ndim))
-            comb[np.arange(len(csel)), ncol[csel]] = sl[cols[csel, 3]]
-            pieces.append(_Piece(ti, int(gi), krow[rsel], lev[np.ix_(rsel, csel)], comb))
+    # Quantized: every entry is an integer weight level (|level| < 2^16), exact in float32
+    # however the tiles' slices add up; unquantized weights are summed in float64 and
+    # rounded once.
+    wts = np.zeros((g, kdim, ndim), np.float32 if quantized else np.float64)
+    for tile, gi, rsel, csel in _pieces(layer, cg, ocg):
+        krow, ncol, slw = _piece_maps(layer, tile, rsel, csel, ay, ax, cg, ocg, sl)
+        # Shift-add the tile's slice columns onto its output columns (one small product
+        # with a 0/1 matrix), then add the block into the group's matrix.
+        outs, inv = np.unique(ncol, return_inverse=True)
+        onehot = np.zeros((len(ncol), len(outs)))
+        onehot[np.arange(len(ncol)), inv] = slw
+        block = tile.cells[np.ix_(rsel, csel)].astype(np.float64) @ onehot
+        if len(np.unique(krow)) == len(krow):
+            wts[gi][np.ix_(krow, outs)] += block
+        else:  # a row index twice in one tile: add.at adds both
+            np.add.at(wts[gi], (krow[:, None], outs[None, :]), block)
+    for tile in layer.tiles:
+        rg = tile.rows[:, 0].astype(np.int64) // cg
         tiles_per_group[int(rg.min()) if len(rg) else 0] += 1
-    wts = np.zeros((g, kdim, ndim))
-    for pc in pieces:
-        np.add.at(wts[pc.group], pc.k, pc.cells @ pc.combine)
+    tile_fs = np.array([float(np.abs(t.cells.astype(np.float64)).sum(axis=0).max(initial=0))
+                        for t in layer.tiles])
     xmax = 1 << (layer.in_quant[1] if layer.in_quant else 0)
-    bound = float(np.abs(wts).sum(axis=1).max(initial=0))
+    bound = max((float(np.abs(w).sum(axis=0, dtype=np.float64).max(initial=0)) for w in wts),
+                default=0.0)
     exact32 = quantized and bound * xmax < EXACT_F32
     dtype = np.float32 if (exact32 or not quantized) else np.float64
-    return _LayerPlan(layer, g, (hp, wp, c), ay, ax, wts.astype(dtype), dtype,
-                      tiles_per_group, _adc_plan(layer, pieces, g, kdim, ndim, dtype))
+    return _LayerPlan(layer, g, (hp, wp, c), ay, ax, wts.astype(dtype, copy=False), dtype,
+                      tiles_per_group, tile_fs)
 
 
-def _adc_plan(layer: CrossbarLayer, pieces: list[_Piece], g: int, kdim: int, ndim: int,
-              dtype: type) -> _AdcPlan:
+def _pieces(layer: CrossbarLayer, cg: int, ocg: int
+            ) -> Iterator[tuple[Tile, int, np.ndarray, np.ndarray]]:
+    """Each tile's part in each group: (tile, group, its rows there, its columns there)."""
+    for tile in layer.tiles:
+        if not len(tile.rows):
+            continue
+        rg = tile.rows[:, 0].astype(np.int64) // cg
+        cgp = tile.cols[:, 0].astype(np.int64) // ocg
+        for gi in np.unique(np.concatenate([rg, cgp])):
+            yield tile, int(gi), np.nonzero(rg == gi)[0], np.nonzero(cgp == gi)[0]
+
+
+def _piece_maps(layer: CrossbarLayer, tile: Tile, rsel: np.ndarray, csel: np.ndarray,
+                ay: _Axis, ax: _Axis, cg: int, ocg: int, sl: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A piece's rows' positions along K, its columns' output columns along N and their
+    shift-add weights."""
+    j = layer.pw[1]
+    rows, cols = tile.rows[rsel].astype(np.int64), tile.cols[csel].astype(np.int64)
+    krow = (ay.index(rows[:, 1]) * ax.count + ax.index(rows[:, 2])) * cg + rows[:, 0] % cg
+    ncol = (cols[:, 1] * j + cols[:, 2]) * ocg + cols[:, 0] % ocg
+    return krow, ncol, sl[cols[:, 3]]
+
+
+def _adc_plan(plan: _LayerPlan) -> _AdcPlan:
     """Every tile's columns side by side per group, with their shift-add weights. A tile's
     ADC range is its largest column's sum of |levels| (per unit of input)."""
-    tile_fs = [float(np.abs(t.cells.astype(np.float64)).sum(axis=0).max(initial=0))
-               for t in layer.tiles]
+    layer, g = plan.layer, plan.groups
+    c, oc = plan.padded[2], int(layer.out_scale.shape[0])
+    cg, ocg = c // g, oc // g
+    kdim, ndim = plan.k, plan.n
+    sl = np.asarray(layer.slice_weights, np.float64)
+    index = {id(t): ti for ti, t in enumerate(layer.tiles)}
+    pieces: list[_Piece] = []
+    for tile, gi, rsel, csel in _pieces(layer, cg, ocg):
+        krow, ncol, slw = _piece_maps(layer, tile, rsel, csel, plan.ay, plan.ax, cg, ocg, sl)
+        comb = np.zeros((len(csel), ndim))
+        comb[np.arange(len(csel)), ncol] = slw
+        pieces.append(_Piece(index[id(tile)], gi, krow,
+                             tile.cells[np.ix_(rsel, csel)].astype(np.float64), comb))
     width = [0] * g
     for pc in pieces:
         width[pc.group] += pc.cells.shape[1]
@@ -245,12 +298,14 @@ def _adc_plan(layer: CrossbarLayer, pieces: list[_Piece], g: int, kdim: int, ndi
     off = [0] * g
     for pc in pieces:
         gi, a, nc = pc.group, off[pc.group], pc.cells.shape[1]
-        cells[gi, pc.k, a:a + nc] += pc.cells
+        # add.at: a tile may drive two rows with one input (planner pieces on its block
+        # diagonal); fancy-index += would keep only one of them.
+        np.add.at(cells[gi, :, a:a + nc], pc.k, pc.cells)
         combine[gi, a:a + nc] = pc.combine
-        fs[gi, 0, a:a + nc] = tile_fs[pc.tile]
+        fs[gi, 0, a:a + nc] = plan.tile_fs[pc.tile]
         col_tile[gi, a:a + nc] = pc.tile
         off[gi] += nc
-    return _AdcPlan(cells.astype(dtype), combine, fs, col_tile, pieces, len(layer.tiles))
+    return _AdcPlan(cells.astype(plan.dtype), combine, fs, col_tile, pieces, len(layer.tiles))
 
 
 def _adc(colsum: np.ndarray, full_scale: np.ndarray | float, bits: int) -> np.ndarray:
@@ -378,7 +433,7 @@ class Simulator:
         if key not in plan.lossless:
             levels = (1 << self.adc_bits) - 1
             mask = (1 << self.dac_bits) - 1
-            plan.lossless[key] = bool(np.all(mask * plan.adc.full_scale <= levels / 2))
+            plan.lossless[key] = bool(np.all(mask * plan.tile_fs <= levels / 2))
         return plan.lossless[key]
 
     def _unroll(self, plan: _LayerPlan, x: np.ndarray) -> np.ndarray:

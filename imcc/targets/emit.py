@@ -15,7 +15,7 @@ crossbar layers is fused into them as the layer's input quantization.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,7 +23,14 @@ from imcc.errors import ModelError, UsageError
 from imcc.ir import Graph, Node, VerifyError
 from imcc.ir import ops as O
 from imcc.targets.crossbar import CrossbarTarget
-from imcc.targets.program import CrossbarLayer, DigitalStep, Program, Tile, bit_slice
+from imcc.targets.program import (
+    CrossbarLayer,
+    DigitalStep,
+    Program,
+    Tile,
+    bit_slice,
+    bit_slice_at,
+)
 from imcc.targets.tiling import lower_bound_cycles, node_plan, node_slices
 
 # No trained network has weights near this; float32 column sums times scales of weights
@@ -40,13 +47,41 @@ def _conv_view(node: Node) -> tuple[np.ndarray, O.Conv]:
     return w.reshape(w.shape[0], w.shape[1], 1, 1), O.Conv(kernel=(1, 1))
 
 
-def _levels(node: Node, target: CrossbarTarget, quantized: bool) -> np.ndarray:
+# A quantized layer whose sliced levels would take more than this many bytes has its
+# tiles' cells sliced on demand from the weight levels (`SlicedLevels`) instead: VGG-11's
+# first classifier layer would otherwise hold 411 MB of levels next to its 411 MB of cells.
+EAGER_LEVELS_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class SlicedLevels:
+    """`bit_slice(q, bits, cell_bits)` as `_cells` reads it (`shape`, `size`, `take` of flat
+    indices), computing only the entries taken (`bit_slice_at`): the same values."""
+
+    q: np.ndarray  # integer weight levels, flattened
+    bits: int
+    cell_bits: int
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def take(self, flat: np.ndarray) -> np.ndarray:
+        s, idx = np.divmod(flat, self.q.size)
+        return bit_slice_at(self.q.take(idx), s, self.bits, self.cell_bits)
+
+
+def _levels(node: Node, target: CrossbarTarget, quantized: bool) -> np.ndarray | SlicedLevels:
     """(S, OC, IC/g, kh, kw) cell values, shift-add weights `target.slice_weights()`."""
     w, _ = _conv_view(node)
     s = node_slices(node, target)
     if quantized:
         assert node.wquant is not None
         q = node.wquant.q.reshape(w.shape)
+        if s * q.size > EAGER_LEVELS_BYTES:
+            return SlicedLevels(q.reshape(-1), node.wquant.bits, target.cell_bits,
+                                (s,) + q.shape)
         return bit_slice(q, node.wquant.bits, target.cell_bits)
     out = np.zeros((s,) + w.shape, dtype=np.float32)
     # Slice 0 is shift-added with weight +1, or -1 when it is also the (negative) top slice.
@@ -140,8 +175,8 @@ def _block_diagonal(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]],
     return Tile(array, group, row_tile, col_tile, rows, cols, cells, sum(p[3] for p in parts))
 
 
-def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh: int, sw: int,
-           dh: int, dw: int, kh: int, kw: int) -> tuple[np.ndarray, int]:
+def _cells(levels: np.ndarray | SlicedLevels, oc0: int, rows: np.ndarray, cols: np.ndarray,
+           sh: int, sw: int, dh: int, dw: int, kh: int, kw: int) -> tuple[np.ndarray, int]:
     """cells[r, k] = level of slice s of W[oc, c, ky, kx] where the row's PW position minus the
     column's pixel origin is kernel tap (ky, kx); zero where it is no tap. Also returns the
     number of cells that hold a tap (the mapped cells of the utilization figure).
@@ -170,7 +205,8 @@ def _cells(levels: np.ndarray, oc0: int, rows: np.ndarray, cols: np.ndarray, sh:
         ok &= (ky_num % dh == 0) & (kx_num % dw == 0)
         flat = (r_c * taps)[:, None] + col_base[None, :] + (ky_num // dh) * kw + kx_num // dw
     np.putmask(flat, ~ok, 0)  # any valid index; the cell is zeroed below
-    cells = levels.reshape(-1).take(flat)
+    cells = (levels.take(flat) if isinstance(levels, SlicedLevels)
+             else levels.reshape(-1).take(flat))
     np.putmask(cells, ~ok, 0)
     return cells, int(np.count_nonzero(ok))
 

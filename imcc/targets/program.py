@@ -27,9 +27,10 @@ import numpy as np
 from imcc.ir.annotations import LowRank, MappingChoice
 from imcc.ir.ops import Op
 
-FORMAT = "imcc-program/2"
-# Formats read_program accepts: /1 has no placement section (read as placement None).
-READABLE_FORMATS = ("imcc-program/1", FORMAT)
+FORMAT = "imcc-program/3"
+# Formats read_program accepts, oldest first: /1 has no placement section (read as
+# placement None); /1 and /2 store three arrays.npz members per tile, /3 three per layer.
+READABLE_FORMATS = ("imcc-program/1", "imcc-program/2", FORMAT)
 
 
 def bit_slice(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
@@ -41,10 +42,12 @@ def bit_slice(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
 
     Works in the narrowest integer type holding S * cell_bits bits (truncating to it keeps
     the low bits, which are all that two's complement slicing reads) and writes each slice
-    straight into the int8 result: no int64 temporaries (VGG-11's 133M weights)."""
+    straight into the int8 result: no int64 temporaries (VGG-11's 133M weights; int8 ones
+    for up to 7 bits, W4 on 1-bit cells)."""
     s = -(-weight_bits // cell_bits)
     total = s * cell_bits
-    work = np.int16 if total <= 15 else np.int32 if total <= 31 else np.int64
+    work = (np.int8 if total <= 7 else np.int16 if total <= 15 else np.int32 if total <= 31
+            else np.int64)
     a = np.asarray(q)
     if not np.issubdtype(a.dtype, np.integer):
         a = a.astype(np.int64)
@@ -58,9 +61,23 @@ def bit_slice(q: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
     # Top slice: the signed top digit, negated (its shift-add weight is negative).
     np.bitwise_and(shifted, mask, out=shifted)
     half, full = 1 << (cell_bits - 1), 1 << cell_bits
+    if full > np.iinfo(work).max:  # 7-bit cells in int8: the top digit's range needs more
+        shifted = shifted.astype(np.int16)
     top = np.where(shifted >= half, shifted - full, shifted)
     np.negative(top, out=levels[-1], casting="unsafe")
     return levels
+
+
+def bit_slice_at(q: np.ndarray, s: np.ndarray, weight_bits: int, cell_bits: int
+                 ) -> np.ndarray:
+    """`bit_slice(q, weight_bits, cell_bits)[s[i], i]` elementwise: the level of slice
+    `s[i]` of `q[i]` (same shapes), without slicing every weight."""
+    n = -(-weight_bits // cell_bits)
+    u = np.asarray(q).astype(np.int64) & ((1 << (n * cell_bits)) - 1)
+    d = (u >> (np.asarray(s, np.int64) * cell_bits)) & ((1 << cell_bits) - 1)
+    top = np.asarray(s) == n - 1
+    d = np.where(top & (d >= 1 << (cell_bits - 1)), d - (1 << cell_bits), d)
+    return np.where(top, -d, d).astype(np.int8)
 
 
 @dataclass(eq=False)

@@ -1,4 +1,4 @@
-"""Validation of a crossbar program read from disk (`imcc-program/1` and `/2`).
+"""Validation of a crossbar program read from disk (`imcc-program/1` to `/3`).
 
 The simulator executes a program as written, so `read_program` refuses, before any work,
 a program that the format does not allow: the first violation found is a `DataError`

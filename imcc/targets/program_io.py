@@ -1,7 +1,8 @@
-"""On-disk program format `imcc-program/2` (see docs/program-format.md):
+"""On-disk program format `imcc-program/3` (see docs/program-format.md):
 `program.json` (structure, maps' shapes, post-processing, and with `--chip` the placement)
-+ `arrays.npz` (row maps, column maps and cell levels per tile; scales and biases per
-layer; constants of digital steps). `imcc-program/1` files (no placement) are still read."""
++ `arrays.npz` (per crossbar layer: its tiles' row maps, column maps and cell levels, one
+member each, and its scales and biases; constants of digital steps). `imcc-program/2`
+files (three members per tile) and `/1` files (no placement either) are still read."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from imcc.errors import DataError
-from imcc.fileio import parse_json
+from imcc.fileio import Stacked, parse_json
 from imcc.ir import LowRank, MappingChoice, PairRole, Strategy
 from imcc.ir import ops as O
 from imcc.targets.program import (
@@ -52,8 +53,12 @@ def _op_from(kind: str, attrs: dict[str, Any]) -> O.Op:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in attrs.items()})
 
 
-def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    arrays: dict[str, np.ndarray] = {}
+def _dtype(parts: list[np.ndarray], empty: Any) -> np.dtype[Any]:
+    return np.result_type(*parts) if parts else np.dtype(empty)
+
+
+def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray | Stacked]]:
+    arrays: dict[str, np.ndarray | Stacked] = {}
     steps: list[dict[str, Any]] = []
     for si, s in enumerate(p.steps):
         key = f"s{si:03d}"
@@ -65,20 +70,24 @@ def program_to_files(p: Program) -> tuple[dict[str, Any], dict[str, np.ndarray]]
                           "consts": {name: f"{key}.const{ci}" for ci, (name, _) in
                                      enumerate(sorted(s.consts.items()))}})
             continue
-        tiles = []
-        for ti, t in enumerate(s.tiles):
-            for part in ("rows", "cols", "cells"):
-                arrays[f"{key}.t{ti:04d}.{part}"] = getattr(t, part)
-            tiles.append({"array": t.array, "group": t.group, "row_tile": t.row_tile,
-                          "col_tile": t.col_tile, "rows_used": int(t.rows.shape[0]),
-                          "cols_used": int(t.cols.shape[0]), "taps": t.taps,
-                          "arrays_key": f"{key}.t{ti:04d}"})
+        # One member per part for the whole layer (the tiles' maps and cells back to back,
+        # in tile order): a member per tile made VGG-11's arrays.npz 97,408 zip entries.
+        arrays[f"{key}.rows"] = Stacked.of([t.rows for t in s.tiles], _dtype(
+            [t.rows for t in s.tiles], np.int32), (3,))
+        arrays[f"{key}.cols"] = Stacked.of([t.cols for t in s.tiles], _dtype(
+            [t.cols for t in s.tiles], np.int32), (4,))
+        arrays[f"{key}.cells"] = Stacked.of([t.cells.reshape(-1) for t in s.tiles], _dtype(
+            [t.cells for t in s.tiles], np.int8))
+        tiles = [{"array": t.array, "group": t.group, "row_tile": t.row_tile,
+                  "col_tile": t.col_tile, "rows_used": int(t.rows.shape[0]),
+                  "cols_used": int(t.cols.shape[0]), "taps": t.taps} for t in s.tiles]
         arrays[f"{key}.out_scale"] = s.out_scale
         if s.bias is not None:
             arrays[f"{key}.bias"] = s.bias
         lr = s.lowrank
         steps.append({
             "kind": "crossbar", "name": s.name, "op": s.op, "input": s.input, "output": s.output,
+            "arrays_key": key,
             "in_shape": list(s.in_shape), "out_shape": list(s.out_shape),
             "kernel": list(s.kernel), "stride": list(s.stride), "dilation": list(s.dilation),
             "pads": list(s.pads), "groups": s.groups,
@@ -141,11 +150,25 @@ def _placement_from(raw: Any, layers: list[CrossbarLayer]) -> Placement | None:
             for r in lp["replicas"])) for lp in raw["layers"]))
 
 
+def program_json(doc: dict[str, Any]) -> str:
+    """program.json's text: one top-level key per line and one step per line. Each line is
+    encoded by json's C encoder (an `indent` makes json fall back to its pure-Python
+    encoder: 1 s for ResNet-50's 6,260 tile entries)."""
+    lines = []
+    for key, value in doc.items():
+        if key == "steps":
+            body = ",\n".join(f"  {json.dumps(step)}" for step in value)
+            lines.append(f' "steps": [\n{body}\n ]' if value else ' "steps": []')
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 def write_program(p: Program, outdir: Path) -> None:
     from imcc.fileio import write_npz
 
     doc, arrays = program_to_files(p)
-    (outdir / "program.json").write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    (outdir / "program.json").write_text(program_json(doc))
     write_npz(outdir / "arrays.npz", arrays)
 
 
@@ -177,6 +200,40 @@ def read_program(outdir: str | Path) -> Program:
     return program
 
 
+def _tiles_v2(raw: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> list[Tile]:
+    """Tiles of an `imcc-program/1` or `/2` file: three members per tile."""
+    return [Tile(t["array"], t["group"], t["row_tile"], t["col_tile"],
+                 arrays[t["arrays_key"] + ".rows"], arrays[t["arrays_key"] + ".cols"],
+                 arrays[t["arrays_key"] + ".cells"], t["taps"]) for t in raw]
+
+
+def _tiles(raw: list[dict[str, Any]], arrays: dict[str, np.ndarray], key: str) -> list[Tile]:
+    """Tiles of an `imcc-program/3` layer: views into its `key.rows`, `key.cols` (stacked
+    along axis 0) and `key.cells` (each tile's rows_used x cols_used block, row-major,
+    back to back), cut at the tiles' `rows_used` and `cols_used`."""
+    rows, cols, cells = (arrays[f"{key}.{part}"] for part in ("rows", "cols", "cells"))
+    r_used = [t["rows_used"] for t in raw]
+    c_used = [t["cols_used"] for t in raw]
+    for name, used in (("rows_used", r_used), ("cols_used", c_used)):
+        if not all(isinstance(u, int) and not isinstance(u, bool) and u >= 0 for u in used):
+            raise ValueError(f"{key}: {name} must be non-negative integers")
+    need = sum(r * c for r, c in zip(r_used, c_used, strict=True))
+    if cells.ndim != 1 or cells.size != need:
+        raise ValueError(f"{key}.cells holds {cells.size} levels in shape {cells.shape}; its "
+                         f"tiles' rows_used x cols_used need {need} in one axis")
+    for name, a, used in (("rows", rows, r_used), ("cols", cols, c_used)):
+        if a.ndim < 1 or a.shape[0] != sum(used):
+            raise ValueError(f"{key}.{name} has {a.shape[0] if a.ndim else 0} entries, its "
+                             f"tiles' {name}_used add up to {sum(used)}")
+    r_at = np.cumsum([0] + r_used)
+    c_at = np.cumsum([0] + c_used)
+    k_at = np.cumsum([0] + [r * c for r, c in zip(r_used, c_used, strict=True)])
+    return [Tile(t["array"], t["group"], t["row_tile"], t["col_tile"],
+                 rows[r_at[i]:r_at[i + 1]], cols[c_at[i]:c_at[i + 1]],
+                 cells[k_at[i]:k_at[i + 1]].reshape(r_used[i], c_used[i]), t["taps"])
+            for i, t in enumerate(raw)]
+
+
 def _program_from(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Program:
     steps: list[CrossbarLayer | DigitalStep] = []
     for s in doc["steps"]:
@@ -184,9 +241,8 @@ def _program_from(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Program
             steps.append(DigitalStep(s["name"], _op_from(s["op"], s["attrs"]), s["inputs"],
                                      s["outputs"], {n: arrays[k] for n, k in s["consts"].items()}))
             continue
-        tiles = [Tile(t["array"], t["group"], t["row_tile"], t["col_tile"],
-                      arrays[t["arrays_key"] + ".rows"], arrays[t["arrays_key"] + ".cols"],
-                      arrays[t["arrays_key"] + ".cells"], t["taps"]) for t in s["tiles"]]
+        tiles = (_tiles_v2(s["tiles"], arrays) if doc["format"] in READABLE_FORMATS[:2]
+                 else _tiles(s["tiles"], arrays, s["arrays_key"]))
         m = s["mapping"]
         lr = s["lowrank"]
         post = s["post"]
