@@ -16,7 +16,15 @@ from enum import Enum
 
 from imcc.errors import UsageError
 from imcc.ir.annotations import MappingChoice, Strategy
-from imcc.targets.tiling import LayerGeom, TilePlan, cdiv, im2col_plan, planned_plan, pw_plan
+from imcc.targets.tiling import (
+    LayerGeom,
+    TilePlan,
+    cdiv,
+    im2col_plan,
+    lower_bound_cycles,
+    planned_plan,
+    pw_plan,
+)
 
 # The plan is the cost: `Cost` and the `*_cost` names are kept for the search's callers.
 Cost = TilePlan
@@ -194,9 +202,15 @@ def _search(geoms: tuple[LayerGeom, ...], slices: tuple[int, ...],
     if req is MappingRequest.AUTO:
         # The planner replaces today's auto layout only where it is strictly cheaper.
         today = best[1] if best is not None and best[1] < im_total else im_total
-        planned, total = _planned(geoms, slices, rows, cols)
-        if total < today:
-            return [(q.choice(), q) for q in map(_auto_label, planned)]
+        # No layout goes below the layers' lower bounds, so when today's layout meets them
+        # the planner cannot be strictly cheaper: skip its search (most of a large CNN's
+        # layers at 128x128; on ResNet-50 the search was 6 of a 13 s compile).
+        floor = sum(lower_bound_cycles(g, s, rows, cols)
+                    for g, s in zip(geoms, slices, strict=True))
+        if today > floor:
+            planned, total = _planned(geoms, slices, rows, cols)
+            if total < today:
+                return [(q.choice(), q) for q in map(_auto_label, planned)]
     if best is not None and best[1] < im_total:
         label = _label(req, best[0][0].pw)
         return [(p.choice(strategy=label), replace(p, strategy=label)) for p in best[0]]
