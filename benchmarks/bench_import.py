@@ -38,7 +38,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import onnx  # noqa: E402
-from common import environment, rewrite_section  # noqa: E402
+from common import environment, finish_section  # noqa: E402
 from imagenet import BUILDERS  # noqa: E402
 
 from imcc.frontend import import_model  # noqa: E402
@@ -126,11 +126,7 @@ def main() -> int:
             for fn in (bench, bench_process):
                 lines.append(fn(path, args.repeat))
                 print(lines[-1], flush=True)
-    lines += ["", f"End: {environment()}"]
-    text = "\n".join(lines)
-    print("\n" + text)
-    if args.doc is not None:
-        rewrite_section(args.doc, "bench_import", text)
+    finish_section(lines, args.doc, "bench_import")
     return 0
 
 

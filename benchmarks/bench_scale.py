@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, rewrite_section  # noqa: E402 -- sibling module
+from common import environment, finish_section  # noqa: E402 -- sibling module
 from imagenet import BUILDERS  # noqa: E402 -- sibling module
 
 from imcc.dataset import bundled_example_data, load_npz  # noqa: E402
@@ -246,11 +246,7 @@ def main() -> int:
         lines += ["", "### `imcc simulate --ideal-adc` peak memory (whole process)", "",
                   "| model | images | wall s | peak RSS GiB |", "|---|---:|---:|---:|",
                   *rss_rows]
-    lines += ["", f"End: {environment()}"]
-    text = "\n".join(lines)
-    print("\n" + text)
-    if args.doc is not None:
-        rewrite_section(args.doc, "bench_scale", text)
+    finish_section(lines, args.doc, "bench_scale")
     return 0
 
 

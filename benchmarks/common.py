@@ -39,3 +39,12 @@ def rewrite_section(doc: Path, name: str, text: str) -> None:
     head, rest = body.split(begin, 1)
     _, tail = rest.split(end, 1)
     doc.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+def finish_section(lines: list[str], doc: Path | None, name: str) -> None:
+    """Close a benchmark's Markdown `lines` with the environment at the end, print them,
+    and, given `doc`, write them into its `name` section (`rewrite_section`)."""
+    text = "\n".join([*lines, "", f"End: {environment()}"])
+    print("\n" + text)
+    if doc is not None:
+        rewrite_section(doc, name, text)

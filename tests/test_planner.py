@@ -300,10 +300,16 @@ def test_auto_planner_programs_are_exact(icg, ocg, g, hw, stride, size):
     onnxruntime on compiled.onnx, and executes the cycles the report states."""
     m = conv_model(icg * g, ocg * g, 3, 3, hw, stride, 1, 1, g, seed=icg + ocg)
     x = np.random.default_rng(2).normal(size=(4, icg * g, hw, hw)).astype(np.float32)
+    compile_auto_exact(m, x, size)
+
+
+def compile_auto_exact(m, x, size):
+    """`m` compiled with auto on `size x size` arrays, quantized and calibrated on `x`; the
+    program read back from disk (returned) must be bit-exact with onnxruntime."""
     tgt = CrossbarTarget(rows=size, cols=size, weight_bits=4, cell_bits=1)
     res = compile_graph(import_proto(m, "t"), CompileOptions(target=tgt, mapping="auto",
                                                              calib=x, verify_each=True), "t")
-    check_bit_exact(res, x)
+    return check_bit_exact(res, x)
 
 
 def check_bit_exact(res, x, tmp=None):
@@ -394,10 +400,7 @@ def test_auto_patches_program_is_exact():
     from disk equals onnxruntime on compiled.onnx and executes the cycles it reports."""
     m = conv_model(16, 2, 3, 3, 32, 1, 1, 1, 2)
     x = np.random.default_rng(4).normal(size=(2, 16, 32, 32)).astype(np.float32)
-    tgt = CrossbarTarget(rows=64, cols=64, weight_bits=4, cell_bits=1)
-    res = compile_graph(import_proto(m, "t"), CompileOptions(target=tgt, mapping="auto",
-                                                             calib=x, verify_each=True), "t")
-    prog = check_bit_exact(res, x)
+    prog = compile_auto_exact(m, x, 64)
     (layer,) = prog.crossbar_layers()
     assert layer.mapping.patch == (4, 2) and layer.mapping.pieces == 1
     g = LayerGeom.from_conv(16, 2, 2, (3, 3), (1, 1), (1, 1), (32, 32))
@@ -414,10 +417,7 @@ def test_auto_dense_blocks_program_is_exact():
     equals onnxruntime on compiled.onnx and executes the cycles it reports."""
     m = conv_model(64, 16, 3, 3, 6, 1, 1, 1, 4)
     x = np.random.default_rng(5).normal(size=(2, 64, 6, 6)).astype(np.float32)
-    tgt = CrossbarTarget(rows=32, cols=32, weight_bits=4, cell_bits=1)
-    res = compile_graph(import_proto(m, "t"), CompileOptions(target=tgt, mapping="auto",
-                                                             calib=x, verify_each=True), "t")
-    prog = check_bit_exact(res, x)
+    prog = compile_auto_exact(m, x, 32)
     (layer,) = prog.crossbar_layers()
     assert layer.mapping.bicliques == 2 and layer.pw == (2, 2)
     assert layer.cycles == layer.lower_bound_cycles == 360
