@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -314,6 +315,63 @@ def _write_member(member: IO[bytes], value: np.ndarray | Stacked) -> None:
             member.write(a.data)  # contiguous (Stacked.of): written as its bytes
 
 
+DEFLATE_CHUNK = 1 << 20  # bytes of a member compressed as one independent piece
+
+
+class ChunkedDeflate:
+    """A stand-in for the raw-deflate compressor of one zip member that compresses it in
+    DEFLATE_CHUNK-byte pieces on `work_threads()` threads (zlib releases the GIL): each
+    piece is a deflate stream of its own, ended by a sync flush (a byte-aligned, non-final
+    empty block) and the last by a final block, so their concatenation is one valid
+    deflate stream, as pigz writes. The pieces are cut at fixed byte offsets of the
+    member, so the bytes do not depend on the thread count or on how the member is
+    written; at most two pieces per thread are in flight (memory stays bounded).
+    Measured on the ResNet-50-shaped program (125 MB of members): the same size as one
+    stream (24.2 vs 24.0 MB)."""
+
+    def __init__(self, level: int) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        from imcc.threads import work_threads
+
+        self.level = level
+        self.threads = work_threads()
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self.pending: list[bytes | Future[bytes]] = []
+        self.buf = bytearray()
+
+    def _piece(self, data: bytes, last: bool) -> bytes:
+        c = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return c.compress(data) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    def _submit(self, data: bytes, last: bool) -> None:
+        self.pending.append(self._piece(data, last) if self.pool is None
+                            else self.pool.submit(self._piece, data, last))
+
+    def _drain(self, keep: int) -> bytes:
+        out = []
+        while len(self.pending) > keep:
+            p = self.pending.pop(0)
+            out.append(p if isinstance(p, bytes) else p.result())
+        return b"".join(out)
+
+    def compress(self, data: Any) -> bytes:
+        self.buf += data
+        while len(self.buf) >= DEFLATE_CHUNK:
+            self._submit(bytes(self.buf[:DEFLATE_CHUNK]), last=False)
+            del self.buf[:DEFLATE_CHUNK]
+        return self._drain(keep=2 * self.threads)
+
+    def flush(self) -> bytes:
+        self._submit(bytes(self.buf), last=True)
+        self.buf = bytearray()
+        try:
+            return self._drain(keep=0)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
+
+
 def _write_npz_to(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray | Stacked]) -> None:
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key in sorted(arrays):
@@ -329,6 +387,11 @@ def _write_npz_to(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray | Stacked])
             # past 2 GiB needs zip64 entries, which zipfile only writes when told upfront.)
             with zf.open(info, "w", force_zip64=size + (1 << 16) > zipfile.ZIP64_LIMIT
                          ) as member:
+                # zipfile has no public hook for the compressor; its writer calls
+                # compress()/flush() of `_compressor` (3.10-3.13), so a ChunkedDeflate
+                # stands in for zlib's (a Python without the attribute keeps zlib's own).
+                if getattr(member, "_compressor", None) is not None:
+                    member._compressor = ChunkedDeflate(NPZ_LEVEL)  # type: ignore[attr-defined]
                 _write_member(member, value)
 
 

@@ -11,16 +11,31 @@ core).
 `pin_default_threads` must run before numpy is imported (the environment variables are
 read when OpenBLAS loads); `limit_threads` also works afterwards, through threadpoolctl
 (which changes the thread count of BLAS libraries already loaded in the process).
+
+imcc's own parallel loops (`thread_map`: the calibration's scale search, the compression of
+arrays.npz) are Python threads over numpy ufuncs and zlib, which release the GIL and block
+instead of spinning when a core is busy; so they use every available core (`work_threads`)
+unless the user limited threads: `limit_threads`, or a THREAD_VARS value set before imcc
+started (the sweep's and tuner's worker processes run them on one thread).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TypeVar
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 DEFAULT_THREADS = 1
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_work_threads: ContextVar[int | None] = ContextVar("imcc_work_threads", default=None)
+_pinned_by_default = False  # pin_default_threads set THREAD_VARS (the user did not)
 
 
 def available_cpus() -> int:
@@ -42,10 +57,34 @@ def user_threads() -> int | None:
 def pin_default_threads() -> None:
     """At the command line's entry, before numpy loads: DEFAULT_THREADS for BLAS/OpenMP
     unless the user set any of THREAD_VARS."""
+    global _pinned_by_default
     if any(v in os.environ for v in THREAD_VARS):
         return
     for var in THREAD_VARS:
         os.environ[var] = str(DEFAULT_THREADS)
+    _pinned_by_default = True
+
+
+def work_threads() -> int:
+    """Threads for imcc's own parallel loops (see module doc): the count of the enclosing
+    `limit_threads`, else the user's THREAD_VARS value, else one per available core."""
+    n = _work_threads.get()
+    if n is not None:
+        return n
+    if not _pinned_by_default:
+        return user_threads() or available_cpus()
+    return available_cpus()
+
+
+def thread_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """[fn(x) for x in items], on `work_threads()` threads; in order, so the result does not
+    depend on the thread count (fn must be safe to run concurrently)."""
+    xs = list(items)
+    n = min(work_threads(), len(xs))
+    if n <= 1:
+        return [fn(x) for x in xs]
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="imcc") as ex:
+        return list(ex.map(fn, xs))
 
 
 def session_threads() -> int:
@@ -77,7 +116,8 @@ def pinned_worker_threads() -> Iterator[None]:
 
 @contextmanager
 def limit_threads(n: int | None) -> Iterator[int]:
-    """Run the block with `n` BLAS threads (0: one per available core; None: unchanged).
+    """Run the block with `n` BLAS threads and `n` work threads (0: one per available core;
+    None: unchanged).
     The environment variables are set too, for onnxruntime sessions (`session_threads`)
     and child processes, and restored afterwards. Yields the thread count in effect."""
     if n is None:
@@ -87,12 +127,14 @@ def limit_threads(n: int | None) -> Iterator[int]:
     saved = {v: os.environ.get(v) for v in THREAD_VARS}
     for var in THREAD_VARS:
         os.environ[var] = str(count)
+    token = _work_threads.set(count)
     try:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=count):
             yield count
     finally:
+        _work_threads.reset(token)
         for var, old in saved.items():
             if old is None:
                 os.environ.pop(var, None)
