@@ -45,6 +45,7 @@ from imcc.targets.crossbar import CrossbarTarget
 from imcc.targets.emit import emit_program
 from imcc.targets.program import Program
 from imcc.targets.program_io import write_program
+from imcc.threads import single_thread_blas
 
 BUNDLED = {"resnet20": "resnet20.onnx"}
 
@@ -333,11 +334,13 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str,
     check_pipeline(pipeline)  # before any work
     float_onnx = tempfile.SpooledTemporaryFile(max_size=FLOAT_SPOOL_BYTES)
     write_onnx(graph, float_onnx)
-    graph, records = run_passes(graph, pipeline, opts.context(), opts.verify_each, progress)
-    if progress:
-        progress("emit")
-    program, report = finish(graph, pipeline, records, opts.target, opts.tech, model_name,
-                             chip=opts.chip)
+    with single_thread_blas():  # the same numbers on every machine (see its doc)
+        graph, records = run_passes(graph, pipeline, opts.context(), opts.verify_each,
+                                    progress)
+        if progress:
+            progress("emit")
+        program, report = finish(graph, pipeline, records, opts.target, opts.tech,
+                                 model_name, chip=opts.chip)
     return CompileResult(graph, float_onnx, program, report, records)
 
 

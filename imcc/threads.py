@@ -115,6 +115,19 @@ def pinned_worker_threads() -> Iterator[None]:
 
 
 @contextmanager
+def single_thread_blas() -> Iterator[None]:
+    """BLAS on one thread for the block (the work threads unchanged). Multithreaded
+    OpenBLAS sgemm rounds differently from the single-threaded one (checked on ResNet-50's
+    conv shapes), so a compile's calibration (activation scales, fitted weights) would
+    otherwise depend on the core count of the machine, and `imcc.compile` in Python on the
+    thread count the command line pins."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@contextmanager
 def limit_threads(n: int | None) -> Iterator[int]:
     """Run the block with `n` BLAS threads and `n` work threads (0: one per available core;
     None: unchanged).

@@ -84,3 +84,28 @@ def test_scale_search_does_not_depend_on_the_thread_count(bits: int, signed: boo
         with limit_threads(2):
             two = calibrate_scale(x, bits, signed)
         assert one == two
+
+
+
+def test_compile_runs_blas_on_one_thread(monkeypatch) -> None:
+    """Multithreaded OpenBLAS sgemm rounds differently from single-threaded (so the ResNet-20
+    scales of `imcc.compile` in Python differed from the pinned command line's in the 7th
+    digit): the compile's passes see one BLAS thread whatever the process has."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import imcc.passes.quantize as quantize
+    from imcc.compiler import CompileOptions, compile_model
+
+    seen: list[int] = []
+    real = quantize.calibrate_scale
+
+    def spy(*args, **kwargs):
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quantize, "calibrate_scale", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        compile_model("resnet20", CompileOptions())
+        after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert seen and set(seen) == {1}
+    assert set(after) == {2}  # restored
