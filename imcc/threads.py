@@ -12,27 +12,25 @@ core).
 read when OpenBLAS loads); `limit_threads` also works afterwards, through threadpoolctl
 (which changes the thread count of BLAS libraries already loaded in the process).
 
-imcc's own parallel loops (`thread_map`: the calibration's scale search, the compression of
-arrays.npz) are Python threads over numpy ufuncs and zlib, which release the GIL and block
-instead of spinning when a core is busy; so they use every available core (`work_threads`)
+imcc's own parallel work (the compression of arrays.npz, `imcc.fileio.ChunkedDeflate`) runs
+on Python threads over zlib, which releases the GIL for whole megabyte pieces and blocks
+instead of spinning when a core is busy; so it uses every available core (`work_threads`)
 unless the user limited threads: `limit_threads`, or a THREAD_VARS value set before imcc
-started (the sweep's and tuner's worker processes run them on one thread).
+started (the sweep's and tuner's worker processes run on one thread). Loops of small numpy
+calls gain nothing from threads: the calibration's scale search (ufuncs of ~40 us each) and the
+emitter's layers both ran 20-40% slower on two threads of an idle 2-core machine (GIL
+hand-offs between the calls), so they stay serial.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TypeVar
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 DEFAULT_THREADS = 1
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 _work_threads: ContextVar[int | None] = ContextVar("imcc_work_threads", default=None)
 _pinned_by_default = False  # pin_default_threads set THREAD_VARS (the user did not)
@@ -66,7 +64,7 @@ def pin_default_threads() -> None:
 
 
 def work_threads() -> int:
-    """Threads for imcc's own parallel loops (see module doc): the count of the enclosing
+    """Threads for imcc's own parallel work (see module doc): the count of the enclosing
     `limit_threads`, else the user's THREAD_VARS value, else one per available core."""
     n = _work_threads.get()
     if n is not None:
@@ -74,17 +72,6 @@ def work_threads() -> int:
     if not _pinned_by_default:
         return user_threads() or available_cpus()
     return available_cpus()
-
-
-def thread_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """[fn(x) for x in items], on `work_threads()` threads; in order, so the result does not
-    depend on the thread count (fn must be safe to run concurrently)."""
-    xs = list(items)
-    n = min(work_threads(), len(xs))
-    if n <= 1:
-        return [fn(x) for x in xs]
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="imcc") as ex:
-        return list(ex.map(fn, xs))
 
 
 def session_threads() -> int:

@@ -1,5 +1,5 @@
-"""imcc's own thread-parallel loops (the calibration's scale search, the compression of
-arrays.npz) give the same result on any thread count, and follow the user's limits."""
+"""imcc's own threads (the compression of arrays.npz) give the same bytes on any thread
+count and follow the user's limits; a compile's BLAS runs on one thread."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import io
 import zipfile
 
 import numpy as np
-import pytest
 
 import imcc.fileio as fileio
 import imcc.threads as threads
 from imcc.fileio import Stacked, npz_bytes
-from imcc.passes.quantize import calibrate_scale
-from imcc.threads import THREAD_VARS, available_cpus, limit_threads, thread_map, work_threads
+from imcc.threads import THREAD_VARS, available_cpus, limit_threads, work_threads
 
 
 def test_work_threads_follow_limit_threads_and_the_user(monkeypatch) -> None:
@@ -32,12 +30,6 @@ def test_work_threads_follow_limit_threads_and_the_user(monkeypatch) -> None:
     assert work_threads() == available_cpus()
     with limit_threads(1):
         assert work_threads() == 1
-
-
-def test_thread_map_keeps_the_order() -> None:
-    with limit_threads(2):
-        assert thread_map(lambda x: x * x, range(50)) == [x * x for x in range(50)]
-    assert thread_map(str, []) == []
 
 
 def test_npz_bytes_do_not_depend_on_the_thread_count(monkeypatch) -> None:
@@ -69,22 +61,6 @@ def test_npz_bytes_do_not_depend_on_the_thread_count(monkeypatch) -> None:
     for k, v in arrays.items():
         want = np.concatenate(v.parts) if isinstance(v, Stacked) else v
         np.testing.assert_array_equal(back[k], want)
-
-
-@pytest.mark.parametrize(("bits", "signed"), [(2, False), (4, False), (4, True), (8, True)])
-def test_scale_search_does_not_depend_on_the_thread_count(bits: int, signed: bool) -> None:
-    rng = np.random.default_rng(bits)
-    for x in (rng.standard_normal(70_000).astype(np.float32) * 3,
-              np.maximum(rng.standard_normal(40_000), 0).astype(np.float32),
-              rng.laplace(size=(8, 50, 50)).astype(np.float32)):
-        if not signed:
-            x = np.abs(x)
-        with limit_threads(1):
-            one = calibrate_scale(x, bits, signed)
-        with limit_threads(2):
-            two = calibrate_scale(x, bits, signed)
-        assert one == two
-
 
 
 def test_compile_runs_blas_on_one_thread(monkeypatch) -> None:

@@ -101,7 +101,6 @@ from imcc.ir.records import CalibrationRecord
 from imcc.ir.topology import first_last_crossbar
 from imcc.passes import datafit
 from imcc.passes.base import CompileContext, Contract, Pass, PassResult, option
-from imcc.threads import thread_map
 
 METHODS: tuple[str, ...] = ("mse", "max")
 WEIGHT_METHODS: tuple[str, ...] = ("auto", "rtn", "gptq")
@@ -236,10 +235,7 @@ def calibrate_scale(x: np.ndarray, bits: int, signed: bool, method: str = "mse")
         return float(np.float32(m / qmax))
 
     def best(alphas: np.ndarray) -> int:
-        # Each candidate's error is computed alone, as in a serial loop, so the threads
-        # change the time (ResNet-50: 50 tensors x 97 candidates), not the chosen scale.
-        errs = thread_map(lambda a: fakequant_mse(v, float(np.float32(a / qmax)), bits,
-                                                  signed), alphas)
+        errs = [fakequant_mse(v, float(np.float32(a / qmax)), bits, signed) for a in alphas]
         return int(np.argmin(errs))  # first minimum: the smaller alpha on ties
 
     coarse = m * np.arange(1, 65, dtype=np.float64) / 64

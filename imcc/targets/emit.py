@@ -14,7 +14,6 @@ crossbar layers is fused into them as the layer's input quantization.
 
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass, replace
 
@@ -33,7 +32,6 @@ from imcc.targets.program import (
     bit_slice_at,
 )
 from imcc.targets.tiling import lower_bound_cycles, node_plan, node_slices
-from imcc.threads import thread_map
 
 # No trained network has weights near this; float32 column sums times scales of weights
 # beyond it (for inputs up to imcc.dataset.MAX_INPUT_MAGNITUDE) can reach infinity.
@@ -257,24 +255,15 @@ def emit_program(graph: Graph, target: CrossbarTarget, model: str = "") -> Progr
                 all(u.op.crossbar for u in node.output.users) and \
                 node.output not in graph.outputs:
             fused.add(node.output.name)
-    # The layers are independent once each knows its first array (its plan's tile count
-    # is known before any is laid out), so they are laid out on imcc's threads (numpy
-    # releases the GIL in its loops); the program does not depend on the thread count.
-    crossbar = [n for n in graph.nodes if n.op.crossbar]
-    firsts = list(itertools.accumulate((node_plan(n, target).tiles for n in crossbar),
-                                       initial=0))
-    layers = dict(zip(map(id, crossbar), thread_map(
-        lambda i: emit_layer(crossbar[i], target,
-                             quantized and crossbar[i].wquant is not None, firsts[i]),
-        range(len(crossbar))), strict=True))
-    n_arrays = firsts[-1]
+    n_arrays = 0
     for node in graph.nodes:
         if node.op.crossbar:
-            layer = layers[id(node)]
+            layer = emit_layer(node, target, quantized and node.wquant is not None, n_arrays)
             if layer.input in fused:
                 fq = node.inputs[0].producer
                 assert fq is not None
                 layer.input = fq.inputs[0].name
+            n_arrays += len(layer.tiles)
             steps.append(layer)
         elif node.output.name not in fused:
             consts = {v.name: v.data for v in node.inputs if v.data is not None}
