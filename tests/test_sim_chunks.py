@@ -198,3 +198,20 @@ def test_onnxruntime_batch_follows_the_memory_budget() -> None:
     assert ort_batch(prog) == ORT_MAX_BATCH
     assert ort_batch(prog, max_memory=5 * per + 1) == 5
     assert ort_batch(prog, max_memory=1) == 1
+
+
+def test_the_adc_path_multiplies_only_the_rows_each_tile_sums():
+    """The per-column (lossy ADC) form keeps each row tile's columns on that tile's rows:
+    its blocks hold exactly the tiles' cells (im2col on 8x8 arrays: several row tiles), not
+    every window row times every tile's columns."""
+    x = np.random.default_rng(4).normal(size=(4, 4, 6, 6)).astype(np.float32)
+    prog = compiled(conv_net(4, 6, 3, 6, 1, 1, 1, 1), "im2col", True, 8, 8, x)
+    sim = Simulator(prog, adc_bits=3)
+    layer = prog.crossbar_layers()[0]
+    plan = sim.plans[layer.name]
+    blocks = plan.adc.blocks
+    row_tiles = {t.rows.tobytes() for t in layer.tiles}
+    assert len(row_tiles) > 1 and len(blocks) == len(row_tiles)
+    assert sum(b.cells.size for b in blocks) == sum(t.cells.size for t in layer.tiles)
+    np.testing.assert_allclose(sim.run({"x": x}).outputs["y"], reference(prog, x, 3),
+                               rtol=1e-5, atol=1e-5)

@@ -101,25 +101,48 @@ class _Axis:
 @dataclass
 class _Piece:
     """The part of one tile that lies in one group: its rows' K indices in that group's
-    unrolled input, its cells restricted to them, and its columns onto the outputs."""
+    unrolled input (for the tile's input range)."""
 
     tile: int
     group: int
     k: np.ndarray          # (R',) rows' positions along K
-    cells: np.ndarray      # (R', C') levels (float64)
-    combine: np.ndarray    # (C', N) shift-add weight of each column onto output column n
+
+
+@dataclass
+class _AdcBlock:
+    """The columns of one group's tiles that sum the same rows (an im2col / SDK row tile:
+    every column tile of it; otherwise one tile's part), side by side. Only these rows are
+    multiplied, so the ADC path costs the crossbar's cells, not K x all columns."""
+
+    group: int
+    k: np.ndarray           # (R,) the rows' positions along the group's K
+    cells: np.ndarray       # (R, C) levels, compute dtype
+    full_scale: np.ndarray  # (C,) the range of each column's tile per unit input
+    col_tile: np.ndarray    # (C,) the tile of each column
+    order: np.ndarray       # (C,) the columns sorted by the output column they add onto
+    weight: np.ndarray      # (C,) their shift-add (slice) weights, in that order
+    starts: np.ndarray      # (U,) where each output column's run starts, in that order
+    outs: np.ndarray        # (U,) the output columns (along N) of the runs
+
+    def combine(self, conv: np.ndarray, out: np.ndarray) -> None:
+        """out[:, n] += sum of weight x converted column over the columns adding onto n."""
+        out[:, self.outs] += np.add.reduceat(conv[:, self.order] * self.weight,
+                                             self.starts, axis=1)
 
 
 @dataclass
 class _AdcPlan:
     """The per-column form of a layer's tiles, for an ADC that is not lossless."""
 
-    cells: np.ndarray       # (G, K, Ct) every tile's cells, its columns kept apart
-    combine: np.ndarray     # (G, Ct, N) shift-add weights of each column onto the outputs
-    full_scale: np.ndarray  # (G, 1, Ct) the column's tile's range per unit input
-    col_tile: np.ndarray    # (G, Ct) the tile index of each column (-1: padding)
+    blocks: list[_AdcBlock]
     pieces: list[_Piece]
     n_tiles: int
+
+    def bytes_per_window(self) -> int:
+        """Working bytes per window row of the largest block: its gathered input and
+        levels, its column sums, converted sums and weighted sums."""
+        return max((b.cells.shape[0] * 8 + b.cells.shape[1] * 24 for b in self.blocks),
+                   default=0)
 
 
 @dataclass
@@ -161,7 +184,7 @@ class _LayerPlan:
         b = hp * wp * c * item + self.groups * nwin * (self.k + 2 * self.n) * item
         b += int(np.prod(self.layer.out_shape)) * 4
         if adc:
-            b += self.groups * nwin * (self.k * 4 + 3 * self.adc.cells.shape[2] * 8)
+            b += self.groups * nwin * (self.adc.bytes_per_window() + self.n * 8)
         return b
 
 
@@ -272,40 +295,39 @@ def _piece_maps(layer: CrossbarLayer, tile: Tile, rsel: np.ndarray, csel: np.nda
 
 
 def _adc_plan(plan: _LayerPlan) -> _AdcPlan:
-    """Every tile's columns side by side per group, with their shift-add weights. A tile's
-    ADC range is its largest column's sum of |levels| (per unit of input)."""
+    """Every group's tile parts, those reading the same rows joined into one block, with
+    their columns' shift-add weights. A tile's ADC range is its largest column's sum of
+    |levels| (per unit of input)."""
     layer, g = plan.layer, plan.groups
     c, oc = plan.padded[2], int(layer.out_scale.shape[0])
     cg, ocg = c // g, oc // g
-    kdim, ndim = plan.k, plan.n
     sl = np.asarray(layer.slice_weights, np.float64)
     index = {id(t): ti for ti, t in enumerate(layer.tiles)}
     pieces: list[_Piece] = []
+    parts: dict[tuple[int, bytes],
+                list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
     for tile, gi, rsel, csel in _pieces(layer, cg, ocg):
         krow, ncol, slw = _piece_maps(layer, tile, rsel, csel, plan.ay, plan.ax, cg, ocg, sl)
-        comb = np.zeros((len(csel), ndim))
-        comb[np.arange(len(csel)), ncol] = slw
-        pieces.append(_Piece(index[id(tile)], gi, krow,
-                             tile.cells[np.ix_(rsel, csel)].astype(np.float64), comb))
-    width = [0] * g
-    for pc in pieces:
-        width[pc.group] += pc.cells.shape[1]
-    ct = max(width, default=0)
-    cells = np.zeros((g, kdim, ct))
-    combine = np.zeros((g, ct, ndim))
-    fs = np.zeros((g, 1, ct))
-    col_tile = np.full((g, ct), -1, np.int64)
-    off = [0] * g
-    for pc in pieces:
-        gi, a, nc = pc.group, off[pc.group], pc.cells.shape[1]
-        # add.at: a tile may drive two rows with one input (planner pieces on its block
-        # diagonal); fancy-index += would keep only one of them.
-        np.add.at(cells[gi, :, a:a + nc], pc.k, pc.cells)
-        combine[gi, a:a + nc] = pc.combine
-        fs[gi, 0, a:a + nc] = plan.tile_fs[pc.tile]
-        col_tile[gi, a:a + nc] = pc.tile
-        off[gi] += nc
-    return _AdcPlan(cells.astype(plan.dtype), combine, fs, col_tile, pieces, len(layer.tiles))
+        ti = index[id(tile)]
+        pieces.append(_Piece(ti, gi, krow))
+        # A row index twice in one part (the planner's pieces of one group on a tile's
+        # block diagonal reading the same input) is gathered twice: both rows are summed.
+        parts.setdefault((gi, krow.tobytes()), []).append(
+            (ti, krow, tile.cells[np.ix_(rsel, csel)], ncol, slw))
+    blocks = []
+    for (gi, _), group_parts in sorted(parts.items(), key=lambda kv: kv[0][0]):
+        k = group_parts[0][1]
+        cells: np.ndarray = np.concatenate([p[2] for p in group_parts], axis=1).astype(plan.dtype)
+        ncol = np.concatenate([p[3] for p in group_parts])
+        slw = np.concatenate([p[4] for p in group_parts])
+        col_tile = np.concatenate([np.full(p[2].shape[1], p[0], np.int64)
+                                   for p in group_parts])
+        order = np.argsort(ncol, kind="stable")
+        sorted_n = ncol[order]
+        starts = np.flatnonzero(np.r_[True, sorted_n[1:] != sorted_n[:-1]])
+        blocks.append(_AdcBlock(gi, k, cells, plan.tile_fs[col_tile], col_tile, order,
+                                slw[order], starts, sorted_n[starts]))
+    return _AdcPlan(blocks, pieces, len(layer.tiles))
 
 
 def _adc(colsum: np.ndarray, full_scale: np.ndarray | float, bits: int) -> np.ndarray:
@@ -520,40 +542,40 @@ class Simulator:
         assert self.adc_bits is not None
         ap = plan.adc
         layer = plan.layer
-        g = plan.groups
-
-        def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return (a[0] @ b[0])[None] if g == 1 else np.matmul(a, b)
-
+        out = np.zeros((plan.groups, u.shape[1], plan.n), np.float64)
         if layer.in_quant is None:
             # Unquantized inputs have no bit planes: the ADC sees the analog sum once, over
             # a range set per sample by the largest input magnitude the tile is driven with
             # (per sample, so results do not depend on how the batch is chunked).
             windows = u.shape[1] // bsz
-            amax = np.abs(u).reshape(g, bsz, windows, -1).max(axis=2)      # (G, B, K)
+            amax = np.abs(u).reshape(plan.groups, bsz, windows, -1).max(axis=2)  # (G, B, K)
             tmax = np.zeros((bsz, ap.n_tiles + 1))
             for pc in ap.pieces:
                 tmax[:, pc.tile] = np.maximum(tmax[:, pc.tile],
                                               amax[pc.group][:, pc.k].max(axis=1, initial=0))
-            fs = tmax[:, ap.col_tile].transpose(1, 0, 2) * ap.full_scale   # (G, B, Ct)
-            cs = mm(u, ap.cells).astype(np.float64).reshape(g, bsz, windows, -1)
-            conv = _adc(cs, fs[:, :, None, :], self.adc_bits).reshape(g, bsz * windows, -1)
-            return mm(conv, ap.combine)
+            for blk in ap.blocks:
+                fs = tmax[:, blk.col_tile] * blk.full_scale                     # (B, C)
+                cs = (u[blk.group][:, blk.k] @ blk.cells).astype(np.float64)
+                conv = _adc(cs.reshape(bsz, windows, -1), fs[:, None, :], self.adc_bits)
+                blk.combine(conv.reshape(bsz * windows, -1), out[blk.group])
+            return out
         _, bits, signed = layer.in_quant
         phases = -(-bits // self.dac_bits)
         total = phases * self.dac_bits
         mask = (1 << self.dac_bits) - 1
-        levels = u.astype(np.int32) & ((1 << total) - 1)
-        fs = mask * ap.full_scale                                   # (G, 1, Ct)
-        out = np.zeros(u.shape[:2] + (ap.cells.shape[2],), np.float64)
-        for p in range(phases):
-            plane = (levels >> (p * self.dac_bits)) & mask
-            if signed and p == phases - 1:
-                top = 1 << (self.dac_bits - 1)
-                plane = np.where(plane >= top, plane - (1 << self.dac_bits), plane)
-            cs = mm(plane.astype(plan.dtype), ap.cells).astype(np.float64)
-            out += float(1 << (p * self.dac_bits)) * _adc(cs, fs, self.adc_bits)
-        return mm(out, ap.combine)
+        for blk in ap.blocks:
+            levels = u[blk.group][:, blk.k].astype(np.int32) & ((1 << total) - 1)
+            fs = mask * blk.full_scale                                          # (C,)
+            acc = np.zeros((u.shape[1], blk.cells.shape[1]), np.float64)
+            for p in range(phases):
+                plane = (levels >> (p * self.dac_bits)) & mask
+                if signed and p == phases - 1:
+                    top = 1 << (self.dac_bits - 1)
+                    plane = np.where(plane >= top, plane - (1 << self.dac_bits), plane)
+                cs = (plane.astype(plan.dtype) @ blk.cells).astype(np.float64)
+                acc += float(1 << (p * self.dac_bits)) * _adc(cs, fs, self.adc_bits)
+            blk.combine(acc, out[blk.group])
+        return out
 
 
 def simulate(program: Program, feeds: dict[str, np.ndarray], adc_bits: int | None = None,
