@@ -292,13 +292,16 @@ def simulate(compiled: PathLike | CompiledModel, *, data: Any = None,
              limit: int | None = None, skip: int = 0, adc_bits: int | None = None,
              ideal_adc: bool = False, threads: int | None = None,
              max_memory_mib: int | None = None,
-             progress: Callable[[int], None] | None = None) -> SimulationResult:
+             progress: Callable[[int], None] | None = None,
+             total: Callable[[int], None] | None = None) -> SimulationResult:
     """Run the crossbar program of a compiled output (a directory, or `compile`'s result)
     on ``data`` (a path, a bundled name, or an `imcc.dataset.Dataset`; default the bundled
     CIFAR-10 sample) and compare it with onnxruntime on compiled.onnx. ``adc_bits``: an ADC
     width overriding the compiled one; ``ideal_adc``: exact column sums; ``threads``: BLAS
     and onnxruntime threads (0: one per core); ``max_memory_mib``: memory budget of one
-    layer's working set (MiB). A mismatch is returned (``mismatch``), not raised."""
+    layer's working set (MiB). ``progress(n)`` is called as n more images are simulated,
+    ``total(n)`` once the number of images is known. A mismatch is returned
+    (``mismatch``), not raised."""
     from imcc.dataset import Dataset, bundled_example_data, load_npz
     from imcc.sim.evaluate import ADC_COMPILED, evaluate
     from imcc.targets.program_io import read_program
@@ -334,6 +337,8 @@ def simulate(compiled: PathLike | CompiledModel, *, data: Any = None,
         ds = ds.split(skip)[1]
     if limit is not None:
         ds = ds.take(limit)
+    if total is not None:
+        total(len(ds))
     adc = None if ideal_adc else ADC_COMPILED if adc_bits is None else adc_bits
     budget = None if max_memory_mib is None else max_memory_mib << 20
     saved: dict[str, np.ndarray] = {}

@@ -398,7 +398,8 @@ def simulate_cmd(
         task = p.add_task("simulating", total=None)
         sim = simulate(outdir, data=data, limit=limit, skip=skip, adc_bits=adc_bits,
                        ideal_adc=ideal_adc, threads=threads, max_memory_mib=max_memory,
-                       progress=lambda n: p.advance(task, n))
+                       progress=lambda n: p.advance(task, n),
+                       total=lambda n: p.update(task, total=n))
     res = sim.to_json()
     if save_outputs is not None:
         atomic_write_bytes(save_outputs, npz_bytes(dict(sim.saved)))

@@ -69,3 +69,16 @@ def test_terminal_gets_a_rich_bar_and_a_pipe_plain_lines() -> None:
     assert isinstance(progress(Console(file=io.StringIO())), PlainProgress)
     tty = Console(file=io.StringIO(), force_terminal=True)
     assert not isinstance(progress(tty), PlainProgress)
+
+
+def test_simulate_announces_its_image_count_before_the_first_batch(resnet20_float_auto
+                                                                    ) -> None:
+    """`imcc simulate`'s bar gets its total (the images after --skip / --limit) up front."""
+    import imcc.api as api
+
+    events: list[tuple[str, int]] = []
+    api.simulate(resnet20_float_auto[0], skip=5, limit=7,
+                 progress=lambda n: events.append(("done", n)),
+                 total=lambda n: events.append(("total", n)))
+    assert events[0] == ("total", 7)
+    assert sum(n for kind, n in events if kind == "done") == 7
