@@ -4,6 +4,7 @@ the searches against exhaustive enumeration."""
 from __future__ import annotations
 
 from collections import Counter
+from functools import cache
 
 import pytest
 from hypothesis import given, settings
@@ -346,6 +347,7 @@ def patch_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int,
     return cdiv(g.ho, i) * cdiv(g.wo, j) * len(bins)
 
 
+@cache
 def today_auto(g: LayerGeom, rows: int, cols: int, s: int) -> int:
     """`auto` before the planner: im2col or any window, with group packing."""
     im = packed(g, None, 1, rows, cols, s, im2col_cost(g, rows, cols, s).cycles)
@@ -355,37 +357,38 @@ def today_auto(g: LayerGeom, rows: int, cols: int, s: int) -> int:
     return min([im, *wins])
 
 
+@cache
+def window_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int,
+                  patches: bool) -> int:
+    """One layer at window `i x j`: the cheapest of its channel-granular plan (with group
+    packing), its pieces, strips and (`patches`) patches of up to 4 x 4 read offsets and
+    dense blocks. Memoized: a pair's oracle costs each half jointly and on its own."""
+    if patches:
+        p = window_cycles(g, i, j, rows, cols, s, False)
+        p = min([p] + [patch_cycles(g, i, j, rows, cols, s, u, v)
+                       for u in range(1, 5) for v in range(1, 5)])
+        if 1 < i * j <= BICLIQUE_MAX_PIXELS:
+            # dense blocks: the library's cover (checked product by product against the
+            # emitted program in tests/test_planner.py)
+            p = min(p, biclique_plan(g, i, j, rows, cols, s,
+                                     max(1, cols // (g.oc_g * s))).cycles)
+        return p
+    c = im2col_cost(g, rows, cols, s) if (i, j) == (1, 1) else pw_cost(g, i, j, rows, cols, s)
+    classic = None if c is None else packed(g, None if (i, j) == (1, 1) else i, j,
+                                            rows, cols, s, c.cycles)
+    p = pieces_cycles(g, i, j, rows, cols, s)
+    if g.dh == 1 and g.dw == 1:  # strips: undilated layers
+        p = min([p] + [strip_cycles(g, i, j, rows, cols, s, ax)
+                       for ax, n in (("x", j), ("y", i)) if n > 1])
+    return p if classic is None else min(p, classic)
+
+
 def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: int,
                        patches: bool = True) -> int:
-    """Every window shared by `geoms`, each layer the cheapest of its channel-granular plan
-    (with group packing), its pieces, strips and (`patches`) patches of up to 4 x 4 read
-    offsets and dense blocks at that window."""
+    """Every window shared by `geoms`, each layer at its `window_cycles`."""
     g0 = geoms[0]
-    best = None
-    for i in range(1, g0.ho + 1):
-        for j in range(1, g0.wo + 1):
-            total = 0
-            for g in geoms:
-                c = im2col_cost(g, rows, cols, s) if (i, j) == (1, 1) else \
-                    pw_cost(g, i, j, rows, cols, s)
-                classic = None if c is None else packed(g, None if (i, j) == (1, 1) else i, j,
-                                                        rows, cols, s, c.cycles)
-                p = pieces_cycles(g, i, j, rows, cols, s)
-                if g.dh == 1 and g.dw == 1:  # strips: undilated layers
-                    p = min([p] + [strip_cycles(g, i, j, rows, cols, s, ax)
-                                   for ax, n in (("x", j), ("y", i)) if n > 1])
-                if patches:
-                    p = min([p] + [patch_cycles(g, i, j, rows, cols, s, u, v)
-                                   for u in range(1, 5) for v in range(1, 5)])
-                    if 1 < i * j <= BICLIQUE_MAX_PIXELS:
-                        # dense blocks: the library's cover (checked product by product
-                        # against the emitted program in tests/test_planner.py)
-                        p = min(p, biclique_plan(g, i, j, rows, cols, s,
-                                                 max(1, cols // (g.oc_g * s))).cycles)
-                total += p if classic is None else min(p, classic)
-            best = total if best is None else min(best, total)
-    assert best is not None
-    return best
+    return min(sum(window_cycles(g, i, j, rows, cols, s, patches) for g in geoms)
+               for i in range(1, g0.ho + 1) for j in range(1, g0.wo + 1))
 
 
 @settings(max_examples=300, deadline=None)

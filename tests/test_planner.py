@@ -65,12 +65,18 @@ def test_min_field_holds_for_every_pixel_set():
     from itertools import product
     cells = [(y, x) for y in range(3) for x in range(4)]
     for kh, kw, sh, sw, dh, dw in product((1, 2, 3), (1, 3), (1, 2), (1, 2), (1, 2), (1,)):
+        # each pixel's field as a bit set of input positions; a set's field is the union of
+        # its pixels' (built from the set without its lowest pixel: one OR per set)
+        pos: dict[tuple[int, int], int] = {}
+        one = [sum(1 << pos.setdefault((y * sh + ty * dh, x * sw + tx * dw), len(pos))
+                   for ty in range(kh) for tx in range(kw)) for y, x in cells]
+        fields = [0] * (1 << len(cells))
         least: dict[int, int] = {}
         for mask in range(1, 1 << len(cells)):
-            q = [c for b, c in enumerate(cells) if mask >> b & 1]
-            field = {(y * sh + ty * dh, x * sw + tx * dw) for y, x in q
-                     for ty in range(kh) for tx in range(kw)}
-            least[len(q)] = min(least.get(len(q), len(field)), len(field))
+            low = mask & -mask
+            fields[mask] = fields[mask ^ low] | one[low.bit_length() - 1]
+            n, f = mask.bit_count(), fields[mask].bit_count()
+            least[n] = min(least.get(n, f), f)
         for n, f in least.items():
             assert min_field(kh, kw, sh, sw, dh, dw, n) <= f, (kh, kw, sh, sw, dh, dw, n, f)
     assert min_field(3, 3, 1, 1, 1, 1, 4) == 16 and min_field(3, 3, 1, 1, 1, 1, 5) == 19
