@@ -30,7 +30,13 @@ import numpy as np
 from imcc.errors import DataError
 from imcc.ir.ops import conv_out
 from imcc.targets.program import CrossbarLayer, DigitalStep, Placement, Program, Tile
-from imcc.targets.tiling import LayerGeom, cdiv, complete_column_bound, window_extent
+from imcc.targets.tiling import (
+    LayerGeom,
+    cdiv,
+    complete_column_bound,
+    lower_bound_cycles,
+    window_extent,
+)
 
 MAX_ELEMENTS = 1 << 28  # per-sample elements of any tensor the simulator allocates
 MAX_BITS = 16
@@ -283,13 +289,14 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
     n_windows = cdiv(ho, i) * cdiv(wo, j)
     bound = cdiv(ho * wo * oc * n_slices * cdiv(kernel[0] * kernel[1] * (ic // groups), rows),
                  cols)
-    # The recorded bound is the layer's (column bound refined, imcc.targets.tiling); a
-    # program written before the refinement recorded the column bound alone.
-    full = max(bound, complete_column_bound(
-        LayerGeom.from_conv(ic, oc, groups, kernel, stride, dilation, (ho, wo)),
-        n_slices, rows, cols))
+    # The recorded bound is the layer's (imcc.targets.tiling.lower_bound_cycles); programs
+    # written before its refinements recorded the column bound alone, or the column bound
+    # with the complete-column refinement (before the row bound).
+    geom = LayerGeom.from_conv(ic, oc, groups, kernel, stride, dilation, (ho, wo))
+    older = max(bound, complete_column_bound(geom, n_slices, rows, cols))
+    full = lower_bound_cycles(geom, n_slices, rows, cols)
     lb = s.lower_bound_cycles
-    if isinstance(lb, bool) or not isinstance(lb, int) or lb not in (0, bound, full):
+    if isinstance(lb, bool) or not isinstance(lb, int) or lb not in (0, bound, older, full):
         raise DataError(f"lower_bound_cycles {lb!r} is not the layer's bound {full}")
     if n_windows * len(s.tiles) < bound:
         raise DataError(f"{n_windows * len(s.tiles)} cycles are below the layer's lower bound "

@@ -113,7 +113,25 @@ all such `(m_x, m_y)` bounds every `Q` of `n` pixels (tests/test_planner.py chec
 against every pixel set of small grids). `pmax` is then a knapsack over the groups (each
 group a set of `n_g` pixels costing `IC_g * min_field(n_g)` rows). As for the column
 bound, products with padded inputs count (the program's windows read the padded input).
-`lower_bound_cycles` is the larger of the two.
+
+**Row bound** (`row_bound_cycles`, the column bound transposed; any `F`). An input element
+`e = (c, y, x)` of the padded input is read by `K_e = r_y(y) * r_x(x) * OC_g * S` output
+columns of its group, `r_y(y)` the output rows `py` with `y = py*sh + ty*dh` for some tap
+`ty` (likewise `r_x`); each such column holds one product of `e`. A product sits in a cell
+of an activation whose rows include `e` and whose columns include its column; one
+activation has at most `cols` columns, so it holds at most `cols` products of `e`, and `e`
+is a row of at least `ceil(K_e / cols)` activations. One activation has at most `rows`
+rows, hence
+
+    cycles >= ceil(IC * sum over positions (y, x) of ceil(r_y(y) r_x(x) OC_g S / cols) / rows).
+
+It is the tighter one where few channels per group make a position's readers outnumber a
+column's products per row pass: e.g. 2 groups of 8 -> 1 (S = 4), 3x3 on 32x32, on 32x32
+arrays: an inner element has `K_e = 9 * 4 = 36 > 32` readers, so it takes two
+activations' rows; 1,028 cycles, where the column bound gives 768 and the planner's
+patches reach 1,028. Padded positions count, as for the other two (they are read by the
+windows; positions no pixel reads, `r = 0`, are not counted).
+`lower_bound_cycles` is the largest of the three.
 """
 
 from __future__ import annotations
@@ -757,9 +775,32 @@ def complete_column_bound(g: LayerGeom, S: int, rows: int, cols: int) -> int:
 
 def lower_bound_cycles(g: LayerGeom, S: int, rows: int, cols: int) -> int:
     """Activations no layout of this layer on `rows x cols` arrays can go below (module
-    docstring, "Lower bound"): the larger of `column_bound_cycles` and
-    `complete_column_bound`."""
-    return max(column_bound_cycles(g, S, rows, cols), complete_column_bound(g, S, rows, cols))
+    docstring, "Lower bound"): the largest of `column_bound_cycles`,
+    `complete_column_bound` and `row_bound_cycles`."""
+    return max(column_bound_cycles(g, S, rows, cols), complete_column_bound(g, S, rows, cols),
+               row_bound_cycles(g, S, rows, cols))
+
+
+def _readers(n: int, stride: int, k: int, d: int) -> np.ndarray:
+    """Per input coordinate along one axis (the padded input, from the first read offset
+    to the last), how many of `n` output pixels read it through some tap."""
+    r = np.zeros((n - 1) * stride + (k - 1) * d + 1, np.int64)
+    for t in range(k):
+        r[t * d:t * d + (n - 1) * stride + 1:stride] += 1
+    return r
+
+
+@lru_cache(maxsize=4096)
+def row_bound_cycles(g: LayerGeom, S: int, rows: int, cols: int) -> int:
+    """The row bound (module docstring, "Row bound"):
+    `ceil(IC * sum over positions of ceil(r_y r_x OC_g S / cols) / rows)`."""
+    _check_array(rows, cols, S)
+    ry = np.bincount(_readers(g.ho, g.sh, g.kh, g.dh))
+    rx = np.bincount(_readers(g.wo, g.sw, g.kw, g.dw))
+    # positions counted by (readers along y, readers along x); r = 0 is never read
+    a = np.arange(len(ry))[:, None] * np.arange(len(rx))[None, :]
+    per_pos = -(-(a * g.oc_g * S) // cols)
+    return cdiv(g.ic * int((ry[:, None] * rx[None, :] * per_pos).sum()), rows)
 
 
 def _check_array(rows: int, cols: int, slices: int) -> None:
@@ -935,7 +976,7 @@ def clear_plan_caches() -> None:
     """Empty the planner's memo caches, so that the next search runs cold (benchmarks and
     the docs tables time searches this way; identical layers of one network share them)."""
     for f in (planned_plan, patch_shapes, _axis_patches, _offsets, min_field, complete_pixels,
-              biclique_shapes, _bicliques):
+              biclique_shapes, _bicliques, row_bound_cycles):
         f.cache_clear()
 
 
@@ -1031,5 +1072,6 @@ __all__ = ["LayerGeom", "TilePlan", "cdiv", "window_extent", "im2col_plan", "pw_
            "packed_plan", "strip_plan", "patch_plan", "patch_shapes", "biclique_plan",
            "biclique_shapes", "planned_plan",
            "position_count", "lower_bound_cycles", "column_bound_cycles",
-           "complete_column_bound", "min_field", "clear_plan_caches", "plan_for",
+           "complete_column_bound", "row_bound_cycles", "min_field", "clear_plan_caches",
+           "plan_for",
            "node_geometry", "node_slices", "node_plan"]
