@@ -77,6 +77,8 @@ def _layer_label(layer: CrossbarLayer) -> str:
         return base + f" patches {m.patch[0]}x{m.patch[1]}"
     if m.bicliques:
         return base + " dense blocks"
+    if m.segments:
+        return base + f" segments {m.segments}"
     if m.strip:
         return base + f" strips {m.strip}"
     return base + (" pieces" if m.pieces else "")

@@ -40,6 +40,7 @@ from imcc.targets.tiling import (
     planned_plan,
     pw_plan,
     row_bound_cycles,
+    segment_plan,
     strip_plan,
 )
 
@@ -146,7 +147,7 @@ def test_no_plan_is_below_the_lower_bound(g, arr, m):
     """Every layout the tiling model, the search or the planner produces is at or above the
     bound (the column bound and its complete-column refinement): channel-granular (with and
     without group packing), pieces for any k, strips, patches, and the searches' choices
-    for every request, single layers and low-rank pairs."""
+    for every request, single layers and low-rank pairs (segments included)."""
     rows, cols, s = arr
     lb = lower_bound_cycles(g, s, rows, cols)
     plans = [im2col_plan(g, rows, cols, s, pack) for pack in (False, True)]
@@ -159,6 +160,8 @@ def test_no_plan_is_below_the_lower_bound(g, arr, m):
                 plans += [strip_plan(g, i, j, rows, cols, s, ax) for ax in ("x", "y")]
             plans += [patch_plan(g, i, j, rows, cols, s, (u, v)) for u in (1, 2) for v in (1, 3)]
             plans += [biclique_plan(g, i, j, rows, cols, s, b) for b in (1, 2, 4)]
+            plans += [segment_plan(g, i, j, rows, cols, s, ax) for ax in ("x", "y")
+                      if (g.kw if ax == "x" else g.kh) <= rows]
             plans.append(planned_plan(g, i, j, rows, cols, s))
     plans += [best_mapping(g, req, rows, cols, s)[1] for req in ("im2col", "sdk", "vw-sdk",
                                                                   "auto")]
@@ -308,6 +311,49 @@ def test_dense_blocks_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, 
         sum(len(r) * len(c) for r, c in plan.piece_maps().values()) * g
 
 
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(icg=st.integers(1, 6), ocg=st.integers(1, 3), g=st.integers(1, 3),
+       kh=st.integers(1, 3), kw=st.integers(1, 3), hw=st.integers(3, 8),
+       stride=st.integers(1, 2), pad=st.integers(0, 1), dil=st.integers(1, 2),
+       i=st.integers(1, 5), j=st.integers(1, 5), axis=st.sampled_from(["x", "y"]),
+       rows=st.sampled_from([3, 8, 12, 32]), cols=st.sampled_from([4, 8, 20, 32]))
+def test_segments_cover_every_product_exactly_once(icg, ocg, g, kh, kw, hw, stride, pad, dil,
+                                                   i, j, axis, rows, cols):
+    """Any segments layout (window i x j, either axis, channel chunks and column cuts
+    included, all groups' pieces packed into bins), dilated and strided layers included:
+    the bins fit and hold every piece once, and the brute-force cover, simulation against
+    onnxruntime and cycle checks pass."""
+    if hw + 2 * pad < (max(kh, kw) - 1) * dil + 1 or (kw if axis == "x" else kh) > rows:
+        return
+    m = conv_model(icg * g, ocg * g, kh, kw, hw, stride, pad, dil, g)
+    tgt = CrossbarTarget(rows=rows, cols=cols, weight_bits=4, cell_bits=1)
+    graph = MapPass().run(import_proto(m, "t"), CompileContext(target=tgt)).graph
+    (node,) = graph.crossbar_nodes()
+    plan = segment_plan(node_geometry(node), i, j, rows, cols, tgt.slices_for(4), axis)
+    bins = plan.bins()
+    pieces = [p for b in bins for p in b]
+    assert len(bins) == plan.tiles and len(set(pieces)) == len(pieces)
+    maps = plan.piece_maps()
+    assert len(pieces) == g * len(maps)
+    for b in bins:
+        assert sum(len(maps[(rt, ct)][0]) for _, rt, ct in b) <= rows
+        assert sum(len(maps[(rt, ct)][1]) for _, rt, ct in b) <= cols
+    check_emitted_plan(m, graph, node, plan, tgt, icg * g, hw, i * j)
+
+
+def test_segments_beat_patches():
+    """ResNet-20's g4 m/16 stage-2 R half (4 groups of 8 -> 2 channels, 3x3 on 16x16,
+    S = 4) on 32x32 arrays: segments over the whole map take 800 activations (a full
+    piece: 8 channels x 4 offsets of one input row, times 4 pixel segments of 2 adjacent
+    pixels; each column takes 3 activations, one per input row it reads); the best patch
+    or strip layout took 896 and the bound is 772."""
+    g = LayerGeom.from_conv(32, 8, 4, (3, 3), (1, 1), (1, 1), (16, 16))
+    assert segment_plan(g, 16, 16, 32, 32, 4, "x").cycles == 800
+    choice, best = best_mapping(g, "auto", 32, 32, 4)
+    assert best.cycles == 800 and choice.segments == best.segments != ""
+    assert lower_bound_cycles(g, 4, 32, 32) == 772
+
+
 def test_dense_blocks_reach_the_bound():
     """WRN16-4's g4 m/16 stage-1 R half (4 groups of 16 -> 4 channels, 3x3 on 32x32, S = 4)
     on 32x32 arrays: 2 x 2 windows of dense blocks take 10 arrays per group for 4 pixels,
@@ -442,21 +488,39 @@ def test_program_records_and_checks_the_bound():
 
 
 def test_auto_patches_program_is_exact():
-    """ResNet-20's g2 m/16 stage-1 R half on 64x64 arrays (2 groups of 8 -> 1 channels on
-    32x32): auto takes patches of 4x2 read offsets on a 4x32 window (408 cycles; strips
-    along its width, the layout before patches, 416); the quantized program read back
-    from disk equals onnxruntime on compiled.onnx and executes the cycles it reports."""
-    m = conv_model(16, 2, 3, 3, 32, 1, 1, 1, 2)
-    x = np.random.default_rng(4).normal(size=(2, 16, 32, 32)).astype(np.float32)
-    prog = compile_auto_exact(m, x, 64)
+    """ResNet-20's g2 m/16 stage-1 R shape (2 groups of 8 -> 1 channels) on a 16x16 map
+    and 32x32 arrays: auto takes patches of 2x2 read offsets on the whole map, 260 cycles =
+    the row bound (strips, the layout before patches, take 288); the quantized program
+    read back from disk equals onnxruntime on compiled.onnx and executes the cycles it
+    reports."""
+    m = conv_model(16, 2, 3, 3, 16, 1, 1, 1, 2)
+    x = np.random.default_rng(4).normal(size=(2, 16, 16, 16)).astype(np.float32)
+    prog = compile_auto_exact(m, x, 32)
     (layer,) = prog.crossbar_layers()
-    assert layer.mapping.patch == (4, 2) and layer.mapping.pieces == 1
-    g = LayerGeom.from_conv(16, 2, 2, (3, 3), (1, 1), (1, 1), (32, 32))
-    today = min(p.cycles for p in [im2col_plan(g, 64, 64, 4, True)] + [
-        pw_plan(g, i, j, 64, 64, 4, True) or im2col_plan(g, 64, 64, 4, True)
-        for i in range(1, 9) for j in range(1, 33)])
-    strips = strip_plan(g, 4, 32, 64, 64, 4, "x").cycles
-    assert layer.lower_bound_cycles <= layer.cycles == 408 < strips == 416 < today
+    assert layer.mapping.patch == (2, 2) and layer.mapping.pieces == 1
+    g = LayerGeom.from_conv(16, 2, 2, (3, 3), (1, 1), (1, 1), (16, 16))
+    today = min(p.cycles for p in [im2col_plan(g, 32, 32, 4, True)] + [
+        pw_plan(g, i, j, 32, 32, 4, True) or im2col_plan(g, 32, 32, 4, True)
+        for i in range(1, 17) for j in range(1, 17)])
+    strips = min(strip_plan(g, i, 16, 32, 32, 4, "x").cycles for i in range(1, 17))
+    assert layer.lower_bound_cycles == layer.cycles == 260 < strips == 288 < today
+
+
+def test_auto_segments_program_is_exact():
+    """ResNet-20's g4 m/16 stage-3 R shape (4 groups of 8 -> 2 channels) on an 8x8 map and
+    32x32 arrays: auto takes segments along the height on a 4x8 window, 208 cycles (the
+    best patch layout on windows of 1, 2, 4 or 8 per side takes 256, the bound is 196); the
+    quantized program read back from disk is bit-exact with onnxruntime and executes its
+    cycles."""
+    m = conv_model(32, 8, 3, 3, 8, 1, 1, 1, 4)
+    x = np.random.default_rng(5).normal(size=(2, 32, 8, 8)).astype(np.float32)
+    prog = compile_auto_exact(m, x, 32)
+    (layer,) = prog.crossbar_layers()
+    assert layer.mapping.segments == "y" and layer.mapping.pw == (4, 8)
+    g = LayerGeom.from_conv(32, 8, 4, (3, 3), (1, 1), (1, 1), (8, 8))
+    patches = min(patch_plan(g, i, j, 32, 32, 4, (u, v)).cycles for i in (1, 2, 4, 8)
+                  for j in (1, 2, 4, 8) for u in range(1, 5) for v in range(1, 5))
+    assert layer.lower_bound_cycles == 196 < layer.cycles == 208 < patches == 256
 
 
 def test_auto_dense_blocks_program_is_exact():

@@ -252,6 +252,10 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
             or (m.bicliques and (m.pieces != 1 or m.strip or tuple(m.patch) != (0, 0))):
         raise DataError(f"bicliques {m.bicliques!r} must be 0 or a number of pixels per "
                         "dense block (with pieces 1, no strip, no patch)")
+    if m.segments not in ("", "x", "y") or (m.segments and (
+            m.pieces != 1 or m.strip or tuple(m.patch) != (0, 0) or m.bicliques)):
+        raise DataError(f"segments {m.segments!r} must be x or y, with pieces 1 and no "
+                        "strip, patch or dense blocks")
     if tuple(s.windows) != (cdiv(ho, i), cdiv(wo, j)):
         raise DataError(f"window loop {list(s.windows)} is not the one a {i}x{j} window over "
                         f"a {ho}x{wo} output takes ({[cdiv(ho, i), cdiv(wo, j)]})")
