@@ -77,6 +77,8 @@ def _layer_label(layer: CrossbarLayer) -> str:
         return base + f" patches {m.patch[0]}x{m.patch[1]}"
     if m.bicliques:
         return base + " dense blocks"
+    if m.segments:
+        return base + f" segments {m.segments}"
     if m.strip:
         return base + f" strips {m.strip}"
     return base + (" pieces" if m.pieces else "")
@@ -152,16 +154,21 @@ def render(results: dict[Job, Outcome]) -> str:
         "whole group fits (an extension of DESIGN.md's per-group formula, which `im2col` "
         "keeps), and uses the planner: element-granular pieces (`pieces` in the mix: "
         "rows and columns cut inside a channel's window, shared between groups and "
-        "chunks; strips; and patches, input-side sub-patches times every output pixel "
-        "whose field touches them, and dense blocks, pixels times the input positions "
-        "all of them read, both packed from all groups into arrays block-diagonally) "
+        "chunks; strips; patches, input-side sub-patches times every output pixel "
+        "whose field touches them; dense blocks, pixels times the input positions "
+        "all of them read; and segments, each column's fan-in cut by the input rows it "
+        "reads, adjacent pixels' segments sharing rows; all of these packed from all "
+        "groups into arrays block-diagonally) "
         "where they are strictly cheaper, and a pair's `L` on its own window "
         "where that is strictly cheaper than R's (`L alone`: how many pairs);",
-        "- bound: the sum over crossbar layers of `lower_bound_cycles`, the larger of "
-        "the column bound `ceil(Ho*Wo*OC * S * ceil(Kh*Kw*IC_g / rows) / cols)` and, "
-        "when a column's fan-in fits the rows, its complete-column refinement "
+        "- bound: the sum over crossbar layers of `lower_bound_cycles`, the largest of "
+        "the column bound `ceil(Ho*Wo*OC * S * ceil(Kh*Kw*IC_g / rows) / cols)`, "
+        "when a column's fan-in fits the rows its complete-column refinement "
         "`ceil(2 N / (cols + h))` (`h`: the most output columns one activation can "
-        "complete, from the receptive fields its rows can hold), which no correct "
+        "complete, from the receptive fields its rows can hold), and the row bound "
+        "`ceil(IC * sum over input positions of ceil(K * OC_g * S / cols) / rows)` "
+        "(`K`: the output pixels reading the position; each input element is a row of "
+        "that many activations at least), which no correct "
         "layout of dense weights goes below (derivations in `imcc/targets/tiling.py` "
         "and docs/reports.md); auto / bound is how far `auto` is above it;",
         "- search s: CPU seconds of the `auto` mapping search for the whole network "

@@ -109,6 +109,8 @@ def describe(p: Any) -> str:
         kind += f" patch {p.patch[0]}x{p.patch[1]}"
     if p.bicliques:
         kind += f" dense b={p.bicliques}"
+    if p.segments:
+        kind += f" segments-{p.segments}"
     return kind
 
 

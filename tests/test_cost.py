@@ -4,6 +4,7 @@ the searches against exhaustive enumeration."""
 from __future__ import annotations
 
 from collections import Counter
+from functools import cache
 
 import pytest
 from hypothesis import given, settings
@@ -334,6 +335,12 @@ def patch_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int,
             n_r, n_c = g.ic_g * len(oy) * len(ox), g.oc_g * len(pys) * len(pxs) * s
             pieces += [(min(rows, n_r - r0), min(cols, n_c - c0)) for r0 in range(0, n_r, rows)
                        for c0 in range(0, n_c, cols)] * g.groups
+    return cdiv(g.ho, i) * cdiv(g.wo, j) * ffd_bins(pieces, rows, cols)
+
+
+def ffd_bins(pieces: list[tuple[int, int]], rows: int, cols: int) -> int:
+    """Pieces (rows, cols) one at a time, widest then tallest first, into the first array
+    (in opening order) with room for both its rows and its columns: the arrays used."""
     bins: list[list[int]] = []
     for r, c in sorted(pieces, key=lambda rc: (-rc[1], -rc[0])):
         for b in bins:
@@ -343,9 +350,42 @@ def patch_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int,
                 break
         else:
             bins.append([r, c])
-    return cdiv(g.ho, i) * cdiv(g.wo, j) * len(bins)
+    return len(bins)
 
 
+def segment_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int,
+                   axis: str) -> int:
+    """The planner's segments restated by brute force: for each read offset across the
+    axis (input row for "x"), the window's columns (oc, pixel, s) of the pixels reading it,
+    run-axis pixel first; channels cut in chunks of rows // taps-along-the-run; a piece
+    takes the next columns while it has at most `cols` and its pixels' run-axis read
+    offsets (counted as a set) times its channels fit `rows`; pieces of all groups packed
+    as for patches."""
+    (na, sa, ka, da), (nr, sr, kr, dr) = ((i, g.sh, g.kh, g.dh), (j, g.sw, g.kw, g.dw))
+    if axis == "y":
+        (na, sa, ka, da), (nr, sr, kr, dr) = (nr, sr, kr, dr), (na, sa, ka, da)
+    cc = min(g.ic_g, rows // kr)
+    pieces = []
+    for fixed in sorted({p * sa + t * da for p in range(na) for t in range(ka)}):
+        readers = [p for p in range(na) if any(p * sa + t * da == fixed for t in range(ka))]
+        seq = [run for run in range(nr) for _ in readers for _ in range(g.oc_g * s)]
+        for c0 in range(0, g.ic_g, cc):
+            ch = min(cc, g.ic_g - c0)
+            at = 0
+            while at < len(seq):
+                take = 1
+                while at + take < len(seq) and take < cols and ch * len(
+                        {p * sr + t * dr for p in set(seq[at:at + take + 1])
+                         for t in range(kr)}) <= rows:
+                    take += 1
+                n_rows = ch * len({p * sr + t * dr for p in set(seq[at:at + take])
+                                   for t in range(kr)})
+                pieces += [(n_rows, take)] * g.groups
+                at += take
+    return cdiv(g.ho, i) * cdiv(g.wo, j) * ffd_bins(pieces, rows, cols)
+
+
+@cache
 def today_auto(g: LayerGeom, rows: int, cols: int, s: int) -> int:
     """`auto` before the planner: im2col or any window, with group packing."""
     im = packed(g, None, 1, rows, cols, s, im2col_cost(g, rows, cols, s).cycles)
@@ -355,37 +395,40 @@ def today_auto(g: LayerGeom, rows: int, cols: int, s: int) -> int:
     return min([im, *wins])
 
 
+@cache
+def window_cycles(g: LayerGeom, i: int, j: int, rows: int, cols: int, s: int,
+                  patches: bool) -> int:
+    """One layer at window `i x j`: the cheapest of its channel-granular plan (with group
+    packing), its pieces, strips and (`patches`) patches of up to 4 x 4 read offsets, dense
+    blocks and segments. Memoized: a pair's oracle costs each half jointly and on its own."""
+    if patches:
+        p = window_cycles(g, i, j, rows, cols, s, False)
+        p = min([p] + [patch_cycles(g, i, j, rows, cols, s, u, v)
+                       for u in range(1, 5) for v in range(1, 5)])
+        if 1 < i * j <= BICLIQUE_MAX_PIXELS:
+            # dense blocks: the library's cover (checked product by product against the
+            # emitted program in tests/test_planner.py)
+            p = min(p, biclique_plan(g, i, j, rows, cols, s,
+                                     max(1, cols // (g.oc_g * s))).cycles)
+        p = min([p] + [segment_cycles(g, i, j, rows, cols, s, ax) for ax in ("x", "y")
+                       if (g.kw if ax == "x" else g.kh) <= rows])
+        return p
+    c = im2col_cost(g, rows, cols, s) if (i, j) == (1, 1) else pw_cost(g, i, j, rows, cols, s)
+    classic = None if c is None else packed(g, None if (i, j) == (1, 1) else i, j,
+                                            rows, cols, s, c.cycles)
+    p = pieces_cycles(g, i, j, rows, cols, s)
+    if g.dh == 1 and g.dw == 1:  # strips: undilated layers
+        p = min([p] + [strip_cycles(g, i, j, rows, cols, s, ax)
+                       for ax, n in (("x", j), ("y", i)) if n > 1])
+    return p if classic is None else min(p, classic)
+
+
 def planner_exhaustive(geoms: tuple[LayerGeom, ...], rows: int, cols: int, s: int,
                        patches: bool = True) -> int:
-    """Every window shared by `geoms`, each layer the cheapest of its channel-granular plan
-    (with group packing), its pieces, strips and (`patches`) patches of up to 4 x 4 read
-    offsets and dense blocks at that window."""
+    """Every window shared by `geoms`, each layer at its `window_cycles`."""
     g0 = geoms[0]
-    best = None
-    for i in range(1, g0.ho + 1):
-        for j in range(1, g0.wo + 1):
-            total = 0
-            for g in geoms:
-                c = im2col_cost(g, rows, cols, s) if (i, j) == (1, 1) else \
-                    pw_cost(g, i, j, rows, cols, s)
-                classic = None if c is None else packed(g, None if (i, j) == (1, 1) else i, j,
-                                                        rows, cols, s, c.cycles)
-                p = pieces_cycles(g, i, j, rows, cols, s)
-                if g.dh == 1 and g.dw == 1:  # strips: undilated layers
-                    p = min([p] + [strip_cycles(g, i, j, rows, cols, s, ax)
-                                   for ax, n in (("x", j), ("y", i)) if n > 1])
-                if patches:
-                    p = min([p] + [patch_cycles(g, i, j, rows, cols, s, u, v)
-                                   for u in range(1, 5) for v in range(1, 5)])
-                    if 1 < i * j <= BICLIQUE_MAX_PIXELS:
-                        # dense blocks: the library's cover (checked product by product
-                        # against the emitted program in tests/test_planner.py)
-                        p = min(p, biclique_plan(g, i, j, rows, cols, s,
-                                                 max(1, cols // (g.oc_g * s))).cycles)
-                total += p if classic is None else min(p, classic)
-            best = total if best is None else min(best, total)
-    assert best is not None
-    return best
+    return min(sum(window_cycles(g, i, j, rows, cols, s, patches) for g in geoms)
+               for i in range(1, g0.ho + 1) for j in range(1, g0.wo + 1))
 
 
 @settings(max_examples=300, deadline=None)

@@ -39,6 +39,9 @@ class MappingChoice:
     # b >= 1: the planner's dense blocks of up to b window pixels times the input positions
     # all of them read, pieces packed into bins ("Dense blocks"); 0 otherwise.
     bicliques: int = 0
+    # "x" / "y": the planner's segments, a column's fan-in cut by the input rows / columns
+    # it reads, pieces packed into bins ("Segments"); "" otherwise.
+    segments: str = ""
 
     @property
     def n_parallel(self) -> int:

@@ -30,7 +30,13 @@ import numpy as np
 from imcc.errors import DataError
 from imcc.ir.ops import conv_out
 from imcc.targets.program import CrossbarLayer, DigitalStep, Placement, Program, Tile
-from imcc.targets.tiling import LayerGeom, cdiv, complete_column_bound, window_extent
+from imcc.targets.tiling import (
+    LayerGeom,
+    cdiv,
+    complete_column_bound,
+    lower_bound_cycles,
+    window_extent,
+)
 
 MAX_ELEMENTS = 1 << 28  # per-sample elements of any tensor the simulator allocates
 MAX_BITS = 16
@@ -246,6 +252,10 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
             or (m.bicliques and (m.pieces != 1 or m.strip or tuple(m.patch) != (0, 0))):
         raise DataError(f"bicliques {m.bicliques!r} must be 0 or a number of pixels per "
                         "dense block (with pieces 1, no strip, no patch)")
+    if m.segments not in ("", "x", "y") or (m.segments and (
+            m.pieces != 1 or m.strip or tuple(m.patch) != (0, 0) or m.bicliques)):
+        raise DataError(f"segments {m.segments!r} must be x or y, with pieces 1 and no "
+                        "strip, patch or dense blocks")
     if tuple(s.windows) != (cdiv(ho, i), cdiv(wo, j)):
         raise DataError(f"window loop {list(s.windows)} is not the one a {i}x{j} window over "
                         f"a {ho}x{wo} output takes ({[cdiv(ho, i), cdiv(wo, j)]})")
@@ -283,13 +293,14 @@ def _check_layer(s: CrossbarLayer, rows: int, cols: int, cell_bits: int,
     n_windows = cdiv(ho, i) * cdiv(wo, j)
     bound = cdiv(ho * wo * oc * n_slices * cdiv(kernel[0] * kernel[1] * (ic // groups), rows),
                  cols)
-    # The recorded bound is the layer's (column bound refined, imcc.targets.tiling); a
-    # program written before the refinement recorded the column bound alone.
-    full = max(bound, complete_column_bound(
-        LayerGeom.from_conv(ic, oc, groups, kernel, stride, dilation, (ho, wo)),
-        n_slices, rows, cols))
+    # The recorded bound is the layer's (imcc.targets.tiling.lower_bound_cycles); programs
+    # written before its refinements recorded the column bound alone, or the column bound
+    # with the complete-column refinement (before the row bound).
+    geom = LayerGeom.from_conv(ic, oc, groups, kernel, stride, dilation, (ho, wo))
+    older = max(bound, complete_column_bound(geom, n_slices, rows, cols))
+    full = lower_bound_cycles(geom, n_slices, rows, cols)
     lb = s.lower_bound_cycles
-    if isinstance(lb, bool) or not isinstance(lb, int) or lb not in (0, bound, full):
+    if isinstance(lb, bool) or not isinstance(lb, int) or lb not in (0, bound, older, full):
         raise DataError(f"lower_bound_cycles {lb!r} is not the layer's bound {full}")
     if n_windows * len(s.tiles) < bound:
         raise DataError(f"{n_windows * len(s.tiles)} cycles are below the layer's lower bound "

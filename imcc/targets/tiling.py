@@ -72,6 +72,23 @@ block because every incidence does. Pieces are packed into bins as for patches. 
 column bound's `ceil(144 / 32) * 16 / 32`), where any window of whole-channel or
 whole-patch pieces takes 3 per pixel.
 
+**Segments** (`segments = "x"` or `"y"`, `pieces = 1`, any layer): a column's fan-in is
+cut along the input rows (for "x"; columns for "y") it reads: a *pixel segment* is one
+window pixel's products with one read offset `y` of the other axis, `IC_g x k_w` input
+elements (all its taps along the run axis). For each `y`, the window pixels reading it
+(`n(y)` of them across, every pixel along the run axis) give a sequence of columns
+`(oc, py, px, s)`, run-axis pixel major, then `py`, `oc`, `s`; it is cut greedily into
+pieces of at most `cols` consecutive columns whose run-axis pixels' taps, times a chunk of
+`cc = min(IC_g, rows // k_w)` channels, fit `rows`. A piece's rows are those channels at
+`y` times the union of its pixels' run-axis taps, so every product of each of its columns
+with input row `y` lies in it, and in no other piece (a column's products with `y` are in
+the one piece holding that column for `y` and that channel chunk). Several pixels'
+segments share rows: e.g. 4 groups of 8 -> 2 channels (S = 4), 3x3, on 32x32 arrays, a
+piece takes the 8 channels of 4 adjacent offsets of one input row (32 rows) and 4 pixel
+segments from 2 adjacent pixels (32 columns, 24 products each), so each column takes
+exactly `ceil(72 / 32) = 3` activations, where patches need 4. Pieces are packed into bins
+as for patches.
+
 **Lower bound** (`lower_bound_cycles`). Dense weights, no data-dependent skipping. Each
 output column of the layer, one (output pixel, output channel, bit slice) of the
 `Ho*Wo*OC*S` there are, is a sum of its fan-in `F = Kh*Kw*IC_g` products (a group only
@@ -113,7 +130,25 @@ all such `(m_x, m_y)` bounds every `Q` of `n` pixels (tests/test_planner.py chec
 against every pixel set of small grids). `pmax` is then a knapsack over the groups (each
 group a set of `n_g` pixels costing `IC_g * min_field(n_g)` rows). As for the column
 bound, products with padded inputs count (the program's windows read the padded input).
-`lower_bound_cycles` is the larger of the two.
+
+**Row bound** (`row_bound_cycles`, the column bound transposed; any `F`). An input element
+`e = (c, y, x)` of the padded input is read by `K_e = r_y(y) * r_x(x) * OC_g * S` output
+columns of its group, `r_y(y)` the output rows `py` with `y = py*sh + ty*dh` for some tap
+`ty` (likewise `r_x`); each such column holds one product of `e`. A product sits in a cell
+of an activation whose rows include `e` and whose columns include its column; one
+activation has at most `cols` columns, so it holds at most `cols` products of `e`, and `e`
+is a row of at least `ceil(K_e / cols)` activations. One activation has at most `rows`
+rows, hence
+
+    cycles >= ceil(IC * sum over positions (y, x) of ceil(r_y(y) r_x(x) OC_g S / cols) / rows).
+
+It is the tighter one where few channels per group make a position's readers outnumber a
+column's products per row pass: e.g. 2 groups of 8 -> 1 (S = 4), 3x3 on 32x32, on 32x32
+arrays: an inner element has `K_e = 9 * 4 = 36 > 32` readers, so it takes two
+activations' rows; 1,028 cycles, where the column bound gives 768 and the planner's
+patches reach 1,028. Padded positions count, as for the other two (they are read by the
+windows; positions no pixel reads, `r = 0`, are not counted).
+`lower_bound_cycles` is the largest of the three.
 """
 
 from __future__ import annotations
@@ -231,13 +266,19 @@ class TilePlan:
     # 0, or b >= 1 with pieces = 1: dense blocks of up to b window pixels times the input
     # positions all of them read, pieces packed into bins ("Dense blocks").
     bicliques: int = 0
+    # "" or "x" / "y" with pieces = 1: segments, a column's fan-in cut by the input rows
+    # ("x") or columns ("y") it reads, pieces packed into bins ("Segments").
+    segments: str = ""
 
     @property
     def is_packed(self) -> bool:
-        """Patches or dense blocks: pieces of any shape, packed by `_pack`."""
-        return self.patch != (0, 0) or self.bicliques > 0
+        """Patches, dense blocks or segments: pieces of any shape, packed by `_pack`."""
+        return self.patch != (0, 0) or self.bicliques > 0 or bool(self.segments)
 
     def _shapes(self) -> tuple[tuple[tuple[int, int], int], ...]:
+        if self.segments:
+            return segment_shapes(self.geom, self.pw, self.segments, self.ict, self.oct,
+                                  self.slices)
         if self.bicliques:
             return biclique_shapes(self.geom, self.pw, self.bicliques, self.ict, self.oct,
                                    self.slices)
@@ -314,7 +355,7 @@ class TilePlan:
         return MappingChoice(strategy or self.strategy, self.pw, reason=reason,
                              group_pack=self.group_pack, cycles=self.cycles,
                              pieces=self.pieces, strip=self.strip, patch=self.patch,
-                             bicliques=self.bicliques)
+                             bicliques=self.bicliques, segments=self.segments)
 
     # -- the maps the emitter writes (group-relative channels)
 
@@ -473,6 +514,11 @@ class TilePlan:
         `(c, dy, dx)` and its column chunks `(oc, py, px, s)`, group-relative."""
         g = self.geom
         out = []
+        if self.segments:
+            for c0, ch, fixed, lo, hi in _segment_blocks(g, self.pw, self.segments, self.ict,
+                                                         self.oct, self.slices):
+                out.append(self._segment_piece(c0, ch, fixed, lo, hi))
+            return out
         if self.bicliques:
             for pos, pix in _bicliques(g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, self.pw,
                                        max(1, self.ict // g.ic_g), self.bicliques):
@@ -499,6 +545,30 @@ class TilePlan:
                 out += [(rows_all[a:a + self.ict], cols)
                         for a in range(0, len(rows_all), self.ict)]
         return out
+
+    def _segment_piece(self, c0: int, ch: int, fixed: int, lo: int, hi: int
+                       ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One segments piece: columns `lo:hi` of the column sequence of read offset
+        `fixed` (module docstring, "Segments") and the rows they read there."""
+        g, S = self.geom, self.slices
+        (n_a, s_a, k_a, d_a), (_, s_r, k_r, d_r) = _segment_axes(g, self.pw, self.segments)
+        readers = np.asarray(_readers_of(n_a, s_a, k_a, d_a, fixed), np.int64)
+        q = len(readers) * g.oc_g * S
+        k = np.arange(lo, hi)
+        run_pix, rem = k // q, k % q
+        across = readers[rem // (g.oc_g * S)]
+        oc, sl = (rem // S) % g.oc_g, rem % S
+        run = np.unique((run_pix[:, None] * s_r + np.arange(k_r)[None, :] * d_r).ravel())
+        c = np.repeat(np.arange(c0, c0 + ch), len(run))
+        r = np.tile(run, ch)
+        f = np.full(len(c), fixed)
+        if self.segments == "x":
+            rows_all = np.column_stack([c, f, r])
+            cols_all = np.column_stack([oc, across, run_pix, sl])
+        else:
+            rows_all = np.column_stack([c, r, f])
+            cols_all = np.column_stack([oc, run_pix, across, sl])
+        return rows_all, [cols_all]
 
     def _patch_bins(self) -> list[list[tuple[int, int, int]]]:
         """The bins of `_pack` filled with the actual pieces: the pieces of each shape, in
@@ -598,6 +668,60 @@ def biclique_shapes(g: LayerGeom, pw: tuple[int, int], b: int, rows: int, cols: 
         for rs, rn in _chunks(g.ic_g * len(pos), rows):
             for cs, cn in _chunks(g.oc_g * len(pix) * S, cols):
                 shapes[(rs, cs)] = shapes.get((rs, cs), 0) + rn * cn * g.groups
+    return tuple(sorted(shapes.items()))
+
+
+def _segment_axes(g: LayerGeom, pw: tuple[int, int], axis: str
+                  ) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """(pixels, stride, taps, dilation) of the across axis (the fixed read offset) and of
+    the run axis, for segments along `axis`."""
+    y, x = (pw[0], g.sh, g.kh, g.dh), (pw[1], g.sw, g.kw, g.dw)
+    return (y, x) if axis == "x" else (x, y)
+
+
+@lru_cache(maxsize=8192)
+def _readers_of(n: int, stride: int, k: int, d: int, offset: int) -> tuple[int, ...]:
+    """The pixels `p < n` some tap of which reads `offset` along one axis, ascending."""
+    return tuple(p for p in range(n) for t in range(k) if p * stride + t * d == offset)
+
+
+@lru_cache(maxsize=4096)
+def _segment_blocks(g: LayerGeom, pw: tuple[int, int], axis: str, rows: int, cols: int,
+                    S: int) -> tuple[tuple[int, int, int, int, int], ...]:
+    """The pieces of a segments layout ("Segments" in the module docstring), in order:
+    (first channel, channels, read offset across, first and end column of its sequence)."""
+    (n_a, s_a, k_a, d_a), (n_r, s_r, k_r, d_r) = _segment_axes(g, pw, axis)
+    cc = min(g.ic_g, rows // k_r)
+    if cc < 1:
+        raise VerifyError(f"segments along {axis}: {k_r} taps do not fit {rows} rows")
+    out = []
+    for c0 in range(0, g.ic_g, cc):
+        ch = min(cc, g.ic_g - c0)
+        # the most run-axis pixels whose taps, times `ch` channels, fit the rows
+        w = 1
+        while w < n_r and ch * len(_offsets(w + 1, s_r, k_r, d_r)) <= rows:
+            w += 1
+        for fixed in _offsets(n_a, s_a, k_a, d_a):
+            q = len(_readers_of(n_a, s_a, k_a, d_a, fixed)) * g.oc_g * S
+            lo, total = 0, n_r * q
+            while lo < total:
+                hi = min(lo + cols, min(n_r, lo // q + w) * q)
+                out.append((c0, ch, fixed, lo, hi))
+                lo = hi
+    return tuple(out)
+
+
+@lru_cache(maxsize=8192)
+def segment_shapes(g: LayerGeom, pw: tuple[int, int], axis: str, rows: int, cols: int,
+                   S: int) -> tuple[tuple[tuple[int, int], int], ...]:
+    """The pieces of a segments layout counted by shape, like `patch_shapes`."""
+    (n_a, s_a, k_a, d_a), (_, s_r, k_r, d_r) = _segment_axes(g, pw, axis)
+    shapes: dict[tuple[int, int], int] = {}
+    for _, ch, fixed, lo, hi in _segment_blocks(g, pw, axis, rows, cols, S):
+        q = len(_readers_of(n_a, s_a, k_a, d_a, fixed)) * g.oc_g * S
+        n_pix = (hi - 1) // q - lo // q + 1
+        key = (ch * len(_offsets(n_pix, s_r, k_r, d_r)), hi - lo)
+        shapes[key] = shapes.get(key, 0) + g.groups
     return tuple(sorted(shapes.items()))
 
 
@@ -757,9 +881,32 @@ def complete_column_bound(g: LayerGeom, S: int, rows: int, cols: int) -> int:
 
 def lower_bound_cycles(g: LayerGeom, S: int, rows: int, cols: int) -> int:
     """Activations no layout of this layer on `rows x cols` arrays can go below (module
-    docstring, "Lower bound"): the larger of `column_bound_cycles` and
-    `complete_column_bound`."""
-    return max(column_bound_cycles(g, S, rows, cols), complete_column_bound(g, S, rows, cols))
+    docstring, "Lower bound"): the largest of `column_bound_cycles`,
+    `complete_column_bound` and `row_bound_cycles`."""
+    return max(column_bound_cycles(g, S, rows, cols), complete_column_bound(g, S, rows, cols),
+               row_bound_cycles(g, S, rows, cols))
+
+
+def _readers(n: int, stride: int, k: int, d: int) -> np.ndarray:
+    """Per input coordinate along one axis (the padded input, from the first read offset
+    to the last), how many of `n` output pixels read it through some tap."""
+    r = np.zeros((n - 1) * stride + (k - 1) * d + 1, np.int64)
+    for t in range(k):
+        r[t * d:t * d + (n - 1) * stride + 1:stride] += 1
+    return r
+
+
+@lru_cache(maxsize=4096)
+def row_bound_cycles(g: LayerGeom, S: int, rows: int, cols: int) -> int:
+    """The row bound (module docstring, "Row bound"):
+    `ceil(IC * sum over positions of ceil(r_y r_x OC_g S / cols) / rows)`."""
+    _check_array(rows, cols, S)
+    ry = np.bincount(_readers(g.ho, g.sh, g.kh, g.dh))
+    rx = np.bincount(_readers(g.wo, g.sw, g.kw, g.dw))
+    # positions counted by (readers along y, readers along x); r = 0 is never read
+    a = np.arange(len(ry))[:, None] * np.arange(len(rx))[None, :]
+    per_pos = -(-(a * g.oc_g * S) // cols)
+    return cdiv(g.ic * int((ry[:, None] * rx[None, :] * per_pos).sum()), rows)
 
 
 def _check_array(rows: int, cols: int, slices: int) -> None:
@@ -867,6 +1014,22 @@ def biclique_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, b:
     return TilePlan(g, strategy, (i, j), S, ict=rows, oct=cols, pieces=1, bicliques=b)
 
 
+def segment_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int, axis: str,
+                 strategy: Strategy | None = None) -> TilePlan:
+    """The planner's segments along `axis` ("x": runs along the width at one input row,
+    "y": along the height) for window `i x j` (module docstring, "Segments"). Raises
+    VerifyError when one pixel's taps along the run axis do not fit the rows."""
+    _check_array(rows, cols, S)
+    if axis not in ("x", "y"):
+        raise VerifyError(f"segments along {axis!r}: the axis must be x or y")
+    if (g.kw if axis == "x" else g.kh) > rows:
+        raise VerifyError(f"segments along {axis}: a pixel's taps do not fit {rows} rows")
+    if strategy is None:
+        strategy = Strategy.IM2COL if (i, j) == (1, 1) else \
+            Strategy.SDK if i == j else Strategy.VW_SDK
+    return TilePlan(g, strategy, (i, j), S, ict=rows, oct=cols, pieces=1, segments=axis)
+
+
 # Dense blocks are searched on windows of at most this many pixels (the greedy cover is
 # quadratic in them).
 BICLIQUE_MAX_PIXELS = 16
@@ -897,7 +1060,9 @@ def _best_patch(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int
 def planned_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> TilePlan:
     """The cheapest `packed_plan` for window `i x j` over the pieces per array `k` (ties:
     the smaller k). Only the distinct chunk sizes `(rows // k, cols // k)` are tried, the
-    largest k of each (more sharing for the same chunks): O(sqrt(rows) + sqrt(cols))."""
+    largest k of each (more sharing for the same chunks): O(sqrt(rows) + sqrt(cols)).
+    Strips, patches, dense blocks and segments at the same window replace it when strictly
+    cheaper (in that order)."""
     _check_array(rows, cols, S)
     n_rows = g.ic_g * position_count(g, (i, j))
     n_cols = g.oc_g * i * j * S
@@ -928,6 +1093,11 @@ def planned_plan(g: LayerGeom, i: int, j: int, rows: int, cols: int, S: int) -> 
         bp = biclique_plan(g, i, j, rows, cols, S, max(1, cols // (g.oc_g * S)))
         if bp.tiles < plan.tiles:
             plan = bp
+    for axis in ("x", "y"):
+        if (g.kw if axis == "x" else g.kh) <= rows:
+            sg = segment_plan(g, i, j, rows, cols, S, axis)
+            if sg.tiles < plan.tiles:
+                plan = sg
     return plan
 
 
@@ -935,7 +1105,8 @@ def clear_plan_caches() -> None:
     """Empty the planner's memo caches, so that the next search runs cold (benchmarks and
     the docs tables time searches this way; identical layers of one network share them)."""
     for f in (planned_plan, patch_shapes, _axis_patches, _offsets, min_field, complete_pixels,
-              biclique_shapes, _bicliques):
+              biclique_shapes, _bicliques, row_bound_cycles, _readers_of,
+              _segment_blocks, segment_shapes):
         f.cache_clear()
 
 
@@ -946,6 +1117,12 @@ def plan_for(g: LayerGeom, choice: MappingChoice, rows: int, cols: int, S: int) 
     if choice.pieces:
         if choice.group_pack != 1:
             raise VerifyError("a planner layout (pieces per array) has no group packing")
+        if choice.segments:
+            if choice.pieces != 1 or choice.strip or choice.patch != (0, 0) \
+                    or choice.bicliques:
+                raise VerifyError("segments take pieces = 1, no strip, patch or dense blocks")
+            return segment_plan(g, *choice.pw, rows, cols, S, choice.segments,
+                                choice.strategy)
         if choice.patch != (0, 0) or choice.bicliques:
             if choice.pieces != 1 or choice.strip or (choice.patch != (0, 0)
                                                       and choice.bicliques):
@@ -1029,7 +1206,8 @@ def node_plan(node: Node, target: CrossbarTarget) -> TilePlan:
 
 __all__ = ["LayerGeom", "TilePlan", "cdiv", "window_extent", "im2col_plan", "pw_plan",
            "packed_plan", "strip_plan", "patch_plan", "patch_shapes", "biclique_plan",
-           "biclique_shapes", "planned_plan",
+           "biclique_shapes", "segment_plan", "segment_shapes", "planned_plan",
            "position_count", "lower_bound_cycles", "column_bound_cycles",
-           "complete_column_bound", "min_field", "clear_plan_caches", "plan_for",
+           "complete_column_bound", "row_bound_cycles", "min_field", "clear_plan_caches",
+           "plan_for",
            "node_geometry", "node_slices", "node_plan"]
