@@ -66,14 +66,18 @@ MIB = 1 << 20
 CACHE_BYTES = 8 * MIB
 
 
+def _physical_memory() -> int:
+    """The machine's RAM in bytes (4 GiB when it does not tell)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
 def default_max_memory() -> int:
     """The default simulation memory budget in bytes: a quarter of the physical RAM
     (1 GiB when the machine does not tell)."""
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 30
-    return max(int(ram) // 4, 64 * MIB)
+    return max(_physical_memory() // 4, 64 * MIB)
 
 
 @dataclass
@@ -243,6 +247,13 @@ def _plan(layer: CrossbarLayer, quantized: bool) -> _LayerPlan:
     # Quantized: every entry is an integer weight level (|level| < 2^16), exact in float32
     # however the tiles' slices add up; unquantized weights are summed in float64 and
     # rounded once.
+    need = g * kdim * ndim * (4 if quantized else 8)
+    if need > _physical_memory():
+        # Only a program from an older imcc or edited by hand gets here: the planner keeps
+        # its windows' matrices within MAX_WINDOW_MATRIX.
+        raise DataError(f"program: layer {layer.name!r}: simulating its {i}x{j} window takes "
+                        f"a {need / (1 << 30):,.1f} GiB matrix, more than this machine's "
+                        "memory", "recompile the model with this imcc")
     wts = np.zeros((g, kdim, ndim), np.float32 if quantized else np.float64)
     for tile, gi, rsel, csel in _pieces(layer, cg, ocg):
         krow, ncol, slw = _piece_maps(layer, tile, rsel, csel, ay, ax, cg, ocg, sl)

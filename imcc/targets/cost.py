@@ -17,6 +17,7 @@ from enum import Enum
 from imcc.errors import UsageError
 from imcc.ir.annotations import MappingChoice, Strategy
 from imcc.targets.tiling import (
+    MAX_WINDOW_MATRIX,
     LayerGeom,
     TilePlan,
     cdiv,
@@ -24,6 +25,7 @@ from imcc.targets.tiling import (
     lower_bound_cycles,
     planned_plan,
     pw_plan,
+    window_matrix_entries,
 )
 
 # The plan is the cost: `Cost` and the `*_cost` names are kept for the search's callers.
@@ -161,12 +163,16 @@ def _planned(geoms: tuple[LayerGeom, ...], slices: tuple[int, ...], rows: int, c
     """The planner (auto only): the best window shared by all `geoms`, `1 x 1` (im2col)
     included, where each layer takes, at that window, the cheaper of its channel-granular
     plan (with group packing; kept on ties) and the planner's pieces (`planned_plan`).
-    Every window of `_extents(ho) x _extents(wo)` is tried: pieces fit any window."""
+    Every window of `_extents(ho) x _extents(wo)` is tried (pieces fit any window) whose
+    simulation matrices stay within `MAX_WINDOW_MATRIX` entries."""
     g0 = geoms[0]
     best: tuple[tuple[TilePlan, ...], int] | None = None
     best_key: tuple[int, int, int] | None = None
     for i in _extents(g0.ho):
         for j in _extents(g0.wo):
+            if (i, j) != (1, 1) and any(window_matrix_entries(g, i, j) > MAX_WINDOW_MATRIX
+                                        for g in geoms):
+                continue
             plans = []
             for g, s in zip(geoms, slices, strict=True):
                 classic = im2col_plan(g, rows, cols, s, True) if (i, j) == (1, 1) else \

@@ -176,6 +176,22 @@ def window_extent(kernel: tuple[int, int], stride: tuple[int, int],
             (kernel[1] - 1) * dilation[1] + 1 + (pw[1] - 1) * stride[1])
 
 
+# The simulator multiplies a window's unrolled input by one dense (K, N) matrix per group
+# (K: the window's input elements, N: its output columns; imcc.sim.simulator). The planner's
+# pieces make a window as cheap as its packing, so unbounded it takes a whole feature map as
+# one window where that packs a few arrays tighter (SqueezeNet 1.1's 64->16 1x1 conv on
+# 55x55 at 128x128: 1,513 cycles as one 55x55 window, whose matrix has 9.4e9 entries and
+# cannot be simulated, against 1,540 as 1x55 windows). Planner windows stay within this.
+MAX_WINDOW_MATRIX = 1 << 26
+
+
+def window_matrix_entries(g: LayerGeom, i: int, j: int) -> int:
+    """Entries of the simulator's matrices for an `i x j` window of `g` (at most: a dilated
+    kernel reads fewer offsets than its extent)."""
+    pwh, pww = window_extent((g.kh, g.kw), (g.sh, g.sw), (g.dh, g.dw), (i, j))
+    return g.groups * (pwh * pww * (g.ic // g.groups)) * (i * j * (g.oc // g.groups))
+
+
 @dataclass(frozen=True)
 class LayerGeom:
     """One crossbar layer's geometry, per sample. `ho x wo` is the output size: the windows
@@ -1204,7 +1220,8 @@ def node_plan(node: Node, target: CrossbarTarget) -> TilePlan:
     return plan
 
 
-__all__ = ["LayerGeom", "TilePlan", "cdiv", "window_extent", "im2col_plan", "pw_plan",
+__all__ = ["LayerGeom", "TilePlan", "cdiv", "window_extent", "MAX_WINDOW_MATRIX",
+           "window_matrix_entries", "im2col_plan", "pw_plan",
            "packed_plan", "strip_plan", "patch_plan", "patch_shapes", "biclique_plan",
            "biclique_shapes", "segment_plan", "segment_shapes", "planned_plan",
            "position_count", "lower_bound_cycles", "column_bound_cycles",
